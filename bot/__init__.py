@@ -1,0 +1,1 @@
+"""The application: the `anirec` command, chat adapters and the local web chat."""

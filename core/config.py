@@ -1,0 +1,139 @@
+"""Settings: the only code that reads the environment (and `.env`).
+
+Build one `Settings` at an entry point and pass plain values down; core classes never
+read `os.environ` themselves.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+from pydantic import AliasChoices, Field, SecretStr, ValidationError, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from core.errors import ConfigError
+
+ENV_PREFIX = "ANIREC_"
+# Variables read without the ANIREC_ prefix, by the names operators expect.
+_PLAIN_NAMES = {"database_url": "DATABASE_URL", "discord_token": "DISCORD_TOKEN",
+                "telegram_token": "TELEGRAM_TOKEN"}
+
+
+def _alias(name: str) -> Any:
+    return AliasChoices(_PLAIN_NAMES[name], ENV_PREFIX + name.upper(), name)
+
+
+class Settings(BaseSettings):
+    """Every setting AniRec has; `.env.example` documents each one."""
+
+    model_config = SettingsConfigDict(
+        env_prefix=ENV_PREFIX, env_file=".env", env_file_encoding="utf-8", extra="ignore",
+        populate_by_name=True
+    )
+
+    # --- where things live --------------------------------------------------------------
+    home: Path = Field(Path("var"))  # runtime state folder
+    database_url: str | None = Field(None, validation_alias=_alias("database_url"))  # None: SQLite in home
+    log_level: str = Field("INFO")  # DEBUG, INFO, WARNING, ERROR
+
+    # --- chat platforms (secrets) -------------------------------------------------------
+    discord_token: SecretStr | None = Field(None, validation_alias=_alias("discord_token"))
+    telegram_token: SecretStr | None = Field(None, validation_alias=_alias("telegram_token"))
+    discord_owner_ids: list[int] = Field(default_factory=list)
+    telegram_owner_ids: list[int] = Field(default_factory=list)
+    discord_auto_channels: list[int] = Field(default_factory=list)
+    telegram_webhook_url: str | None = Field(None)
+    telegram_webhook_port: int = Field(8443, ge=1, le=65535)
+    web_host: str = Field("127.0.0.1")  # local web chat
+    web_port: int = Field(8765, ge=0, le=65535)
+
+    # --- input limits -------------------------------------------------------------------
+    max_upload_bytes: int = Field(20_000_000, gt=0)
+    max_pixels: int = Field(40_000_000, gt=0)  # per frame
+    max_frames: int = Field(8, ge=1, le=64)  # used from a GIF/clip
+    max_clip_seconds: float = Field(60.0, gt=0)
+
+    # --- indexing -------------------------------------------------------------------------
+    index_fps: float = Field(2.0, gt=0, le=30)  # frames kept per second
+    embed_batch: int = Field(32, ge=1, le=1024)
+    torch_threads: int = Field(0, ge=0, le=256)  # 0: torch default
+
+    # --- recognition ------------------------------------------------------------------------
+    search_k: int = Field(200, ge=10, le=5000)  # neighbours per frame
+    match_threshold: float = Field(0.80, ge=0, le=1)
+    unsure_threshold: float = Field(0.35, ge=0, le=1)
+
+    # --- service & chat behaviour ---------------------------------------------------------
+    queue_size: int = Field(16, ge=1, le=10_000)  # waiting jobs
+    user_rate_per_minute: int = Field(10, ge=1)
+    chat_rate_per_minute: int = Field(30, ge=1)
+    store_query_images: bool = Field(False)
+    query_retention_days: int = Field(30, ge=1)
+
+    @field_validator("log_level")
+    @classmethod
+    def _check_level(cls, v: str) -> str:
+        v = v.upper()
+        if v not in {"DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"}:
+            raise ValueError("must be one of DEBUG, INFO, WARNING, ERROR, CRITICAL")
+        return v
+
+    @field_validator("database_url")
+    @classmethod
+    def _check_url(cls, v: str | None) -> str | None:
+        if v is not None and "://" not in v:
+            raise ValueError("must be an SQLAlchemy URL such as sqlite:///var/catalog.db")
+        return v or None
+
+    # --- derived paths ------------------------------------------------------------------------
+    @property
+    def db_url(self) -> str:
+        """The SQLAlchemy URL, defaulting to SQLite in the home folder."""
+        return self.database_url or f"sqlite:///{(self.home / 'catalog.db').resolve()}"
+
+    @property
+    def index_dir(self) -> Path:
+        return self.home / "index"
+
+    @property
+    def models_dir(self) -> Path:
+        return self.home / "models"
+
+    @property
+    def previews_dir(self) -> Path:
+        return self.home / "previews"
+
+    @property
+    def framestore_dir(self) -> Path:
+        return self.home / "framestore"
+
+    @property
+    def logs_dir(self) -> Path:
+        return self.home / "logs"
+
+
+def env_name(field: str) -> str:
+    """The environment variable an operator sets for a settings field."""
+    return _PLAIN_NAMES.get(field, ENV_PREFIX + field.upper())
+
+
+def load_settings(**overrides: Any) -> Settings:
+    """Read settings from the environment and `.env`; raise `ConfigError` naming the variable.
+
+    Unknown `ANIREC_*` variables are errors too (a typo should not silently do nothing).
+    """
+    known = {ENV_PREFIX + name.upper() for name in Settings.model_fields}
+    unknown = sorted(k for k in os.environ if k.startswith(ENV_PREFIX) and k not in known)
+    if unknown:
+        raise ConfigError(f"Unknown setting(s): {', '.join(unknown)}. See .env.example.")
+    try:
+        return Settings(**overrides)
+    except ValidationError as exc:
+        lines = []
+        for err in exc.errors():
+            field = str(err["loc"][0]) if err["loc"] else "?"
+            name = env_name(field) if field in Settings.model_fields else field
+            lines.append(f"{name}: {err['msg']}")
+        raise ConfigError("Bad setting: " + "; ".join(lines)) from None

@@ -1,0 +1,89 @@
+"""Compact, model-free image descriptors.
+
+- `tiny_descriptor`: a 16x9 colour thumbnail (432 bytes), stored per indexed frame and used to
+  verify and pin candidates and to find repeated footage (openings/endings).
+- `color_layout`: MPEG-7 ColorLayout (33 coefficients), the descriptor trace.moe searches with;
+  our evaluation baseline.
+- `phash`: a 64-bit DCT perceptual hash, another baseline.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from PIL import Image
+
+TINY_SIZE = (16, 9)  # (width, height)
+TINY_BYTES = TINY_SIZE[0] * TINY_SIZE[1] * 3
+
+
+def _as_image(x: np.ndarray | Image.Image) -> Image.Image:
+    return x if isinstance(x, Image.Image) else Image.fromarray(np.asarray(x, dtype=np.uint8))
+
+
+def tiny_descriptor(x: np.ndarray | Image.Image) -> bytes:
+    """16x9 RGB box-filtered thumbnail as 432 raw bytes."""
+    img = _as_image(x).convert("RGB").resize(TINY_SIZE, Image.BOX)
+    return np.asarray(img, dtype=np.uint8).tobytes()
+
+
+def tiny_array(descriptors: list[bytes] | bytes) -> np.ndarray:
+    """Descriptors → float32 [N, 432] in 0..1."""
+    if isinstance(descriptors, (bytes, bytearray)):
+        descriptors = [bytes(descriptors)]
+    buf = np.frombuffer(b"".join(descriptors), dtype=np.uint8).reshape(len(descriptors), TINY_BYTES)
+    return buf.astype(np.float32) / 255.0
+
+
+def tiny_similarity(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Similarity in 0..1 between rows of `a` [N,432] and `b` [M,432]: 1 - mean abs difference,
+    after removing each descriptor's mean brightness (robust to global brightness shifts)."""
+    a = a - a.mean(axis=1, keepdims=True)
+    b = b - b.mean(axis=1, keepdims=True)
+    return 1.0 - np.abs(a[:, None, :] - b[None, :, :]).mean(axis=2) * 2.0
+
+
+def _dct_matrix(n: int) -> np.ndarray:
+    k = np.arange(n)[:, None]
+    i = np.arange(n)[None, :]
+    m = np.cos(np.pi * (2 * i + 1) * k / (2 * n)) * np.sqrt(2.0 / n)
+    m[0] /= np.sqrt(2.0)
+    return m
+
+
+_D8 = _dct_matrix(8)
+_D32 = _dct_matrix(32)
+
+
+def _zigzag(n: int) -> list[tuple[int, int]]:
+    return sorted(((i, j) for i in range(n) for j in range(n)),
+                  key=lambda p: (p[0] + p[1], p[1] if (p[0] + p[1]) % 2 == 0 else p[0]))
+
+
+_ZZ8 = _zigzag(8)
+
+
+def color_layout(x: np.ndarray | Image.Image, n_y: int = 21, n_c: int = 6) -> np.ndarray:
+    """MPEG-7 ColorLayout: 8x8 average colours in YCbCr, 2-D DCT, zigzag, first coefficients.
+
+    Returns a float32 vector of n_y + 2*n_c values (33 by default, as trace.moe uses).
+    """
+    img = _as_image(x).convert("YCbCr").resize((8, 8), Image.BOX)
+    ycc = np.asarray(img, dtype=np.float32)
+    out = []
+    for ch, n in ((0, n_y), (1, n_c), (2, n_c)):
+        coef = _D8 @ ycc[:, :, ch] @ _D8.T
+        out.extend(coef[i, j] for i, j in _ZZ8[:n])
+    return np.asarray(out, dtype=np.float32)
+
+
+def phash(x: np.ndarray | Image.Image) -> int:
+    """64-bit DCT perceptual hash (pHash): sign of the low 8x8 DCT block vs its median."""
+    img = _as_image(x).convert("L").resize((32, 32), Image.BOX)
+    coef = _D32 @ np.asarray(img, dtype=np.float32) @ _D32.T
+    low = coef[:8, :8].flatten()
+    bits = low > np.median(low[1:])
+    return int("".join("1" if b else "0" for b in bits), 2)
+
+
+def hamming(a: int, b: int) -> int:
+    return (a ^ b).bit_count()

@@ -1,0 +1,200 @@
+"""Scene embedder: a torchvision backbone + projection to a small L2-normalised vector.
+
+The same class and preprocessing embed library frames (indexing) and query images (bots),
+so the two always agree. A checkpoint holds everything needed to rebuild the model and its
+preprocessing without the training code: architecture arguments, input size, normalisation,
+name, version and metrics.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+import torch
+import torchvision
+from PIL import Image
+from torch import nn
+
+logger = logging.getLogger(__name__)
+
+# Frames and queries are resized to this (height, width) before embedding; 16:9 like TV.
+DEFAULT_INPUT_SIZE = (144, 256)
+DEFAULT_MEAN = (0.485, 0.456, 0.406)
+DEFAULT_STD = (0.229, 0.224, 0.225)
+ARCHS = ("resnet18", "resnet34", "mobilenet_v3_small", "mobilenet_v3_large", "efficientnet_b0")
+
+
+@dataclass(frozen=True)
+class EmbedderSpec:
+    """What is needed to rebuild the network and its preprocessing."""
+
+    arch: str = "mobilenet_v3_large"
+    dim: int = 256
+    input_size: tuple[int, int] = DEFAULT_INPUT_SIZE  # (height, width)
+    mean: tuple[float, float, float] = DEFAULT_MEAN
+    std: tuple[float, float, float] = DEFAULT_STD
+    name: str = "anirec-scene"
+    version: str = "default-seed0"
+    seed: int = 0
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["input_size"] = list(self.input_size)
+        d["mean"], d["std"] = list(self.mean), list(self.std)
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> EmbedderSpec:
+        d = dict(d)
+        d["input_size"] = tuple(d["input_size"])
+        d["mean"], d["std"] = tuple(d["mean"]), tuple(d["std"])
+        return cls(**{k: v for k, v in d.items() if k in cls.__dataclass_fields__})
+
+
+def _backbone(arch: str) -> tuple[nn.Module, int]:
+    """A torchvision backbone without its classifier, and its feature width. No download."""
+    if arch not in ARCHS:
+        raise ValueError(f"unknown backbone {arch!r}; choose one of {', '.join(ARCHS)}")
+    net = getattr(torchvision.models, arch)(weights=None)
+    if arch.startswith("resnet"):
+        width = net.fc.in_features
+        net.fc = nn.Identity()
+    elif arch.startswith("mobilenet"):
+        width = net.classifier[0].in_features
+        net.classifier = nn.Identity()
+    else:  # efficientnet
+        width = net.classifier[1].in_features
+        net.classifier = nn.Identity()
+    return net, width
+
+
+class SceneNet(nn.Module):
+    """Backbone → projection → L2 normalisation."""
+
+    def __init__(self, arch: str = "resnet18", dim: int = 256) -> None:
+        super().__init__()
+        self.backbone, width = _backbone(arch)
+        self.proj = nn.Sequential(nn.Linear(width, 512), nn.ReLU(inplace=True), nn.Linear(512, dim))
+
+    def features(self, x: torch.Tensor) -> torch.Tensor:
+        return self.backbone(x)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return nn.functional.normalize(self.proj(self.backbone(x)), dim=-1)
+
+
+@dataclass
+class SceneEmbedder:
+    """A ready-to-use embedder: network in eval mode + its preprocessing."""
+
+    spec: EmbedderSpec
+    net: SceneNet
+    metrics: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def name(self) -> str:
+        return self.spec.name
+
+    @property
+    def version(self) -> str:
+        return self.spec.version
+
+    @property
+    def dim(self) -> int:
+        return self.spec.dim
+
+    @property
+    def input_size(self) -> tuple[int, int]:
+        return self.spec.input_size
+
+    # -- preprocessing -------------------------------------------------------------------------
+    def prepare(self, image: Image.Image) -> np.ndarray:
+        """Resize a PIL image to the input size: uint8 HxWx3 (what the frame store keeps)."""
+        h, w = self.spec.input_size
+        img = image.convert("RGB")
+        if img.size != (w, h):
+            img = img.resize((w, h), Image.BOX if img.width >= w else Image.BILINEAR)
+        return np.asarray(img, dtype=np.uint8)
+
+    def to_tensor(self, arrays: Sequence[np.ndarray] | np.ndarray) -> torch.Tensor:
+        """uint8 [N,H,W,3] arrays (already at input size) → normalised float tensor."""
+        batch = np.ascontiguousarray(np.stack(list(arrays)) if not isinstance(arrays, np.ndarray)
+                                     else arrays)
+        x = torch.from_numpy(batch).permute(0, 3, 1, 2).float().div_(255.0)
+        mean = torch.tensor(self.spec.mean).view(1, 3, 1, 1)
+        std = torch.tensor(self.spec.std).view(1, 3, 1, 1)
+        return ((x - mean) / std).contiguous(memory_format=torch.channels_last)
+
+    # -- inference ---------------------------------------------------------------------------------
+    @torch.inference_mode()
+    def embed_arrays(self, arrays: Sequence[np.ndarray] | np.ndarray, batch_size: int = 32) -> np.ndarray:
+        """Embed uint8 HxWx3 arrays at input size → float32 [N, dim], L2-normalised."""
+        n = len(arrays)
+        out = np.empty((n, self.spec.dim), dtype=np.float32)
+        for i in range(0, n, batch_size):
+            chunk = arrays[i:i + batch_size]
+            out[i:i + len(chunk)] = self.net(self.to_tensor(chunk)).numpy()
+        return out
+
+    def embed_images(self, images: Sequence[Image.Image], batch_size: int = 32) -> np.ndarray:
+        return self.embed_arrays([self.prepare(im) for im in images], batch_size=batch_size)
+
+    # -- persistence -------------------------------------------------------------------------------
+    def save(self, path: Path, *, extra: dict[str, Any] | None = None) -> None:
+        """Write a self-contained checkpoint (atomically)."""
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(path.suffix + ".tmp")
+        torch.save({"kind": "scene", "spec": self.spec.to_dict(), "model": self.net.state_dict(),
+                    "metrics": self.metrics, **(extra or {})}, tmp)
+        tmp.replace(path)
+
+
+def build_embedder(spec: EmbedderSpec) -> SceneEmbedder:
+    """A fresh network for `spec`, deterministically initialised from `spec.seed`."""
+    gen_state = torch.random.get_rng_state()
+    try:
+        torch.manual_seed(spec.seed)
+        net = SceneNet(spec.arch, spec.dim)
+    finally:
+        torch.random.set_rng_state(gen_state)
+    net.eval()
+    net.to(memory_format=torch.channels_last)
+    return SceneEmbedder(spec=spec, net=net)
+
+
+def default_embedder(arch: str = "mobilenet_v3_large") -> SceneEmbedder:
+    """The untrained, fixed-seed embedder used until `anirec train scene` has produced one."""
+    return build_embedder(EmbedderSpec(arch=arch, version=f"default-seed0-{arch}"))
+
+
+def load_embedder(path: Path | None, *, weights: Path | None = None) -> SceneEmbedder:
+    """Load a checkpoint written by `SceneEmbedder.save`, or the default embedder if `path` is None.
+
+    Args:
+        path: a checkpoint file, or None for the default model.
+        weights: optional local backbone weights (a torchvision state dict) for the default model.
+    """
+    if path is None:
+        emb = default_embedder()
+        if weights is not None:
+            state = torch.load(weights, map_location="cpu", weights_only=True)
+            missing, _ = emb.net.backbone.load_state_dict(state, strict=False)
+            digest = hashlib.sha256(Path(weights).read_bytes()).hexdigest()[:8]
+            emb = SceneEmbedder(spec=EmbedderSpec(arch=emb.spec.arch, version=f"weights-{digest}"),
+                                net=emb.net)
+            logger.info("loaded backbone weights %s (%d missing keys)", weights.name, len(missing))
+        return emb
+    ckpt = torch.load(path, map_location="cpu", weights_only=False)
+    if ckpt.get("kind") != "scene":
+        raise ValueError(f"{path.name} is not a scene embedder checkpoint")
+    spec = EmbedderSpec.from_dict(ckpt["spec"])
+    emb = build_embedder(spec)
+    emb.net.load_state_dict(ckpt["model"])
+    emb.net.eval()
+    emb.metrics = dict(ckpt.get("metrics", {}))
+    return emb

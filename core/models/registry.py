@@ -1,0 +1,55 @@
+"""Which model version is in use: `model_versions` rows (promoted) → checkpoint files."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session, sessionmaker
+
+from core.db.models import ModelVersion
+from core.models.embedder import SceneEmbedder, load_embedder
+
+logger = logging.getLogger(__name__)
+
+
+def promoted(sessions: sessionmaker[Session], kind: str) -> ModelVersion | None:
+    """The newest promoted model of `kind`, if any."""
+    with sessions() as s:
+        return s.scalar(select(ModelVersion).where(ModelVersion.kind == kind,
+                                                   ModelVersion.promoted.is_(True))
+                        .order_by(ModelVersion.created_at.desc(), ModelVersion.id.desc()))
+
+
+def _resolve(models_dir: Path, path: str) -> Path:
+    p = Path(path)
+    return p if p.is_absolute() else models_dir / p
+
+
+def load_scene_embedder(sessions: sessionmaker[Session], models_dir: Path) -> SceneEmbedder:
+    """The promoted scene embedder, or the fixed-seed default when none was trained."""
+    mv = promoted(sessions, "scene")
+    if mv is None:
+        return load_embedder(None)
+    path = _resolve(models_dir, mv.path)
+    if not path.exists():
+        logger.warning("promoted scene model %s is missing (%s); using the default", mv.version, path)
+        return load_embedder(None)
+    return load_embedder(path)
+
+
+def register_model(sessions: sessionmaker[Session], *, kind: str, version: str, path: Path,
+                   metrics: dict[str, Any], promote: bool) -> None:
+    """Record a trained model; promoting it un-promotes earlier ones of the same kind."""
+    with sessions() as s:
+        if promote:
+            for old in s.scalars(select(ModelVersion).where(ModelVersion.kind == kind)):
+                old.promoted = False
+        row = s.scalar(select(ModelVersion).where(ModelVersion.version == version))
+        if row is None:
+            row = ModelVersion(kind=kind, version=version, path=str(path))
+            s.add(row)
+        row.path, row.metrics, row.promoted = str(path), metrics, promote
+        s.commit()

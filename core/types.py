@@ -1,0 +1,136 @@
+"""Plain value types shared by every layer: what a recognition returns, who asked, feedback."""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import asdict, dataclass, field
+from typing import Any, Literal
+
+Status = Literal["match", "unsure", "no_match"]
+
+
+@dataclass(frozen=True)
+class SeriesInfo:
+    """A series as shown to users."""
+
+    id: int
+    title: str
+    titles: dict[str, str] = field(default_factory=dict)  # language code -> title
+    genres: tuple[str, ...] = ()
+    is_adult: bool = False
+
+    def to_json(self) -> dict[str, Any]:
+        return {"id": self.id, "title": self.title, "titles": dict(self.titles)}
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """One answer: a place in the library (series, episode, time window) with a score."""
+
+    series: SeriesInfo
+    episode_id: int
+    season: int | None
+    episode: float | None  # 12.5 exists; None for movies
+    episode_label: str  # "03", "12.5", "OVA 1", "Movie" - for display
+    time: float  # best-matching second
+    time_from: float
+    time_to: float
+    score: float  # 0..1, higher is better; comparable within one recognition
+    is_opening_or_ending: bool = False
+    preview: str | None = None  # path/URL of the preview clip once made
+    still: str | None = None  # path of the preview still once made
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "series": self.series.to_json(),
+            "season": self.season,
+            "episode": self.episode,
+            "time": round(self.time, 2),
+            "time_from": round(self.time_from, 2),
+            "time_to": round(self.time_to, 2),
+            "score": round(self.score, 4),
+            "is_opening_or_ending": self.is_opening_or_ending,
+            "preview": self.preview,
+        }
+
+
+@dataclass(frozen=True)
+class CharacterHit:
+    """A face found in the query, and who it is ("unknown" when nobody in the cast fits)."""
+
+    name: str
+    series: str | None
+    score: float
+    box: tuple[int, int, int, int]  # x0, y0, x1, y1 in query-image pixels
+
+    def to_json(self) -> dict[str, Any]:
+        return {"name": self.name, "series": self.series, "score": round(self.score, 4),
+                "box": list(self.box)}
+
+
+@dataclass(frozen=True)
+class Recognition:
+    """Everything AniRec says about one query. "No match" is an empty/low result, not an error."""
+
+    status: Status
+    confidence: float
+    candidates: tuple[Candidate, ...] = ()
+    characters: tuple[CharacterHit, ...] = ()
+    genres: tuple[tuple[str, float], ...] = ()  # predicted genres (shown when nothing matched)
+    timings_ms: dict[str, float] = field(default_factory=dict)
+    model_version: str = ""
+    index_version: str = ""
+    query_id: str | None = None  # set once stored; feedback refers to it
+    frames_used: int = 1
+
+    @property
+    def best(self) -> Candidate | None:
+        return self.candidates[0] if self.candidates else None
+
+    def to_json(self, file: str | None = None) -> dict[str, Any]:
+        """The `anirec identify --json` contract."""
+        out: dict[str, Any] = {}
+        if file is not None:
+            out["file"] = file
+        out.update({
+            "status": self.status,
+            "confidence": round(self.confidence, 4),
+            "candidates": [c.to_json() for c in self.candidates[:5]],
+            "characters": [c.to_json() for c in self.characters],
+            "genres": [{"genre": g, "score": round(s, 4)} for g, s in self.genres],
+            "timings_ms": {k: round(v, 2) for k, v in self.timings_ms.items()},
+            "model_version": self.model_version,
+            "index_version": self.index_version,
+            "query_id": self.query_id,
+        })
+        return out
+
+
+@dataclass(frozen=True)
+class Source:
+    """Who asked, where. Ids are raw here; the feedback store hashes them before saving."""
+
+    platform: Literal["discord", "telegram", "web", "cli"]
+    chat_id: str
+    user_id: str
+    allow_adult: bool = False  # NSFW channel / chat that allows adult titles
+
+
+class Verdict(str, enum.Enum):
+    """A person's judgement of an answer."""
+
+    CORRECT = "correct"  # ✅ the top answer is right
+    WRONG = "wrong"  # ❌ the top answer is wrong
+    PICK = "pick"  # 1️⃣-5️⃣ it was this candidate (rank is 1-based)
+
+
+@dataclass(frozen=True)
+class FeedbackTally:
+    """Current votes on one answer, one per person (a new vote replaces the old)."""
+
+    correct: int = 0
+    wrong: int = 0
+    picks: tuple[int, int, int, int, int] = (0, 0, 0, 0, 0)
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)

@@ -1,0 +1,1 @@
+"""Getting media in: library scan, filename parsing, frame sampling and dataset builders."""

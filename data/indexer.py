@@ -1,0 +1,427 @@
+"""Index a library: scan → decode & sample → shots → frame store → embed → vector index + catalog.
+
+Incremental and crash-safe:
+- unchanged episodes (same size/mtime, or same content fingerprint) are skipped without
+  decoding or embedding; deleted files are removed; changed files are re-indexed;
+- an episode's catalog rows are written as `pending`, its vectors added to the index, and it
+  is marked `indexed` only after the index has been saved atomically. A run that dies leaves
+  `pending` episodes, which the next run cleans up and redoes; nothing already indexed is lost;
+- a corrupt or truncated video is reported, marked `failed` (retried when the file changes)
+  and skipped.
+`reembed` rebuilds the whole index from the frame store with the current embedder (after
+training a new model), without decoding video.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from sqlalchemy import delete, select, update
+from sqlalchemy.orm import Session, sessionmaker
+
+from core.db.models import Episode, Frame, Series, Shot, utcnow
+from core.descriptors import tiny_descriptor
+from core.errors import IndexMismatch
+from core.framestore import FrameStore, encode_jpeg
+from core.index import HnswIndex, open_index
+from core.models.embedder import SceneEmbedder
+from data.library import EpisodeEntry, SeriesEntry, content_key, scan_library
+from data.oped import EpisodeSignature, detect_oped
+from data.video import EpisodeDecoder, VideoError, assign_shots, probe_video
+
+logger = logging.getLogger(__name__)
+
+SAVE_EVERY_SECONDS = 120.0  # save the index (and commit finished episodes) at least this often
+
+
+@dataclass
+class IndexReport:
+    """What one `index_library` run did."""
+
+    added: list[str] = field(default_factory=list)
+    updated: list[str] = field(default_factory=list)
+    removed: list[str] = field(default_factory=list)
+    unchanged: int = 0
+    failed: list[tuple[str, str]] = field(default_factory=list)
+    frames_added: int = 0
+    frames_removed: int = 0
+    frames_embedded: int = 0
+    video_seconds: float = 0.0
+    wall_seconds: float = 0.0
+    index_version: str = ""
+    index_count: int = 0
+    warnings: list[str] = field(default_factory=list)
+
+    @property
+    def speed(self) -> float:
+        """Indexing speed as a multiple of real time (video seconds per wall second)."""
+        return self.video_seconds / self.wall_seconds if self.wall_seconds > 0 else 0.0
+
+
+class Progress:
+    """Progress callbacks; the CLI passes a tqdm-backed one, tests pass nothing."""
+
+    def start(self, total_seconds: float, episodes: int) -> None: ...
+    def episode(self, name: str, duration: float) -> None: ...
+    def frames(self, n: int, t: float) -> None: ...
+    def episode_done(self, duration: float) -> None: ...
+    def close(self) -> None: ...
+
+
+@dataclass
+class Indexer:
+    """Builds and updates the index for one home folder."""
+
+    sessions: sessionmaker[Session]
+    embedder: SceneEmbedder
+    index_dir: Path
+    framestore: FrameStore
+    fps: float = 2.0
+    batch_size: int = 32
+    progress: Progress = field(default_factory=Progress)
+    index_options: dict[str, Any] = field(default_factory=dict)
+
+    # ------------------------------------------------------------------------------------------
+    def open(self, *, reembed: bool = False) -> HnswIndex:
+        kw = dict(embedder_name=self.embedder.name, embedder_version=self.embedder.version,
+                  dim=self.embedder.dim)
+        if reembed:
+            return HnswIndex(**kw, **self.index_options)  # type: ignore[arg-type]
+        return open_index(self.index_dir, **kw, **self.index_options)  # type: ignore[arg-type]
+
+    def run(self, root: Path, *, reembed: bool = False) -> IndexReport:
+        """Index (or update) the library under `root`."""
+        t_start = time.perf_counter()
+        root = Path(root).resolve()
+        report = IndexReport()
+        if not root.is_dir():
+            raise FileNotFoundError(f"library folder not found: {root}")
+        try:
+            index = self.open(reembed=reembed)
+        except IndexMismatch:
+            raise
+        self._cleanup_pending(index)
+        if reembed:
+            report.frames_embedded += self._reembed_all(index)
+        elif not self._consistent(index):
+            report.warnings.append("index and catalog disagreed; stale vectors were removed")
+
+        series_list = scan_library(root)
+        touched_series: set[int] = set()
+        seen_paths: set[str] = set()
+        todo: list[tuple[SeriesEntry, EpisodeEntry, int | None]] = []
+        with self.sessions() as s:
+            for se in series_list:
+                series = self._upsert_series(s, se)
+                for ep in se.episodes:
+                    path = Path(ep.path).resolve().as_posix()
+                    seen_paths.add(path)
+                    row = s.scalar(select(Episode).where(Episode.path == path))
+                    if row is not None and self._unchanged(row, ep, path):
+                        if row.status == "indexed":
+                            report.unchanged += 1
+                            continue
+                        if row.status == "failed":
+                            report.failed.append((ep.relpath, row.error or "failed earlier"))
+                            continue
+                    todo.append((se, ep, row.id if row is not None else None))
+                    if row is not None:
+                        row.series_id = series.id
+            s.commit()
+            # files that are gone
+            gone = s.scalars(select(Episode).where(Episode.library_root == root.as_posix())).all()
+            for row in gone:
+                if row.path not in seen_paths:
+                    touched_series.add(row.series_id)
+                    report.frames_removed += self._drop_episode(s, index, row)
+                    report.removed.append(row.path)
+            s.commit()
+
+        durations: dict[str, float] = {}
+        for _, ep, _ in todo:
+            try:
+                durations[str(ep.path)] = probe_video(Path(ep.path)).duration
+            except VideoError:
+                durations[str(ep.path)] = 0.0
+        total = sum(durations.values())
+        self.progress.start(total, len(todo))
+        pending_done: list[int] = []
+        last_save = time.perf_counter()
+        for se, ep, existing_id in todo:
+            rel = ep.relpath
+            with self.sessions() as s:
+                if existing_id is not None:
+                    row = s.get(Episode, existing_id)
+                    assert row is not None
+                    report.frames_removed += self._clear_episode(s, index, row)
+                    report.updated.append(rel)
+                else:
+                    row = None
+                row = self._episode_row(s, se, ep, row, root)
+                s.commit()
+                eid = row.id
+                touched_series.add(row.series_id)
+            dur = durations.get(str(ep.path), 0.0)
+            self.progress.episode(rel, dur)
+            try:
+                n = self._index_episode(eid, Path(ep.path), index)
+            except VideoError as exc:
+                with self.sessions() as s:
+                    row = s.get(Episode, eid)
+                    assert row is not None
+                    self._clear_episode(s, index, row)
+                    row.status, row.error = "failed", str(exc)
+                    s.commit()
+                report.failed.append((rel, str(exc)))
+                if existing_id is not None and rel in report.updated:
+                    report.updated.remove(rel)
+                logger.warning("skipped %s: %s", rel, exc)
+                self.progress.episode_done(dur)
+                continue
+            if existing_id is None:
+                report.added.append(rel)
+            report.frames_added += n
+            report.frames_embedded += n
+            report.video_seconds += dur
+            pending_done.append(eid)
+            self.progress.episode_done(dur)
+            if time.perf_counter() - last_save > SAVE_EVERY_SECONDS:
+                self._commit(index, pending_done)
+                pending_done = []
+                last_save = time.perf_counter()
+
+        if touched_series or reembed:
+            self._update_oped(touched_series if not reembed else None)
+        self._commit(index, pending_done)
+        self.progress.close()
+        report.index_version = index.version
+        report.index_count = len(index)
+        report.wall_seconds = time.perf_counter() - t_start
+        return report
+
+    # ------------------------------------------------------------------------------------------
+    def _commit(self, index: HnswIndex, done: list[int]) -> None:
+        """Save the index atomically, then mark the finished episodes indexed."""
+        index.save(self.index_dir)
+        if done:
+            with self.sessions() as s:
+                s.execute(update(Episode).where(Episode.id.in_(done)).values(
+                    status="indexed", error=None, indexed_at=utcnow(),
+                    embedder_version=self.embedder.version))
+                s.commit()
+
+    def _unchanged(self, row: Episode, ep: EpisodeEntry, path: str) -> bool:
+        if row.size == ep.size and row.mtime_ns == ep.mtime_ns:
+            return True
+        key = content_key(Path(path))
+        if key == row.content_key and row.size == ep.size:
+            with self.sessions() as s:  # touched but identical: remember the new mtime
+                s.execute(update(Episode).where(Episode.id == row.id).values(mtime_ns=ep.mtime_ns))
+                s.commit()
+            return True
+        return False
+
+    def _upsert_series(self, s: Session, se: SeriesEntry) -> Series:
+        row = s.scalar(select(Series).where(Series.title == se.title))
+        if row is None:
+            row = Series(title=se.title)
+            s.add(row)
+        row.folder = str(se.folder) if se.folder is not None else None
+        row.titles = dict(se.titles or {})
+        row.anilist_id, row.mal_id = se.anilist_id, se.mal_id
+        row.genres = list(se.genres or [])
+        row.is_adult = bool(se.is_adult)
+        s.flush()
+        return row
+
+    def _episode_row(self, s: Session, se: SeriesEntry, ep: EpisodeEntry, row: Episode | None,
+                     root: Path) -> Episode:
+        series = s.scalar(select(Series).where(Series.title == se.title))
+        assert series is not None
+        path = Path(ep.path).resolve()
+        if row is None:
+            row = Episode(path=path.as_posix(), series_id=series.id, library_root=root.as_posix())
+            s.add(row)
+        row.series_id = series.id
+        row.library_root = root.as_posix()
+        row.season, row.number, row.label = ep.season, ep.episode, ep.label
+        row.kind = ep.parsed.kind
+        row.size, row.mtime_ns = ep.size, ep.mtime_ns
+        row.content_key = content_key(path)
+        row.status, row.error = "pending", None
+        try:
+            info = probe_video(path)
+            row.duration, row.fps, row.width, row.height = info.duration, info.fps, info.width, info.height
+        except VideoError:
+            pass
+        s.flush()
+        return row
+
+    def _clear_episode(self, s: Session, index: HnswIndex, row: Episode) -> int:
+        """Remove an episode's frames, shots and vectors (the episode row stays)."""
+        ids = list(s.scalars(select(Frame.id).where(Frame.episode_id == row.id)))
+        if ids:
+            index.remove(ids)
+        s.execute(delete(Frame).where(Frame.episode_id == row.id))
+        s.execute(delete(Shot).where(Shot.episode_id == row.id))
+        self.framestore.delete(row.id)
+        return len(ids)
+
+    def _drop_episode(self, s: Session, index: HnswIndex, row: Episode) -> int:
+        n = self._clear_episode(s, index, row)
+        s.delete(row)
+        return n
+
+    def _cleanup_pending(self, index: HnswIndex) -> None:
+        """Episodes left `pending` by an interrupted run: drop their partial data."""
+        with self.sessions() as s:
+            rows = s.scalars(select(Episode).where(Episode.status == "pending")).all()
+            for row in rows:
+                logger.info("cleaning up interrupted episode %s", row.path)
+                self._clear_episode(s, index, row)
+                row.size = None  # forces a re-index
+            s.commit()
+
+    def _consistent(self, index: HnswIndex) -> bool:
+        """Remove vectors the catalog does not know (left by a crash); True if none were."""
+        with self.sessions() as s:
+            known = set(s.scalars(select(Frame.id).join(Episode).where(Episode.status == "indexed")))
+        have = set(index.ids().tolist())
+        stale = have - known
+        if stale:
+            index.remove(sorted(stale))
+        missing = known - have
+        if missing:  # frames whose vectors were lost: re-index those episodes
+            with self.sessions() as s:
+                eps = set(s.scalars(select(Frame.episode_id).where(Frame.id.in_(list(missing)[:50000]))))
+                s.execute(update(Episode).where(Episode.id.in_(eps)).values(size=None, status="pending"))
+                s.commit()
+            self._cleanup_pending(index)
+        return not stale and not missing
+
+    # ------------------------------------------------------------------------------------------
+    def _decode(self, path: Path, out: queue.Queue[Any], dec: EpisodeDecoder) -> None:
+        try:
+            batch: list[Any] = []
+            for fr in dec:
+                batch.append(fr)
+                if len(batch) >= self.batch_size:
+                    out.put(batch)
+                    batch = []
+            if batch:
+                out.put(batch)
+            out.put(None)
+        except BaseException as exc:  # handed to the consumer thread
+            out.put(exc)
+
+    def _index_episode(self, episode_id: int, path: Path, index: HnswIndex) -> int:
+        h, w = self.embedder.input_size
+        dec = EpisodeDecoder(path, fps=self.fps, size=(h, w))
+        q: queue.Queue[Any] = queue.Queue(maxsize=4)
+        th = threading.Thread(target=self._decode, args=(path, q, dec), daemon=True,
+                              name=f"decode-{episode_id}")
+        th.start()
+        times: list[float] = []
+        vecs: list[np.ndarray] = []
+        jpegs: list[bytes] = []
+        descs: list[bytes] = []
+        try:
+            while True:
+                item = q.get()
+                if item is None:
+                    break
+                if isinstance(item, BaseException):
+                    raise item
+                arrays = np.stack([f.rgb for f in item])
+                vecs.append(self.embedder.embed_arrays(arrays, batch_size=self.batch_size))
+                for f in item:
+                    times.append(f.t)
+                    jpegs.append(encode_jpeg(f.rgb))
+                    descs.append(tiny_descriptor(f.rgb))
+                self.progress.frames(len(item), item[-1].t)
+        finally:
+            th.join(timeout=30)
+        if not times:
+            raise VideoError(f"{path.name}: no frames")
+        info = dec.info
+        assert info is not None
+        duration = max(info.duration, dec.last_time)
+        shots, shot_idx = assign_shots(times, dec.cuts, duration)
+        vectors = np.concatenate(vecs).astype(np.float32)
+        with self.sessions() as s:
+            shot_rows = [Shot(episode_id=episode_id, idx=i, start=a, end=b) for i, (a, b) in enumerate(shots)]
+            s.add_all(shot_rows)
+            s.flush()
+            frames = [Frame(episode_id=episode_id, shot_id=shot_rows[int(si)].id, t=float(t),
+                            oped=0, descriptor=d) for t, si, d in zip(times, shot_idx, descs)]
+            s.add_all(frames)
+            s.flush()
+            ids = np.asarray([f.id for f in frames], dtype=np.int64)
+            ep = s.get(Episode, episode_id)
+            assert ep is not None
+            ep.duration = duration
+            s.commit()
+        index.add(ids, vectors)
+        self.framestore.write(episode_id, ids.tolist(), times, shot_idx.tolist(), jpegs, descs)
+        return len(ids)
+
+    def _reembed_all(self, index: HnswIndex) -> int:
+        """Embed every stored frame again (new embedder) into `index`, from the frame store."""
+        n = 0
+        with self.sessions() as s:
+            eids = list(s.scalars(select(Episode.id).where(Episode.status == "indexed")))
+        for eid in eids:
+            if not self.framestore.has(eid):
+                with self.sessions() as s:  # nothing stored: decode it again
+                    s.execute(update(Episode).where(Episode.id == eid).values(size=None))
+                    s.commit()
+                continue
+            ef = self.framestore.read(eid)
+            arrays = [ef.thumbnail_array(i) for i in range(len(ef))]
+            if arrays:
+                index.add(ef.frame_ids, self.embedder.embed_arrays(np.stack(arrays), self.batch_size))
+            n += len(ef)
+        return n
+
+    def _update_oped(self, series_ids: set[int] | None) -> None:
+        """Recompute opening/ending flags for the given series (all when None)."""
+        with self.sessions() as s:
+            q = select(Episode.series_id, Episode.id, Episode.duration).where(Episode.status.in_(
+                ["indexed", "pending"]))
+            rows = s.execute(q).all()
+            by_series: dict[int, list[tuple[int, float]]] = {}
+            for sid, eid, dur in rows:
+                if series_ids is None or sid in series_ids:
+                    by_series.setdefault(sid, []).append((eid, dur or 0.0))
+            for sid, eps in by_series.items():
+                sigs = []
+                for eid, dur in eps:
+                    if self.framestore.has(eid):
+                        ef = self.framestore.read(eid)
+                        sigs.append((ef, EpisodeSignature(eid, ef.times, ef.descriptors, dur)))
+                flags = detect_oped([sig for _, sig in sigs])
+                for ef, sig in sigs:
+                    f = flags[sig.episode_id]
+                    for kind in (0, 1, 2):
+                        ids = ef.frame_ids[f == kind].tolist()
+                        for i in range(0, len(ids), 900):
+                            s.execute(update(Frame).where(Frame.id.in_(ids[i:i + 900])).values(oped=kind))
+            s.commit()
+
+
+def iter_library_frames(framestore: FrameStore) -> Iterator[tuple[int, int, np.ndarray]]:
+    """(episode_id, frame_id, thumbnail) for every stored frame (training reads this)."""
+    for ef in framestore.iter_episodes():
+        for i in range(len(ef)):
+            yield ef.episode_id, int(ef.frame_ids[i]), ef.thumbnail_array(i)
+
+
+ProgressFactory = Callable[[], Progress]

@@ -1,0 +1,19 @@
+#!/usr/bin/env bash
+# Create .venv and install AniRec with its test extras (idempotent; fast when up to date).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+PY="${PYTHON:-python3}"
+if [ ! -x .venv/bin/python ]; then
+  "$PY" -m venv .venv
+fi
+# torch/torchvision are pinned in pyproject.toml (2.14.1 / 0.29.1).
+.venv/bin/python -m pip install --quiet --disable-pip-version-check --upgrade pip >/dev/null 2>&1 || true
+log="$(mktemp)"
+if ! .venv/bin/python -m pip install --quiet --disable-pip-version-check -e '.[dev]' >"$log" 2>&1; then
+  grep -v "is ignored: it is neither a file nor a directory" "$log" >&2
+  echo "setup: pip install failed" >&2
+  exit 1
+fi
+rm -f "$log"
+.venv/bin/python -c "import torch, torchvision, av, hnswlib, discord, telegram, sqlalchemy, alembic" \
+  || { echo "setup: the install is incomplete" >&2; exit 1; }

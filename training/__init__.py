@@ -1,0 +1,1 @@
+"""Training and evaluation of AniRec models (scene embedder, series head, faces, characters)."""
