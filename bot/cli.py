@@ -47,10 +47,14 @@ class App:
             _, self._sessions = open_database(self.settings.db_url)
         return self._sessions
 
-    def configure_torch(self, threads: int | None = None) -> None:
+    def configure_torch(self, default: int = 0) -> None:
+        """Set torch's CPU threads: ANIREC_TORCH_THREADS if set, else `default` (0: torch's).
+
+        Serving uses 1 thread by default: two torch threads sharing two cores with anything
+        else collapse (26 ms → 200+ ms a query here)."""
         import torch
 
-        n = threads if threads is not None else self.settings.torch_threads
+        n = self.settings.torch_threads or default
         if n:
             torch.set_num_threads(n)
 

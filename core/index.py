@@ -232,9 +232,10 @@ def _temp_path(folder: Path, suffix: str) -> Iterator[Path]:
             tmp.unlink()
 
 
-def _verify_file(folder: Path, f: DataFile) -> Path:
+def _verify_file(folder: Path, f: DataFile, *, checksum: bool = True) -> Path:
+    """Check a data file's size (and sha256 when `checksum`); return its path."""
     path = folder / f.name
-    if Path(f.name).name != f.name:  # never let a manifest point outside its folder
+    if Path(f.name).name != f.name or f.name in ("", ".", ".."):  # stay inside the folder
         raise IndexUnavailable(f"The index manifest in {folder} names a bad file: {f.name!r}")
     try:
         size = path.stat().st_size
@@ -246,7 +247,7 @@ def _verify_file(folder: Path, f: DataFile) -> Path:
         raise IndexUnavailable(
             f"The index file {path} is damaged or truncated ({size} bytes, expected {f.size}). "
             "Rebuild with `anirec index`.")
-    if _sha256_file(path) != f.sha256:
+    if checksum and _sha256_file(path) != f.sha256:
         raise IndexUnavailable(
             f"The index file {path} is corrupt (checksum mismatch). Rebuild with `anirec index`.")
     return path
@@ -400,6 +401,24 @@ class HnswIndex:
     def ids(self) -> np.ndarray:
         """All live ids, sorted (int64)."""
         return np.array(sorted(self._labels - self._deleted), dtype=np.int64)
+
+    def vectors(self, ids: np.ndarray) -> np.ndarray:
+        """The stored vectors of live `ids` (float32 [n, dim]); KeyError for an unknown id.
+
+        Used to verify candidates exactly (every frame around a hit, not only the
+        neighbours the graph returned).
+        """
+        arr = self._check_ids(ids)
+        missing = [int(i) for i in arr if int(i) not in self._labels or int(i) in self._deleted]
+        if missing:
+            raise KeyError(f"ids not in the index: {missing[:5]}")
+        if arr.size == 0:
+            return np.zeros((0, self.dim), np.float32)
+        with self._gate.read(self.ef_search, self._index.set_ef):
+            out = np.asarray(self._index.get_items(arr.tolist()), dtype=np.float32)
+        if self.space == "cosine":
+            out /= np.linalg.norm(out, axis=1, keepdims=True) + 1e-12
+        return out
 
     # ------------------------------------------------------------------ validation
     def _check_vectors(self, vectors: np.ndarray) -> np.ndarray:
@@ -659,16 +678,10 @@ class HnswIndex:
         if vec_file is None or del_file is None:
             raise IndexUnavailable(f"The index manifest in {folder} lists no data files. "
                                    "Rebuild with `anirec index`.")
-        if verify:
-            vec_path = _verify_file(folder, vec_file)
-            del_path = _verify_file(folder, del_file)
-        else:  # sizes still catch truncation cheaply
-            vec_path, del_path = folder / vec_file.name, folder / del_file.name
-            for f, p in ((vec_file, vec_path), (del_file, del_path)):
-                if not p.is_file() or p.stat().st_size != f.size:
-                    raise IndexUnavailable(f"The index file {p} is missing or truncated. "
-                                           "Rebuild with `anirec index`.")
-        index = cls(m.dim, space=m.space, M=m.M, ef_construction=m.ef_construction,  # type: ignore[arg-type]
+        vec_path = _verify_file(folder, vec_file, checksum=verify)
+        del_path = _verify_file(folder, del_file, checksum=verify)
+        space: Space = m.space  # type: ignore[assignment]  # checked against _SPACES above
+        index = cls(m.dim, space=space, M=m.M, ef_construction=m.ef_construction,
                    embedder_name=m.embedder_name, embedder_version=m.embedder_version,
                    initial_capacity=1, ef_search=ef_search, num_threads=num_threads)
         try:

@@ -158,3 +158,35 @@ def assign_shots(times: list[float] | np.ndarray, cuts: list[float], duration: f
     starts = np.asarray([s for s, _ in shots], dtype=np.float64)
     idx = np.searchsorted(starts, np.asarray(times, dtype=np.float64) + 1e-6, side="right") - 1
     return shots, np.clip(idx, 0, max(len(shots) - 1, 0)).astype(np.int32)
+
+
+def read_frames_at(path: Path, times: list[float]) -> list[np.ndarray]:
+    """RGB frames (full size) nearest to each of `times`, decoding once in order."""
+    want = sorted(range(len(times)), key=lambda i: times[i])
+    out: list[np.ndarray | None] = [None] * len(times)
+    k = 0
+    prev: av.VideoFrame | None = None
+    prev_t = -1e9
+    try:
+        with av.open(str(path), metadata_errors="ignore") as c:
+            s = c.streams.video[0]
+            s.thread_type = "AUTO"
+            for i, frame in enumerate(c.decode(s)):
+                t = float(frame.time) if frame.time is not None else 0.0
+                while k < len(want) and t >= times[want[k]]:
+                    j = want[k]
+                    use_prev = prev is not None and abs(prev_t - times[j]) < abs(t - times[j])
+                    src = prev if use_prev and prev is not None else frame
+                    out[j] = src.to_ndarray(format="rgb24")
+                    k += 1
+                if k >= len(want):
+                    break
+                prev, prev_t = frame, t
+    except (av.error.FFmpegError, OSError) as exc:
+        raise VideoError(f"{Path(path).name}: decoding failed ({type(exc).__name__})") from None
+    while k < len(want) and prev is not None:  # times past the end: the last frame
+        out[want[k]] = prev.to_ndarray(format="rgb24")
+        k += 1
+    if any(o is None for o in out):
+        raise VideoError(f"{Path(path).name}: no frames")
+    return [o for o in out if o is not None]

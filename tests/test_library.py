@@ -10,10 +10,10 @@ from pathlib import Path
 import pytest
 
 from data.library import (
+    MetadataError,
     SeriesEntry,
     content_key,
     parse_series_metadata,
-    MetadataError,
     scan_library,
     season_from_folder,
 )
@@ -61,11 +61,11 @@ def library(tmp_path: Path) -> Path:
 
 def test_series_and_episodes(library: Path) -> None:
     series = by_title(scan_library(library))
-    assert sorted(series) == ["Alpha!", "Beta", "Delta", "Gamma Movie"]
+    assert sorted(series) == ["Alpha!", "Beta", "Delta", "Gamma"]
     alpha = series["Alpha!"]
     assert alpha.folder == library / "Alpha Show"
-    rel = [e.relpath for e in alpha.episodes]
-    assert rel == [
+    rel = [e.relpath for e in alpha.episodes]  # posix, relative to the library root
+    assert rel == [f"Alpha Show/{p}" for p in (
         "[Grp] Alpha Show - 01 [1080p].mkv",
         "[Grp] Alpha Show - 02 [1080p].MKV",
         "Alpha Show - 12.5.mp4",
@@ -73,12 +73,11 @@ def test_series_and_episodes(library: Path) -> None:
         "S3/Alpha Show - 04.avi",
         "Alpha Show OVA 2.mkv",
         "Specials/Alpha Show - 01.mkv",
-    ]
-    seasons = {e.relpath: e.season for e in alpha.episodes}
-    assert seasons["Season 2/Alpha Show S02E01.webm"] == 2
-    assert seasons["S3/Alpha Show - 04.avi"] == 3
-    assert seasons["Alpha Show - 12.5.mp4"] is None
-    ep = {e.relpath: e for e in alpha.episodes}
+    )]
+    ep = {e.relpath.removeprefix("Alpha Show/"): e for e in alpha.episodes}
+    assert ep["Season 2/Alpha Show S02E01.webm"].season == 2
+    assert ep["S3/Alpha Show - 04.avi"].season == 3
+    assert ep["Alpha Show - 12.5.mp4"].season is None
     assert ep["Alpha Show - 12.5.mp4"].episode == 12.5
     assert ep["Alpha Show - 12.5.mp4"].label == "12.5"
     assert ep["Alpha Show OVA 2.mkv"].kind == "ova"
@@ -100,7 +99,7 @@ def test_metadata_is_used(library: Path) -> None:
 
 def test_folders_without_title_files(library: Path) -> None:
     beta = by_title(scan_library(library))["Beta"]
-    assert [e.relpath for e in beta.episodes] == ["03.mkv", "sub/deeper/04.mkv"]
+    assert [e.relpath for e in beta.episodes] == ["Beta/03.mkv", "Beta/sub/deeper/04.mkv"]
     assert [e.episode for e in beta.episodes] == [3.0, 4.0]
     assert beta.folder == library / "Beta" and beta.anilist_id is None
 
@@ -110,7 +109,7 @@ def test_loose_files_group_by_parsed_title(library: Path) -> None:
     delta = series["Delta"]
     assert delta.folder is None
     assert [e.label for e in delta.episodes] == ["01", "02"]
-    gamma = series["Gamma Movie"]
+    gamma = series["Gamma"]  # "Gamma Movie (2019)": the movie of Gamma
     assert gamma.episodes[0].kind == "movie" and gamma.episodes[0].label == "Movie"
 
 
@@ -180,7 +179,8 @@ def test_symlinks_outside_root_are_skipped(tmp_path: Path) -> None:
         pytest.skip("cannot create symlinks here")
     series = scan_library(root)
     assert [s.title for s in series] == ["Show"]
-    assert [e.relpath for e in series[0].episodes] == ["Show - 01.mkv", "Inside - 02.mkv"]
+    assert [e.relpath for e in series[0].episodes] == ["Show/Show - 01.mkv",
+                                                          "Show/Inside - 02.mkv"]
 
 
 def test_missing_root(tmp_path: Path) -> None:

@@ -26,14 +26,40 @@ logger = logging.getLogger(__name__)
 DEFAULT_INPUT_SIZE = (144, 256)
 DEFAULT_MEAN = (0.485, 0.456, 0.406)
 DEFAULT_STD = (0.229, 0.224, 0.225)
-ARCHS = ("resnet18", "resnet34", "mobilenet_v3_small", "mobilenet_v3_large", "efficientnet_b0")
+ARCHS = ("tiny", "resnet18", "resnet34", "mobilenet_v3_small", "mobilenet_v3_large",
+         "efficientnet_b0")
+
+
+class TinyFeatures(nn.Module):
+    """Model-free features: a contrast-normalised 9x16 grey layout plus a 4x7 chroma layout.
+
+    The default until a CNN is trained: deterministic, ~0.1 ms a frame, strong for
+    near-duplicates (re-encodes, tints, subtitles), weak for heavy crops.
+    """
+
+    width = 9 * 16 + 3 * 4 * 7
+
+    def __init__(self, mean: tuple[float, ...] = DEFAULT_MEAN, std: tuple[float, ...] = DEFAULT_STD) -> None:
+        super().__init__()
+        self.register_buffer("mean", torch.tensor(mean).view(1, 3, 1, 1), persistent=False)
+        self.register_buffer("std", torch.tensor(std).view(1, 3, 1, 1), persistent=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        rgb = x * self.std + self.mean  # back to 0..1
+        grey = rgb.mean(dim=1, keepdim=True)
+        g = nn.functional.adaptive_avg_pool2d(grey, (9, 16)).flatten(1)
+        g = g - g.mean(dim=1, keepdim=True)
+        g = g / (g.norm(dim=1, keepdim=True) + 1e-3)
+        chroma = nn.functional.adaptive_avg_pool2d(rgb - grey, (4, 7)).flatten(1)
+        chroma = chroma / (chroma.norm(dim=1, keepdim=True) + 0.05)
+        return torch.cat([g, 0.5 * chroma], dim=1)
 
 
 @dataclass(frozen=True)
 class EmbedderSpec:
     """What is needed to rebuild the network and its preprocessing."""
 
-    arch: str = "mobilenet_v3_large"
+    arch: str = "mobilenet_v3_small"
     dim: int = 256
     input_size: tuple[int, int] = DEFAULT_INPUT_SIZE  # (height, width)
     mean: tuple[float, float, float] = DEFAULT_MEAN
@@ -60,6 +86,8 @@ def _backbone(arch: str) -> tuple[nn.Module, int]:
     """A torchvision backbone without its classifier, and its feature width. No download."""
     if arch not in ARCHS:
         raise ValueError(f"unknown backbone {arch!r}; choose one of {', '.join(ARCHS)}")
+    if arch == "tiny":
+        return TinyFeatures(), TinyFeatures.width
     net = getattr(torchvision.models, arch)(weights=None)
     if arch.startswith("resnet"):
         width = net.fc.in_features
@@ -79,7 +107,11 @@ class SceneNet(nn.Module):
     def __init__(self, arch: str = "resnet18", dim: int = 256) -> None:
         super().__init__()
         self.backbone, width = _backbone(arch)
-        self.proj = nn.Sequential(nn.Linear(width, 512), nn.ReLU(inplace=True), nn.Linear(512, dim))
+        if arch == "tiny":  # a fixed random projection (Johnson-Lindenstrauss) to `dim`
+            self.proj = nn.Sequential(nn.Linear(width, dim, bias=False))
+            nn.init.normal_(self.proj[0].weight, std=width ** -0.5)
+        else:
+            self.proj = nn.Sequential(nn.Linear(width, 512), nn.ReLU(inplace=True), nn.Linear(512, dim))
 
     def features(self, x: torch.Tensor) -> torch.Tensor:
         return self.backbone(x)
@@ -167,9 +199,45 @@ def build_embedder(spec: EmbedderSpec) -> SceneEmbedder:
     return SceneEmbedder(spec=spec, net=net)
 
 
-def default_embedder(arch: str = "mobilenet_v3_large") -> SceneEmbedder:
+def _calibration_images(n: int, size: tuple[int, int], seed: int) -> torch.Tensor:
+    """Deterministic picture-like inputs (smooth colour fields, edges, shapes) in [0, 1]."""
+    g = torch.Generator().manual_seed(seed)
+    h, w = size
+    low = torch.rand(n, 3, 6, 10, generator=g)
+    x = nn.functional.interpolate(low, size=(h, w), mode="bilinear", align_corners=False)
+    blocks = torch.rand(n, 3, 12, 20, generator=g)
+    x = 0.6 * x + 0.4 * nn.functional.interpolate(blocks, size=(h, w), mode="nearest")
+    return x.clamp(0, 1)
+
+
+@torch.no_grad()
+def calibrate_batchnorm(emb: SceneEmbedder, n: int = 96, seed: int = 1234) -> None:
+    """Set BatchNorm running statistics of an untrained network from deterministic inputs.
+
+    A randomly initialised network in eval mode uses BN statistics of mean 0 / variance 1,
+    which makes every embedding nearly identical; re-estimating them makes the random
+    features informative enough for near-duplicate search until a trained model exists.
+    """
+    mean = torch.tensor(emb.spec.mean).view(1, 3, 1, 1)
+    std = torch.tensor(emb.spec.std).view(1, 3, 1, 1)
+    x = ((_calibration_images(n, emb.spec.input_size, seed) - mean) / std).contiguous(
+        memory_format=torch.channels_last)
+    for m in emb.net.modules():
+        if isinstance(m, nn.modules.batchnorm._BatchNorm):
+            m.reset_running_stats()
+            m.momentum = None  # cumulative average over the calibration batches
+    emb.net.train()
+    for i in range(0, n, 32):
+        emb.net(x[i:i + 32])
+    emb.net.eval()
+
+
+def default_embedder(arch: str = "tiny") -> SceneEmbedder:
     """The untrained, fixed-seed embedder used until `anirec train scene` has produced one."""
-    return build_embedder(EmbedderSpec(arch=arch, version=f"default-seed0-{arch}"))
+    emb = build_embedder(EmbedderSpec(arch=arch, version=f"default-seed0-{arch}"))
+    if arch != "tiny":
+        calibrate_batchnorm(emb)
+    return emb
 
 
 def load_embedder(path: Path | None, *, weights: Path | None = None) -> SceneEmbedder:

@@ -53,3 +53,17 @@ def register_model(sessions: sessionmaker[Session], *, kind: str, version: str, 
             s.add(row)
         row.path, row.metrics, row.promoted = str(path), metrics, promote
         s.commit()
+
+
+def load_series_head(sessions: sessionmaker[Session], models_dir: Path) -> Any:
+    """The promoted series/genre head, or None until `anirec train series` has made one."""
+    mv = promoted(sessions, "series")
+    if mv is None:
+        return None
+    path = _resolve(models_dir, mv.path)
+    if not path.exists():
+        logger.warning("promoted series head %s is missing (%s)", mv.version, path)
+        return None
+    from core.models.series import load_series_head as _load
+
+    return _load(path)

@@ -1,0 +1,227 @@
+"""`anirec identify` and `anirec demo`: recognition from the command line."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import random
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from core.errors import AniRecError
+from core.formatting import format_timestamp, summary_lines
+from core.types import Recognition, Source
+
+CLI_SOURCE = Source(platform="cli", chat_id="local", user_id="operator", allow_adult=True)
+
+
+def build_service(app: Any, *, rate: int = 1_000_000) -> Any:
+    """The same RecognitionService the bots use, with the settings' limits."""
+    from core.feedback import FeedbackStore, load_salt
+    from core.media import MediaLimits
+    from core.previews import PreviewMaker
+    from core.recognizer import build_recognizer
+    from core.service import RecognitionService
+
+    st = app.settings
+
+    def factory() -> Any:
+        return build_recognizer(app.sessions, index_dir=st.index_dir, models_dir=st.models_dir,
+                                search_k=st.search_k, match_threshold=st.match_threshold,
+                                unsure_threshold=st.unsure_threshold)
+
+    limits = MediaLimits(max_bytes=st.max_upload_bytes, max_pixels=st.max_pixels,
+                         max_frames=st.max_frames, max_seconds=st.max_clip_seconds)
+    return RecognitionService(factory, FeedbackStore(app.sessions, load_salt(st.home)),
+                              limits=limits, previews=PreviewMaker(st.previews_dir),
+                              queue_size=st.queue_size, user_rate_per_minute=rate,
+                              chat_rate_per_minute=rate,
+                              images_dir=(st.home / "query-images") if st.store_query_images else None)
+
+
+def cmd_identify(app: Any, args: argparse.Namespace) -> int:
+    app.configure_torch(default=1)
+    return asyncio.run(_identify(app, args))
+
+
+async def _identify(app: Any, args: argparse.Namespace) -> int:
+    service = build_service(app)
+    await service.start()
+    rc = 0
+    try:
+        for name in args.files:
+            path = Path(name)
+            try:
+                data = path.read_bytes()
+            except OSError as exc:
+                out = {"file": name, "error": f"cannot read: {exc.strerror}"}
+                rc = 1
+                print(json.dumps(out) if args.json else f"{name}: cannot read ({exc.strerror})")
+                continue
+            try:
+                rec = await service.recognize(data, source=CLI_SOURCE, with_preview=not args.no_preview)
+            except AniRecError as exc:
+                rc = 1
+                print(json.dumps({"file": name, "error": str(exc)}) if args.json
+                      else f"{name}: {exc}")
+                continue
+            if args.json:
+                print(json.dumps(rec.to_json(file=name), ensure_ascii=False))
+            else:
+                print(f"== {name}")
+                for line in summary_lines(rec):
+                    print("   " + line)
+            sys.stdout.flush()
+    finally:
+        await service.close()
+    return rc
+
+
+# ----------------------------------------------------------------------------------------------
+def make_demo_queries(library: Path, out_dir: Path, *, n: int, seed: int = 7) -> list[dict[str, Any]]:
+    """Perturbed screenshots (and a few GIFs) at random times of the sample library, with truth."""
+    from PIL import Image
+
+    from data.perturb import SUITE, apply
+    from data.video import read_frames_at
+
+    gt = json.loads((library / "ground_truth.json").read_text())
+    rng = random.Random(seed)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    names = [k for k in SUITE if k != "clean"]
+    plan: dict[str, list[tuple[int, float, str]]] = {}
+    for i in range(n):
+        ep = rng.choice(gt["episodes"])
+        t = rng.uniform(0.5, ep["duration"] - 2.5)
+        kind = "gif" if i % 8 == 7 else names[i % len(names)]
+        plan.setdefault(ep["path"], []).append((i, t, kind))
+    queries: list[dict[str, Any]] = []
+    for rel, items in plan.items():
+        ep = next(e for e in gt["episodes"] if e["path"] == rel)
+        times = []
+        for _, t, kind in items:
+            times += [t, t + 0.7, t + 1.4] if kind == "gif" else [t]
+        frames = read_frames_at(library / rel, times)
+        fi = 0
+        for i, t, kind in items:
+            if kind == "gif":
+                imgs = [Image.fromarray(f).resize((320, 180)) for f in frames[fi:fi + 3]]
+                fi += 3
+                path = out_dir / f"q{i:02d}-clip.gif"
+                imgs[0].save(path, save_all=True, append_images=imgs[1:], duration=700, loop=0)
+            else:
+                img = apply(kind, Image.fromarray(frames[fi]), seed * 1000 + i)
+                fi += 1
+                path = out_dir / f"q{i:02d}-{kind.replace('+', '_')}.jpg"
+                img.save(path, quality=92)
+            queries.append({"file": str(path), "perturbation": kind, "series": ep["series"],
+                            "episode": ep["episode"], "path": rel, "time": t,
+                            "opening": bool(ep.get("opening") and ep["opening"][0] <= t <= ep["opening"][1])})
+    queries.sort(key=lambda q: q["file"])
+    return queries
+
+
+def judge(rec: Recognition, q: dict[str, Any], catalog: Any, library: Path) -> dict[str, bool]:
+    """Was the answer right? Series / episode / time within ±2 s (an opening counts by series)."""
+    want = (library / q["path"]).resolve().as_posix()
+    top = rec.candidates[0] if rec.candidates else None
+    if top is None:
+        return {"series": False, "episode": False, "time": False}
+    em = catalog.episodes.get(top.episode_id)
+    got = em.path if em else ""
+    want_series = next((e.series_id for e in catalog.episodes.values() if e.path == want), None)
+    series_ok = top.series.id == want_series
+    if q["opening"] and top.is_opening_or_ending:
+        return {"series": series_ok, "episode": series_ok, "time": series_ok}
+    ep_ok = got == want
+    return {"series": series_ok, "episode": ep_ok, "time": ep_ok and abs(top.time - q["time"]) <= 2.0}
+
+
+def cmd_demo(app: Any, args: argparse.Namespace) -> int:
+    from bot.cli import TqdmProgress
+    from data.indexer import Indexer
+    from data.synth import generate_library
+
+    app.configure_torch()
+    st = app.settings
+    library = Path(args.library) if args.library else st.home / "sample-library"
+    t_all = time.perf_counter()
+    print(f"[1/4] Sample library in {library}")
+    if not (library / "ground_truth.json").exists():
+        generate_library(library, series=args.series, episodes=args.episodes, seconds=args.seconds,
+                         seed=0, progress=lambda label, d, n: print(f"      wrote {d}/{n}: {label}"))
+    print("[2/4] Indexing (incremental: unchanged episodes are skipped)")
+    emb = app.embedder()
+    rep = Indexer(sessions=app.sessions, embedder=emb, index_dir=st.index_dir,
+                  framestore=app.framestore(), fps=st.index_fps, batch_size=st.embed_batch,
+                  progress=TqdmProgress()).run(library)
+    print(f"      {len(rep.added)} added, {rep.unchanged} unchanged, {rep.index_count} frames; "
+          + (f"{rep.speed:.1f}x real time" if rep.video_seconds else "nothing new to index"))
+    print("[3/4] Models: " + _train_step(app, args))
+    print(f"[4/4] Identifying {args.queries} perturbed screenshots and clips")
+    queries = make_demo_queries(library, st.home / "demo-queries", n=args.queries)
+    results = asyncio.run(_run_demo(app, queries, library))
+    print(f"\nDone in {time.perf_counter() - t_all:.0f} s. Try your own: anirec identify "
+          f"{st.home / 'demo-queries'}/q00-*.jpg")
+    return 0 if results else 1
+
+
+def _train_step(app: Any, args: argparse.Namespace) -> str:
+    try:
+        from bot.cli_train import demo_train
+    except ImportError:
+        return "no trainer yet; using the default embedder"
+    return demo_train(app, args)
+
+
+async def _run_demo(app: Any, queries: list[dict[str, Any]], library: Path) -> dict[str, float]:
+    service = build_service(app)
+    await service.start()
+    rows, lat = [], []
+    hits = {"series": 0, "episode": 0, "time": 0}
+    try:
+        catalog = service._recognizer.catalog if service._recognizer else None
+        print(f"{'query':34} {'truth':30} {'answer':36} {'conf':>5} ok")
+        for q in queries:
+            rec = await service.recognize(Path(q["file"]).read_bytes(), source=CLI_SOURCE,
+                                          with_preview=False)
+            ok = judge(rec, q, catalog, library)
+            for k in hits:
+                hits[k] += ok[k]
+            lat.append(rec.timings_ms.get("total", 0.0))
+            top = rec.best
+            truth = f"{q['series'][:16]} ep{q['episode']} {format_timestamp(q['time'])}"
+            ans = (f"{top.series.title[:16]} {top.episode_label} {format_timestamp(top.time)}"
+                   + (" OP" if top.is_opening_or_ending else "")) if top else "-"
+            mark = "✔" if ok["episode"] and ok["time"] else ("~" if ok["series"] else "✘")
+            rows.append(mark)
+            print(f"{Path(q['file']).name[:34]:34} {truth:30} {ans:36} {rec.confidence:5.2f} {mark}")
+    finally:
+        await service.close()
+    n = max(1, len(queries))
+    summary = {k: v / n for k, v in hits.items()}
+    p = np.percentile(lat, [50, 95]) if lat else [0, 0]
+    print(f"\nseries top-1 {summary['series']:.0%} · episode top-1 {summary['episode']:.0%} · "
+          f"time ±2 s {summary['time']:.0%} · latency p50 {p[0]:.0f} ms, p95 {p[1]:.0f} ms")
+    return summary
+
+
+def register(sub: Any) -> None:
+    sp = sub.add_parser("identify", help="identify images, GIFs or clips")
+    sp.add_argument("files", nargs="+", help="image/GIF/clip files")
+    sp.add_argument("--json", action="store_true", help="one JSON object per input, per line")
+    sp.add_argument("--no-preview", action="store_true", help="skip cutting the preview clip")
+    sp.set_defaults(func=cmd_identify)
+
+    sp = sub.add_parser("demo", help="sample library → index → identify perturbed screenshots")
+    sp.add_argument("--library", default=None, help="use this library instead of the sample one")
+    sp.add_argument("--series", type=int, default=4)
+    sp.add_argument("--episodes", type=int, default=3)
+    sp.add_argument("--seconds", type=float, default=30.0)
+    sp.add_argument("--queries", type=int, default=24)
+    sp.set_defaults(func=cmd_demo)

@@ -1,0 +1,389 @@
+"""The recognition pipeline: one `Media` in, one `Recognition` out (synchronous; the async
+service runs it on a worker thread).
+
+Steps (DESIGN.md, "The recognition pipeline"):
+ 2. views: trimmed borders, and the inner frame of a screenshot/meme when one is found;
+ 3. embed every view and its mirror image;
+ 4. search hundreds of neighbours per vector;
+ 5. group hits into candidates (episode, time window); several query frames vote with
+    temporal consistency (each frame must hit the same episode at the right offset);
+ 6. verify the best candidates against every stored frame around the hit (exact embedding
+    similarity plus the tiny colour descriptor) to pin the timestamp;
+ 7. fuse with the series classifier when one is loaded;
+ 8. calibrated confidence → status match / unsure / no_match.
+Openings/endings found in several episodes collapse into one "opening of <series>" answer.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Protocol
+
+import numpy as np
+from sqlalchemy.orm import Session, sessionmaker
+
+from core.catalog import Catalog
+from core.descriptors import tiny_array, tiny_descriptor, tiny_similarity
+from core.framing import query_views
+from core.media import Media
+from core.models.embedder import SceneEmbedder
+from core.types import Candidate, Recognition
+
+logger = logging.getLogger(__name__)
+
+GROUP_SECONDS = 5.0  # hits of one episode within ±5 s are one scene (as trace.moe merges)
+CONSISTENCY_SECONDS = 2.0  # a clip's frames must agree on the start within ±2 s
+VERIFY_TOP = 12  # candidates verified exactly
+VERIFY_WINDOW = 6.0  # seconds either side searched when pinning the timestamp
+
+
+class SearchIndex(Protocol):
+    def search(self, vectors: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]: ...
+    def vectors(self, ids: np.ndarray) -> np.ndarray: ...
+    def __len__(self) -> int: ...
+
+
+class SeriesHead(Protocol):
+    """Series classifier over the scene embedding (training issue)."""
+
+    version: str
+
+    def predict(self, vectors: np.ndarray) -> dict[int, float]: ...  # series id → probability
+
+    def genres(self, vectors: np.ndarray) -> list[tuple[str, float]]: ...
+
+
+@dataclass
+class Calibration:
+    """Logistic map from match features to a probability that the top answer is right.
+
+    Fitted by the evaluation harness (`anirec eval --calibrate`); the defaults are a
+    conservative fit on the sample library with the untrained embedder.
+    """
+
+    bias: float = -24.0
+    w_score: float = 24.0
+    w_margin: float = 30.0
+    w_frames: float = 0.5
+    fitted_on: str = "default"
+
+    def features(self, score: float, margin: float, agree: float) -> np.ndarray:
+        return np.array([1.0, score, margin, agree], dtype=np.float64)
+
+    def __call__(self, score: float, margin: float, agree: float) -> float:
+        w = np.array([self.bias, self.w_score, self.w_margin, self.w_frames])
+        z = float(w @ self.features(score, margin, agree))
+        return 1.0 / (1.0 + math.exp(-max(-50.0, min(50.0, z))))
+
+    @classmethod
+    def fit(cls, feats: np.ndarray, labels: np.ndarray, *, l2: float = 1e-3, iters: int = 200,
+            name: str = "eval") -> Calibration:
+        """Logistic regression by Newton's method on rows [1, score, margin, agree]."""
+        x = np.asarray(feats, np.float64)
+        y = np.asarray(labels, np.float64)
+        w = np.zeros(x.shape[1])
+        for _ in range(iters):
+            p = 1.0 / (1.0 + np.exp(-np.clip(x @ w, -50, 50)))
+            g = x.T @ (p - y) + l2 * w
+            hess = (x * (p * (1 - p))[:, None]).T @ x + l2 * np.eye(x.shape[1])
+            step = np.linalg.solve(hess, g)
+            w -= step
+            if np.abs(step).max() < 1e-8:
+                break
+        return cls(bias=float(w[0]), w_score=float(w[1]), w_margin=float(w[2]),
+                   w_frames=float(w[3]), fitted_on=name)
+
+    def save(self, path: Path) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text(json.dumps(self.__dict__, indent=2))
+        tmp.replace(path)
+
+    @classmethod
+    def load(cls, path: Path) -> Calibration:
+        if not path.exists():
+            return cls()
+        return cls(**{k: v for k, v in json.loads(path.read_text()).items()
+                      if k in cls.__dataclass_fields__})
+
+
+@dataclass
+class _Cluster:
+    ep: int
+    start: float  # implied library time of the clip's first frame
+    anchor_t: float
+    score: float
+    row: int
+    agree: float = 1.0
+    frame: int = 0
+    oped: int = 0
+    t_from: float = 0.0
+    t_to: float = 0.0
+
+
+@dataclass
+class Recognizer:
+    """Everything a query needs, loaded once: embedder, index, catalog, calibration."""
+
+    embedder: SceneEmbedder
+    index: SearchIndex
+    catalog: Catalog
+    index_version: str = ""
+    search_k: int = 200
+    match_threshold: float = 0.80
+    unsure_threshold: float = 0.35
+    calibration: Calibration = field(default_factory=Calibration)
+    series_head: SeriesHead | None = None
+
+    @property
+    def model_version(self) -> str:
+        v = f"{self.embedder.name}:{self.embedder.version}"
+        if self.series_head is not None:
+            v += f"+series:{self.series_head.version}"
+        return v
+
+    # ------------------------------------------------------------------------------------------
+    def embed_views(self, media: Media) -> tuple[np.ndarray, list[int], list[bytes]]:
+        """Vectors for every view (and mirror) of every frame; the frame each came from; the
+        tiny descriptors of each view/mirror."""
+        arrays, owner, tinies = [], [], []
+        for fi, frame in enumerate(media.frames):
+            for v in query_views(frame):
+                a = self.embedder.prepare(v.image)
+                for arr in (a, np.ascontiguousarray(a[:, ::-1])):
+                    arrays.append(arr)
+                    owner.append(fi)
+                    tinies.append(tiny_descriptor(arr))
+        return self.embedder.embed_arrays(np.stack(arrays)), owner, tinies
+
+    def recognize(self, media: Media) -> Recognition:
+        timings: dict[str, float] = {}
+        t0 = time.perf_counter()
+        vecs, owner, tinies = self.embed_views(media)
+        t1 = time.perf_counter()
+        timings["embed"] = (t1 - t0) * 1000
+        n = len(self.index)
+        if n == 0 or len(self.catalog) == 0:
+            return self._empty(timings, vecs, t0, media)
+        k = min(self.search_k, n)
+        ids, sims = self.index.search(vecs, k)
+        t2 = time.perf_counter()
+        timings["search"] = (t2 - t1) * 1000
+        clusters = self._group(media, ids, sims, owner)
+        t3 = time.perf_counter()
+        timings["group"] = (t3 - t2) * 1000
+        clusters = self._verify(clusters, vecs, owner, tinies, media)
+        t4 = time.perf_counter()
+        timings["verify"] = (t4 - t3) * 1000
+        rec = self._finish(clusters, vecs, media, timings)
+        timings["total"] = (time.perf_counter() - t0) * 1000
+        return rec
+
+    # ------------------------------------------------------------------------------------------
+    def _group(self, media: Media, ids: np.ndarray, sims: np.ndarray, owner: list[int]) -> list[_Cluster]:
+        cat = self.catalog
+        nf = len(media.frames)
+        # per query frame: episode → (times, sims, rows) of its hits (views/mirrors merged)
+        hits: list[dict[int, tuple[np.ndarray, np.ndarray, np.ndarray]]] = []
+        floor = np.zeros(nf, np.float32)
+        for fi in range(nf):
+            sel = [i for i, o in enumerate(owner) if o == fi]
+            fid = ids[sel].reshape(-1)
+            fs = sims[sel].reshape(-1)
+            rows = cat.rows(fid)
+            ok = (rows >= 0) & (fid >= 0)
+            rows, fs = rows[ok], fs[ok]
+            floor[fi] = float(fs.min()) if fs.size else 0.0
+            # best similarity per row
+            order = np.lexsort((-fs, rows))
+            rows, fs = rows[order], fs[order]
+            first = np.concatenate([[True], rows[1:] != rows[:-1]]) if rows.size else rows.astype(bool)
+            rows, fs = rows[first], fs[first]
+            per: dict[int, tuple[np.ndarray, np.ndarray, np.ndarray]] = {}
+            eps = cat.ep[rows]
+            for e in np.unique(eps).tolist():
+                m = eps == e
+                r = rows[m]
+                per[e] = (cat.t[r].astype(np.float64), fs[m].astype(np.float64), r)
+            hits.append(per)
+        qt = np.asarray(media.times, np.float64)
+        clusters: list[_Cluster] = []
+        for fi in range(nf):
+            for e, (ts, ss, rs) in hits[fi].items():
+                order = np.argsort(-ss)
+                peaks: list[int] = []
+                for j in order.tolist():
+                    if all(abs(ts[j] - ts[p]) > GROUP_SECONDS for p in peaks):
+                        peaks.append(j)
+                        if len(peaks) >= 4:
+                            break
+                for p in peaks:
+                    near = np.abs(ts - ts[p]) <= GROUP_SECONDS
+                    strong = near & (ss >= ss[p] - 0.02)
+                    clusters.append(_Cluster(ep=e, start=float(ts[p] - qt[fi]), anchor_t=float(ts[p]),
+                                             score=float(ss[p]), row=int(rs[p]), frame=fi,
+                                             oped=int(cat.oped[rs[p]]),
+                                             t_from=float(ts[strong].min()), t_to=float(ts[strong].max())))
+        if nf > 1:  # temporal consistency: every frame votes at its own offset
+            for c in clusters:
+                votes, agree = [], 0
+                for fj in range(nf):
+                    h = hits[fj].get(c.ep)
+                    best = floor[fj]
+                    if h is not None:
+                        exp = c.start + qt[fj]
+                        m = np.abs(h[0] - exp) <= CONSISTENCY_SECONDS
+                        if m.any():
+                            best = max(best, float(h[1][m].max()))
+                            agree += 1
+                    votes.append(best)
+                c.score = float(np.mean(votes))
+                c.agree = agree / nf
+        # one cluster per (episode, start) neighbourhood
+        clusters.sort(key=lambda c: -c.score)
+        kept: list[_Cluster] = []
+        for c in clusters:
+            if all(not (k.ep == c.ep and abs(k.start - c.start) <= GROUP_SECONDS) for k in kept):
+                kept.append(c)
+            if len(kept) >= 60:
+                break
+        return kept
+
+    def _verify(self, clusters: list[_Cluster], vecs: np.ndarray, owner: list[int],
+                tinies: list[bytes], media: Media) -> list[_Cluster]:
+        """Pin the timestamp of the best candidates against every stored frame nearby."""
+        cat = self.catalog
+        getter = getattr(self.index, "vectors", None)
+        if getter is None:
+            return clusters
+        tq = tiny_array(tinies)
+        qt = np.asarray(media.times, np.float64)
+        for c in clusters[:VERIFY_TOP]:
+            fi = c.frame
+            sl = cat.window(c.ep, c.anchor_t - VERIFY_WINDOW, c.anchor_t + VERIFY_WINDOW)
+            if sl.stop <= sl.start:
+                continue
+            fids = cat.ids[sl]
+            try:
+                fv = getter(fids)
+            except (KeyError, RuntimeError, ValueError):
+                continue
+            sel = [i for i, o in enumerate(owner) if o == fi]
+            emb = (vecs[sel] @ fv.T).max(axis=0)  # best view/mirror per library frame
+            tiny = tiny_similarity(tq[sel], cat.descriptors[sl].astype(np.float32) / 255.0).max(axis=0)
+            combined = emb + 0.05 * tiny
+            j = int(np.argmax(combined))
+            ts = cat.t[sl].astype(np.float64)
+            best = float(emb[j])
+            close = emb >= best - 0.01
+            # sub-sample time: similarity-weighted mean of the best frame and its neighbours
+            nb = [x for x in (j - 1, j, j + 1) if 0 <= x < len(ts) and close[x]]
+            w = np.maximum(emb[nb] - (best - 0.02), 1e-6)
+            c.anchor_t = float((ts[nb] * w).sum() / w.sum())
+            strong = emb >= best - 0.02
+            c.t_from, c.t_to = float(ts[strong].min()), float(ts[strong].max())
+            c.start = c.anchor_t - qt[fi]
+            c.row = sl.start + j
+            c.oped = int(cat.oped[c.row])
+            if len(media.frames) == 1:
+                c.score = max(c.score, best)
+        clusters.sort(key=lambda c: -c.score)
+        return clusters
+
+    def _finish(self, clusters: list[_Cluster], vecs: np.ndarray, media: Media,
+                timings: dict[str, float]) -> Recognition:
+        cat = self.catalog
+        t0 = time.perf_counter()
+        series_p: dict[int, float] = {}
+        genres: list[tuple[str, float]] = []
+        if self.series_head is not None:
+            series_p = self.series_head.predict(vecs)
+        if series_p:  # fuse: the classifier nudges candidates of the series it believes in
+            for c in clusters:
+                sid = cat.episodes[c.ep].series_id
+                c.score = c.score + 0.05 * series_p.get(sid, 0.0)
+            clusters.sort(key=lambda c: -c.score)
+        out: list[Candidate] = []
+        seen_oped: set[tuple[int, int]] = set()
+        seen_ep_start: list[tuple[int, float]] = []
+        for c in clusters:
+            em = cat.episodes.get(c.ep)
+            if em is None:
+                continue
+            if c.oped:
+                key = (em.series_id, c.oped)
+                if key in seen_oped:
+                    continue
+                seen_oped.add(key)
+            if any(e == c.ep and abs(s - c.start) <= GROUP_SECONDS for e, s in seen_ep_start):
+                continue
+            seen_ep_start.append((c.ep, c.start))
+            t = c.anchor_t
+            out.append(Candidate(
+                series=cat.series[em.series_id], episode_id=em.id, season=em.season,
+                episode=em.number, episode_label=em.label, time=t,
+                time_from=min(c.t_from, t), time_to=max(c.t_to, t),
+                score=float(max(0.0, min(1.0, c.score))), is_opening_or_ending=bool(c.oped)))
+            if len(out) >= 5:
+                break
+        score = out[0].score if out else 0.0
+        # margin against the best answer that is a different place (another episode/series)
+        second = 0.0
+        if out:
+            for c in out[1:]:
+                if c.series.id != out[0].series.id or c.episode_id != out[0].episode_id:
+                    second = c.score
+                    break
+        agree = clusters[0].agree if clusters else 0.0
+        conf = self.calibration(score, score - second, agree) if out else 0.0
+        status = ("match" if conf >= self.match_threshold else
+                  "unsure" if conf >= self.unsure_threshold else "no_match")
+        if status != "match" and self.series_head is not None:
+            genres = self.series_head.genres(vecs)
+        timings["rank"] = (time.perf_counter() - t0) * 1000
+        return Recognition(status=status, confidence=conf, candidates=tuple(out),
+                           genres=tuple(genres), timings_ms=timings,
+                           model_version=self.model_version, index_version=self.index_version,
+                           frames_used=len(media.frames))
+
+    def _empty(self, timings: dict[str, float], vecs: np.ndarray, t0: float, media: Media) -> Recognition:
+        genres = self.series_head.genres(vecs) if self.series_head is not None else []
+        timings["total"] = (time.perf_counter() - t0) * 1000
+        return Recognition(status="no_match", confidence=0.0, genres=tuple(genres),
+                           timings_ms=timings, model_version=self.model_version,
+                           index_version=self.index_version, frames_used=len(media.frames))
+
+
+def features_of(rec: Recognition, agree: float = 1.0) -> tuple[float, float, float]:
+    """The calibration features of a finished recognition (for fitting)."""
+    if not rec.candidates:
+        return 0.0, 0.0, 0.0
+    top = rec.candidates[0]
+    second = next((c.score for c in rec.candidates[1:]
+                   if c.series.id != top.series.id or c.episode_id != top.episode_id), 0.0)
+    return top.score, top.score - second, agree
+
+
+
+def build_recognizer(sessions: sessionmaker[Session], *, index_dir: Path, models_dir: Path,
+                     search_k: int = 200, match_threshold: float = 0.80,
+                     unsure_threshold: float = 0.35, num_threads: int = 1) -> Recognizer:
+    """Load the promoted embedder, the index (refusing one built by another embedder), the
+    catalog and the calibration. Raises IndexUnavailable/IndexMismatch when not ready."""
+    from core.index import HnswIndex
+    from core.models.registry import load_scene_embedder, load_series_head
+
+    embedder = load_scene_embedder(sessions, models_dir)
+    index = HnswIndex.load(index_dir, embedder_name=embedder.name,
+                           embedder_version=embedder.version, dim=embedder.dim,
+                           num_threads=num_threads, verify=False)
+    return Recognizer(embedder=embedder, index=index, catalog=Catalog.load(sessions),
+                      index_version=index.version, search_k=search_k,
+                      match_threshold=match_threshold, unsure_threshold=unsure_threshold,
+                      calibration=Calibration.load(models_dir / "calibration.json"),
+                      series_head=load_series_head(sessions, models_dir))

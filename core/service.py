@@ -1,0 +1,214 @@
+"""RecognitionService: the one async API both bots and the web chat call.
+
+Inference never runs on the event loop: decode → recognise → store happens on a single
+worker thread, one job at a time. A bounded queue turns a burst into a polite `Busy` with an
+estimated wait instead of a frozen bot; per-user and per-chat sliding-window rate limits
+turn a flood from one person into `RateLimited`. `reload()` builds a new recogniser on a
+side thread and swaps it in; requests in flight finish on the old one.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import hashlib
+import logging
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+from core.errors import Busy, IndexUnavailable, RateLimited
+from core.feedback import FeedbackStore
+from core.media import Media, MediaLimits, load_media
+from core.previews import Preview, PreviewMaker
+from core.recognizer import Recognizer
+from core.types import Candidate, FeedbackTally, Recognition, Source, Verdict
+
+logger = logging.getLogger(__name__)
+
+
+class _Window:
+    """Sliding one-minute windows of request times per key."""
+
+    def __init__(self, per_minute: int) -> None:
+        self.per_minute = per_minute
+        self._hits: dict[str, collections.deque[float]] = {}
+
+    def check(self, key: str, now: float) -> float:
+        """0 if allowed (and counted), else seconds until the next request is allowed."""
+        q = self._hits.setdefault(key, collections.deque())
+        while q and now - q[0] >= 60.0:
+            q.popleft()
+        if len(q) >= self.per_minute:
+            return 60.0 - (now - q[0])
+        q.append(now)
+        if len(self._hits) > 10_000:  # forget idle keys
+            for k in [k for k, v in self._hits.items() if not v or now - v[-1] > 60]:
+                self._hits.pop(k, None)
+        return 0.0
+
+
+class RecognitionService:
+    """Async façade over the recogniser, the preview maker and the feedback store."""
+
+    def __init__(self, recognizer_factory: Callable[[], Recognizer], store: FeedbackStore, *,
+                 limits: MediaLimits | None = None, previews: PreviewMaker | None = None,
+                 queue_size: int = 16, user_rate_per_minute: int = 10,
+                 chat_rate_per_minute: int = 30, images_dir: Path | None = None) -> None:
+        self._factory = recognizer_factory
+        self.store = store
+        self.limits = limits or MediaLimits()
+        self.previews = previews
+        self.queue_size = queue_size
+        self.images_dir = images_dir
+        self._user_rate = _Window(user_rate_per_minute)
+        self._chat_rate = _Window(chat_rate_per_minute)
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="anirec-infer")
+        self._io = ThreadPoolExecutor(max_workers=2, thread_name_prefix="anirec-io")
+        self._recognizer: Recognizer | None = None
+        self._load_error: Exception | None = None
+        self._inflight = 0
+        self._latency_ms = collections.deque([400.0], maxlen=50)
+        self.started_at = time.time()
+        self.served = 0
+
+    # -- lifecycle -------------------------------------------------------------------------------
+    async def start(self) -> None:
+        """Load models and index (off the loop). A missing index is not fatal: queries then
+        get a clear "not ready" message until `reload()` succeeds."""
+        try:
+            self._recognizer = await asyncio.get_running_loop().run_in_executor(self._io, self._factory)
+            self._load_error = None
+        except IndexUnavailable as exc:
+            self._load_error = exc
+            logger.warning("recogniser not ready: %s", exc)
+
+    async def reload(self) -> str:
+        """Build a fresh recogniser (new models/index) and swap it in without dropping requests."""
+        new = await asyncio.get_running_loop().run_in_executor(self._io, self._factory)
+        self._recognizer, self._load_error = new, None
+        logger.info("reloaded: model %s, index %s", new.model_version, new.index_version)
+        return f"model {new.model_version}, index {new.index_version}"
+
+    async def close(self) -> None:
+        self._executor.shutdown(wait=True, cancel_futures=True)
+        self._io.shutdown(wait=True, cancel_futures=True)
+
+    @property
+    def ready(self) -> bool:
+        return self._recognizer is not None
+
+    # -- recognition -------------------------------------------------------------------------------
+    def _admit(self, source: Source) -> None:
+        now = time.monotonic()
+        wait = self._user_rate.check(f"{source.platform}:{source.user_id}", now)
+        if wait:
+            raise RateLimited(wait)
+        wait = self._chat_rate.check(f"{source.platform}:c:{source.chat_id}", now)
+        if wait:
+            raise RateLimited(wait)
+        if self._inflight >= self.queue_size:
+            avg = sum(self._latency_ms) / len(self._latency_ms) / 1000.0
+            raise Busy(avg * self._inflight + 1.0)
+
+    async def recognize(self, data: bytes, *, source: Source, sticker: bool = False,
+                        with_preview: bool = True) -> Recognition:
+        """Recognise one upload. Raises InvalidMedia, RateLimited, Busy or IndexUnavailable."""
+        self._admit(source)
+        self._inflight += 1
+        try:
+            loop = asyncio.get_running_loop()
+            rec = await loop.run_in_executor(self._executor, self._work, data, source, sticker,
+                                             with_preview)
+        finally:
+            self._inflight -= 1
+        self.served += 1
+        return rec
+
+    def _work(self, data: bytes, source: Source, sticker: bool, with_preview: bool) -> Recognition:
+        t0 = time.perf_counter()
+        rec_engine = self._recognizer
+        if rec_engine is None:
+            raise self._load_error or IndexUnavailable()
+        media = load_media(data, self.limits, sticker=sticker)
+        t1 = time.perf_counter()
+        rec = rec_engine.recognize(media)
+        timings = dict(rec.timings_ms)
+        timings["decode"] = (t1 - t0) * 1000
+        if with_preview and rec.candidates:
+            tp = time.perf_counter()
+            rec = replace(rec, candidates=(self._with_preview(rec_engine, rec.candidates[0]),)
+                          + rec.candidates[1:])
+            timings["preview"] = (time.perf_counter() - tp) * 1000
+        latency = (time.perf_counter() - t0) * 1000
+        timings["total"] = latency
+        sha = hashlib.sha256(data).hexdigest()
+        image_path = self._keep_image(sha, data) if self.images_dir is not None else None
+        qid = self.store.record_query(rec, source, image_sha256=sha, latency_ms=latency,
+                                      image_path=image_path)
+        self._latency_ms.append(latency)
+        return replace(rec, query_id=qid, timings_ms=timings)
+
+    def _with_preview(self, engine: Recognizer, cand: Candidate) -> Candidate:
+        if self.previews is None:
+            return cand
+        pv = self.preview_for(engine, cand)
+        return replace(cand, preview=str(pv.clip) if pv.clip else None,
+                       still=str(pv.still) if pv.still else None)
+
+    def preview_for(self, engine: Recognizer, cand: Candidate) -> Preview:
+        assert self.previews is not None
+        em = engine.catalog.episodes.get(cand.episode_id)
+        if em is None:
+            return Preview(None, None)
+        sl = engine.catalog.window(cand.episode_id, cand.time - 0.6, cand.time + 0.6)
+        shot = engine.catalog.shot_bounds(sl.start) if sl.stop > sl.start else None
+        return self.previews.make(Path(em.path), cand.time, shot)
+
+    def _keep_image(self, sha: str, data: bytes) -> str:
+        assert self.images_dir is not None
+        self.images_dir.mkdir(parents=True, exist_ok=True)
+        p = self.images_dir / sha
+        if not p.exists():
+            tmp = p.with_suffix(".tmp")
+            tmp.write_bytes(data)
+            tmp.replace(p)
+        return str(p)
+
+    def media_only(self, data: bytes, sticker: bool = False) -> Media:
+        """Decode with the service's limits (used by adapters to validate early)."""
+        return load_media(data, self.limits, sticker=sticker)
+
+    # -- feedback ----------------------------------------------------------------------------------
+    async def record_feedback(self, query_id: str, verdict: Verdict, *, source: Source,
+                              rank: int | None = None) -> FeedbackTally:
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._io, self.store.record, query_id, source,
+                                          Verdict(verdict), rank)
+
+    async def withdraw_feedback(self, query_id: str, *, source: Source,
+                                verdict: Verdict | None = None, rank: int | None = None) -> FeedbackTally:
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._io, self.store.withdraw, query_id, source,
+                                          verdict, rank)
+
+    async def tally(self, query_id: str) -> FeedbackTally:
+        return await asyncio.get_running_loop().run_in_executor(self._io, self.store.tally, query_id)
+
+    # -- operator ----------------------------------------------------------------------------------
+    async def stats(self) -> dict[str, Any]:
+        st = await asyncio.get_running_loop().run_in_executor(self._io, self.store.stats)
+        eng = self._recognizer
+        st.update({
+            "ready": eng is not None,
+            "model_version": eng.model_version if eng else None,
+            "index_version": eng.index_version if eng else None,
+            "frames": len(eng.catalog) if eng else 0,
+            "queue": self._inflight,
+            "served_since_start": self.served,
+            "uptime_s": round(time.time() - self.started_at),
+        })
+        return st

@@ -1,0 +1,110 @@
+"""Shared fixtures: a small real sample library, indexed once per test session, and a real
+RecognitionService over it (real SQLite, real hnswlib, real video files)."""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+import torch
+
+# Tests share 2 cores with other work: one torch thread avoids the contention collapse.
+torch.set_num_threads(1)
+os.environ.setdefault("PTB_TIMEDELTA", "true")
+
+from core.config import Settings  # noqa: E402
+
+TEST_LIBRARY = dict(series=3, episodes=2, seconds=16.0, seed=3)
+
+
+@dataclass
+class IndexedHome:
+    """A home folder with the test library indexed by the default embedder."""
+
+    settings: Settings
+    library: Path
+    ground_truth: dict[str, Any]
+    app: Any  # bot.cli.App
+
+    def frame_png(self, episode: int = 0, t: float = 5.0) -> bytes:
+        """A clean PNG of the library frame at `t` seconds of ground-truth episode `episode`."""
+        from PIL import Image
+
+        from data.video import read_frames_at
+
+        ep = self.ground_truth["episodes"][episode]
+        arr = read_frames_at(self.library / ep["path"], [t])[0]
+        buf = io.BytesIO()
+        Image.fromarray(arr).save(buf, format="PNG")
+        return buf.getvalue()
+
+    def series_title(self, episode: int = 0) -> str:
+        """The title AniRec shows for ground-truth episode `episode`'s series."""
+        ep = self.ground_truth["episodes"][episode]
+        meta = self.library / Path(ep["path"]).parent / "series.json"
+        if meta.exists():
+            return str(json.loads(meta.read_text()).get("title") or ep["series"])
+        return str(ep["series"])
+
+
+@pytest.fixture(scope="session")
+def sample_library(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    from data.synth import generate_library
+
+    out = tmp_path_factory.mktemp("sample") / "library"
+    generate_library(out, **TEST_LIBRARY)  # type: ignore[arg-type]
+    return out
+
+
+@pytest.fixture(scope="session")
+def indexed_home(sample_library: Path, tmp_path_factory: pytest.TempPathFactory) -> IndexedHome:
+    from bot.cli import App
+    from data.indexer import Indexer
+
+    home = tmp_path_factory.mktemp("home")
+    settings = Settings(_env_file=None, home=home)  # type: ignore[call-arg]
+    app = App(settings)
+    Indexer(sessions=app.sessions, embedder=app.embedder(), index_dir=settings.index_dir,
+            framestore=app.framestore(), fps=settings.index_fps).run(sample_library)
+    gt = json.loads((sample_library / "ground_truth.json").read_text())
+    return IndexedHome(settings=settings, library=sample_library, ground_truth=gt, app=app)
+
+
+@pytest.fixture()
+async def make_service(indexed_home: IndexedHome) -> AsyncIterator[Callable[..., Any]]:
+    """`await make_service(**overrides)` → a started RecognitionService over the indexed home.
+
+    Overrides: rate (both per-minute limits), queue_size, max_bytes. Closed at teardown.
+    """
+    from dataclasses import replace
+
+    from bot.cli_recognize import build_service
+
+    made: list[Any] = []
+
+    async def factory(*, rate: int = 1_000_000, queue_size: int | None = None,
+                      max_bytes: int | None = None) -> Any:
+        svc = build_service(indexed_home.app, rate=rate)
+        if queue_size is not None:
+            svc.queue_size = queue_size
+        if max_bytes is not None:
+            svc.limits = replace(svc.limits, max_bytes=max_bytes)
+        await svc.start()
+        made.append(svc)
+        return svc
+
+    yield factory
+    for svc in made:
+        await svc.close()
+
+
+@pytest.fixture()
+async def service(make_service: Callable[..., Any]) -> Any:
+    """A started RecognitionService with generous limits."""
+    return await make_service()

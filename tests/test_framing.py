@@ -1,0 +1,60 @@
+"""Picture-in-picture: borders trimmed, the frame found inside phone screenshots and memes."""
+
+from __future__ import annotations
+
+import random
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from core.framing import find_frame, query_views, trim_borders
+from data.perturb import borders, meme_caption, phone_screenshot
+
+
+def scene(seed: int = 0, w: int = 480, h: int = 270) -> Image.Image:
+    rng = np.random.default_rng(seed)
+    arr = (rng.random((h // 15, w // 15, 3)) * 200 + 30).astype(np.uint8)
+    return Image.fromarray(arr).resize((w, h), Image.BILINEAR)
+
+
+def similar(a: Image.Image, b: Image.Image) -> float:
+    x = np.asarray(a.resize((96, 54)), np.float32)
+    y = np.asarray(b.resize((96, 54)), np.float32)
+    return float(np.abs(x - y).mean())
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_trim_borders_recovers_the_frame(seed: int) -> None:
+    img = scene(seed)
+    bordered = borders(img, random.Random(seed))
+    box = trim_borders(bordered)
+    assert similar(bordered.crop(box), img) < 12
+
+
+def test_trim_keeps_a_borderless_image_whole() -> None:
+    img = scene(1)
+    assert trim_borders(img) == (0, 0, img.width, img.height)
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_frame_found_in_phone_screenshot(seed: int) -> None:
+    img = scene(seed)
+    shot = phone_screenshot(img, random.Random(seed))
+    views = query_views(shot)
+    assert any(v.kind == "frame" for v in views)
+    frame = next(v for v in views if v.kind == "frame")
+    assert similar(frame.image, img) < 14
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_frame_found_in_meme(seed: int) -> None:
+    img = scene(seed + 10)
+    meme = meme_caption(img, random.Random(seed))
+    views = query_views(meme)
+    best = min(similar(v.image, img) for v in views)
+    assert best < 14
+
+
+def test_no_frame_in_a_plain_picture() -> None:
+    assert find_frame(scene(3)) is None

@@ -1,0 +1,447 @@
+"""End to end: the real PTB Application (bot.telegram_adapter) against the fake Telegram Bot
+API server, with the real RecognitionService over the real indexed sample library.
+
+Nothing is patched: the bot runs through `run_telegram()` (initialize/start/polling/stop/
+shutdown in the test's loop), downloads files from the fake, recognises them with the real
+models/index/SQLite, and the fake records every Bot API call it makes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import html
+import io
+import logging
+import re
+import time
+from collections.abc import AsyncIterator, Callable, Sequence
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+import pytest
+from sqlalchemy import select
+
+from bot.common import parse_feedback
+from bot.telegram_adapter import ALLOWED_UPDATES, build_telegram_application, run_telegram
+from core.db.models import Feedback
+from tests.fakes.telegram_server import FakeTelegram, RecordedCall
+
+pytestmark = pytest.mark.timeout(60)
+
+TOKEN = "123:ABC"
+BOT = "anirec_test_bot"
+OWNER = 4242
+PROXY_VARS = ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "http_proxy", "https_proxy", "all_proxy")
+ANSWER_METHODS = ("sendVideo", "sendPhoto", "sendMessage")
+
+
+@pytest.fixture(autouse=True)
+def _no_proxy(monkeypatch: pytest.MonkeyPatch) -> None:
+    for var in PROXY_VARS:
+        monkeypatch.delenv(var, raising=False)
+
+
+@pytest.fixture(autouse=True)
+def _no_handler_errors(caplog: pytest.LogCaptureFixture) -> Any:
+    """No handler may fail unexpectedly (expected user errors are logged at INFO)."""
+    caplog.set_level(logging.INFO)
+    yield
+    bad = [r for r in caplog.records if r.levelno >= logging.ERROR]
+    assert not bad, "errors logged: " + "; ".join(f"{r.name}: {r.getMessage()}" for r in bad)
+
+
+@pytest.fixture
+async def tg() -> AsyncIterator[FakeTelegram]:
+    async with FakeTelegram(token=TOKEN, bot_username=BOT) as fake:
+        yield fake
+
+
+@asynccontextmanager
+async def running(tg: FakeTelegram, service: Any, state_file: Path | None = None
+                  ) -> AsyncIterator[Any]:
+    """The bot as the runner runs it: `run_telegram(app, stop)` as a task on this loop."""
+    app = build_telegram_application(TOKEN, service, owner_ids=[OWNER], base_url=tg.base_url,
+                                     base_file_url=tg.base_file_url, state_file=state_file)
+    stop = asyncio.Event()
+    mark = len(tg.requests)
+    task = asyncio.create_task(run_telegram(app, stop, poll_timeout=1))
+    try:
+        await tg.wait_for("getUpdates", since=mark, timeout=15)
+        yield app
+    finally:
+        stop.set()
+        await asyncio.wait_for(task, 15)
+
+
+async def answer_to(tg: FakeTelegram, message_id: int, timeout: float = 30.0,
+                    methods: Sequence[str] = ANSWER_METHODS) -> RecordedCall:
+    """The first successful send that replies to `message_id`."""
+    wanted = {m.lower() for m in methods}
+    deadline = time.monotonic() + timeout
+    while True:
+        for c in tg.requests:
+            rp = c.params.get("reply_parameters")
+            if (c.method.lower() in wanted and c.ok and isinstance(rp, dict)
+                    and rp.get("message_id") == message_id):
+                return c
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"no answer to message {message_id}; calls: "
+                               f"{[c.method for c in tg.requests]}")
+        await asyncio.sleep(0.01)
+
+
+def replies_to(tg: FakeTelegram, message_id: int) -> list[RecordedCall]:
+    return [c for c in tg.requests if isinstance(c.params.get("reply_parameters"), dict)
+            and c.params["reply_parameters"].get("message_id") == message_id]
+
+
+def shown(call: RecordedCall) -> str:
+    """What the user sees (tags stripped by the fake): caption or text."""
+    res = call.result or {}
+    return str(res.get("caption") or res.get("text") or "")
+
+
+def keyboard(call_or_msg: Any) -> list[list[str]]:
+    markup = (call_or_msg.params.get("reply_markup") if isinstance(call_or_msg, RecordedCall)
+              else call_or_msg.get("reply_markup"))
+    return [[b["text"] for b in row] for row in (markup or {}).get("inline_keyboard", [])]
+
+
+def query_id_of(call: RecordedCall) -> str:
+    data = call.params["reply_markup"]["inline_keyboard"][0][0]["callback_data"]
+    action = parse_feedback(data)
+    assert action is not None
+    return action.query_id
+
+
+def feedback_rows(indexed_home: Any, qid: str) -> list[Feedback]:
+    with indexed_home.app.sessions() as s:
+        return list(s.scalars(select(Feedback).where(Feedback.query_id == qid)
+                              .order_by(Feedback.id)).all())
+
+
+async def settle(tg: FakeTelegram, seconds: float = 0.4) -> None:
+    """Let queued updates be fetched and handled (for "nothing happened" checks)."""
+    await asyncio.sleep(seconds)
+
+
+# -- media builders --------------------------------------------------------------------------------
+
+def gif_of(frames: Sequence[bytes]) -> bytes:
+    from PIL import Image
+
+    imgs = [Image.open(io.BytesIO(f)).convert("RGB") for f in frames]
+    out = io.BytesIO()
+    imgs[0].save(out, format="GIF", save_all=True, append_images=imgs[1:], duration=250, loop=0)
+    return out.getvalue()
+
+
+def webp_sticker(frame: bytes) -> bytes:
+    from PIL import Image
+
+    im = Image.open(io.BytesIO(frame)).convert("RGBA")
+    im = im.resize((512, max(16, round(im.height * 512 / im.width))))
+    out = io.BytesIO()
+    im.save(out, format="WEBP", quality=90)
+    return out.getvalue()
+
+
+def mp4_of(frames: Sequence[bytes], fps: int = 4) -> bytes:
+    import av
+    from PIL import Image
+
+    buf = io.BytesIO()
+    with av.open(buf, mode="w", format="mp4") as out:
+        st = out.add_stream("libx264", rate=fps)
+        first = Image.open(io.BytesIO(frames[0]))
+        st.width, st.height, st.pix_fmt = first.width // 2 * 2, first.height // 2 * 2, "yuv420p"
+        for f in frames:
+            im = Image.open(io.BytesIO(f)).convert("RGB").resize((st.width, st.height))
+            for pkt in st.encode(av.VideoFrame.from_image(im)):
+                out.mux(pkt)
+        for pkt in st.encode(None):
+            out.mux(pkt)
+    return buf.getvalue()
+
+
+# -- tests ------------------------------------------------------------------------------------------
+
+async def test_private_photo_answer_with_preview_keyboard_and_latency(
+        tg: FakeTelegram, make_service: Callable[..., Any], indexed_home: Any) -> None:
+    service = await make_service()
+    title = indexed_home.series_title(0)
+    alice = tg.user(1001, "Alice", "alice")
+    chat = tg.private_chat(alice)
+    async with running(tg, service):
+        polls = tg.calls("getUpdates")
+        assert set(ALLOWED_UPDATES) <= set(polls[-1].params["allowed_updates"])
+        assert "message_reaction" in tg.allowed_updates
+        latencies = []
+        for t in (6.0, 9.0):  # cold (first inference, first preview cut), then warm
+            upd = tg.photo_message(chat, alice, indexed_home.frame_png(0, t))
+            mid = upd["message"]["message_id"]
+            t0 = time.monotonic()
+            tg.push_update(upd)
+            call = await answer_to(tg, mid)
+            latencies.append(call.time - t0)
+        print(f"\n[telegram latency] photo push_update → answer at the fake: "
+              f"cold {latencies[0] * 1000:.0f} ms, warm {latencies[1] * 1000:.0f} ms")
+
+    assert call.method == "sendVideo", [c.method for c in tg.requests]
+    caption = shown(call)
+    assert title in caption
+    assert "Found it" in caption or "Not sure" in caption
+    assert call.params["parse_mode"] == "HTML"
+    assert call.params["supports_streaming"] is True
+    assert "video" in call.files and call.files["video"].data[4:8] == b"ftyp"
+    rows = keyboard(call)
+    assert rows[0] == ["✅", "❌"]
+    n = len(rows[1]) if len(rows) > 1 else 1
+    assert 1 <= n <= 5 and (n == 1 or rows[1] == [str(i) for i in range(1, n + 1)])
+    # the candidate list is numbered like the buttons
+    for i in range(1, n + 1):
+        assert re.search(rf"^{i}\. ", caption, re.M), caption
+    actions = [c.params["action"] for c in tg.calls("sendChatAction")]
+    assert "typing" in actions and "upload_video" in actions
+    assert tg.calls("getFile") and tg.calls("setMyCommands")
+    # one recorded exchange, for the closing note
+    print("[telegram exchange]", call.method, {
+        k: call.params[k] for k in ("chat_id", "parse_mode", "supports_streaming",
+                                    "has_spoiler", "reply_parameters") if k in call.params},
+        "caption=", call.params["caption"].splitlines()[:3],
+        "keyboard=", [[b["callback_data"] for b in r] for r in
+                      call.params["reply_markup"]["inline_keyboard"]],
+        "video bytes=", len(call.files["video"].data))
+
+
+async def test_group_triggers(tg: FakeTelegram, make_service: Callable[..., Any],
+                              indexed_home: Any, tmp_path: Path) -> None:
+    service = await make_service()
+    title = indexed_home.series_title(0)
+    png = indexed_home.frame_png(0, 6.0)
+    alice, bob = tg.user(1001, "Alice", "alice"), tg.user(1002, "Bob", "bob")
+    group = tg.group_chat(-1001234567890)
+    state = tmp_path / "telegram.json"
+    async with running(tg, service, state_file=state):
+        plain = tg.photo_message(group, alice, png)
+        tg.push_update(plain)
+        # a reply with /anime to the earlier photo → answered, as a reply to the command
+        cmd = tg.text_message(group, bob, "/anime", reply_to=plain)
+        tg.push_update(cmd)
+        a1 = await answer_to(tg, cmd["message"]["message_id"])
+        assert title in shown(a1)
+        # /anime@botname form
+        cmd2 = tg.text_message(group, bob, f"/anime@{BOT}", reply_to=plain)
+        tg.push_update(cmd2)
+        assert title in shown(await answer_to(tg, cmd2["message"]["message_id"]))
+        # a mention in a reply
+        men = tg.text_message(group, bob, f"@{BOT} what is this?", reply_to=plain)
+        tg.push_update(men)
+        assert title in shown(await answer_to(tg, men["message"]["message_id"]))
+        # the photo's own caption with /anime
+        cap = tg.photo_message(group, alice, png, caption="/anime")
+        tg.push_update(cap)
+        assert title in shown(await answer_to(tg, cap["message"]["message_id"]))
+        # addressed to another bot, and an /anime that replies to no picture
+        other = tg.text_message(group, bob, "/anime@some_other_bot", reply_to=plain)
+        tg.push_update(other)
+        bare = tg.text_message(group, bob, "/anime")
+        tg.push_update(bare)
+        hint = await answer_to(tg, bare["message"]["message_id"])
+        assert "Reply to a picture" in shown(hint)
+        # auto-answer: members may not, admins may
+        off = tg.text_message(group, bob, "/autoanswer on")
+        tg.push_update(off)
+        assert "only group admins" in shown(await answer_to(tg, off["message"]["message_id"])).lower()
+        tg.set_member(group, alice, "administrator")
+        on = tg.text_message(group, alice, "/autoanswer on")
+        tg.push_update(on)
+        assert "auto-answer is on" in shown(await answer_to(tg, on["message"]["message_id"])).lower()
+        auto = tg.photo_message(group, bob, png)
+        tg.push_update(auto)
+        assert title in shown(await answer_to(tg, auto["message"]["message_id"]))
+        await settle(tg)
+
+    assert not replies_to(tg, plain["message"]["message_id"]), "no command: no answer"
+    assert not replies_to(tg, other["message"]["message_id"])
+    assert str(group["id"]) in state.read_text()
+
+
+async def test_media_kinds(tg: FakeTelegram, make_service: Callable[..., Any],
+                           indexed_home: Any) -> None:
+    service = await make_service()
+    title = indexed_home.series_title(0)
+    frames = [indexed_home.frame_png(0, t) for t in (6.0, 6.5)]
+    alice = tg.user(1001, "Alice", "alice")
+    chat = tg.private_chat(alice)
+    updates = {
+        "document": tg.document_message(chat, alice, frames[0], file_name="shot.png",
+                                        mime_type="image/png"),
+        "gif": tg.animation_message(chat, alice, gif_of(frames), file_name="clip.gif",
+                                    mime_type="image/gif"),
+        "sticker": tg.sticker_message(chat, alice, webp_sticker(frames[0])),
+        "video": tg.video_message(chat, alice, mp4_of([indexed_home.frame_png(0, t)
+                                                       for t in (5.5, 6.0, 6.5, 7.0)])),
+    }
+    async with running(tg, service):
+        for upd in updates.values():
+            tg.push_update(upd)
+        answers = {k: await answer_to(tg, u["message"]["message_id"]) for k, u in updates.items()}
+    for kind, call in answers.items():
+        assert title in shown(call), (kind, shown(call))
+        assert keyboard(call)[0] == ["✅", "❌"], kind
+
+
+async def test_refusals_before_download(tg: FakeTelegram, make_service: Callable[..., Any],
+                                        indexed_home: Any) -> None:
+    service = await make_service(max_bytes=50_000)
+    alice = tg.user(1001, "Alice", "alice")
+    chat = tg.private_chat(alice)
+    async with running(tg, service):
+        txt = tg.document_message(chat, alice, b"just some notes\n", file_name="notes.txt",
+                                  mime_type="text/plain")
+        tg.push_update(txt)
+        t_answer = await answer_to(tg, txt["message"]["message_id"])
+        big = tg.document_message(chat, alice, indexed_home.frame_png(0, 6.0) + b"\0" * 60_000,
+                                  file_name="big.png", mime_type="image/png")
+        tg.push_update(big)
+        b_answer = await answer_to(tg, big["message"]["message_id"])
+        tgs = tg.sticker_message(chat, alice, b"\x1f\x8b\x08\x00fake-lottie", is_animated=True)
+        tg.push_update(tgs)
+        s_answer = await answer_to(tg, tgs["message"]["message_id"])
+    assert "isn't a picture" in shown(t_answer)
+    assert "too large" in shown(b_answer) and "0.05 MB" not in shown(b_answer)
+    assert "animated" in shown(s_answer).lower()
+    # only the sticker was downloaded: the text file and the big file were refused before
+    downloaded = {c.params["file_id"] for c in tg.calls("getFile")}
+    assert downloaded == {tgs["message"]["sticker"]["file_id"]}
+
+
+async def test_feedback_buttons_and_reactions(tg: FakeTelegram, make_service: Callable[..., Any],
+                                              indexed_home: Any) -> None:
+    service = await make_service()
+    alice, bob = tg.user(1001, "Alice", "alice"), tg.user(1002, "Bob", "bob")
+    group = tg.group_chat(-1001234567890)
+    async with running(tg, service):
+        upd = tg.photo_message(group, alice, indexed_home.frame_png(0, 6.0), caption="/anime")
+        tg.push_update(upd)
+        ans = await answer_to(tg, upd["message"]["message_id"])
+        qid = query_id_of(ans)
+        n_ranks = sum(1 for row in keyboard(ans)[1:] for _ in row)
+
+        # ✅ by Alice → a row, the query answered, the tally on the keyboard
+        mark = len(tg.requests)
+        press = tg.callback_query(alice, ans, f"fb:{qid}:ok")
+        tg.push_update(press)
+        answered = await tg.wait_for("answerCallbackQuery", since=mark)
+        edited = await tg.wait_for("editMessageReplyMarkup", since=mark)
+        assert answered.params["callback_query_id"] == press["callback_query"]["id"]
+        assert "right" in answered.params["text"].lower()
+        assert keyboard(edited)[0] == ["✅ 1", "❌"]
+        rows = feedback_rows(indexed_home, qid)
+        assert [(r.verdict, r.active) for r in rows] == [("correct", True)]
+
+        # Alice changes her mind: ❌ replaces ✅ (one active row for her)
+        mark = len(tg.requests)
+        tg.push_update(tg.callback_query(alice, ans, f"fb:{qid}:no"))
+        edited = await tg.wait_for("editMessageReplyMarkup", since=mark)
+        assert keyboard(edited)[0] == ["✅", "❌ 1"]
+        rows = feedback_rows(indexed_home, qid)
+        assert [(r.verdict, r.active) for r in rows if r.active] == [("wrong", True)]
+        assert len(rows) == 2
+
+        if n_ranks >= 2:  # and then picks candidate 2
+            mark = len(tg.requests)
+            tg.push_update(tg.callback_query(alice, ans, f"fb:{qid}:2"))
+            edited = await tg.wait_for("editMessageReplyMarkup", since=mark)
+            assert keyboard(edited)[1][1] == "2 ·1" and keyboard(edited)[0] == ["✅", "❌"]
+            assert [(r.verdict, r.rank) for r in feedback_rows(indexed_home, qid)
+                    if r.active] == [("pick", 2)]
+
+        # Bob reacts 👎 on the answer → wrong; removing the reaction withdraws it
+        msg_id = ans.result["message_id"]
+        mark = len(tg.requests)
+        tg.push_update(tg.message_reaction(group, msg_id, bob, old=[], new=["👎"]))
+        await tg.wait_for("editMessageReplyMarkup", since=mark)
+        bob_rows = [r for r in feedback_rows(indexed_home, qid) if r.user_hash != rows[0].user_hash]
+        assert [(r.verdict, r.active) for r in bob_rows] == [("wrong", True)]
+        mark = len(tg.requests)
+        tg.push_update(tg.message_reaction(group, msg_id, bob, old=["👎"], new=[]))
+        await tg.wait_for("editMessageReplyMarkup", since=mark)
+        bob_rows = [r for r in feedback_rows(indexed_home, qid) if r.user_hash != rows[0].user_hash]
+        assert [(r.verdict, r.active) for r in bob_rows] == [("wrong", False)]
+        assert bob_rows[0].withdrawn_at is not None
+
+        # a stale/unknown payload still gets its callback answered
+        mark = len(tg.requests)
+        tg.push_update(tg.callback_query(bob, ans, "fb:nosuchquery:ok"))
+        stale = await tg.wait_for("answerCallbackQuery", since=mark)
+        assert "no longer known" in stale.params["text"]
+
+
+async def test_429_is_retried(tg: FakeTelegram, make_service: Callable[..., Any],
+                              indexed_home: Any) -> None:
+    service = await make_service()
+    alice = tg.user(1001, "Alice", "alice")
+    chat = tg.private_chat(alice)
+    async with running(tg, service):
+        tg.fail_next("sendVideo", 429, retry_after=1)
+        upd = tg.photo_message(chat, alice, indexed_home.frame_png(0, 6.0))
+        tg.push_update(upd)
+        ans = await answer_to(tg, upd["message"]["message_id"])
+        tg.fail_next("sendMessage", 429, retry_after=1)
+        txt = tg.document_message(chat, alice, b"hello", file_name="a.txt", mime_type="text/plain")
+        tg.push_update(txt)
+        t_ans = await answer_to(tg, txt["message"]["message_id"])
+    assert ans.method == "sendVideo"
+    injected = [c for c in tg.requests if c.injected]
+    assert [c.method for c in injected] == ["sendVideo", "sendMessage"]
+    assert all(c.status == 429 for c in injected)
+    assert ans.time - injected[0].time >= 1.0  # waited retry_after before retrying
+    assert "isn't a picture" in shown(t_ans)
+
+
+async def test_rate_limit_and_own_messages(tg: FakeTelegram, make_service: Callable[..., Any],
+                                           indexed_home: Any) -> None:
+    service = await make_service(rate=2)
+    alice = tg.user(1001, "Alice", "alice")
+    chat = tg.private_chat(alice)
+    me = tg.user(123, "AniRec Test", BOT, is_bot=True)
+    png = indexed_home.frame_png(0, 6.0)
+    async with running(tg, service):
+        own = tg.photo_message(chat, me, png)
+        tg.push_update(own)
+        ups = [tg.photo_message(chat, alice, png) for _ in range(3)]
+        for u in ups:
+            tg.push_update(u)
+        answers = [await answer_to(tg, u["message"]["message_id"]) for u in ups]
+        await settle(tg)
+    texts = [shown(a) for a in answers]
+    assert sum("too fast" in t for t in texts) == 1, texts
+    assert sum("too fast" not in t and a.method == "sendVideo"
+               for t, a in zip(texts, answers, strict=True)) == 2
+    assert not replies_to(tg, own["message"]["message_id"])
+
+
+async def test_help_and_owner_commands(tg: FakeTelegram, make_service: Callable[..., Any]) -> None:
+    service = await make_service()
+    owner, alice = tg.user(OWNER, "Op", "op"), tg.user(1001, "Alice", "alice")
+    async with running(tg, service):
+        mark = len(tg.requests)
+        tg.push_update(tg.text_message(tg.private_chat(alice), alice, "/help"))
+        helped = await tg.wait_for("sendMessage", since=mark)
+        tg.push_update(tg.text_message(tg.private_chat(alice), alice, "/stats"))
+        refused = await tg.wait_for("sendMessage", lambda c: c.params["chat_id"] == alice["id"]
+                                    and "operator" in c.params["text"], since=mark)
+        tg.push_update(tg.text_message(tg.private_chat(owner), owner, "/stats"))
+        stats = await tg.wait_for("sendMessage", lambda c: c.params["chat_id"] == OWNER,
+                                  since=mark)
+        mark = len(tg.requests)
+        tg.push_update(tg.text_message(tg.private_chat(owner), owner, "/reload"))
+        reloaded = await tg.wait_for("sendMessage", since=mark, timeout=30)
+    assert "/anime" in helped.params["text"] and "/autoanswer" in helped.params["text"]
+    assert "operator" in refused.params["text"]
+    text = html.unescape(stats.params["text"])
+    assert "queries" in text and "ready" in text and "True" in text
+    assert reloaded.params["text"].startswith("Reloaded:")
