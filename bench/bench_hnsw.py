@@ -213,6 +213,7 @@ def machine_info() -> dict[str, object]:
 def main(argv: list[str] | None = None) -> int:
     """Run the benchmark and write the result JSON; returns the exit code."""
     cfg = parse_args(argv)
+    load_before = os.getloadavg()
     print(f"hnsw bench: {cfg.count:,} x {cfg.dim}, {cfg.series} series, "
           f"{cfg.clusters:,} clusters, "
           f"M={cfg.M}, ef_construction={cfg.ef_construction}", flush=True)
@@ -333,6 +334,10 @@ def main(argv: list[str] | None = None) -> int:
         "load_seconds_verified": round(load_s, 2),
         "load_seconds_unverified": round(load_noverify_s, 2),
         "max_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
+        # The machine may be shared: a load above the core count inflates tail latency
+        # and slows the build.
+        "conditions": {"load_average_before": [round(x, 2) for x in load_before],
+                       "load_average_after": [round(x, 2) for x in os.getloadavg()]},
         "targets": {
             "p50_ms_below": TARGET_P50_MS, "recall@10_at_least": TARGET_RECALL10,
             "bytes_per_vector_at_most": TARGET_BYTES_PER_VECTOR,

@@ -66,6 +66,19 @@ class IndexReport:
         return self.video_seconds / self.wall_seconds if self.wall_seconds > 0 else 0.0
 
 
+@dataclass
+class _Prepared:
+    """One episode decoded and embedded, not yet written anywhere."""
+
+    times: list[float]
+    vectors: np.ndarray
+    jpegs: list[bytes]
+    descs: list[bytes]
+    shots: list[tuple[float, float]]
+    shot_idx: np.ndarray
+    duration: float
+
+
 class Progress:
     """Progress callbacks; the CLI passes a tqdm-backed one, tests pass nothing."""
 
@@ -112,7 +125,8 @@ class Indexer:
         if reembed:
             report.frames_embedded += self._reembed_all(index)
         elif not self._consistent(index):
-            report.warnings.append("index and catalog disagreed; stale vectors were removed")
+            report.warnings.append("index and catalog disagreed; repaired (stale vectors removed, "
+                                   "episodes with lost vectors re-indexed)")
 
         series_list = scan_library(root)
         touched_series: set[int] = set()
@@ -157,35 +171,28 @@ class Indexer:
         last_save = time.perf_counter()
         for se, ep, existing_id in todo:
             rel = ep.relpath
+            dur = durations.get(str(ep.path), 0.0)
+            self.progress.episode(rel, dur)
+            try:
+                prepared = self._decode_embed(Path(ep.path))  # nothing is written until this works
+            except VideoError as exc:
+                self._record_failure(se, ep, existing_id, root, str(exc))
+                report.failed.append((rel, str(exc)))
+                logger.warning("skipped %s: %s", rel, exc)
+                self.progress.episode_done(dur)
+                continue
             with self.sessions() as s:
+                row = None
                 if existing_id is not None:
                     row = s.get(Episode, existing_id)
                     assert row is not None
                     report.frames_removed += self._clear_episode(s, index, row)
                     report.updated.append(rel)
-                else:
-                    row = None
                 row = self._episode_row(s, se, ep, row, root)
                 s.commit()
                 eid = row.id
                 touched_series.add(row.series_id)
-            dur = durations.get(str(ep.path), 0.0)
-            self.progress.episode(rel, dur)
-            try:
-                n = self._index_episode(eid, Path(ep.path), index)
-            except VideoError as exc:
-                with self.sessions() as s:
-                    row = s.get(Episode, eid)
-                    assert row is not None
-                    self._clear_episode(s, index, row)
-                    row.status, row.error = "failed", str(exc)
-                    s.commit()
-                report.failed.append((rel, str(exc)))
-                if existing_id is not None and rel in report.updated:
-                    report.updated.remove(rel)
-                logger.warning("skipped %s: %s", rel, exc)
-                self.progress.episode_done(dur)
-                continue
+            n = self._write_episode(eid, prepared, index)
             if existing_id is None:
                 report.added.append(rel)
             report.frames_added += n
@@ -200,7 +207,10 @@ class Indexer:
 
         if touched_series or reembed:
             self._update_oped(touched_series if not reembed else None)
-        self._commit(index, pending_done)
+        changed = bool(pending_done or report.removed or report.frames_removed or reembed
+                       or report.warnings or not (self.index_dir / "manifest.json").exists())
+        if changed:
+            self._commit(index, pending_done)
         self.progress.close()
         report.index_version = index.version
         report.index_count = len(index)
@@ -224,7 +234,10 @@ class Indexer:
         key = content_key(Path(path))
         if key == row.content_key and row.size == ep.size:
             with self.sessions() as s:  # touched but identical: remember the new mtime
-                s.execute(update(Episode).where(Episode.id == row.id).values(mtime_ns=ep.mtime_ns))
+                values: dict[str, Any] = {"mtime_ns": ep.mtime_ns}
+                if row.status == "indexed":
+                    values["error"] = None
+                s.execute(update(Episode).where(Episode.id == row.id).values(**values))
                 s.commit()
             return True
         return False
@@ -322,12 +335,25 @@ class Indexer:
         except BaseException as exc:  # handed to the consumer thread
             out.put(exc)
 
-    def _index_episode(self, episode_id: int, path: Path, index: HnswIndex) -> int:
+    def _record_failure(self, se: SeriesEntry, ep: EpisodeEntry, existing_id: int | None,
+                        root: Path, error: str) -> None:
+        """A file that cannot be decoded: a new one is marked failed; an indexed one that
+        changed into something unreadable keeps its old frames (retried when it changes)."""
+        with self.sessions() as s:
+            row = s.get(Episode, existing_id) if existing_id is not None else None
+            if row is not None and row.status == "indexed":
+                row.error = f"update failed, keeping the earlier index: {error}"
+            else:
+                row = self._episode_row(s, se, ep, row, root)
+                row.status, row.error = "failed", error
+            s.commit()
+
+    def _decode_embed(self, path: Path) -> _Prepared:
         h, w = self.embedder.input_size
         dec = EpisodeDecoder(path, fps=self.fps, size=(h, w))
         q: queue.Queue[Any] = queue.Queue(maxsize=4)
         th = threading.Thread(target=self._decode, args=(path, q, dec), daemon=True,
-                              name=f"decode-{episode_id}")
+                              name=f"decode-{path.name[:20]}")
         th.start()
         times: list[float] = []
         vecs: list[np.ndarray] = []
@@ -355,7 +381,12 @@ class Indexer:
         assert info is not None
         duration = max(info.duration, dec.last_time)
         shots, shot_idx = assign_shots(times, dec.cuts, duration)
-        vectors = np.concatenate(vecs).astype(np.float32)
+        return _Prepared(times, np.concatenate(vecs).astype(np.float32), jpegs, descs, shots,
+                         shot_idx, duration)
+
+    def _write_episode(self, episode_id: int, p: _Prepared, index: HnswIndex) -> int:
+        times, vectors, jpegs, descs, shots, shot_idx, duration = (
+            p.times, p.vectors, p.jpegs, p.descs, p.shots, p.shot_idx, p.duration)
         with self.sessions() as s:
             shot_rows = [Shot(episode_id=episode_id, idx=i, start=a, end=b) for i, (a, b) in enumerate(shots)]
             s.add_all(shot_rows)

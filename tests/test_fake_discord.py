@@ -623,6 +623,8 @@ async def test_members_intent_query_members_history_and_user_commands(dc: FakeDi
             dc.users[0], dc.text_channel, "where", {"channel": dc.nsfw_channel, "count": 3}
         )
         await eventually(lambda: len(targets) == 2, what="both commands")
+        for _ in range(2):
+            assert (await dc.wait_for("POST", r"^/interactions/\d+/[^/]+/callback$")).status == 200
         assert ("user", int(dc.users[1]["id"]), "Member") in targets
         assert ("channel", int(dc.nsfw_channel["id"]), "3") in targets
 
@@ -630,7 +632,12 @@ async def test_members_intent_query_members_history_and_user_commands(dc: FakeDi
             dc.message_create(dc.text_channel, dc.users[1], text)
         channel = guild.get_channel(int(dc.text_channel["id"]))
         assert isinstance(channel, discord.TextChannel)
-        history = [m.content async for m in channel.history(limit=10)]
-        assert history[:3] == ["three", "two", "one"]
+        history = [m async for m in channel.history(limit=10)]
+        assert [m.content for m in history if m.author.id == int(dc.users[1]["id"])] == [
+            "three",
+            "two",
+            "one",
+        ]
+        assert [m.id for m in history] == sorted((m.id for m in history), reverse=True)
     finally:
         await stop_bot(client, task)

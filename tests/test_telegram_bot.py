@@ -24,7 +24,16 @@ from sqlalchemy import select
 
 from bot.common import parse_feedback
 from bot.telegram_adapter import ALLOWED_UPDATES, build_telegram_application, run_telegram
+from bot.telegram_render import (
+    feedback_keyboard,
+    render_answer,
+    render_short_caption,
+    visible_length,
+)
 from core.db.models import Feedback
+from core.errors import ConfigError
+from core.media import MediaLimits
+from core.types import Candidate, CharacterHit, FeedbackTally, Recognition, SeriesInfo
 from tests.fakes.telegram_server import FakeTelegram, RecordedCall
 
 pytestmark = pytest.mark.timeout(60)
@@ -147,13 +156,14 @@ def webp_sticker(frame: bytes) -> bytes:
     return out.getvalue()
 
 
-def mp4_of(frames: Sequence[bytes], fps: int = 4) -> bytes:
+def mp4_of(frames: Sequence[bytes], fps: int = 4, fmt: str = "mp4") -> bytes:
+    """An H.264 MP4 (or, with fmt="webm", a VP9 WebM like a video sticker) of `frames`."""
     import av
     from PIL import Image
 
     buf = io.BytesIO()
-    with av.open(buf, mode="w", format="mp4") as out:
-        st = out.add_stream("libx264", rate=fps)
+    with av.open(buf, mode="w", format=fmt) as out:
+        st = out.add_stream("libx264" if fmt == "mp4" else "libvpx-vp9", rate=fps)
         first = Image.open(io.BytesIO(frames[0]))
         st.width, st.height, st.pix_fmt = first.width // 2 * 2, first.height // 2 * 2, "yuv420p"
         for f in frames:
@@ -188,6 +198,7 @@ async def test_private_photo_answer_with_preview_keyboard_and_latency(
         print(f"\n[telegram latency] photo push_update → answer at the fake: "
               f"cold {latencies[0] * 1000:.0f} ms, warm {latencies[1] * 1000:.0f} ms")
 
+    print("[caption]\n" + call.params["caption"])
     assert call.method == "sendVideo", [c.method for c in tg.requests]
     caption = shown(call)
     assert title in caption
@@ -273,6 +284,7 @@ async def test_media_kinds(tg: FakeTelegram, make_service: Callable[..., Any],
     service = await make_service()
     title = indexed_home.series_title(0)
     frames = [indexed_home.frame_png(0, t) for t in (6.0, 6.5)]
+    clip = [indexed_home.frame_png(0, t) for t in (5.5, 6.0, 6.5, 7.0)]
     alice = tg.user(1001, "Alice", "alice")
     chat = tg.private_chat(alice)
     updates = {
@@ -281,8 +293,9 @@ async def test_media_kinds(tg: FakeTelegram, make_service: Callable[..., Any],
         "gif": tg.animation_message(chat, alice, gif_of(frames), file_name="clip.gif",
                                     mime_type="image/gif"),
         "sticker": tg.sticker_message(chat, alice, webp_sticker(frames[0])),
-        "video": tg.video_message(chat, alice, mp4_of([indexed_home.frame_png(0, t)
-                                                       for t in (5.5, 6.0, 6.5, 7.0)])),
+        "video": tg.video_message(chat, alice, mp4_of(clip)),
+        "video_note": tg.video_note_message(chat, alice, mp4_of(clip)),
+        "video_sticker": tg.sticker_message(chat, alice, mp4_of(clip, fmt="webm"), is_video=True),
     }
     async with running(tg, service):
         for upd in updates.values():
@@ -445,3 +458,130 @@ async def test_help_and_owner_commands(tg: FakeTelegram, make_service: Callable[
     text = html.unescape(stats.params["text"])
     assert "queries" in text and "ready" in text and "True" in text
     assert reloaded.params["text"].startswith("Reloaded:")
+
+
+def adult_episode(indexed_home: Any) -> int:
+    import json
+
+    for i, ep in enumerate(indexed_home.ground_truth["episodes"]):
+        meta = indexed_home.library / Path(ep["path"]).parent / "series.json"
+        if meta.exists() and json.loads(meta.read_text()).get("is_adult"):
+            return i
+    pytest.skip("the sample library has no adult series")
+
+
+async def test_adult_series_is_a_spoiler_in_groups_only(
+        tg: FakeTelegram, make_service: Callable[..., Any], indexed_home: Any) -> None:
+    service = await make_service()
+    ep = adult_episode(indexed_home)
+    title = indexed_home.series_title(ep)
+    png = indexed_home.frame_png(ep, 6.0)
+    alice = tg.user(1001, "Alice", "alice")
+    group = tg.group_chat(-1001234567890)
+    async with running(tg, service):
+        g = tg.photo_message(group, alice, png, caption=f"@{BOT}")
+        tg.push_update(g)
+        in_group = await answer_to(tg, g["message"]["message_id"])
+        p = tg.photo_message(tg.private_chat(alice), alice, png)
+        tg.push_update(p)
+        in_private = await answer_to(tg, p["message"]["message_id"])
+    assert in_group.method == in_private.method == "sendVideo"
+    assert in_group.params["has_spoiler"] is True
+    assert f"<tg-spoiler><b>{title}</b></tg-spoiler> (18+)" in in_group.params["caption"]
+    assert in_private.params["has_spoiler"] is False
+    assert "tg-spoiler" not in in_private.params["caption"] and title in shown(in_private)
+
+
+# -- with a stub service: paths the real library cannot reach -----------------------------------------
+
+class StubService:
+    """Just what the adapter calls for recognition; `recognize` returns/raises what it is given."""
+
+    def __init__(self, result: Recognition | BaseException) -> None:
+        self.limits = MediaLimits()
+        self.result = result
+
+    async def recognize(self, data: bytes, *, source: Any, sticker: bool = False,
+                        with_preview: bool = True) -> Recognition:
+        if isinstance(self.result, BaseException):
+            raise self.result
+        return self.result
+
+
+def long_recognition(preview: str | None) -> Recognition:
+    def cand(i: int) -> Candidate:
+        name = f"A <Very> Long & Winding Title Number {i} " + "x" * 150
+        return Candidate(series=SeriesInfo(i, name, {"ja": "長い" * 40, "en": name + " (en)"}),
+                         episode_id=i, season=1, episode=3, episode_label="03", time=75.0,
+                         time_from=74.0, time_to=77.0, score=0.9 - i / 10,
+                         preview=preview if i == 1 else None)
+    return Recognition(status="unsure", confidence=0.6,
+                       candidates=tuple(cand(i) for i in range(1, 6)),
+                       characters=(CharacterHit("Mika <3", "x", 0.9, (0, 0, 9, 9)),),
+                       genres=(("Drama", 0.8), ("Romance", 0.6)), query_id="stubQuery01")
+
+
+async def test_long_answer_goes_in_its_own_message(tg: FakeTelegram, tmp_path: Path,
+                                                   indexed_home: Any) -> None:
+    clip = tmp_path / "preview.mp4"
+    clip.write_bytes(mp4_of([indexed_home.frame_png(0, t) for t in (6.0, 6.5)]))
+    rec = long_recognition(str(clip))
+    assert visible_length(render_answer(rec)) > 1024
+    alice = tg.user(1001, "Alice", "alice")
+    async with running(tg, StubService(rec)):
+        upd = tg.photo_message(tg.private_chat(alice), alice, indexed_home.frame_png(0, 6.0))
+        tg.push_update(upd)
+        mid = upd["message"]["message_id"]
+        video = await answer_to(tg, mid, methods=["sendVideo"])
+        text = await answer_to(tg, mid, methods=["sendMessage"])
+    assert "reply_markup" not in video.params
+    assert len(shown(video)) <= 1024 and "Not sure" in shown(video)
+    assert "&lt;Very&gt; Long &amp; Winding" in text.params["text"]
+    assert "A <Very> Long & Winding" in shown(text) and "Mika <3" in shown(text)
+    assert keyboard(text) == [["✅", "❌"], ["1", "2", "3", "4", "5"]]
+
+
+async def test_unexpected_error_is_logged_and_answered_politely(
+        tg: FakeTelegram, indexed_home: Any, caplog: pytest.LogCaptureFixture) -> None:
+    alice = tg.user(1001, "Alice", "alice")
+    async with running(tg, StubService(RuntimeError("boom in /secret/path"))):
+        upd = tg.photo_message(tg.private_chat(alice), alice, indexed_home.frame_png(0, 6.0))
+        tg.push_update(upd)
+        ans = await answer_to(tg, upd["message"]["message_id"])
+    assert "something went wrong" in shown(ans) and "/secret" not in shown(ans)
+    errors = [r for r in caplog.records if r.levelno >= logging.ERROR]
+    assert errors and errors[0].exc_info and "boom" in str(errors[0].exc_info[1])
+    caplog.clear()
+
+
+async def test_webhook_mode_needs_tornado_or_says_so(tg: FakeTelegram) -> None:
+    import importlib.util
+
+    if importlib.util.find_spec("tornado") is not None:
+        pytest.skip("tornado installed: webhook mode is available")
+    app = build_telegram_application(TOKEN, StubService(RuntimeError()), base_url=tg.base_url)
+    with pytest.raises(ConfigError, match="webhooks"):
+        await run_telegram(app, asyncio.Event(), webhook_url="https://bot.example.org/tg/hook")
+    assert not tg.requests  # refused before touching Telegram
+
+
+# -- rendering (pure) ---------------------------------------------------------------------------------
+
+def test_render_escapes_and_keyboard_shapes() -> None:
+    rec = long_recognition(None)
+    text = render_answer(rec)
+    assert "<Very>" not in text and "&lt;Very&gt;" in text and "Mika &lt;3" in text
+    assert "Looks like: Drama, Romance" in text
+    short = render_short_caption(rec)
+    assert visible_length(short) <= 1024 and short.startswith("<b>Not sure")
+    one = Recognition(status="match", confidence=0.95, candidates=rec.candidates[:1],
+                      query_id="q1")
+    assert "Top 5" not in render_answer(one) and "Looks like" not in render_answer(one)
+    kb = feedback_keyboard("q1", 1).to_dict()["inline_keyboard"]
+    assert [[b["text"] for b in row] for row in kb] == [["✅", "❌"]]
+    kb = feedback_keyboard("q1", 3, FeedbackTally(2, 1, (0, 1, 0, 0, 0))).to_dict()
+    assert [[b["text"] for b in row] for row in kb["inline_keyboard"]] == [
+        ["✅ 2", "❌ 1"], ["1", "2 ·1", "3"]]
+    nothing = Recognition(status="no_match", confidence=0.1, genres=(("Mecha", 0.7),))
+    out = render_answer(nothing)
+    assert "couldn't find" in out and "Looks like: Mecha" in out and "Tap" not in out

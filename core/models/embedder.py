@@ -155,8 +155,8 @@ class SceneEmbedder:
 
     def to_tensor(self, arrays: Sequence[np.ndarray] | np.ndarray) -> torch.Tensor:
         """uint8 [N,H,W,3] arrays (already at input size) → normalised float tensor."""
-        batch = np.ascontiguousarray(np.stack(list(arrays)) if not isinstance(arrays, np.ndarray)
-                                     else arrays)
+        batch = np.require(np.stack(list(arrays)) if not isinstance(arrays, np.ndarray) else arrays,
+                           requirements=["C", "W"])
         x = torch.from_numpy(batch).permute(0, 3, 1, 2).float().div_(255.0)
         mean = torch.tensor(self.spec.mean).view(1, 3, 1, 1)
         std = torch.tensor(self.spec.std).view(1, 3, 1, 1)

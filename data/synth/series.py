@@ -1,8 +1,8 @@
 """Series of the synthetic library: titles, metadata, art style, palette, cast, locations
 and release-style file names.
 
-The library is hard on purpose: the first two series share an art style, a palette and
-their kinds of locations; some characters copy the hair colour and face shape (and
+The library is hard on purpose: the first two series share an art style, a palette, their
+kinds of locations and two identical backgrounds; some characters copy the hair colour and face shape (and
 sometimes the hair style) of a character from an earlier series.
 """
 
@@ -184,7 +184,12 @@ def build_series(seed: int, count: int, *, space: str = "library") -> list[Serie
         kinds = list(STYLE_LOCATIONS[style])
         n_locs = int(r.integers(4, 6))
         picked = [kinds[j] for j in r.permutation(len(kinds))[:n_locs]]
-        locs = []
+        locs: list[LocationSpec] = []
+        if twin is not None:
+            # The twin is like a spin-off: two of its locations are the very same
+            # backgrounds (so only the cast, props and framing tell the series apart there).
+            locs += list(twin.locations[:2])
+            picked = picked[2:]
         for kind in picked:
             tod = "night" if kind == "night_city" else str(r.choice(["day", "sunset", "night"],
                                                                     p=[0.65, 0.22, 0.13]))

@@ -410,11 +410,12 @@ def random_shot(series: SeriesSpec, rng: np.random.Generator, *, width: int, hei
 # ---------------------------------------------------------------------------------------
 # rendering
 
-_PANORAMAS: OrderedDict[tuple[int, int, int, int], Panorama] = OrderedDict()
+_PANORAMAS: OrderedDict[tuple[Any, ...], Panorama] = OrderedDict()
 
 
 def _panorama(series: SeriesSpec, loc: int, w: int, h: int) -> Panorama:
-    key = (series.seed, loc, w, h)
+    spec = series.locations[loc]
+    key = (spec.kind, spec.seed, spec.tod, tuple(sorted(spec.palette.items())), w, h)
     if key in _PANORAMAS:
         _PANORAMAS.move_to_end(key)
         return _PANORAMAS[key]
@@ -480,6 +481,8 @@ class ShotRenderer:
                                        shot.fg_x)
         self.static = shot.cam0 == shot.cam1
         self.pan = not self.static and shot.cam0[2] == shot.cam1[2]
+        self.zoom = shot.cam0[2] != shot.cam1[2]
+        self._held: tuple[int, Image.Image, list[FaceTruth]] | None = None
         self._zoomed: tuple[Image.Image, Image.Image | None] | None = None
         self._bg_cache: tuple[Image.Image, np.ndarray | None, Image.Image | None] | None = None
         self._fg_frame: Image.Image | None = None
@@ -613,11 +616,23 @@ class ShotRenderer:
 
     def render(self, i: int) -> tuple[Image.Image, list[FaceTruth]]:
         """Frame `i` of the shot (0-based) and the faces visible in it."""
+        if self.zoom and self.fps > DRAWING_RATE:
+            # Zooms are animated on twos like the characters: above 12 fps a drawing is
+            # held for several frames (and costs one render).
+            i = min(self.shot.frames - 1, round(_pose_time(i, self.fps) * self.fps))
+            if self._held is not None and self._held[0] == i:
+                return self._held[1].copy(), list(self._held[2])
+            img, faces = self._render(i)
+            self._held = (i, img.copy(), faces)
+            return img, faces
+        return self._render(i)
+
+    def _render(self, i: int) -> tuple[Image.Image, list[FaceTruth]]:
         W, H = self.W, self.H
         frame, fg_alpha, box = self._background(i)
         z = W / (box[2] - box[0])
         tp = _pose_time(i, self.fps)
-        zooming = self.shot.cam0[2] != self.shot.cam1[2]
+        zooming = self.zoom
         placed: list[tuple[int, int, int, Sprite, Actor]] = []
         order = sorted(range(len(self.shot.actors)), key=lambda k: (self.shot.actors[k].u, self.shot.actors[k].y))
         for k in order:
