@@ -10,7 +10,8 @@ When it answers:
 - groups: a picture whose caption has /anime (or /anime@bot) or mentions the bot; a reply to a
   picture with /anime, /anime@bot or a mention; every picture in groups where an admin turned
   on `/autoanswer on` (the flag is kept in `bot_data` and, when `state_file` is given, in a
-  small JSON file so it survives restarts).
+  small JSON file so it survives restarts). Auto-answers skip stickers and round video notes,
+  and stay silent on "no match", unreadable files, rate limits and "busy" (nobody asked).
 
 Feedback: the keyboard (✅ ❌ 1–5, payload `fb:<query_id>:<code>` from `bot.common`) and
 people's own 👍/👎 reactions on an answer (`message_reaction` updates; Telegram delivers them
@@ -56,7 +57,7 @@ from telegram import (
     Update,
 )
 from telegram.constants import ChatAction, ChatMemberStatus, ChatType, ParseMode
-from telegram.error import BadRequest, Forbidden, TelegramError
+from telegram.error import BadRequest, TelegramError
 from telegram.ext import (
     AIORateLimiter,
     Application,
@@ -85,7 +86,15 @@ from bot.telegram_render import (
     render_stats,
     visible_length,
 )
-from core.errors import AniRecError, ConfigError, MediaTooLarge, UnsupportedMedia
+from core.errors import (
+    AniRecError,
+    Busy,
+    ConfigError,
+    InvalidMedia,
+    MediaTooLarge,
+    RateLimited,
+    UnsupportedMedia,
+)
 from core.service import RecognitionService
 from core.types import Recognition, Source, Verdict
 
@@ -113,6 +122,26 @@ BOT_COMMANDS = (
     BotCommand("help", "How to use AniRec"),
     BotCommand("autoanswer", "Group admins: answer every picture (on/off)"),
 )
+
+
+# -- rate limiting ---------------------------------------------------------------------------------
+
+class AniRecRateLimiter(AIORateLimiter):
+    """`AIORateLimiter` whose per-chat and per-group budgets count only what Telegram limits
+    (sending and editing messages). Chat actions, file look-ups and callback answers skip
+    those budgets, so "typing…" does not eat a group's 20 messages a minute. A 429 with
+    `retry_after` is retried (up to `max_retries`) for every method."""
+
+    UNMETERED = frozenset({"sendChatAction", "getFile", "getChatMember", "answerCallbackQuery",
+                           "getMe", "setMyCommands", "deleteWebhook", "setWebhook"})
+
+    async def process_request(self, callback: Any, args: Any, kwargs: dict[str, Any],
+                              endpoint: str, data: dict[str, Any],
+                              rate_limit_args: int | None) -> Any:
+        if endpoint in self.UNMETERED:
+            data = {k: v for k, v in data.items() if k != "chat_id"}
+        return await super().process_request(callback, args, kwargs, endpoint, data,
+                                             rate_limit_args)
 
 
 # -- state kept in bot_data -----------------------------------------------------------------------
@@ -328,8 +357,9 @@ def addressed(msg: Message, bot_username: str | None, bot_id: int) -> bool:
                 return True
         elif ent.type == MessageEntity.MENTION and me and text[1:].lower() == me:
             return True
-        elif ent.type == MessageEntity.TEXT_MENTION and ent.user is not None and ent.user.id == bot_id:
-            return True
+        elif ent.type == MessageEntity.TEXT_MENTION and ent.user is not None:
+            if ent.user.id == bot_id:
+                return True
     return False
 
 
@@ -355,7 +385,7 @@ def source_of(msg: Message) -> Source:
                   allow_adult=chat.type == ChatType.PRIVATE)
 
 
-# -- helpers ----------------------------------------------------------------------------------------
+# -- helpers ---------------------------------------------------------------------------------------
 
 @contextlib.asynccontextmanager
 async def chat_action(bot: Any, chat_id: int, action: str) -> AsyncIterator[None]:
@@ -363,10 +393,7 @@ async def chat_action(bot: Any, chat_id: int, action: str) -> AsyncIterator[None
 
     async def keep() -> None:
         while True:
-            try:
-                await bot.send_chat_action(chat_id, action)
-            except TelegramError as exc:  # cosmetic: never fail an answer over it
-                logger.debug("send_chat_action failed: %s", exc)
+            await _show_action(bot, chat_id, action)
             await asyncio.sleep(CHAT_ACTION_REFRESH_S)
 
     task = asyncio.create_task(keep())
@@ -376,6 +403,14 @@ async def chat_action(bot: Any, chat_id: int, action: str) -> AsyncIterator[None
         task.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await task
+
+
+async def _show_action(bot: Any, chat_id: int, action: str) -> None:
+    """One chat action, best effort (it is cosmetic)."""
+    try:
+        await bot.send_chat_action(chat_id, action)
+    except TelegramError as exc:
+        logger.debug("send_chat_action failed: %s", exc)
 
 
 async def _download(bot: Any, ref: MediaRef, limit: int) -> bytes:
@@ -401,27 +436,34 @@ def _limit(service: RecognitionService) -> int:
     return min(TELEGRAM_DOWNLOAD_LIMIT, int(service.limits.max_bytes))
 
 
-# -- recognise and answer -----------------------------------------------------------------------------
+# -- recognise and answer --------------------------------------------------------------------------
 
 async def recognize_and_reply(context: CustomContext, media_msg: Message, request: Message,
                               *, explicit: bool) -> None:
     """Recognise the media in `media_msg` and reply to `request` (they differ for /anime
-    replies). With `explicit` False (auto-answer), a non-image file is ignored silently."""
+    replies).
+
+    With `explicit` False (auto-answer in a group, nobody asked), the bot stays quiet unless
+    it found something: files it cannot read, rate limits, "busy" and "no match" are logged,
+    not posted, so a busy group is not flooded with refusals.
+    """
     service = context.service
     limit = _limit(service)
+    source = source_of(request)
     try:
         ref = media_ref(media_msg, limit, service.limits.max_seconds)
-    except UnsupportedMedia:
-        if not explicit:
+        if ref is None:
             return
-        raise
-    if ref is None:
+        async with chat_action(context.bot, request.chat_id, ChatAction.TYPING):
+            data = await _download(context.bot, ref, limit)
+            rec = await service.recognize(data, source=source, sticker=ref.sticker)
+    except (InvalidMedia, RateLimited, Busy) as exc:
+        if explicit:
+            raise
+        logger.info("auto-answer in %s skipped: %s", request.chat_id, exc)
         return
-    source = source_of(request)
-    chat_id = request.chat_id
-    async with chat_action(context.bot, chat_id, ChatAction.TYPING):
-        data = await _download(context.bot, ref, limit)
-        rec = await service.recognize(data, source=source, sticker=ref.sticker)
+    if not explicit and rec.status == "no_match":
+        return
     await send_answer(context, request, rec, adult_ok=source.allow_adult)
 
 
@@ -445,12 +487,12 @@ async def send_answer(context: CustomContext, request: Message, rec: Recognition
     media_msg: Message | None = None
     try:
         if clip is not None and clip.is_file():
-            await context.bot.send_chat_action(request.chat_id, ChatAction.UPLOAD_VIDEO)
+            await _show_action(context.bot, request.chat_id, ChatAction.UPLOAD_VIDEO)
             media_msg = await request.reply_video(
                 video=clip, caption=caption, supports_streaming=True, has_spoiler=spoiler,
                 reply_markup=markup if fits else None, **common)
         elif still is not None and still.is_file():
-            await context.bot.send_chat_action(request.chat_id, ChatAction.UPLOAD_PHOTO)
+            await _show_action(context.bot, request.chat_id, ChatAction.UPLOAD_PHOTO)
             media_msg = await request.reply_photo(
                 photo=still, caption=caption, has_spoiler=spoiler,
                 reply_markup=markup if fits else None, **common)
@@ -469,7 +511,7 @@ async def send_answer(context: CustomContext, request: Message, rec: Recognition
     return sent
 
 
-# -- handlers ---------------------------------------------------------------------------------------
+# -- handlers --------------------------------------------------------------------------------------
 
 async def on_media(update: Update, context: CustomContext) -> None:
     """A picture/GIF/clip/sticker/file: answer in private chats, when addressed in the
@@ -479,8 +521,11 @@ async def on_media(update: Update, context: CustomContext) -> None:
         return
     private = msg.chat.type == ChatType.PRIVATE
     explicit = private or addressed(msg, context.bot.username, context.bot.id)
-    if not explicit and not context.state.auto.enabled(msg.chat_id):
-        return
+    if not explicit:
+        if not context.state.auto.enabled(msg.chat_id):
+            return
+        if msg.sticker or msg.video_note:  # chat stickers and round selfies: not screenshots
+            return
     await recognize_and_reply(context, msg, msg, explicit=explicit)
 
 
@@ -511,6 +556,15 @@ async def on_mention_reply(update: Update, context: CustomContext) -> None:
     if has_media(target):
         assert target is not None
         await recognize_and_reply(context, target, msg, explicit=True)
+
+
+async def on_private_text(update: Update, context: CustomContext) -> None:
+    """Plain text in a private chat: say what to send."""
+    msg = update.message
+    if msg is None or _ignored(msg, context.bot.id):
+        return
+    await msg.reply_text("Send me a screenshot, GIF, sticker or short clip and I'll tell you "
+                         "which anime it is from. /help explains more.")
 
 
 async def on_help(update: Update, context: CustomContext) -> None:
@@ -599,8 +653,8 @@ async def on_feedback_button(update: Update, context: CustomContext) -> None:
     if action is None:
         await query.answer()
         return
-    msg = query.message if isinstance(query.message, Message) else None
-    chat_id = msg.chat_id if msg is not None else 0
+    msg = query.message if isinstance(query.message, Message) else None  # None: too old
+    chat_id = query.message.chat.id if query.message is not None else 0
     source = Source(platform="telegram", chat_id=str(chat_id), user_id=str(query.from_user.id))
     try:
         async with context.state.user_lock(query.from_user.id):
@@ -621,9 +675,9 @@ async def on_feedback_button(update: Update, context: CustomContext) -> None:
                               AnswerRef(action.query_id, n, msg.message_id))
     try:
         await query.edit_message_reply_markup(feedback_keyboard(action.query_id, n, tally))
-    except BadRequest as exc:
+    except BadRequest as exc:  # "not modified" (same tally), or a message too old to edit
         if not _not_modified(exc):
-            raise
+            logger.info("could not update the tally on %s: %s", msg.message_id, exc)
 
 
 def _reaction_votes(reactions: Iterable[Any]) -> set[tuple[Verdict, int | None]]:
@@ -673,6 +727,8 @@ async def on_error(update: object, context: CustomContext) -> None:
     err = context.error
     if isinstance(err, AniRecError):
         logger.info("telegram: %s: %s", type(err).__name__, err)
+    elif isinstance(err, TelegramError):  # blocked by the user, gave up after 429s, ...
+        logger.warning("telegram: Bot API call failed: %s: %s", type(err).__name__, err)
     else:
         logger.error("telegram: error while handling an update", exc_info=err)
     if err is None or isinstance(err, TelegramError):
@@ -681,7 +737,7 @@ async def on_error(update: object, context: CustomContext) -> None:
         try:
             await update.message.reply_text(user_error_text(err),
                                             reply_parameters=_reply_to(update.message))
-        except (Forbidden, TelegramError) as exc:
+        except TelegramError as exc:
             logger.info("could not send the error text: %s", exc)
 
 
@@ -693,7 +749,7 @@ async def publish_commands(app: TelegramApp) -> None:
         logger.info("setMyCommands failed: %s", exc)
 
 
-# -- building and running -----------------------------------------------------------------------------
+# -- building and running --------------------------------------------------------------------------
 
 def build_telegram_application(
     token: str | SecretStr,
@@ -715,8 +771,8 @@ def build_telegram_application(
         owner_ids: Telegram user ids allowed to run /stats and /reload.
         base_url, base_file_url: another Bot API server (tests: the fake; or a local
             telegram-bot-api server).
-        rate_limiter: True for `AIORateLimiter(max_retries=3)` (429s with retry_after are
-            retried), False for none, or a limiter of your own.
+        rate_limiter: True for `AniRecRateLimiter(max_retries=3)` (an AIORateLimiter: 429s
+            with retry_after are retried), False for none, or a limiter of your own.
         state_file: JSON file for the per-group auto-answer flag (None: in memory only).
         concurrent_updates: updates handled at once (the service bounds inference).
         answer_map_size: answers remembered for reactions (in memory, LRU).
@@ -736,7 +792,7 @@ def build_telegram_application(
     if base_file_url:
         builder = builder.base_file_url(base_file_url)
     if rate_limiter is True:
-        builder = builder.rate_limiter(AIORateLimiter(max_retries=3))
+        builder = builder.rate_limiter(AniRecRateLimiter(max_retries=3))
     elif isinstance(rate_limiter, BaseRateLimiter):
         builder = builder.rate_limiter(rate_limiter)
     app: TelegramApp = builder.build()  # type: ignore[assignment]
@@ -755,6 +811,8 @@ def build_telegram_application(
     app.add_handler(MessageHandler(
         new & filters.REPLY & (filters.Entity(MessageEntity.MENTION)
                                | filters.Entity(MessageEntity.TEXT_MENTION)), on_mention_reply))
+    app.add_handler(MessageHandler(new & filters.ChatType.PRIVATE & filters.TEXT & ~filters.COMMAND,
+                                   on_private_text))
     app.add_handler(CallbackQueryHandler(on_feedback_button, pattern=r"^fb:"))
     app.add_handler(MessageReactionHandler(on_reaction))
     app.add_error_handler(on_error)

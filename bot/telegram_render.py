@@ -200,7 +200,7 @@ def feedback_toast(verdict: Verdict, rank: int | None = None) -> str:
     return f"Thanks! Noted: it was answer {rank}."
 
 
-# -- operator and help texts ------------------------------------------------------------------------
+# -- operator and help texts -----------------------------------------------------------------------
 
 def help_text(bot_username: str | None) -> str:
     """/start and /help."""

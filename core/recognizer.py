@@ -40,6 +40,8 @@ GROUP_SECONDS = 5.0  # hits of one episode within ±5 s are one scene (as trace.
 CONSISTENCY_SECONDS = 2.0  # a clip's frames must agree on the start within ±2 s
 VERIFY_TOP = 12  # candidates verified exactly
 VERIFY_WINDOW = 6.0  # seconds either side searched when pinning the timestamp
+RECAP_PENALTY = 0.03  # frame flags from indexing: 1 opening, 2 ending, 3 recap
+OPENING, ENDING, RECAP = 1, 2, 3
 
 
 class SearchIndex(Protocol):
@@ -281,10 +283,19 @@ class Recognizer:
             ts = cat.t[sl].astype(np.float64)
             best = float(emb[j])
             close = emb >= best - 0.01
-            # sub-sample time: similarity-weighted mean of the best frame and its neighbours
-            nb = [x for x in (j - 1, j, j + 1) if 0 <= x < len(ts) and close[x]]
-            w = np.maximum(emb[nb] - (best - 0.02), 1e-6)
-            c.anchor_t = float((ts[nb] * w).sum() / w.sum())
+            lo, hi = j, j  # the contiguous run of frames that fit as well as the best one
+            while lo > 0 and emb[lo - 1] >= best - 0.002:
+                lo -= 1
+            while hi < len(ts) - 1 and emb[hi + 1] >= best - 0.002:
+                hi += 1
+            if ts[hi] - ts[lo] > 2.0:
+                # a still shot: every frame fits, so answer the middle of the run
+                c.anchor_t = float((ts[lo] + ts[hi]) / 2)
+            else:
+                # sub-sample time: similarity-weighted mean of the best frame and its neighbours
+                nb = [x for x in (j - 1, j, j + 1) if 0 <= x < len(ts) and close[x]]
+                w = np.maximum(emb[nb] - (best - 0.02), 1e-6)
+                c.anchor_t = float((ts[nb] * w).sum() / w.sum())
             strong = emb >= best - 0.02
             c.t_from, c.t_to = float(ts[strong].min()), float(ts[strong].max())
             c.start = c.anchor_t - qt[fi]
@@ -303,11 +314,14 @@ class Recognizer:
         genres: list[tuple[str, float]] = []
         if self.series_head is not None:
             series_p = self.series_head.predict(vecs)
+        for c in clusters:  # identical footage: the original scene beats its re-use in a recap
+            if c.oped == RECAP:
+                c.score -= RECAP_PENALTY
         if series_p:  # fuse: the classifier nudges candidates of the series it believes in
             for c in clusters:
                 sid = cat.episodes[c.ep].series_id
                 c.score = c.score + 0.05 * series_p.get(sid, 0.0)
-            clusters.sort(key=lambda c: -c.score)
+        clusters.sort(key=lambda c: -c.score)
         out: list[Candidate] = []
         seen_oped: set[tuple[int, int]] = set()
         seen_ep_start: list[tuple[int, float]] = []
@@ -315,7 +329,7 @@ class Recognizer:
             em = cat.episodes.get(c.ep)
             if em is None:
                 continue
-            if c.oped:
+            if c.oped in (OPENING, ENDING):
                 key = (em.series_id, c.oped)
                 if key in seen_oped:
                     continue
@@ -328,7 +342,7 @@ class Recognizer:
                 series=cat.series[em.series_id], episode_id=em.id, season=em.season,
                 episode=em.number, episode_label=em.label, time=t,
                 time_from=min(c.t_from, t), time_to=max(c.t_to, t),
-                score=float(max(0.0, min(1.0, c.score))), is_opening_or_ending=bool(c.oped)))
+                score=float(max(0.0, min(1.0, c.score))), is_opening_or_ending=c.oped in (OPENING, ENDING)))
             if len(out) >= 5:
                 break
         score = out[0].score if out else 0.0

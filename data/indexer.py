@@ -34,7 +34,7 @@ from core.framestore import FrameStore, encode_jpeg
 from core.index import HnswIndex, open_index
 from core.models.embedder import SceneEmbedder
 from data.library import EpisodeEntry, SeriesEntry, content_key, scan_library
-from data.oped import EpisodeSignature, detect_oped
+from data.oped import EpisodeSignature, detect_oped, detect_recaps
 from data.video import EpisodeDecoder, VideoError, assign_shots, probe_video
 
 logger = logging.getLogger(__name__)
@@ -426,7 +426,7 @@ class Indexer:
         """Recompute opening/ending flags for the given series (all when None)."""
         with self.sessions() as s:
             q = select(Episode.series_id, Episode.id, Episode.duration).where(Episode.status.in_(
-                ["indexed", "pending"]))
+                ["indexed", "pending"])).order_by(Episode.season, Episode.number, Episode.id)
             rows = s.execute(q).all()
             by_series: dict[int, list[tuple[int, float]]] = {}
             for sid, eid, dur in rows:
@@ -439,9 +439,10 @@ class Indexer:
                         ef = self.framestore.read(eid)
                         sigs.append((ef, EpisodeSignature(eid, ef.times, ef.descriptors, dur)))
                 flags = detect_oped([sig for _, sig in sigs])
+                detect_recaps([sig for _, sig in sigs], flags)
                 for ef, sig in sigs:
                     f = flags[sig.episode_id]
-                    for kind in (0, 1, 2):
+                    for kind in (0, 1, 2, 3):
                         ids = ef.frame_ids[f == kind].tolist()
                         for i in range(0, len(ids), 900):
                             s.execute(update(Frame).where(Frame.id.in_(ids[i:i + 900])).values(oped=kind))

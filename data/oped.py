@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-NONE, OPENING, ENDING = 0, 1, 2
+NONE, OPENING, ENDING, RECAP = 0, 1, 2, 3
 
 
 @dataclass(frozen=True)
@@ -37,7 +37,7 @@ def _flag_zone(sig: EpisodeSignature, zone: float) -> tuple[np.ndarray, np.ndarr
 
 
 def detect_oped(episodes: list[EpisodeSignature], *, match_rms: float = 0.035, zone: float = 0.4,
-                min_len: float = 2.5, max_gap: float = 3.0) -> dict[int, np.ndarray]:
+                min_len: float = 2.5, max_gap: float = 1.5) -> dict[int, np.ndarray]:
     """Per episode id, an int8 flag per sampled frame: 0 none, 1 opening, 2 ending."""
     out = {e.episode_id: np.zeros(len(e.times), dtype=np.int8) for e in episodes}
     if len(episodes) < 2:
@@ -71,6 +71,37 @@ def detect_oped(episodes: list[EpisodeSignature], *, match_rms: float = 0.035, z
                     sel = (ea.times >= t0) & (ea.times <= t1)
                     flags[sel & (flags == NONE)] = kind
     return out
+
+
+def detect_recaps(episodes: list[EpisodeSignature], flags: dict[int, np.ndarray], *,
+                  match_rms: float = 0.035, zone: float = 0.5, min_len: float = 1.0,
+                  max_gap: float = 1.5) -> None:
+    """Mark recap footage (3) in place: frames early in an episode that repeat footage of an
+    EARLIER episode (list order = episode order), outside openings/endings. Answers then
+    prefer the original scene over its re-use."""
+    greys = [_grey(e.descriptors) for e in episodes]
+    informative = [g.std(axis=1) > 0.03 for g in greys]
+    for b in range(1, len(episodes)):
+        eb = episodes[b]
+        fb = flags[eb.episode_id]
+        dur = max(eb.duration, float(eb.times.max()) if len(eb.times) else 0.0, 1e-6)
+        ib = np.nonzero((eb.times <= zone * dur) & (fb == NONE) & informative[b])[0]
+        if ib.size == 0:
+            continue
+        hit = np.zeros(len(eb.times), bool)
+        for a in range(b):
+            fa = flags[episodes[a].episode_id]
+            ia = np.nonzero((fa == NONE) & informative[a])[0]
+            if ia.size == 0:
+                continue
+            x, y = greys[b][ib], greys[a][ia]
+            d2 = (x * x).sum(1)[:, None] + (y * y).sum(1)[None, :] - 2.0 * x @ y.T
+            rms = np.sqrt(np.maximum(d2, 0.0) / x.shape[1])
+            hit[ib[rms.min(axis=1) < match_rms]] = True
+        for t0, t1 in _runs(eb.times, hit, max_gap=max_gap):
+            if t1 - t0 >= min_len:
+                sel = (eb.times >= t0) & (eb.times <= t1) & (fb == NONE)
+                fb[sel] = RECAP
 
 
 def _runs(times: np.ndarray, mask: np.ndarray, *, max_gap: float) -> list[tuple[float, float]]:

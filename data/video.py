@@ -84,7 +84,7 @@ class EpisodeDecoder:
     fps: float = 2.0
     size: tuple[int, int] = (144, 256)
     dedup_threshold: float = 0.006
-    max_gap: float = 4.0
+    max_gap: float = 2.0
     cut_threshold: float = 0.10
     info: VideoInfo | None = None
     cuts: list[float] = field(default_factory=list)

@@ -175,7 +175,7 @@ def mp4_of(frames: Sequence[bytes], fps: int = 4, fmt: str = "mp4") -> bytes:
     return buf.getvalue()
 
 
-# -- tests ------------------------------------------------------------------------------------------
+# -- tests -----------------------------------------------------------------------------------------
 
 async def test_private_photo_answer_with_preview_keyboard_and_latency(
         tg: FakeTelegram, make_service: Callable[..., Any], indexed_home: Any) -> None:
@@ -264,19 +264,34 @@ async def test_group_triggers(tg: FakeTelegram, make_service: Callable[..., Any]
         # auto-answer: members may not, admins may
         off = tg.text_message(group, bob, "/autoanswer on")
         tg.push_update(off)
-        assert "only group admins" in shown(await answer_to(tg, off["message"]["message_id"])).lower()
+        refused = await answer_to(tg, off["message"]["message_id"])
+        assert "only group admins" in shown(refused).lower()
         tg.set_member(group, alice, "administrator")
         on = tg.text_message(group, alice, "/autoanswer on")
         tg.push_update(on)
-        assert "auto-answer is on" in shown(await answer_to(tg, on["message"]["message_id"])).lower()
+        agreed = await answer_to(tg, on["message"]["message_id"])
+        assert "auto-answer is on" in shown(agreed).lower()
+        # ... it skips stickers and files it cannot read (nobody asked), answers pictures
+        quiet = [tg.sticker_message(group, bob, webp_sticker(png)),
+                 tg.document_message(group, bob, b"notes", file_name="a.txt",
+                                     mime_type="text/plain")]
+        for u in quiet:
+            tg.push_update(u)
         auto = tg.photo_message(group, bob, png)
         tg.push_update(auto)
         assert title in shown(await answer_to(tg, auto["message"]["message_id"]))
+        assert str(group["id"]) in state.read_text()
+        # and off again
+        tg.push_update(tg.text_message(group, alice, "/autoanswer off"))
+        await tg.wait_for("sendMessage", lambda c: "is off" in c.params["text"])
+        after = tg.photo_message(group, bob, png)
+        tg.push_update(after)
         await settle(tg)
 
-    assert not replies_to(tg, plain["message"]["message_id"]), "no command: no answer"
-    assert not replies_to(tg, other["message"]["message_id"])
-    assert str(group["id"]) in state.read_text()
+    silent = [plain, other, after, *quiet]
+    assert not [replies_to(tg, u["message"]["message_id"]) for u in silent if
+                replies_to(tg, u["message"]["message_id"])], "answered what nobody asked for"
+    assert str(group["id"]) not in state.read_text()
 
 
 async def test_media_kinds(tg: FakeTelegram, make_service: Callable[..., Any],
@@ -442,6 +457,10 @@ async def test_help_and_owner_commands(tg: FakeTelegram, make_service: Callable[
     owner, alice = tg.user(OWNER, "Op", "op"), tg.user(1001, "Alice", "alice")
     async with running(tg, service):
         mark = len(tg.requests)
+        tg.push_update(tg.text_message(tg.private_chat(alice), alice, "hello?"))
+        hint = await tg.wait_for("sendMessage", since=mark)
+        assert "Send me a screenshot" in hint.params["text"]
+        mark = len(tg.requests)
         tg.push_update(tg.text_message(tg.private_chat(alice), alice, "/help"))
         helped = await tg.wait_for("sendMessage", since=mark)
         tg.push_update(tg.text_message(tg.private_chat(alice), alice, "/stats"))
@@ -492,7 +511,7 @@ async def test_adult_series_is_a_spoiler_in_groups_only(
     assert "tg-spoiler" not in in_private.params["caption"] and title in shown(in_private)
 
 
-# -- with a stub service: paths the real library cannot reach -----------------------------------------
+# -- with a stub service: paths the real library cannot reach --------------------------------------
 
 class StubService:
     """Just what the adapter calls for recognition; `recognize` returns/raises what it is given."""
@@ -541,6 +560,27 @@ async def test_long_answer_goes_in_its_own_message(tg: FakeTelegram, tmp_path: P
     assert keyboard(text) == [["✅", "❌"], ["1", "2", "3", "4", "5"]]
 
 
+@pytest.mark.parametrize("has", ["still", "nothing"])
+async def test_still_or_text_when_there_is_no_clip(tg: FakeTelegram, tmp_path: Path,
+                                                   indexed_home: Any, has: str) -> None:
+    still = tmp_path / "still.jpg"
+    still.write_bytes(indexed_home.frame_png(0, 6.0))
+    best = Candidate(series=SeriesInfo(1, "Some Show"), episode_id=1, season=None, episode=2,
+                     episode_label="02", time=5.0, time_from=4.0, time_to=6.0, score=0.97,
+                     still=str(still) if has == "still" else None)
+    rec = Recognition(status="match", confidence=0.97, candidates=(best,), query_id="stubQuery02")
+    alice = tg.user(1001, "Alice", "alice")
+    async with running(tg, StubService(rec)):
+        upd = tg.photo_message(tg.private_chat(alice), alice, indexed_home.frame_png(0, 6.0))
+        tg.push_update(upd)
+        ans = await answer_to(tg, upd["message"]["message_id"])
+    assert ans.method == ("sendPhoto" if has == "still" else "sendMessage")
+    assert "Some Show" in shown(ans) and "Episode 02" in shown(ans)
+    assert keyboard(ans) == [["✅", "❌"]]  # one candidate: no rank buttons
+    actions = [c.params["action"] for c in tg.calls("sendChatAction")]
+    assert ("upload_photo" in actions) == (has == "still")
+
+
 async def test_unexpected_error_is_logged_and_answered_politely(
         tg: FakeTelegram, indexed_home: Any, caplog: pytest.LogCaptureFixture) -> None:
     alice = tg.user(1001, "Alice", "alice")
@@ -554,7 +594,54 @@ async def test_unexpected_error_is_logged_and_answered_politely(
     caplog.clear()
 
 
-async def test_webhook_mode_needs_tornado_or_says_so(tg: FakeTelegram) -> None:
+async def test_webhook_mode(tg: FakeTelegram, make_service: Callable[..., Any],
+                            indexed_home: Any) -> None:
+    """Behind a reverse proxy: setWebhook with the public URL, the local listener checks the
+    secret header and hands updates to the same handlers."""
+    import socket
+
+    import aiohttp
+
+    pytest.importorskip("tornado", reason="webhook mode needs python-telegram-bot[webhooks]")
+    from bot.telegram_adapter import webhook_secret
+
+    service = await make_service()
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    app = build_telegram_application(TOKEN, service, base_url=tg.base_url,
+                                     base_file_url=tg.base_file_url)
+    stop = asyncio.Event()
+    url = "https://bot.example.org/tg/hook"
+    task = asyncio.create_task(run_telegram(app, stop, webhook_url=url, port=port))
+    alice = tg.user(1001, "Alice", "alice")
+    try:
+        hook = await tg.wait_for("setWebhook", timeout=15)
+        assert hook.params["url"] == url
+        assert set(ALLOWED_UPDATES) <= set(hook.params["allowed_updates"])
+        upd = tg.photo_message(tg.private_chat(alice), alice, indexed_home.frame_png(0, 6.0))
+        local = f"http://127.0.0.1:{port}/tg/hook"
+        async with aiohttp.ClientSession() as http:
+            for _ in range(100):  # the listener starts right after setWebhook
+                try:
+                    async with http.post(local, json={"update_id": 1, **upd}) as r:
+                        forged = r.status
+                    break
+                except aiohttp.ClientConnectionError:
+                    await asyncio.sleep(0.05)
+            headers = {"X-Telegram-Bot-Api-Secret-Token": webhook_secret(TOKEN)}
+            async with http.post(local, json={"update_id": 2, **upd}, headers=headers) as r:
+                assert r.status == 200
+        ans = await answer_to(tg, upd["message"]["message_id"])
+    finally:
+        stop.set()
+        await asyncio.wait_for(task, 15)
+    assert forged == 403  # without the secret header
+    assert indexed_home.series_title(0) in shown(ans)
+    assert not tg.calls("getUpdates")
+
+
+async def test_webhook_mode_without_tornado_says_so(tg: FakeTelegram) -> None:
     import importlib.util
 
     if importlib.util.find_spec("tornado") is not None:
@@ -565,7 +652,7 @@ async def test_webhook_mode_needs_tornado_or_says_so(tg: FakeTelegram) -> None:
     assert not tg.requests  # refused before touching Telegram
 
 
-# -- rendering (pure) ---------------------------------------------------------------------------------
+# -- rendering (pure) ------------------------------------------------------------------------------
 
 def test_render_escapes_and_keyboard_shapes() -> None:
     rec = long_recognition(None)

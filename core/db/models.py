@@ -116,7 +116,7 @@ class Frame(Base):
     episode_id: Mapped[int] = mapped_column(ForeignKey("episodes.id", ondelete="CASCADE"))
     shot_id: Mapped[int | None] = mapped_column(ForeignKey("shots.id", ondelete="SET NULL"), index=True)
     t: Mapped[float] = mapped_column(Float)  # seconds from the start of the episode
-    oped: Mapped[int] = mapped_column(Integer, default=0)  # 0 none, 1 opening, 2 ending
+    oped: Mapped[int] = mapped_column(Integer, default=0)  # 0 none, 1 opening, 2 ending, 3 recap
     descriptor: Mapped[bytes | None] = mapped_column(LargeBinary)  # compact verification descriptor
 
 

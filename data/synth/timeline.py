@@ -186,7 +186,8 @@ class _Planner:
         return tuple(out)
 
     def actors(self, r: np.random.Generator, content: str, ref: tuple[float, float, float],
-               dur: float, walk: float = 0.0) -> list[Actor]:
+               dur: float, walk: float = 0.0, x_range: tuple[float, float] = (0.22, 0.78)
+               ) -> list[Actor]:
         W, H = self.W, self.H
         n_chars = len(self.s.characters)
         if content == "group":
@@ -205,7 +206,7 @@ class _Planner:
                           float(r.uniform(0.28, 0.38)) * H, view))
         elif content == "single":
             view = "front" if r.random() < 0.7 else str(r.choice(["left", "right"]))
-            specs.append((float(r.uniform(0.22, 0.78)) * W, float(r.uniform(0.33, 0.48)) * H,
+            specs.append((float(r.uniform(*x_range)) * W, float(r.uniform(0.33, 0.48)) * H,
                           float(r.uniform(0.15, 0.22)) * H, view))
         elif content == "two":
             u = float(r.uniform(0.12, 0.17)) * H
@@ -339,7 +340,8 @@ class _Planner:
             kind = "pan" if r.random() < 0.5 else "static"
             c0, c1, ease = self.camera(r, kind, self.PW, self.PH, dur)
             ref = c0 if kind != "pan" else tuple((a + b) / 2 for a, b in zip(c0, c1))
-            acts = self.actors(r, "single", ref, dur)  # type: ignore[arg-type]
+            # the credits roll over a band on the right; the character stays left of it
+            acts = self.actors(r, "single", ref, dur, x_range=(0.18, 0.4))  # type: ignore[arg-type]
             shots.append(Shot("credits", f, sub_seed(r), "location", int(r.integers(len(self.s.locations))),
                               c0, c1, ease, tuple(acts), credits=tuple(credits),
                               credits_span=(done / frames, (done + f) / frames)))

@@ -1,0 +1,337 @@
+// AniRec web chat: drop / paste / pick a picture → POST /api/identify → an answer bubble.
+// No framework; all text from the server goes through textContent (never innerHTML).
+"use strict";
+
+(function () {
+  const USER_HEADER = "X-AniRec-User";
+  const log = document.getElementById("log");
+  const fileInput = document.getElementById("file");
+  const drop = document.getElementById("drop");
+  const banner = document.getElementById("banner");
+  let maxBytes = 20e6;
+
+  // -- the browser-local user id (random, kept in localStorage) ------------------------------
+  function randomId() {
+    const b = new Uint8Array(16);
+    crypto.getRandomValues(b);
+    return btoa(String.fromCharCode.apply(null, b))
+      .replace(/\+/g, "-").replace(/\//g, "_").replace(/=+$/, "");
+  }
+  const userId = (function () {
+    try {
+      let id = localStorage.getItem("anirec-user");
+      if (!id || !/^[A-Za-z0-9_-]{16,64}$/.test(id)) {
+        id = randomId();
+        localStorage.setItem("anirec-user", id);
+      }
+      return id;
+    } catch (e) {
+      return randomId(); // storage disabled: a per-page id
+    }
+  })();
+
+  // -- tiny DOM helper ---------------------------------------------------------------------------
+  function h(tag, attrs, ...children) {
+    const el = document.createElement(tag);
+    for (const [k, v] of Object.entries(attrs || {})) {
+      if (v === null || v === undefined || v === false) continue;
+      if (k === "class") el.className = v;
+      else if (k === "dataset") Object.assign(el.dataset, v);
+      else if (k.startsWith("on")) el.addEventListener(k.slice(2), v);
+      else el.setAttribute(k, v === true ? "" : v);
+    }
+    for (const c of children.flat()) {
+      if (c === null || c === undefined || c === false) continue;
+      el.append(c instanceof Node ? c : document.createTextNode(String(c)));
+    }
+    return el;
+  }
+
+  function scrollDown() {
+    requestAnimationFrame(() => window.scrollTo({ top: document.body.scrollHeight, behavior: "smooth" }));
+  }
+
+  function addMessage(who, bubble) {
+    const row = h("div", { class: "msg " + who },
+      who === "bot" ? h("div", { class: "avatar", "aria-hidden": "true" }, "A") : null,
+      bubble);
+    log.append(row);
+    scrollDown();
+    return row;
+  }
+
+  function mb(n) {
+    return (n / 1e6).toFixed(n >= 10e6 ? 0 : 1) + " MB";
+  }
+
+  // -- user's bubble: the picture they sent --------------------------------------------------------
+  function userBubble(blob, name) {
+    const url = URL.createObjectURL(blob);
+    const isVideo = (blob.type || "").startsWith("video/");
+    let media;
+    if (isVideo) {
+      media = h("video", { class: "sent", src: url, muted: true, autoplay: true, loop: true, playsinline: true });
+      media.muted = true;
+    } else {
+      media = h("img", { class: "sent", src: url, alt: name || "your picture" });
+    }
+    return h("div", { class: "bubble user-bubble" }, media,
+      h("div", { class: "caption" }, name || "pasted picture", " · ", mb(blob.size)));
+  }
+
+  function typingBubble() {
+    return h("div", { class: "bubble typing", "aria-label": "Looking it up" },
+      h("span", { class: "dot" }), h("span", { class: "dot" }), h("span", { class: "dot" }),
+      h("span", { class: "typing-text" }, "Looking it up…"));
+  }
+
+  function errorBubble(text) {
+    return h("div", { class: "bubble error" }, h("span", { class: "err-icon", "aria-hidden": "true" }, "⚠"), " ", text);
+  }
+
+  // -- the answer bubble ---------------------------------------------------------------------------
+  function feedbackLabel(base, n) { return n ? base + " " + n : base; }
+
+  function answerBubble(v) {
+    const parts = [];
+    const status = h("div", { class: "status status-" + v.status },
+      h("span", { class: "status-dot", "aria-hidden": "true" }),
+      h("span", { class: "status-text" }, v.header),
+      v.status !== "no_match" || v.candidates.length
+        ? h("span", { class: "conf" }, " · " + v.confidence_text + " confidence") : null);
+    parts.push(status);
+
+    if (v.preview) {
+      const vid = h("video", {
+        class: "preview", src: v.preview, muted: true, autoplay: true, loop: true,
+        playsinline: true, preload: "auto", poster: v.still || null,
+        "aria-label": "Preview of the matched scene"
+      });
+      vid.muted = true;
+      vid.defaultMuted = true;
+      parts.push(vid);
+    } else if (v.still) {
+      parts.push(h("img", { class: "preview", src: v.still, alt: "The matched frame" }));
+    }
+
+    if (v.best) {
+      parts.push(h("div", { class: "title" }, v.best.title, v.best.adult ? h("span", { class: "tag" }, "18+") : null));
+      if (v.best.other_titles && v.best.other_titles.length) {
+        parts.push(h("div", { class: "alt-titles" }, v.best.other_titles.join(" / ")));
+      }
+      parts.push(h("div", { class: "where" },
+        h("span", { class: "episode" }, v.best.episode),
+        h("span", { class: "sep" }, "·"),
+        h("span", { class: "time" }, v.best.time)));
+    }
+
+    if (v.characters && v.characters.length) {
+      parts.push(h("div", { class: "characters" }, h("span", { class: "label" }, "Characters: "), v.characters_text));
+    }
+
+    if (v.show_candidates) {
+      parts.push(h("div", { class: "section-label" }, v.candidates.length > 1 ? "Top 5" : "Closest"));
+      parts.push(h("ol", { class: "top5" }, v.candidates.map((c) =>
+        h("li", {}, h("span", { class: "rank" }, String(c.rank)), h("span", { class: "cand" }, c.text),
+          c.adult ? h("span", { class: "tag" }, "18+") : null))));
+    }
+
+    if (v.genres && v.genres.length) {
+      parts.push(h("div", { class: "genres" }, h("span", { class: "label" }, "Looks like: "), v.genres.join(", ")));
+    }
+
+    if (v.still && v.preview) {
+      parts.push(h("details", { class: "still" }, h("summary", {}, "Still frame"),
+        h("img", { src: v.still, alt: "The matched frame", loading: "lazy" })));
+    }
+
+    if (v.query_id) parts.push(feedbackRow(v));
+    const meta = [];
+    if (v.ms !== null && v.ms !== undefined) meta.push(v.ms + " ms");
+    if (meta.length) parts.push(h("div", { class: "meta" }, meta.join(" · ")));
+    return h("div", { class: "bubble answer", dataset: { queryId: v.query_id || "" } }, parts);
+  }
+
+  function feedbackRow(v) {
+    const row = h("div", { class: "feedback" });
+    const toast = h("div", { class: "toast", role: "status" }, v.hint || "");
+    const buttons = [];
+    let active = null; // {verdict, rank}
+
+    function mk(verdict, rank, base) {
+      const b = h("button", {
+        type: "button", class: "fb" + (rank ? " fb-rank" : ""),
+        dataset: { verdict: verdict, rank: rank ? String(rank) : "" },
+        title: verdict === "correct" ? "Right" : verdict === "wrong" ? "Wrong" : "It was answer " + rank,
+        "aria-pressed": "false"
+      }, base);
+      b.dataset.base = base;
+      b.addEventListener("click", () => vote(verdict, rank));
+      buttons.push(b);
+      return b;
+    }
+
+    function render(tally) {
+      for (const b of buttons) {
+        const verdict = b.dataset.verdict, rank = Number(b.dataset.rank || 0);
+        const n = verdict === "correct" ? tally.correct : verdict === "wrong" ? tally.wrong : tally.picks[rank - 1];
+        b.textContent = rank ? (n ? b.dataset.base + " ·" + n : b.dataset.base) : feedbackLabel(b.dataset.base, n);
+        const on = !!active && active.verdict === verdict && (active.rank || 0) === rank;
+        b.classList.toggle("on", on);
+        b.setAttribute("aria-pressed", on ? "true" : "false");
+      }
+    }
+
+    async function vote(verdict, rank) {
+      const withdraw = !!active && active.verdict === verdict && (active.rank || 0) === (rank || 0);
+      buttons.forEach((b) => { b.disabled = true; });
+      try {
+        const r = await fetch("/api/feedback", {
+          method: "POST",
+          headers: { "Content-Type": "application/json", [USER_HEADER]: userId },
+          body: JSON.stringify({ query_id: v.query_id, verdict: verdict, rank: rank || null, withdraw: withdraw })
+        });
+        const data = await r.json().catch(() => ({}));
+        if (!r.ok) {
+          toast.textContent = data.error || "That did not work. Please try again.";
+          toast.classList.add("bad");
+          return;
+        }
+        active = withdraw ? null : { verdict: verdict, rank: rank || 0 };
+        render(data.tally);
+        toast.classList.remove("bad");
+        toast.textContent = data.message || "Thanks!";
+        row.dataset.tally = JSON.stringify(data.tally);
+      } catch (e) {
+        toast.textContent = "Could not reach AniRec. Is it still running?";
+        toast.classList.add("bad");
+      } finally {
+        buttons.forEach((b) => { b.disabled = false; });
+      }
+    }
+
+    const group1 = h("div", { class: "fb-group" }, mk("correct", 0, "✅"), mk("wrong", 0, "❌"));
+    row.append(group1);
+    if (v.feedback_ranks > 1) {
+      const group2 = h("div", { class: "fb-group" });
+      for (let r = 1; r <= v.feedback_ranks; r++) group2.append(mk("pick", r, String(r)));
+      row.append(group2);
+    }
+    render(v.tally || { correct: 0, wrong: 0, picks: [0, 0, 0, 0, 0] });
+    return h("div", { class: "feedback-wrap" }, row, toast);
+  }
+
+  // -- sending -------------------------------------------------------------------------------------
+  async function identify(blob, name) {
+    addMessage("user", userBubble(blob, name));
+    if (blob.size > maxBytes) {
+      addMessage("bot", errorBubble("That file is too large (the limit is " + mb(maxBytes) + ")."));
+      return;
+    }
+    const pending = addMessage("bot", typingBubble());
+    const form = new FormData();
+    form.append("file", blob, name || "pasted.png");
+    let bubble;
+    try {
+      const r = await fetch("/api/identify", { method: "POST", body: form, headers: { [USER_HEADER]: userId } });
+      const data = await r.json().catch(() => ({}));
+      if (r.ok) {
+        bubble = answerBubble(data);
+      } else {
+        bubble = errorBubble(data.error || "Sorry, something went wrong. Please try again later.");
+      }
+    } catch (e) {
+      bubble = errorBubble("Could not reach AniRec. Is it still running?");
+    }
+    pending.replaceChildren(pending.querySelector(".avatar"), bubble);
+    scrollDown();
+  }
+
+  fileInput.addEventListener("change", () => {
+    const f = fileInput.files && fileInput.files[0];
+    if (f) identify(f, f.name);
+    fileInput.value = "";
+  });
+
+  // Drag and drop anywhere on the page.
+  let dragDepth = 0;
+  function hasFiles(e) {
+    return e.dataTransfer && Array.from(e.dataTransfer.types || []).includes("Files");
+  }
+  window.addEventListener("dragenter", (e) => {
+    if (!hasFiles(e)) return;
+    e.preventDefault();
+    dragDepth++;
+    drop.hidden = false;
+  });
+  window.addEventListener("dragover", (e) => { if (hasFiles(e)) e.preventDefault(); });
+  window.addEventListener("dragleave", () => {
+    dragDepth = Math.max(0, dragDepth - 1);
+    if (!dragDepth) drop.hidden = true;
+  });
+  window.addEventListener("drop", (e) => {
+    if (!hasFiles(e)) return;
+    e.preventDefault();
+    dragDepth = 0;
+    drop.hidden = true;
+    const f = e.dataTransfer.files[0];
+    if (f) identify(f, f.name);
+  });
+
+  // Paste (Ctrl-V / ⌘-V) of a copied picture or file.
+  document.addEventListener("paste", (e) => {
+    const items = (e.clipboardData && e.clipboardData.items) || [];
+    for (const it of items) {
+      if (it.kind === "file") {
+        const f = it.getAsFile();
+        if (f) {
+          e.preventDefault();
+          identify(f, f.name || "pasted." + ((f.type.split("/")[1] || "png").replace("jpeg", "jpg")));
+          return;
+        }
+      }
+    }
+  });
+
+  // -- samples and status ----------------------------------------------------------------------------
+  async function loadSamples() {
+    try {
+      const r = await fetch("/api/samples");
+      if (!r.ok) return;
+      const data = await r.json();
+      const strip = document.getElementById("sample-strip");
+      for (const s of data.samples || []) {
+        const btn = h("button", { type: "button", class: "sample", title: s.name, dataset: { name: s.name } },
+          h("img", { src: s.thumb, alt: "Example " + s.name, loading: "lazy" }));
+        btn.addEventListener("click", async () => {
+          try {
+            const resp = await fetch(s.url);
+            if (!resp.ok) throw new Error("gone");
+            identify(await resp.blob(), s.name);
+          } catch (e) {
+            addMessage("bot", errorBubble("That example is no longer available."));
+          }
+        });
+        strip.append(btn);
+      }
+      if (strip.children.length) document.getElementById("samples").hidden = false;
+    } catch (e) { /* no samples: nothing to show */ }
+  }
+
+  async function loadStatus() {
+    try {
+      const r = await fetch("/api/status");
+      if (!r.ok) return;
+      const s = await r.json();
+      if (s.max_bytes) maxBytes = s.max_bytes;
+      if (!s.ready) {
+        banner.textContent = "The library index is not ready yet. Ask the operator to run `anirec index`.";
+        banner.hidden = false;
+      }
+    } catch (e) { /* offline: the first upload will say so */ }
+  }
+
+  document.body.dataset.user = userId;
+  loadStatus();
+  loadSamples();
+})();
