@@ -227,7 +227,8 @@ EXTRA_COMMANDS: list[Callable[[Any], None]] = []
 def _register_extras() -> None:
     import importlib
 
-    for mod in ("bot.cli_recognize", "bot.cli_train", "bot.cli_run", "bot.cli_characters"):
+    for mod in ("bot.cli_recognize", "bot.cli_train", "bot.cli_eval", "bot.cli_run",
+                "bot.cli_characters"):
         try:
             m = importlib.import_module(mod)
         except ModuleNotFoundError as exc:

@@ -167,7 +167,12 @@ def cmd_demo(app: Any, args: argparse.Namespace) -> int:
     queries = make_demo_queries(library, st.home / "demo-queries", n=args.queries)
     results = asyncio.run(_run_demo(app, queries, library))
     print(f"\nDone in {time.perf_counter() - t_all:.0f} s. Try your own: anirec identify "
-          f"{st.home / 'demo-queries'}/q00-*.jpg")
+          f"{st.home / 'demo-queries'}/q00-*.jpg, or `anirec run` for the local web chat.")
+    if args.serve:
+        from bot.cli_run import serve
+
+        app.configure_torch(default=1)
+        return asyncio.run(serve(app, web=True))
     return 0 if results else 1
 
 
@@ -224,4 +229,8 @@ def register(sub: Any) -> None:
     sp.add_argument("--episodes", type=int, default=3)
     sp.add_argument("--seconds", type=float, default=30.0)
     sp.add_argument("--queries", type=int, default=24)
+    sp.add_argument("--train-steps", type=int, default=300,
+                    help="scene-model training steps (0: keep the untrained default)")
+    sp.add_argument("--serve", action="store_true",
+                    help="afterwards, serve the local web chat with the demo's screenshots")
     sp.set_defaults(func=cmd_demo)

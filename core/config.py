@@ -45,6 +45,8 @@ class Settings(BaseSettings):
     telegram_owner_ids: list[int] = Field(default_factory=list)
     discord_auto_channels: list[int] = Field(default_factory=list)
     telegram_webhook_url: str | None = Field(None)
+    telegram_api_url: str | None = Field(None)  # self-hosted Bot API server, e.g. http://host:8081/bot
+    telegram_file_url: str | None = Field(None)  # its file URL, e.g. http://host:8081/file/bot
     telegram_webhook_port: int = Field(8443, ge=1, le=65535)
     web_host: str = Field("127.0.0.1")  # local web chat
     web_port: int = Field(8765, ge=0, le=65535)

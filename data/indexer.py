@@ -217,6 +217,20 @@ class Indexer:
         report.wall_seconds = time.perf_counter() - t_start
         return report
 
+    def reembed(self) -> IndexReport:
+        """Rebuild the whole index with the current embedder from the frame store (after
+        training), without scanning the library or decoding video."""
+        t0 = time.perf_counter()
+        index = self.open(reembed=True)
+        self._cleanup_pending(index)
+        report = IndexReport(frames_embedded=self._reembed_all(index))
+        with self.sessions() as s:
+            done = list(s.scalars(select(Episode.id).where(Episode.status == "indexed")))
+        self._commit(index, done)
+        report.index_version, report.index_count = index.version, len(index)
+        report.wall_seconds = time.perf_counter() - t0
+        return report
+
     # ------------------------------------------------------------------------------------------
     def _commit(self, index: HnswIndex, done: list[int]) -> None:
         """Save the index atomically, then mark the finished episodes indexed."""

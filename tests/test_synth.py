@@ -4,6 +4,7 @@ decoded with PyAV and checked against the ground-truth sidecar."""
 from __future__ import annotations
 
 import functools
+import itertools
 import json
 import re
 from collections.abc import Iterator
@@ -25,9 +26,14 @@ WIDTH, HEIGHT = 320, 180
 def _decode(path: Path) -> tuple[np.ndarray, dict[str, Any]]:
     with av.open(str(path)) as c:
         s = c.streams.video[0]
-        info = {"duration": float(s.duration * s.time_base), "width": s.codec_context.width,
-                "height": s.codec_context.height, "codec": s.codec_context.name,
-                "fps": float(s.average_rate)}
+        assert s.duration is not None and s.time_base is not None and s.average_rate is not None
+        info = {
+            "duration": float(s.duration * s.time_base),
+            "width": s.codec_context.width,
+            "height": s.codec_context.height,
+            "codec": s.codec_context.name,
+            "fps": float(s.average_rate),
+        }
         frames = np.stack([f.to_ndarray(format="rgb24") for f in c.decode(video=0)])
     return frames, info
 
@@ -40,9 +46,16 @@ def _diff(a: np.ndarray, b: np.ndarray) -> float:
 def library(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
     root = tmp_path_factory.mktemp("synth")
     calls: list[tuple[str, int, int]] = []
-    gt_path = generate_library(root, series=SERIES, episodes=EPISODES, seconds=SECONDS, seed=7,
-                               width=WIDTH, height=HEIGHT,
-                               progress=lambda label, done, total: calls.append((label, done, total)))
+    gt_path = generate_library(
+        root,
+        series=SERIES,
+        episodes=EPISODES,
+        seconds=SECONDS,
+        seed=7,
+        width=WIDTH,
+        height=HEIGHT,
+        progress=lambda label, done, total: calls.append((label, done, total)),
+    )
     gt = json.loads(gt_path.read_text(encoding="utf-8"))
     decode = functools.lru_cache(maxsize=3)(lambda rel: _decode(root / rel))  # bounded memory
     lib = {"root": root, "gt_path": gt_path, "gt": gt, "decoded": decode, "progress": calls}
@@ -52,7 +65,9 @@ def library(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]
 
 def _episodes(lib: dict[str, Any], series_index: int) -> list[dict[str, Any]]:
     name = lib["gt"]["series"][series_index]["name"]
-    return sorted((e for e in lib["gt"]["episodes"] if e["series"] == name), key=lambda e: e["episode"])
+    return sorted(
+        (e for e in lib["gt"]["episodes"] if e["series"] == name), key=lambda e: e["episode"]
+    )
 
 
 def _frames(lib: dict[str, Any], ep: dict[str, Any]) -> np.ndarray:
@@ -90,7 +105,9 @@ def test_layout_names_and_metadata(library: dict[str, Any]) -> None:
     assert all(Path(e["path"]).parent.name == e["series"] for e in gt["episodes"])
     # two series share an art style and some characters look alike across series
     assert gt["series"][0]["style"] == gt["series"][1]["style"]
-    assert gt["series"][1]["characters"][0]["lookalike_of"] == gt["series"][0]["characters"][0]["name"]
+    assert (
+        gt["series"][1]["characters"][0]["lookalike_of"] == gt["series"][0]["characters"][0]["name"]
+    )
     assert gt["series"][1]["characters"][0]["hair"] == gt["series"][0]["characters"][0]["hair"]
 
 
@@ -105,7 +122,7 @@ def test_videos_match_sidecar(library: dict[str, Any]) -> None:
         assert ep["duration"] == pytest.approx(SECONDS)
         shots = ep["shots"]
         assert shots[0]["start"] == 0 and shots[-1]["end"] == pytest.approx(ep["duration"])
-        for a, b in zip(shots, shots[1:]):
+        for a, b in itertools.pairwise(shots):
             assert a["end"] == pytest.approx(b["start"]) and a["end"] > a["start"]
         for i, fg in enumerate(ep["frames_gt"]):
             s = shots[fg["shot"]]
@@ -124,7 +141,7 @@ def _box_fits(frame: np.ndarray, box: list[int], char: dict[str, Any], profile: 
     the box, and (front views) the skin below the eyes centred in it."""
     x0, y0, x1, y1 = box
     h, w = y1 - y0, x1 - x0
-    H, W = frame.shape[:2]
+    W = frame.shape[1]
     hair, skin = np.array(char["hair_rgb"]), np.array(char["skin_rgb"])
     ya = max(0, y0 - h // 2)
     cols = frame[ya:y1, x0:x1].astype(int)
@@ -133,7 +150,7 @@ def _box_fits(frame: np.ndarray, box: list[int], char: dict[str, Any], profile: 
         return False
     top = ya + int(np.argmax(rows))
     xa, xb = max(0, x0 - w // 2), min(W, x1 + w // 2)
-    low = np.abs(frame[y0 + h // 2:y1, xa:xb].astype(int) - skin).max(axis=2) < 28
+    low = np.abs(frame[y0 + h // 2 : y1, xa:xb].astype(int) - skin).max(axis=2) < 28
     if low.sum() < 3:
         return False
     cx = xa + float(np.nonzero(low)[1].mean())
@@ -168,7 +185,7 @@ def test_opening_and_ending_repeat_but_shots_differ(library: dict[str, Any]) -> 
         n = round(e1["opening"][1] * e1["fps"])
         assert n == round(e2["opening"][1] * e2["fps"])
         assert _diff(f1[:n], f2[:n]) < 1.5  # same footage, different encodes
-        assert _diff(f1[n:n + 12], f2[n:n + 12]) > 10  # right after the OP they part ways
+        assert _diff(f1[n : n + 12], f2[n : n + 12]) > 10  # right after the OP they part ways
         if e1["ending"]:
             m1, m2 = round(e1["ending"][0] * e1["fps"]), round(e2["ending"][0] * e2["fps"])
             assert _diff(f1[m1:], f2[m2:]) < 1.5
@@ -176,10 +193,13 @@ def test_opening_and_ending_repeat_but_shots_differ(library: dict[str, Any]) -> 
         mids = []
         for ep, fr in ((e1, f1), (e2, f2)):
             h = int(ep["height"] * 0.8)
-            mids += [fr[int((s["start"] + s["end"]) / 2 * ep["fps"]), :h]
-                     for s in ep["shots"] if s["segment"] == "main"]
+            mids += [
+                fr[int((s["start"] + s["end"]) / 2 * ep["fps"]), :h]
+                for s in ep["shots"]
+                if s["segment"] == "main"
+            ]
         assert len(mids) >= 6
-        worst = min(_diff(a, b) for k, a in enumerate(mids) for b in mids[k + 1:])
+        worst = min(_diff(a, b) for k, a in enumerate(mids) for b in mids[k + 1 :])
         assert worst > 8, worst
 
 
@@ -199,8 +219,8 @@ def test_recap_reuses_previous_episode(library: dict[str, Any]) -> None:
             h = int(e2["height"] * 0.8)  # subtitles may differ between the two episodes
             # the source lies in episode 1's own footage, not its opening
             assert r["source_time"] >= e1["opening"][1]
-            assert _diff(fr2[a:b, :h], src[s0:s0 + b - a, :h]) < 2.5
-            assert _diff(fr2[a:b, :h], src[s0 + 30:s0 + 30 + b - a, :h]) > 4
+            assert _diff(fr2[a:b, :h], src[s0 : s0 + b - a, :h]) < 2.5
+            assert _diff(fr2[a:b, :h], src[s0 + 30 : s0 + 30 + b - a, :h]) > 4
 
 
 def test_subtitles_are_recorded(library: dict[str, Any]) -> None:
@@ -216,20 +236,28 @@ def test_subtitles_are_recorded(library: dict[str, Any]) -> None:
             assert 0 <= line["start"] < line["end"] <= ep["duration"] and line["text"]
             # white text with a dark outline appears in the bottom band while the line is shown
             i = round((line["start"] + line["end"]) / 2 * ep["fps"])
-            band = fr[i, int(ep["height"] * 0.85):].astype(int)
+            band = fr[i, int(ep["height"] * 0.85) :].astype(int)
             assert (band.min(axis=2) > 225).mean() > 0.004
 
 
 def test_second_call_is_a_no_op(library: dict[str, Any]) -> None:
     root: Path = library["root"]
     before = {p: p.stat().st_mtime_ns for p in root.rglob("*.mp4")}
-    again = generate_library(root, series=SERIES, episodes=EPISODES, seconds=SECONDS, seed=7,
-                             width=WIDTH, height=HEIGHT)
+    again = generate_library(
+        root, series=SERIES, episodes=EPISODES, seconds=SECONDS, seed=7, width=WIDTH, height=HEIGHT
+    )
     assert again == library["gt_path"]
     assert {p: p.stat().st_mtime_ns for p in root.rglob("*.mp4")} == before
 
 
-TINY = {"series": 2, "episodes": 1, "seconds": 10.0, "width": 128, "height": 72, "fps": 24}
+TINY: dict[str, Any] = {
+    "series": 2,
+    "episodes": 1,
+    "seconds": 10.0,
+    "width": 128,
+    "height": 72,
+    "fps": 24,
+}
 
 
 def _all_frames(root: Path) -> dict[str, np.ndarray]:
@@ -267,15 +295,18 @@ def test_other_parameters_replace_the_old_library(tmp_path: Path) -> None:
     assert not list(tmp_path.rglob("*.part")) and not list(tmp_path.glob(".synth-*"))
 
 
-@pytest.mark.parametrize("kwargs, match", [
-    ({"series": 1}, "series"),
-    ({"episodes": 0}, "episodes"),
-    ({"seconds": 9.5}, "seconds"),
-    ({"width": 481}, "even"),
-    ({"fps": 0}, "fps"),
-    ({"seed": -1}, "seed"),
-    ({"workers": 0}, "workers"),
-])
+@pytest.mark.parametrize(
+    "kwargs, match",
+    [
+        ({"series": 0}, "series"),
+        ({"episodes": 0}, "episodes"),
+        ({"seconds": 9.5}, "seconds"),
+        ({"width": 481}, "even"),
+        ({"fps": 0}, "fps"),
+        ({"seed": -1}, "seed"),
+        ({"workers": 0}, "workers"),
+    ],
+)
 def test_bad_arguments(tmp_path: Path, kwargs: dict[str, Any], match: str) -> None:
     with pytest.raises(ValueError, match=match):
         generate_library(tmp_path, **kwargs)
@@ -297,4 +328,4 @@ def test_out_of_library_stills() -> None:
     arr = [np.asarray(im) for im in a]
     assert all(np.array_equal(x, np.asarray(y)) for x, y in zip(arr, b))
     assert all(_diff(x, np.asarray(y)) > 5 for x, y in zip(arr, c))
-    assert min(_diff(x, y) for k, x in enumerate(arr) for y in arr[k + 1:]) > 5
+    assert min(_diff(x, y) for k, x in enumerate(arr) for y in arr[k + 1 :]) > 5

@@ -130,8 +130,10 @@ def feedback_rows(indexed_home: Any, qid: str) -> list[Feedback]:
                               .order_by(Feedback.id)).all())
 
 
-async def settle(tg: FakeTelegram, seconds: float = 0.4) -> None:
-    """Let queued updates be fetched and handled (for "nothing happened" checks)."""
+async def settle(tg: FakeTelegram, update_id: int, seconds: float = 0.5) -> None:
+    """Wait until the bot fetched `update_id`, then a little longer, for "nothing was
+    answered" checks (an answer would take a recognition, i.e. well under this)."""
+    assert await tg.wait_confirmed(update_id)
     await asyncio.sleep(seconds)
 
 
@@ -285,8 +287,7 @@ async def test_group_triggers(tg: FakeTelegram, make_service: Callable[..., Any]
         tg.push_update(tg.text_message(group, alice, "/autoanswer off"))
         await tg.wait_for("sendMessage", lambda c: "is off" in c.params["text"])
         after = tg.photo_message(group, bob, png)
-        tg.push_update(after)
-        await settle(tg)
+        await settle(tg, tg.push_update(after))
 
     silent = [plain, other, after, *quiet]
     assert not [replies_to(tg, u["message"]["message_id"]) for u in silent if
@@ -439,12 +440,12 @@ async def test_rate_limit_and_own_messages(tg: FakeTelegram, make_service: Calla
     png = indexed_home.frame_png(0, 6.0)
     async with running(tg, service):
         own = tg.photo_message(chat, me, png)
-        tg.push_update(own)
+        own_id = tg.push_update(own)
         ups = [tg.photo_message(chat, alice, png) for _ in range(3)]
         for u in ups:
             tg.push_update(u)
         answers = [await answer_to(tg, u["message"]["message_id"]) for u in ups]
-        await settle(tg)
+        await settle(tg, own_id)
     texts = [shown(a) for a in answers]
     assert sum("too fast" in t for t in texts) == 1, texts
     assert sum("too fast" not in t and a.method == "sendVideo"

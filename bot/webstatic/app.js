@@ -98,7 +98,7 @@
       h("span", { class: "status-dot", "aria-hidden": "true" }),
       h("span", { class: "status-text" }, v.header),
       v.status !== "no_match" || v.candidates.length
-        ? h("span", { class: "conf" }, " · " + v.confidence_text + " confidence") : null);
+        ? h("span", { class: "conf" }, v.confidence_text + " confidence") : null);
     parts.push(status);
 
     if (v.preview) {
@@ -149,7 +149,7 @@
     const meta = [];
     if (v.ms !== null && v.ms !== undefined) meta.push(v.ms + " ms");
     if (meta.length) parts.push(h("div", { class: "meta" }, meta.join(" · ")));
-    return h("div", { class: "bubble answer", dataset: { queryId: v.query_id || "" } }, parts);
+    return h("div", { class: "bubble answer", dataset: { queryId: v.query_id || "", status: v.status } }, parts);
   }
 
   function feedbackRow(v) {

@@ -31,13 +31,16 @@ def sub_seed(rng: np.random.Generator) -> int:
 
 
 def clamp(v: float, lo: float, hi: float) -> float:
-    return lo if v < lo else hi if v > hi else v
+    return lo if v < lo else min(v, hi)
 
 
-def to_rgb(c: tuple[float, ...]) -> RGB:
+def to_rgb(c: tuple[float, ...] | np.ndarray) -> RGB:
     """Round and clip a colour to 0..255 ints."""
-    return (int(clamp(round(c[0]), 0, 255)), int(clamp(round(c[1]), 0, 255)),
-            int(clamp(round(c[2]), 0, 255)))
+    return (
+        int(clamp(round(c[0]), 0, 255)),
+        int(clamp(round(c[1]), 0, 255)),
+        int(clamp(round(c[2]), 0, 255)),
+    )
 
 
 def mix(a: RGB, b: RGB, t: float) -> RGB:
@@ -73,7 +76,9 @@ def outline_of(c: RGB) -> RGB:
 def gradient(w: int, h: int, top: RGB, bottom: RGB) -> Image.Image:
     """A vertical linear gradient image (fast, numpy)."""
     t = np.linspace(0.0, 1.0, max(h, 1), dtype=np.float32)[:, None]
-    col = np.asarray(top, np.float32)[None, :] * (1 - t) + np.asarray(bottom, np.float32)[None, :] * t
+    col = (
+        np.asarray(top, np.float32)[None, :] * (1 - t) + np.asarray(bottom, np.float32)[None, :] * t
+    )
     arr = np.broadcast_to(col[:, None, :], (h, w, 3)).round().astype(np.uint8)
     return Image.fromarray(np.ascontiguousarray(arr), "RGB")
 
@@ -87,8 +92,9 @@ def font(size: int) -> ImageFont.FreeTypeFont | ImageFont.ImageFont:
     return ImageFont.load_default()  # pragma: no cover - bitmap fallback without FreeType
 
 
-def catmull_rom(points: list[tuple[float, float]], samples: int = 6,
-                closed: bool = True) -> list[tuple[float, float]]:
+def catmull_rom(
+    points: list[tuple[float, float]], samples: int = 6, closed: bool = True
+) -> list[tuple[float, float]]:
     """Smooth a polyline through `points` (Catmull-Rom), for hair and face outlines."""
     n = len(points)
     if n < 3:
@@ -103,10 +109,18 @@ def catmull_rom(points: list[tuple[float, float]], samples: int = 6,
         for s in range(samples):
             t = s / samples
             t2, t3 = t * t, t * t * t
-            x = 0.5 * ((2 * p1[0]) + (-p0[0] + p2[0]) * t + (2 * p0[0] - 5 * p1[0] + 4 * p2[0] - p3[0]) * t2
-                       + (-p0[0] + 3 * p1[0] - 3 * p2[0] + p3[0]) * t3)
-            y = 0.5 * ((2 * p1[1]) + (-p0[1] + p2[1]) * t + (2 * p0[1] - 5 * p1[1] + 4 * p2[1] - p3[1]) * t2
-                       + (-p0[1] + 3 * p1[1] - 3 * p2[1] + p3[1]) * t3)
+            x = 0.5 * (
+                (2 * p1[0])
+                + (-p0[0] + p2[0]) * t
+                + (2 * p0[0] - 5 * p1[0] + 4 * p2[0] - p3[0]) * t2
+                + (-p0[0] + 3 * p1[0] - 3 * p2[0] + p3[0]) * t3
+            )
+            y = 0.5 * (
+                (2 * p1[1])
+                + (-p0[1] + p2[1]) * t
+                + (2 * p0[1] - 5 * p1[1] + 4 * p2[1] - p3[1]) * t2
+                + (-p0[1] + 3 * p1[1] - 3 * p2[1] + p3[1]) * t3
+            )
             out.append((x, y))
     if not closed:
         out.append(points[-1])

@@ -24,10 +24,11 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from fractions import Fraction
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import av
 import numpy as np
@@ -36,8 +37,15 @@ from PIL import Image
 from data.synth.characters import reference_image
 from data.synth.common import rng_for
 from data.synth.series import SeriesSpec, build_series
-from data.synth.timeline import (ShotRenderer, describe_segments, plan_episode, random_shot,
-                                 recap_entries, render_plan, subtitle_lines)
+from data.synth.timeline import (
+    ShotRenderer,
+    describe_segments,
+    plan_episode,
+    random_shot,
+    recap_entries,
+    render_plan,
+    subtitle_lines,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -68,21 +76,25 @@ class SynthParams:
                 raise TypeError(f"{name} must be an int, got {type(v).__name__}")
         if isinstance(self.seconds, bool) or not isinstance(self.seconds, (int, float)):
             raise TypeError(f"seconds must be a number, got {type(self.seconds).__name__}")
-        if not 2 <= self.series <= 200:
-            raise ValueError(f"series must be between 2 and 200 (a library needs at least two "
-                             f"series to be a test of anything), got {self.series}")
+        if not 1 <= self.series <= 200:
+            raise ValueError(f"series must be between 1 and 200, got {self.series}")
         if not 1 <= self.episodes <= 99:
             raise ValueError(f"episodes must be between 1 and 99, got {self.episodes}")
         if not (math.isfinite(self.seconds) and 10 <= self.seconds <= 4 * 3600):
-            raise ValueError(f"seconds must be between 10 and 14400 (an episode needs room for an "
-                             f"opening, a recap and shots), got {self.seconds}")
+            raise ValueError(
+                f"seconds must be between 10 and 14400 (an episode needs room for an "
+                f"opening, a recap and shots), got {self.seconds}"
+            )
         if self.seed < 0:
             raise ValueError(f"seed must be >= 0, got {self.seed}")
         if not (64 <= self.width <= 3840 and 36 <= self.height <= 2160):
-            raise ValueError(f"frame size must be between 64x36 and 3840x2160, got "
-                             f"{self.width}x{self.height}")
+            raise ValueError(
+                f"frame size must be between 64x36 and 3840x2160, got {self.width}x{self.height}"
+            )
         if self.width % 2 or self.height % 2:
-            raise ValueError(f"width and height must be even (yuv420p), got {self.width}x{self.height}")
+            raise ValueError(
+                f"width and height must be even (yuv420p), got {self.width}x{self.height}"
+            )
         if not 1 <= self.fps <= 60:
             raise ValueError(f"fps must be between 1 and 60, got {self.fps}")
 
@@ -103,8 +115,11 @@ def _open_encoder(path: Path, width: int, height: int, fps: int) -> tuple[Any, A
     # One x264 thread for small frames keeps output byte-identical and leaves the cores to
     # the other workers; big frames get two (x264 is deterministic for a fixed thread count).
     threads = 1 if width * height <= 640 * 360 else 2
-    stream = container.add_stream("libx264", rate=fps, options={
-        "crf": str(CRF), "preset": PRESET, "x264-params": f"threads={threads}"})
+    stream = container.add_stream(
+        "libx264",
+        rate=fps,
+        options={"crf": str(CRF), "preset": PRESET, "x264-params": f"threads={threads}"},
+    )
     stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
     stream.time_base = Fraction(1, fps)
     stream.codec_context.thread_count = threads
@@ -137,8 +152,11 @@ def _render_episode(job: dict[str, Any]) -> dict[str, Any]:
             n += 1
         for packet in stream.encode():
             container.mux(packet)
-    finally:
+    except BaseException:
         container.close()
+        tmp.unlink(missing_ok=True)
+        raise
+    container.close()
     if n != plan.layout.total:  # pragma: no cover - a planning bug
         raise RuntimeError(f"{rel}: rendered {n} frames, planned {plan.layout.total}")
     os.replace(tmp, path)
@@ -146,19 +164,30 @@ def _render_episode(job: dict[str, Any]) -> dict[str, Any]:
     recap = []
     for r in recap_entries(plan):
         src = f"{series.folder}/{series.filename(r['source_episode'])}"
-        recap.append({"from": r["from"], "to": r["to"], "source_path": src,
-                      "source_time": r["source_time"]})
+        recap.append(
+            {"from": r["from"], "to": r["to"], "source_path": src, "source_time": r["source_time"]}
+        )
     shots = describe_segments(plan)
     for s in shots:
         if "source_episode" in s:
             s["source_path"] = f"{series.folder}/{series.filename(s.pop('source_episode'))}"
     entry = {
-        "path": rel, "series": series.title, "season": 1, "episode": ep, "title": plan.title,
-        "fps": p.fps, "frames": n, "duration": n / p.fps, "width": p.width, "height": p.height,
+        "path": rel,
+        "series": series.title,
+        "season": 1,
+        "episode": ep,
+        "title": plan.title,
+        "fps": p.fps,
+        "frames": n,
+        "duration": n / p.fps,
+        "width": p.width,
+        "height": p.height,
         "subtitles": plan.subtitled,
         "opening": [0.0, lay.op / p.fps] if lay.op else None,
         "ending": [(lay.total - lay.ed) / p.fps, lay.total / p.fps] if lay.ed else None,
-        "recap": recap, "shots": shots, "subtitle_lines": subtitle_lines(plan),
+        "recap": recap,
+        "shots": shots,
+        "subtitle_lines": subtitle_lines(plan),
         "frames_gt": frames_gt,
     }
     logger.debug("rendered %s (%d frames) in %.1fs", rel, n, time.perf_counter() - t0)
@@ -171,8 +200,10 @@ def _render_episode(job: dict[str, Any]) -> dict[str, Any]:
 
 def _write_json(path: Path, data: Any) -> None:
     tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(data, ensure_ascii=False, indent=1 if path.name == "series.json" else None),
-                   encoding="utf-8")
+    tmp.write_text(
+        json.dumps(data, ensure_ascii=False, indent=1 if path.name == "series.json" else None),
+        encoding="utf-8",
+    )
     os.replace(tmp, path)
 
 
@@ -210,8 +241,9 @@ def _remove_previous(data: dict[str, Any], root: Path) -> None:
                 pass
 
 
-def _run_workers(jobs: list[dict[str, Any]], n_workers: int, root: Path,
-                 done: Callable[[dict[str, Any]], None]) -> None:
+def _run_workers(
+    jobs: list[dict[str, Any]], n_workers: int, root: Path, done: Callable[[dict[str, Any]], None]
+) -> None:
     """Run jobs in `n_workers` worker subprocesses (`python -m data.synth._worker`).
 
     Plain subprocesses rather than multiprocessing: no `__main__` guard is needed in the
@@ -226,13 +258,25 @@ def _run_workers(jobs: list[dict[str, Any]], n_workers: int, root: Path,
         procs: list[tuple[subprocess.Popen[bytes], Any]] = []
         try:
             for w in range(n_workers):
-                mine = [{**job, "result": str(results[k])} for k, job in enumerate(jobs)
-                        if k % n_workers == w]
+                mine = [
+                    {**job, "result": str(results[k])}
+                    for k, job in enumerate(jobs)
+                    if k % n_workers == w
+                ]
                 job_path = tmp / f"jobs{w}.json"
                 job_path.write_text(json.dumps(mine), encoding="utf-8")
                 err = open(tmp / f"stderr{w}.txt", "w+b")  # noqa: SIM115 - closed in finally
-                procs.append((subprocess.Popen([sys.executable, "-m", "data.synth._worker", str(job_path)],
-                                               env=env, stdout=subprocess.DEVNULL, stderr=err), err))
+                procs.append(
+                    (
+                        subprocess.Popen(
+                            [sys.executable, "-m", "data.synth._worker", str(job_path)],
+                            env=env,
+                            stdout=subprocess.DEVNULL,
+                            stderr=err,
+                        ),
+                        err,
+                    )
+                )
             waiting = dict(results)
             while waiting:
                 for k in [k for k, path in waiting.items() if path.exists()]:
@@ -241,8 +285,10 @@ def _run_workers(jobs: list[dict[str, Any]], n_workers: int, root: Path,
                     if proc.poll() not in (None, 0):
                         err.seek(0)
                         message = err.read().decode("utf-8", "replace")
-                        raise RuntimeError(f"a synthetic-library worker failed (exit {proc.returncode}):"
-                                           f"\n{message[-3000:]}")
+                        raise RuntimeError(
+                            f"a synthetic-library worker failed (exit {proc.returncode}):"
+                            f"\n{message[-3000:]}"
+                        )
                 if waiting and all(proc.poll() == 0 for proc, _ in procs):
                     missing = [k for k in waiting if not waiting[k].exists()]
                     if missing:
@@ -256,9 +302,19 @@ def _run_workers(jobs: list[dict[str, Any]], n_workers: int, root: Path,
                 err.close()
 
 
-def generate_library(out_dir: Path, *, series: int = 4, episodes: int = 3, seconds: float = 30.0,
-                     seed: int = 0, width: int = 480, height: int = 270, fps: int = 12,
-                     workers: int = 2, progress: ProgressFn | None = None) -> Path:
+def generate_library(
+    out_dir: Path,
+    *,
+    series: int = 4,
+    episodes: int = 3,
+    seconds: float = 30.0,
+    seed: int = 0,
+    width: int = 480,
+    height: int = 270,
+    fps: int = 12,
+    workers: int = 2,
+    progress: ProgressFn | None = None,
+) -> Path:
     """Write the synthetic library into `out_dir`; return the path of `ground_truth.json`.
 
     Idempotent: an existing complete library with the same parameters is left alone; one
@@ -266,7 +322,8 @@ def generate_library(out_dir: Path, *, series: int = 4, episodes: int = 3, secon
 
     Args:
         out_dir: Library folder (created if missing).
-        series: Number of series (>= 2).
+        series: Number of series (>= 2 for anything that tests recognition; 1 is accepted
+            for throughput benchmarks such as one 20-minute 720p episode).
         episodes: Episodes per series (>= 1).
         seconds: Length of each episode in seconds (>= 10).
         seed: Everything is a deterministic function of the seed and the other parameters.
@@ -283,16 +340,32 @@ def generate_library(out_dir: Path, *, series: int = 4, episodes: int = 3, secon
         ValueError: A parameter is out of range (the message says which).
         TypeError: A parameter has the wrong type.
     """
-    params = SynthParams(series=series, episodes=episodes, seconds=seconds, seed=seed,
-                         width=width, height=height, fps=fps)
+    params = SynthParams(
+        series=series,
+        episodes=episodes,
+        seconds=seconds,
+        seed=seed,
+        width=width,
+        height=height,
+        fps=fps,
+    )
     if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
         raise ValueError(f"workers must be an int >= 1, got {workers!r}")
+    if series < 2:
+        logger.warning(
+            "a one-series library can time a pipeline but cannot test series "
+            "recognition; use series >= 2 for evaluation"
+        )
     root = Path(out_dir)
     root.mkdir(parents=True, exist_ok=True)
     gt_path = root / "ground_truth.json"
     old = _existing(gt_path)
     if old is not None:
-        if old.get("params") == params.to_json() and old.get("seed") == seed and _is_complete(old, root):
+        if (
+            old.get("params") == params.to_json()
+            and old.get("seed") == seed
+            and _is_complete(old, root)
+        ):
             logger.info("synthetic library in %s is up to date", root)
             return gt_path
         gt_path.unlink()
@@ -308,8 +381,11 @@ def generate_library(out_dir: Path, *, series: int = 4, episodes: int = 3, secon
         for c in s.characters:
             reference_image(c, s.draw_style).save(ref_dir / f"{c.name}.png", optimize=False)
 
-    jobs = [{"params": asdict(params), "series_index": s.index, "episode": e, "out_dir": str(root)}
-            for s in specs for e in range(1, episodes + 1)]
+    jobs = [
+        {"params": asdict(params), "series_index": s.index, "episode": e, "out_dir": str(root)}
+        for s in specs
+        for e in range(1, episodes + 1)
+    ]
     results: dict[str, dict[str, Any]] = {}
     total = len(jobs)
 
@@ -327,25 +403,34 @@ def generate_library(out_dir: Path, *, series: int = 4, episodes: int = 3, secon
 
     order = [f"{s.folder}/{s.filename(e)}" for s in specs for e in range(1, episodes + 1)]
     data = {
-        "version": 1, "generator": GENERATOR, "generator_version": GENERATOR_VERSION,
-        "seed": seed, "params": params.to_json(),
+        "version": 1,
+        "generator": GENERATOR,
+        "generator_version": GENERATOR_VERSION,
+        "seed": seed,
+        "params": params.to_json(),
         "face_box": "head box: top of the hair cap to the chin, outer edges of the hair around "
-                    "the skull (profile: back of the hair to the nose tip); excludes long hair "
-                    "below the chin, tails, ahoge, ears and bows; [x0, y0, x1, y1] in pixels, "
-                    "x1/y1 exclusive, clipped to the frame",
+        "the skull (profile: back of the hair to the nose tip); excludes long hair "
+        "below the chin, tails, ahoge, ears and bows; [x0, y0, x1, y1] in pixels, "
+        "x1/y1 exclusive, clipped to the frame",
         "occluded": f"at least {0.25:.0%} of the head box hidden by the frame edge, a foreground "
-                    "object or another character",
+        "object or another character",
         "references": "references/<series folder>/<character>.png",
         "series": [s.to_json() for s in specs],
         "episodes": [results[p] for p in order],
     }
     _write_json(gt_path, data)
-    logger.info("wrote synthetic library (%d episodes) to %s in %.1fs", total, root,
-                time.perf_counter() - t0)
+    logger.info(
+        "wrote synthetic library (%d episodes) to %s in %.1fs",
+        total,
+        root,
+        time.perf_counter() - t0,
+    )
     return gt_path
 
 
-def render_out_of_library(n: int, seed: int, width: int = 480, height: int = 270) -> list[Image.Image]:
+def render_out_of_library(
+    n: int, seed: int, width: int = 480, height: int = 270
+) -> list[Image.Image]:
     """Stills in the library's general style from series that are *not* in any library.
 
     They come from a separate seed space ("ool"): other titles, casts, palettes and

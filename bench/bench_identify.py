@@ -1,0 +1,149 @@
+"""Latency of `identify` per stage and in total, with the model loaded once.
+
+Two settings, the same queries (perturbed stills from the sample library): the sample
+library's own index, and the same index padded to 1M frames with synthetic clustered
+vectors (ids unknown to the catalog, so they cost search time but never answer).
+Characters are excluded (no face model yet). One torch thread, as the bot runs.
+
+Run:
+    python -m bench.bench_identify                  # -> bench/results/identify_latency.json
+    python -m bench.bench_identify --pad 0          # sample library only (fast)
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import json
+import random
+import sys
+import tempfile
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parent.parent
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+from bench.bench_hnsw import machine_info  # noqa: E402
+from core.config import Settings  # noqa: E402
+
+STAGES = ("decode", "embed", "search", "group", "verify", "rank", "total")
+
+
+def percentiles(values: list[float]) -> dict[str, float]:
+    a = np.asarray(values)
+    return {"p50": round(float(np.percentile(a, 50)), 2), "p95": round(float(np.percentile(a, 95)), 2),
+            "p99": round(float(np.percentile(a, 99)), 2), "n": len(values)}
+
+
+def make_queries(library: Path, n: int, seed: int = 11) -> list[bytes]:
+    from PIL import Image
+
+    from data.perturb import SUITE, apply
+    from data.video import read_frames_at
+
+    gt = json.loads((library / "ground_truth.json").read_text())
+    rng = random.Random(seed)
+    names = [k for k in SUITE]
+    out = []
+    for i in range(n):
+        ep = rng.choice(gt["episodes"])
+        t = rng.uniform(0.5, ep["duration"] - 1)
+        img = apply(names[i % len(names)], Image.fromarray(read_frames_at(library / ep["path"], [t])[0]), i)
+        buf = io.BytesIO()
+        img.save(buf, format="JPEG", quality=90)
+        out.append(buf.getvalue())
+    return out
+
+
+def run_queries(recognizer: Any, queries: list[bytes]) -> dict[str, Any]:
+    from core.media import load_media
+
+    per: dict[str, list[float]] = {s: [] for s in STAGES}
+    for q in queries[:3]:  # warm-up
+        recognizer.recognize(load_media(q))
+    for q in queries:
+        t0 = time.perf_counter()
+        media = load_media(q)
+        t1 = time.perf_counter()
+        rec = recognizer.recognize(media)
+        per["decode"].append((t1 - t0) * 1000)
+        for s in ("embed", "search", "group", "verify", "rank"):
+            per[s].append(rec.timings_ms.get(s, 0.0))
+        per["total"].append((time.perf_counter() - t0) * 1000)
+    return {s: percentiles(v) for s, v in per.items()}
+
+
+def pad_index(index: Any, target: int, seed: int = 0) -> float:
+    """Add synthetic clustered unit vectors until the index holds `target` (returns seconds)."""
+    rng = np.random.default_rng(seed)
+    n = target - len(index)
+    if n <= 0:
+        return 0.0
+    centres = rng.standard_normal((20000, index.dim)).astype(np.float32)
+    centres /= np.linalg.norm(centres, axis=1, keepdims=True)
+    index.num_threads = 2
+    index._index.set_num_threads(2)
+    t0 = time.perf_counter()
+    base = 10**9
+    step = 50_000
+    for i in range(0, n, step):
+        m = min(step, n - i)
+        v = centres[rng.integers(0, len(centres), m)] + 0.25 * rng.standard_normal((m, index.dim)).astype(np.float32) / np.sqrt(index.dim)
+        v /= np.linalg.norm(v, axis=1, keepdims=True)
+        index.add(np.arange(base + i, base + i + m, dtype=np.int64), v.astype(np.float32))
+        print(f"  padded {i + m}/{n}", flush=True)
+    index._index.set_num_threads(1)
+    return time.perf_counter() - t0
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--queries", type=int, default=200)
+    ap.add_argument("--pad", type=int, default=1_000_000, help="pad the index to this many frames (0: off)")
+    ap.add_argument("--work", default=str(ROOT / "bench" / "work"))
+    ap.add_argument("--out", default=str(ROOT / "bench" / "results" / "identify_latency.json"))
+    args = ap.parse_args(argv)
+    import torch
+
+    torch.set_num_threads(1)
+    from bot.cli import App
+    from core.recognizer import build_recognizer
+    from data.indexer import Indexer
+    from data.synth import generate_library
+
+    library = Path(args.work) / "sample-default"
+    generate_library(library)
+    queries = make_queries(library, args.queries)
+    result: dict[str, Any] = {"benchmark": "identify latency (ms), still images, characters excluded",
+                              "date": datetime.now(UTC).isoformat(timespec="seconds"),
+                              "machine": machine_info(), "torch_threads": 1, "queries": len(queries)}
+    with tempfile.TemporaryDirectory() as home:
+        app = App(Settings(_env_file=None, home=Path(home)))  # type: ignore[call-arg]
+        Indexer(sessions=app.sessions, embedder=app.embedder(), index_dir=app.settings.index_dir,
+                framestore=app.framestore()).run(library)
+        rec = build_recognizer(app.sessions, index_dir=app.settings.index_dir,
+                               models_dir=app.settings.models_dir)
+        result["embedder"] = rec.model_version
+        result["sample_library"] = {"frames": len(rec.index), **run_queries(rec, queries)}
+        print(json.dumps(result["sample_library"]["total"]))
+        if args.pad:
+            secs = pad_index(rec.index, args.pad)
+            result["padded"] = {"frames": len(rec.index), "pad_build_seconds": round(secs, 1),
+                                **run_queries(rec, queries)}
+            print(json.dumps(result["padded"]["total"]))
+            p = result["padded"]["total"]
+            result["targets_met"] = {"p50<=100ms@1M": p["p50"] <= 100, "p95<=250ms@1M": p["p95"] <= 250}
+            result["ratio_padded_vs_sample_p50"] = round(p["p50"] / result["sample_library"]["total"]["p50"], 2)
+    Path(args.out).write_text(json.dumps(result, indent=2) + "\n")
+    print(f"wrote {args.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

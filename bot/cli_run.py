@@ -1,0 +1,119 @@
+"""`anirec run`: the bots (and the local web chat) in one process, on one event loop.
+
+- DISCORD_TOKEN set → the Discord bot; TELEGRAM_TOKEN set → the Telegram bot.
+- No token at all → the local web chat on 127.0.0.1 (the embedded default); `--web` adds it
+  beside the bots.
+One RecognitionService is shared by all of them. A platform that fails to start (a revoked
+token, no network) is logged and the others keep running; Ctrl-C / SIGTERM stop everything
+cleanly.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import os
+import signal
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from bot.cli_recognize import build_service
+
+logger = logging.getLogger("anirec.run")
+
+
+async def _guard(name: str, coro: Awaitable[None], failures: list[str]) -> None:
+    try:
+        await coro
+    except asyncio.CancelledError:
+        raise
+    except Exception as exc:  # one platform down must not take the others with it
+        logger.error("%s stopped: %s", name, exc, exc_info=logger.isEnabledFor(logging.DEBUG))
+        failures.append(name)
+
+
+async def serve(app: Any, *, web: bool | None = None, stop: asyncio.Event | None = None,
+                ready: Callable[[dict[str, Any]], None] | None = None,
+                sync_commands: bool = False) -> int:
+    """Run every configured front end until `stop` is set (or a signal arrives)."""
+    st = app.settings
+    stop = stop or asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        try:
+            loop.add_signal_handler(sig, stop.set)
+        except (NotImplementedError, RuntimeError):  # not the main thread (tests)
+            pass
+    service = build_service(app, rate=st.user_rate_per_minute)
+    service._chat_rate.per_minute = st.chat_rate_per_minute
+    await service.start()
+    if not service.ready:
+        logger.warning("no index yet: answers will say so until `anirec index LIBRARY` has run "
+                       "and an owner sends reload")
+    runners: list[tuple[str, Awaitable[None]]] = []
+    info: dict[str, Any] = {}
+    if st.discord_token is not None:
+        from bot.discord_adapter import build_discord_bot, run_discord
+
+        marker = st.home / "discord-commands.synced"
+        sync = sync_commands or not marker.exists()  # slash commands: register once, not every start
+        bot = build_discord_bot(service, owner_ids=st.discord_owner_ids,
+                                auto_channels=st.discord_auto_channels, sync_commands=sync)
+        if sync:
+            marker.parent.mkdir(parents=True, exist_ok=True)
+            marker.write_text("slash commands synced; delete this file or use --sync-commands "
+                              "to sync again\n")
+        runners.append(("discord", run_discord(bot, st.discord_token, stop)))
+    if st.telegram_token is not None:
+        os.environ.setdefault("PTB_TIMEDELTA", "true")
+        from bot.telegram_adapter import build_telegram_application, run_telegram
+
+        tg = build_telegram_application(st.telegram_token, service, owner_ids=st.telegram_owner_ids,
+                                        state_file=st.home / "telegram.json",
+                                        base_url=st.telegram_api_url, base_file_url=st.telegram_file_url)
+        runners.append(("telegram", run_telegram(tg, stop, webhook_url=st.telegram_webhook_url,
+                                                 port=st.telegram_webhook_port)))
+    if web or (web is None and not runners):
+        from bot.web import build_web_app, run_web
+
+        samples = st.home / "demo-queries"
+        web_app = build_web_app(service, sessions=app.sessions, index_dir=st.index_dir,
+                                framestore_dir=st.framestore_dir,
+                                samples_dir=samples if samples.is_dir() else None)
+        runners.append(("web", run_web(web_app, st.web_host, st.web_port, stop)))
+        info["web"] = f"http://{st.web_host}:{st.web_port}/"
+        print(f"AniRec web chat: {info['web']}  (Ctrl-C to stop)", flush=True)
+    info["platforms"] = [n for n, _ in runners]
+    if ready is not None:
+        ready(info)
+    failures: list[str] = []
+    try:
+        async with asyncio.TaskGroup() as tg_:
+            for name, coro in runners:
+                tg_.create_task(_guard(name, coro, failures))
+            tg_.create_task(_stop_when_all_failed(stop, failures, len(runners)))
+    finally:
+        await service.close()
+    return 1 if failures and len(failures) == len(runners) else 0
+
+
+async def _stop_when_all_failed(stop: asyncio.Event, failures: list[str], n: int) -> None:
+    while not stop.is_set():
+        if n and len(failures) >= n:
+            stop.set()
+            return
+        await asyncio.sleep(0.5)
+
+
+def cmd_run(app: Any, args: argparse.Namespace) -> int:
+    app.configure_torch(default=1)  # serving shares the cores: one torch thread
+    return asyncio.run(serve(app, web=True if args.web else None, sync_commands=args.sync_commands))
+
+
+def register(sub: Any) -> None:
+    sp = sub.add_parser("run", help="run the Discord/Telegram bots (or the local web chat)")
+    sp.add_argument("--web", action="store_true", help="also serve the local web chat")
+    sp.add_argument("--sync-commands", action="store_true",
+                    help="re-register Discord slash commands (done automatically on first run)")
+    sp.set_defaults(func=cmd_run)

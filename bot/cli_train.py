@@ -1,0 +1,139 @@
+"""`anirec train scene`: train the scene embedder on the indexed library, gate, promote, re-embed."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import select
+
+from core.db.models import Episode
+
+
+def _split(app: Any, holdout_every: int) -> tuple[list[int], list[int], list[str]]:
+    """Training and held-out episode ids: every Nth episode of each series is held out."""
+    with app.sessions() as s:
+        rows = s.execute(select(Episode.id, Episode.series_id, Episode.path, Episode.library_root)
+                         .where(Episode.status == "indexed")
+                         .order_by(Episode.series_id, Episode.season, Episode.number, Episode.id)).all()
+    train, held, names = [], [], []
+    count: dict[int, int] = {}
+    for eid, sid, path, root in rows:
+        k = count.get(sid, 0)
+        count[sid] = k + 1
+        if holdout_every and k % holdout_every == holdout_every - 1:
+            held.append(eid)
+        else:
+            train.append(eid)
+            try:
+                names.append(Path(path).relative_to(root).as_posix())
+            except ValueError:
+                names.append(Path(path).name)
+    return train, held, names
+
+
+def train_scene_command(app: Any, *, steps: int, holdout_every: int, resume: bool, arch: str,
+                        weights: str | None, force_promote: bool = False, quiet: bool = False) -> dict[str, Any]:
+    """Train, compare with the current model on the same check, promote if better, re-embed."""
+    from tqdm import tqdm
+
+    from core.models.registry import register_model
+    from data.indexer import Indexer
+    from training.scene import FrameTable, SceneTrainConfig, evaluate, train_scene
+
+    st = app.settings
+    train_ids, held_ids, train_names = _split(app, holdout_every)
+    if not train_ids:
+        raise SystemExit("anirec: nothing to train on; run `anirec index LIBRARY` first")
+    cfg = SceneTrainConfig(steps=steps, holdout_every=holdout_every, arch=arch, weights=weights)
+    bar = tqdm(total=steps, desc="training scene embedder", unit="step", disable=quiet)
+
+    def progress(step: int, loss: float, metrics: dict[str, float]) -> None:
+        bar.n = step
+        bar.set_postfix(loss=f"{loss:.3f}", **({"val_top1": f"{metrics['top1']:.2f}"} if metrics else {}))
+        bar.refresh()
+
+    store = app.framestore()
+    model, metrics = train_scene(store, train_ids, cfg, st.models_dir / "train-scene", resume=resume,
+                                 progress=progress)
+    bar.close()
+    # the promotion gate: new vs current model on the same damaged queries (held-out if any)
+    check_ids = held_ids or train_ids
+    table = FrameTable.build(store, check_ids)
+    import random
+
+    rng = random.Random(4242)
+    qidx = rng.sample(range(len(table.episodes)), min(200, len(table.episodes)))
+    current = app.embedder()
+    new_score = evaluate(model, table, qidx, seed=99)["top1"]
+    old_score = evaluate(current, table, qidx, seed=99)["top1"]
+    metrics.update({"gate_new_top1": new_score, "gate_current_top1": old_score,
+                    "gate_current_version": current.version,
+                    "gate_on": "held-out episodes" if held_ids else "training episodes",
+                    "train_episodes": train_names})
+    promote = force_promote or new_score > old_score
+    path = st.models_dir / f"{model.version}.pt"
+    model.metrics = metrics
+    model.save(path)
+    register_model(app.sessions, kind="scene", version=model.version, path=path.relative_to(st.models_dir),
+                   metrics={k: v for k, v in metrics.items() if k != "history"}, promote=promote)
+    result = {"version": model.version, "promoted": promote, "new_top1": new_score,
+              "current_top1": old_score, "current": current.version,
+              "train_seconds": metrics["train_seconds"], "steps": metrics["steps"]}
+    if promote:
+        t0 = time.perf_counter()
+        rep = Indexer(sessions=app.sessions, embedder=model, index_dir=st.index_dir,
+                      framestore=store, batch_size=st.embed_batch).reembed()
+        result.update({"reembedded_frames": rep.frames_embedded, "index_version": rep.index_version,
+                       "reembed_seconds": round(time.perf_counter() - t0, 1)})
+    return result
+
+
+def cmd_train(app: Any, args: argparse.Namespace) -> int:
+    app.configure_torch(default=0)
+    if args.what == "scene":
+        res = train_scene_command(app, steps=args.steps, holdout_every=args.holdout_every,
+                                  resume=args.resume, arch=args.arch, weights=args.weights,
+                                  force_promote=args.promote)
+        print(json.dumps(res, indent=2))
+        if res["promoted"]:
+            print(f"Promoted {res['version']} (check top-1 {res['new_top1']:.2f} vs "
+                  f"{res['current_top1']:.2f}); index re-embedded ({res.get('reembedded_frames')} frames).")
+        else:
+            print(f"Not promoted: {res['new_top1']:.2f} is not better than the current "
+                  f"{res['current_top1']:.2f}. The checkpoint is kept in the models folder.")
+        return 0
+    raise SystemExit(f"anirec: unknown model kind {args.what}")
+
+
+def demo_train(app: Any, args: argparse.Namespace) -> str:
+    """The demo's training step: train a small scene model once (skipped when one exists)."""
+    from core.models.registry import promoted
+
+    mv = promoted(app.sessions, "scene")
+    if mv is not None:
+        return f"using trained scene model {mv.version}"
+    steps = getattr(args, "train_steps", 300)
+    if steps <= 0:
+        return "training skipped (--train-steps 0); using the default embedder"
+    res = train_scene_command(app, steps=steps, holdout_every=0, resume=True,
+                              arch="mobilenet_v3_small", weights=None)
+    state = "promoted" if res["promoted"] else "kept the default (not better)"
+    return (f"trained {res['version']} in {res['train_seconds']:.0f} s: check top-1 "
+            f"{res['new_top1']:.2f} vs default {res['current_top1']:.2f} → {state}")
+
+
+def register(sub: Any) -> None:
+    sp = sub.add_parser("train", help="train models on the indexed library")
+    sp.add_argument("what", choices=["scene"], help="which model")
+    sp.add_argument("--steps", type=int, default=300)
+    sp.add_argument("--holdout-every", type=int, default=0,
+                    help="hold out every Nth episode of each series (honest evaluation)")
+    sp.add_argument("--resume", action="store_true", help="continue from the last checkpoint")
+    sp.add_argument("--arch", default="mobilenet_v3_small")
+    sp.add_argument("--weights", default=None, help="optional local backbone weights file")
+    sp.add_argument("--promote", action="store_true", help="promote even if not better")
+    sp.set_defaults(func=cmd_train)

@@ -1,0 +1,320 @@
+"""Discord rendering: a `Recognition` as an embed plus the preview files to attach.
+
+Pure functions over core's plain-text pieces (`core.formatting`); every piece of text that
+comes from the library (titles, names, genres) goes through `discord.utils.escape_markdown`.
+Nothing here talks to Discord: the adapter sends what these functions build.
+
+The answer message:
+- embed title: the series title (match or unsure), else "Not sure — nothing matched well" or
+  "I couldn't find this in the library";
+- description: other-language titles, season/episode and time range, the status with the
+  confidence ("Not sure — here are my best guesses" when unsure);
+- fields: the top 5 as a numbered list (when there is more than one candidate, or nothing
+  matched), the characters, predicted genres (only when the status is not a match);
+- footer: ``id: <query_id>`` plus how to vote. The footer is how a reaction on an answer is
+  traced back to its query after a restart (`query_id_from_footer`);
+- files: the preview clip (MP4) when it fits the upload budget, with the still JPEG as the
+  embed thumbnail (``attachment://``); the still as the embed image when there is no clip.
+
+Adult series (`SeriesInfo.is_adult`) outside NSFW channels (and in DMs): the title, other
+titles, candidate line and characters are wrapped in ``||spoilers||`` and marked 18+, the
+embed title is withheld, no embed image is set, and the preview goes as a ``SPOILER_`` file
+(Discord blurs it until clicked).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import discord
+from discord.utils import escape_markdown
+
+from bot.common import CORRECT_EMOJI, RANK_EMOJI, WRONG_EMOJI
+from core.formatting import (
+    STATUS_TEXT,
+    candidate_line,
+    character_text,
+    episode_text,
+    format_percent,
+    other_titles,
+    time_range,
+)
+from core.types import Candidate, Recognition
+
+#: Bytes of files attached to one answer. Discord's smallest upload limit is 10 MB (it was 8 MB
+#: for years); 8 MB keeps every server, boosted or not, and leaves room for the JSON part.
+UPLOAD_BUDGET = 8 * 1024 * 1024
+#: Library text (titles, names) is cut to this many characters so an answer always fits.
+MAX_FIELD = 200
+#: Discord's embed limits.
+MAX_TITLE = 256
+MAX_DESCRIPTION = 4096
+MAX_FIELD_VALUE = 1024
+MAX_FOOTER = 2048
+
+COLOR_MATCH = 0x2ECC71
+COLOR_UNSURE = 0xF1C40F
+COLOR_NO_MATCH = 0x95A5A6
+
+NO_MATCH_WITH_GUESSES = "Not sure — nothing matched well"
+ADULT_TITLE = "18+ series (hidden outside NSFW channels)"
+ADULT_MARK = " (18+)"
+FOOTER_HINT = f"{CORRECT_EMOJI} right · {WRONG_EMOJI} wrong · 1️⃣–5️⃣ it was that one"
+CLIP_NAME = "preview.mp4"
+STILL_NAME = "preview.jpg"
+SPOILER_PREFIX = "SPOILER_"
+
+_FOOTER_ID = re.compile(r"(?:^|\s)id: (?P<qid>[A-Za-z0-9_-]{1,40})(?=\s|$)")
+
+
+@dataclass(frozen=True)
+class Attachment:
+    """A local file to upload with the answer, under the name Discord will show."""
+
+    path: Path
+    filename: str
+
+    @property
+    def spoiler(self) -> bool:
+        return self.filename.startswith(SPOILER_PREFIX)
+
+    def to_file(self) -> discord.File:
+        return discord.File(self.path, filename=self.filename)
+
+
+@dataclass
+class RenderedAnswer:
+    """What the adapter sends: one embed, the files it refers to, how many rank emoji."""
+
+    embed: discord.Embed
+    attachments: list[Attachment] = field(default_factory=list)
+    n_candidates: int = 0
+    hidden: bool = False  # an adult answer withheld behind spoilers
+
+    def files(self) -> list[discord.File]:
+        """Fresh `discord.File`s (each can be sent once)."""
+        return [a.to_file() for a in self.attachments]
+
+    @property
+    def rank_emoji(self) -> tuple[str, ...]:
+        """The reactions the bot adds: ✅ ❌, then 1️⃣..n when there is a choice (n ≥ 2)."""
+        if self.n_candidates <= 0:
+            return ()
+        ranks = RANK_EMOJI[: self.n_candidates] if self.n_candidates > 1 else ()
+        return (CORRECT_EMOJI, WRONG_EMOJI, *ranks)
+
+
+# -- small pieces ----------------------------------------------------------------------------------
+
+def cut(text: object, limit: int = MAX_FIELD) -> str:
+    """`text` cut to `limit` characters (with an ellipsis)."""
+    s = str(text)
+    return s if len(s) <= limit else s[: limit - 1] + "…"
+
+
+def esc(text: object, limit: int = MAX_FIELD) -> str:
+    """Markdown-escaped `text`, cut to `limit` characters first."""
+    return escape_markdown(cut(text, limit), ignore_links=False)
+
+
+def spoiler(markdown: str) -> str:
+    return f"||{markdown}||"
+
+
+def hidden(c: Candidate, adult_ok: bool) -> bool:
+    """Whether this candidate's title must be withheld here."""
+    return c.series.is_adult and not adult_ok
+
+
+def _fit(lines: list[str], limit: int) -> str:
+    """Join lines, dropping whole lines from the end (with a marker) to stay under `limit`."""
+    out: list[str] = []
+    total = 0
+    for line in lines:
+        extra = len(line) + (1 if out else 0)
+        if total + extra > limit - 2:
+            out.append("…")
+            break
+        out.append(line)
+        total += extra
+    return "\n".join(out)
+
+
+def candidate_markdown(rank: int, c: Candidate, adult_ok: bool) -> str:
+    """"1. Title — Episode 03 @ 00:12:34 (87%)", escaped; adult ones behind a spoiler."""
+    line = candidate_line(rank, c)
+    prefix = f"{rank}. "
+    body = line[len(prefix):] if line.startswith(prefix) else line
+    text = esc(body, MAX_FIELD + 40)
+    if hidden(c, adult_ok):
+        return f"{prefix}{spoiler(text)}{ADULT_MARK}"
+    return f"{prefix}{text}"
+
+
+def status_line(rec: Recognition) -> str:
+    """"Found it · 87% confidence" / "Not sure — here are my best guesses · 41% confidence"."""
+    return f"{STATUS_TEXT[rec.status]} · {format_percent(rec.confidence)} confidence"
+
+
+def footer_text(query_id: str | None, total_ms: float | None = None) -> str:
+    parts = []
+    if query_id:
+        parts.append(f"id: {query_id}")
+        parts.append(FOOTER_HINT)
+    if total_ms is not None:
+        parts.append(f"{total_ms:.0f} ms")
+    return cut(" · ".join(parts), MAX_FOOTER)
+
+
+def query_id_from_footer(text: str | None) -> str | None:
+    """The query id in an answer's footer ("id: <query_id> · ..."), or None."""
+    if not text:
+        return None
+    m = _FOOTER_ID.search(text)
+    return m.group("qid") if m else None
+
+
+def query_id_from_message(message: discord.Message) -> str | None:
+    """The query id of one of the bot's answers, read back from its embed footer."""
+    for embed in message.embeds:
+        qid = query_id_from_footer(embed.footer.text if embed.footer else None)
+        if qid:
+            return qid
+    return None
+
+
+def _size(path: Path) -> int | None:
+    try:
+        return path.stat().st_size if path.is_file() else None
+    except OSError:
+        return None
+
+
+def preview_attachments(c: Candidate | None, *, hide: bool,
+                        budget: int = UPLOAD_BUDGET) -> tuple[list[Attachment], str | None]:
+    """The files to upload for the best candidate, and how the embed uses the still.
+
+    Returns (attachments, use) where `use` is "image" or "thumbnail" (set the embed's image
+    or thumbnail to ``attachment://preview.jpg``) or None.
+    """
+    if c is None:
+        return [], None
+    prefix = SPOILER_PREFIX if hide else ""
+    clip = Path(c.preview) if c.preview else None
+    still = Path(c.still) if c.still else None
+    clip_size = _size(clip) if clip else None
+    still_size = _size(still) if still else None
+    out: list[Attachment] = []
+    used = 0
+    if clip is not None and clip_size is not None and clip_size <= budget:
+        out.append(Attachment(clip, prefix + CLIP_NAME))
+        used += clip_size
+    if still is not None and still_size is not None and used + still_size <= budget:
+        if hide:
+            if not out:  # a blurred still only when there is no blurred clip
+                out.append(Attachment(still, prefix + STILL_NAME))
+            return out, None
+        out.append(Attachment(still, STILL_NAME))
+        return out, "thumbnail" if used else "image"
+    return out, None
+
+
+# -- the answer ------------------------------------------------------------------------------------
+
+def render_answer(rec: Recognition, *, adult_ok: bool = False,
+                  budget: int = UPLOAD_BUDGET) -> RenderedAnswer:
+    """The answer as an embed with its files.
+
+    Args:
+        rec: the recognition.
+        adult_ok: show adult titles and previews plainly (NSFW channels); else spoilered.
+        budget: bytes of files the answer may upload.
+    """
+    best = rec.best
+    top = rec.candidates[:5]
+    hide = best is not None and hidden(best, adult_ok)
+    color = {"match": COLOR_MATCH, "unsure": COLOR_UNSURE}.get(rec.status, COLOR_NO_MATCH)
+    description: list[str] = []
+    if best is not None and rec.status != "no_match":
+        title = ADULT_TITLE if hide else esc(best.series.title, MAX_TITLE - 10)
+        if hide:
+            description.append(spoiler(f"**{esc(best.series.title)}**") + ADULT_MARK)
+        others = other_titles(best)
+        if others:
+            shown = f"*{esc(' / '.join(others), MAX_FIELD * 2)}*"
+            description.append(spoiler(shown) if hide else shown)
+        description.append(f"**{esc(episode_text(best))}** · {esc(time_range(best))}")
+        description.append(status_line(rec))
+    else:
+        title = NO_MATCH_WITH_GUESSES if top else STATUS_TEXT["no_match"]
+        if top:
+            description.append("These are the closest scenes I have "
+                               f"({format_percent(rec.confidence)} confidence).")
+        else:
+            description.append("Try a cleaner screenshot (no crop, no captions) or another "
+                               "frame of the scene.")
+    embed = discord.Embed(title=cut(title, MAX_TITLE), color=color,
+                          description=_fit(description, MAX_DESCRIPTION))
+    if len(top) > 1 or (top and rec.status == "no_match"):
+        lines = [candidate_markdown(i + 1, c, adult_ok) for i, c in enumerate(top)]
+        embed.add_field(name="Top 5" if len(top) > 1 else "Closest",
+                        value=_fit(lines, MAX_FIELD_VALUE), inline=False)
+    if rec.characters:
+        chars = esc(character_text(rec.characters), MAX_FIELD * 3)
+        if chars:
+            embed.add_field(name="Characters", value=spoiler(chars) if hide else chars,
+                            inline=False)
+    if rec.genres and rec.status != "match":
+        embed.add_field(name="Looks like",
+                        value=esc(", ".join(g for g, _ in rec.genres[:3]), MAX_FIELD),
+                        inline=False)
+    embed.set_footer(text=footer_text(rec.query_id, rec.timings_ms.get("total")))
+    attachments, still_use = preview_attachments(best if rec.status != "no_match" else None,
+                                                 hide=hide, budget=budget)
+    if still_use == "image":
+        embed.set_image(url=f"attachment://{STILL_NAME}")
+    elif still_use == "thumbnail":
+        embed.set_thumbnail(url=f"attachment://{STILL_NAME}")
+    return RenderedAnswer(embed=embed, attachments=attachments,
+                          n_candidates=len(top) if rec.query_id else 0, hidden=hide)
+
+
+# -- other texts -----------------------------------------------------------------------------------
+
+HELP_TEXT = (
+    "Send me a screenshot, GIF, sticker or short clip and I'll tell you which anime it is "
+    "from — the episode, the moment, and how sure I am. In a server, mention me in a reply "
+    "to a picture, or use `/anime`, or right-click a message → Apps → **Identify anime**."
+)
+MENTION_HINT = ("Mention me in a reply to a picture (or attach one), or use `/anime` with an "
+                "image or a link.")
+SLASH_HINT = "Give me an `image` (attach a picture, GIF or clip) or a `url` of one."
+NO_MEDIA_IN_TARGET = "That message has no picture, GIF, sticker or clip I could look at."
+OWNER_ONLY = "That command is for the bot's operator."
+
+
+def skipped_text(answered: int, skipped: int) -> str:
+    """Told when a message had more images than the bot answers at once."""
+    noun = "picture" if skipped == 1 else "pictures"
+    return (f"I looked at the first {answered}; send the other {skipped} {noun} in another "
+            "message.")
+
+
+def render_stats(stats: Mapping[str, Any]) -> str:
+    """/anirec stats: the service's numbers as a code block."""
+    width = max((len(str(k)) for k in stats), default=0)
+    body = "\n".join(f"{str(k).ljust(width)}  {_fmt(v)}" for k, v in stats.items())
+    body = body.replace("```", "'''")
+    return cut(f"**AniRec status**\n```\n{body}\n```", 2000)
+
+
+def _fmt(v: Any) -> str:
+    if isinstance(v, float):
+        return f"{v:.1f}"
+    if isinstance(v, (list, tuple)):
+        return ", ".join(map(str, v))
+    return str(v)
