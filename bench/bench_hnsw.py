@@ -21,10 +21,8 @@ Run:
 from __future__ import annotations
 
 import argparse
-import importlib.metadata
 import json
 import os
-import platform
 import resource
 import shutil
 import sys
@@ -40,6 +38,7 @@ if str(ROOT) not in sys.path:  # allow `python bench/bench_hnsw.py` as well as `
     sys.path.insert(0, str(ROOT))
 
 from core.index import HnswIndex  # noqa: E402
+from core.sysinfo import machine_info  # noqa: E402
 
 # Targets from the issue.
 TARGET_P50_MS = 2.0
@@ -178,36 +177,6 @@ def percentiles_ms(times_ns: list[int]) -> dict[str, float]:
             "p90_ms": round(float(np.percentile(a, 90)), 4),
             "p99_ms": round(float(np.percentile(a, 99)), 4),
             "mean_ms": round(float(a.mean()), 4)}
-
-
-def machine_info() -> dict[str, object]:
-    """CPU model, core counts, memory and library versions."""
-    cpu = "unknown"
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    try:
-        usable = len(os.sched_getaffinity(0))
-    except AttributeError:
-        usable = os.cpu_count() or 0
-    mem_gb = None
-    try:
-        for line in Path("/proc/meminfo").read_text().splitlines():
-            if line.startswith("MemTotal"):
-                mem_gb = round(int(line.split()[1]) / 2**20, 1)
-    except OSError:
-        pass
-    return {
-        "cpu_model": cpu, "cpu_count": os.cpu_count(), "cpus_usable": usable,
-        "mem_total_gb": mem_gb, "platform": platform.platform(),
-        "python": platform.python_version(),
-        "hnswlib": importlib.metadata.version("hnswlib"),
-        "numpy": np.__version__,
-    }
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -29,7 +29,7 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from bench.bench_hnsw import machine_info  # noqa: E402
+from core.sysinfo import machine_info  # noqa: E402
 from core.config import Settings  # noqa: E402
 
 STAGES = ("decode", "embed", "search", "group", "verify", "rank", "total")

@@ -116,7 +116,7 @@ def demo_train(app: Any, args: argparse.Namespace) -> str:
     mv = promoted(app.sessions, "scene")
     if mv is not None:
         return f"using trained scene model {mv.version}"
-    steps = getattr(args, "train_steps", 300)
+    steps = getattr(args, "train_steps", 0)
     if steps <= 0:
         return "training skipped (--train-steps 0); using the default embedder"
     res = train_scene_command(app, steps=steps, holdout_every=0, resume=True,

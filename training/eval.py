@@ -28,8 +28,6 @@ import io
 import json
 import logging
 import math
-import os
-import platform
 import random
 import time
 from collections.abc import Callable, Sequence
@@ -778,17 +776,9 @@ def _ratio(a: float | None, b: float | None) -> float | None:
 def _machine() -> dict[str, Any]:
     import torch
 
-    cpu = platform.processor() or ""
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return {"platform": platform.platform(), "python": platform.python_version(), "cpu": cpu,
-            "cpu_count": os.cpu_count(), "torch": torch.__version__,
-            "torch_threads": torch.get_num_threads(), "numpy": np.__version__}
+    from core.sysinfo import machine_info
+
+    return {**machine_info(), "torch_threads": torch.get_num_threads()}
 
 
 def _load_all(queries: Sequence[Query]) -> tuple[list[Media], list[float]]:
@@ -1154,6 +1144,8 @@ def write_report(result: dict[str, Any], out_dir: Path) -> list[Path]:
               f"{params.get('width')}x{params.get('height')} @ {params.get('fps')} fps).")
     md.append(f"- **Model**: `{result['model']['version']}` · **index** `{result['index']['version']}`")
     md.append(f"- **Setting**: {result['splits']['setting']}")
+    if result.get("command"):
+        md.append(f"- **Command**: `{result['command']}`")
     m = result["machine"]
     md.append(f"- **Machine**: {m['cpu']} ({m['cpu_count']} cores), torch {m['torch']} with "
               f"{m['torch_threads']} thread(s), {m['platform']}; run took {result['wall_seconds']} s.\n")
