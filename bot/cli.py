@@ -227,6 +227,7 @@ EXTRA_COMMANDS: list[Callable[[Any], None]] = []
 def _register_extras() -> None:
     import importlib
 
+    EXTRA_COMMANDS.clear()  # main() may run several times in one process (tests)
     for mod in ("bot.cli_recognize", "bot.cli_train", "bot.cli_eval", "bot.cli_run",
                 "bot.cli_characters"):
         try:

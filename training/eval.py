@@ -778,7 +778,8 @@ def _machine() -> dict[str, Any]:
 
     from core.sysinfo import machine_info
 
-    return {**machine_info(), "torch_threads": torch.get_num_threads()}
+    info = machine_info()
+    return {**info, "cpu": info["cpu_model"], "torch_threads": torch.get_num_threads()}
 
 
 def _load_all(queries: Sequence[Query]) -> tuple[list[Media], list[float]]:
