@@ -120,7 +120,7 @@ def demo_train(app: Any, args: argparse.Namespace) -> str:
     if steps <= 0:
         return "training skipped (--train-steps 0); using the default embedder"
     res = train_scene_command(app, steps=steps, holdout_every=0, resume=True,
-                              arch="mobilenet_v3_small", weights=None)
+                              arch="hybrid-mobilenet_v3_small", weights=None)
     state = "promoted" if res["promoted"] else "kept the default (not better)"
     return (f"trained {res['version']} in {res['train_seconds']:.0f} s: check top-1 "
             f"{res['new_top1']:.2f} vs default {res['current_top1']:.2f} → {state}")
@@ -133,7 +133,9 @@ def register(sub: Any) -> None:
     sp.add_argument("--holdout-every", type=int, default=0,
                     help="hold out every Nth episode of each series (honest evaluation)")
     sp.add_argument("--resume", action="store_true", help="continue from the last checkpoint")
-    sp.add_argument("--arch", default="mobilenet_v3_small")
+    sp.add_argument("--arch", default="hybrid-mobilenet_v3_small",
+                    help="backbone: mobilenet_v3_small (measured ~10x faster to train here than "
+                         "resnet18), resnet18, ..., or hybrid-<backbone> (default)")
     sp.add_argument("--weights", default=None, help="optional local backbone weights file")
     sp.add_argument("--promote", action="store_true", help="promote even if not better")
     sp.set_defaults(func=cmd_train)

@@ -163,7 +163,7 @@ class MediaTokens:
         self._by_token[tok] = p
         self._by_path[p] = tok
         while len(self._by_token) > self.max_items:
-            old, old_path = self._by_token.popitem(last=False)
+            _old, old_path = self._by_token.popitem(last=False)
             self._by_path.pop(old_path, None)
         return tok
 
@@ -207,7 +207,7 @@ def answer_view(rec: Recognition, media: MediaTokens) -> dict[str, Any]:
         line = candidate_line(i + 1, c)
         prefix = f"{i + 1}. "
         candidates.append({"rank": i + 1, "title": c.series.title, "adult": c.series.is_adult,
-                           "text": line[len(prefix):] if line.startswith(prefix) else line,
+                           "text": line.removeprefix(prefix),
                            "score": round(c.score, 4)})
     n_ranks = len(top) if len(top) > 1 else 0  # a single candidate is what ✅ already says
     total = rec.timings_ms.get("total")
@@ -575,7 +575,7 @@ def _when(iso: str | None) -> str:
     return t.strftime("%Y-%m-%d %H:%M:%S")
 
 
-def _bytes(n: float | int | None) -> str:
+def _bytes(n: float | None) -> str:
     x = float(n or 0)
     for unit in ("B", "KB", "MB", "GB"):
         if x < 1000 or unit == "GB":
@@ -653,7 +653,8 @@ def render_admin(status: Mapping[str, Any], stats: Mapping[str, Any],
         for s in status.get("series_list") or [])
     service = _dl([
         ("Ready", "yes" if stats.get("ready") else "no (index not loaded)"),
-        ("Model / index", f"{stats.get('model_version') or '—'} / {stats.get('index_version') or '—'}"),
+        ("Model / index",
+         f"{stats.get('model_version') or '—'} / {stats.get('index_version') or '—'}"),
         ("Queries (24 h)", f"{stats.get('queries', 0)} ({stats.get('queries_24h', 0)})"),
         ("Active feedback", stats.get("feedback", 0)),
         ("Marked wrong", stats.get("marked_wrong", 0)),
@@ -700,9 +701,16 @@ def render_admin(status: Mapping[str, Any], stats: Mapping[str, Any],
     elif not sheets:
         sheets_html = "<p class='muted'>The contact-sheets folder is empty.</p>"
     else:
-        sheets_html = "<ul class='sheets'>" + "".join(
-            f"<li><a href='/admin/contact-sheets/{_e(n)}'>{_e(n)}</a></li>" for n in sheets) + "</ul>"
+        links = "".join(f"<li><a href='/admin/contact-sheets/{_e(n)}'>{_e(n)}</a></li>"
+                        for n in sheets)
+        sheets_html = f"<ul class='sheets'>{links}</ul>"
 
+    no_series = ("<tr><td colspan='3' class='muted'>Nothing indexed yet: run "
+                 "<code>anirec index</code>.</td></tr>")
+    no_queries = "<tr><td colspan='7' class='muted'>No queries yet.</td></tr>"
+    no_wrong = "<p class='muted'>Nothing marked wrong. 🎉</p>"
+    recent_head = "".join(f"<th{' class=num' if h == 'Latency' else ''}>{h}</th>" for h in (
+        "When (UTC)", "Query", "Platform", "Answer", "Top candidate", "Feedback", "Latency"))
     return f"""<!doctype html>
 <html lang="en"><head><meta charset="utf-8">
 <meta name="viewport" content="width=device-width, initial-scale=1">
@@ -710,21 +718,22 @@ def render_admin(status: Mapping[str, Any], stats: Mapping[str, Any],
 <link rel="stylesheet" href="/static/style.css">
 <script src="/static/admin.js" defer></script>
 </head><body class="admin">
-<header class="topbar"><div class="brand"><span class="logo">◉</span> AniRec <span class="muted">operator</span></div>
+<header class="topbar">
+<div class="brand"><span class="logo">◉</span> AniRec <span class="muted">operator</span></div>
 <nav><a href="/">Chat</a></nav></header>
 <main class="admin-main">
 <section><h2>Service</h2>{service}</section>
 <section><h2>Library</h2>{library}
-<table class="grid"><thead><tr><th>Series</th><th class="num">Episodes</th><th class="num">Frames</th></tr></thead>
-<tbody>{series_rows or "<tr><td colspan='3' class='muted'>Nothing indexed yet: run <code>anirec index</code>.</td></tr>"}</tbody></table></section>
+<table class="grid"><thead><tr>
+<th>Series</th><th class="num">Episodes</th><th class="num">Frames</th></tr></thead>
+<tbody>{series_rows or no_series}</tbody></table></section>
 <section id="wrong"><h2>Wrong answers <span class="count">{len(wrong)}</span></h2>
-<p class="muted">Answers someone marked ❌ or corrected. Pick the right candidate: it is stored as your
-feedback (a corrected label for retraining).</p>
-{''.join(wrong_html) or "<p class='muted'>Nothing marked wrong. 🎉</p>"}</section>
+<p class="muted">Answers someone marked ❌ or corrected. Pick the right candidate: it is stored
+as your feedback (a corrected label for retraining).</p>
+{''.join(wrong_html) or no_wrong}</section>
 <section id="recent"><h2>Recent queries</h2>
-<div class="scroll"><table class="grid"><thead><tr><th>When (UTC)</th><th>Query</th><th>Platform</th><th>Answer</th>
-<th>Top candidate</th><th>Feedback</th><th class="num">Latency</th></tr></thead>
-<tbody>{''.join(recent_rows) or "<tr><td colspan='7' class='muted'>No queries yet.</td></tr>"}</tbody></table></div></section>
+<div class="scroll"><table class="grid"><thead><tr>{recent_head}</tr></thead>
+<tbody>{''.join(recent_rows) or no_queries}</tbody></table></div></section>
 <section id="characters"><h2>Character contact sheets</h2>{sheets_html}</section>
 </main></body></html>"""
 

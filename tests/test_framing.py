@@ -58,3 +58,19 @@ def test_frame_found_in_meme(seed: int) -> None:
 
 def test_no_frame_in_a_plain_picture() -> None:
     assert find_frame(scene(3)) is None
+
+
+@pytest.mark.parametrize("kind", ["noise", "checker"])
+def test_search_is_bounded_on_hostile_pictures(kind: str) -> None:
+    """A noisy picture has edges everywhere; the frame search must consider only the
+    strongest few lines (it once looped over every pair of pairs and took minutes)."""
+    from core.framing import MAX_LINES, _edge_lines, _grey
+
+    rng = np.random.default_rng(0)
+    if kind == "noise":
+        img = Image.fromarray((rng.random((270, 480, 3)) * 255).astype(np.uint8))
+    else:
+        img = Image.fromarray(((np.indices((540, 960)).sum(0) // 3) % 2 * 255).astype(np.uint8)).convert("RGB")
+    g, _ = _grey(img)
+    assert len(_edge_lines(g, 0)) <= MAX_LINES and len(_edge_lines(g, 1)) <= MAX_LINES
+    assert query_views(img)  # and it still answers

@@ -57,7 +57,7 @@ def test_train_scene_cli(indexed_home: Any, tmp_path: Path, monkeypatch: pytest.
         assert "train_episodes" in mv.metrics and mv.metrics["gate_on"]
     ckpt = home / "models" / mv.path
     model = load_embedder(ckpt)  # rebuilt without the training code
-    assert model.version == res["version"] and model.spec.arch == "mobilenet_v3_small"
+    assert model.version == res["version"] and model.spec.arch == "hybrid-mobilenet_v3_small"
     assert read_manifest(home / "index").embedder_version == res["version"]
     # the recogniser now loads the trained model and its re-embedded index
     from core.recognizer import build_recognizer

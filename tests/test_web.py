@@ -38,7 +38,8 @@ class Web:
         self.service = service
         self.bodies: list[bytes] = []
 
-    async def request(self, method: str, path: str, **kw: Any) -> tuple[aiohttp.ClientResponse, bytes]:
+    async def request(self, method: str, path: str, **kw: Any
+                      ) -> tuple[aiohttp.ClientResponse, bytes]:
         resp = await self.client.request(method, path, **kw)
         body = await resp.read()
         self.bodies.append(body)
@@ -54,8 +55,8 @@ class Web:
 
     async def vote(self, qid: str, verdict: str, rank: int | None = None, *, user: str = USER_A,
                    **extra: Any) -> tuple[aiohttp.ClientResponse, Any]:
-        resp, _ = await self.request("POST", "/api/feedback",
-                                     json={"query_id": qid, "verdict": verdict, "rank": rank, **extra},
+        body = {"query_id": qid, "verdict": verdict, "rank": rank, **extra}
+        resp, _ = await self.request("POST", "/api/feedback", json=body,
                                      headers={"X-AniRec-User": user})
         return resp, await resp.json()
 
@@ -217,7 +218,7 @@ async def test_feedback_writes_the_bots_rows_one_vote_per_user(make_web: Any,
     assert resp.status == 400
     resp, out = await w.vote(qid, "maybe")
     assert resp.status == 400
-    r, body = await w.request("POST", "/api/feedback", data=b"{not json",
+    r, _body = await w.request("POST", "/api/feedback", data=b"{not json",
                               headers={"Content-Type": "application/json"})
     assert r.status == 400
     assert_no_home(w, indexed_home)
@@ -246,9 +247,9 @@ async def test_bad_files_get_friendly_errors(make_web: Any, indexed_home: Any) -
     resp, out = await w.identify(b"hello, this is a text file\n" * 10, name="notes.txt",
                                  ctype="text/plain")
     assert resp.status == 400 and out["error"] and "Traceback" not in out["error"]
-    r, body = await w.request("POST", "/api/identify", data=aiohttp.FormData({"note": "hi"}))
+    r, _ = await w.request("POST", "/api/identify", data=aiohttp.FormData({"note": "hi"}))
     assert r.status == 400
-    r, body = await w.request("GET", "/api/nothing-here")
+    r, _body = await w.request("GET", "/api/nothing-here")
     assert r.status == 404 and (await r.json())["error"]
     assert r.headers["X-Content-Type-Options"] == "nosniff"
     assert_no_home(w, indexed_home)
@@ -297,7 +298,8 @@ async def test_samples_are_listed_and_served(make_web: Any, indexed_home: Any) -
     samples = (await r.json())["samples"]
     assert [s["name"] for s in samples] == ["a-frame.png"]
     r, thumb = await w.request("GET", samples[0]["thumb"])
-    assert r.status == 200 and r.headers["Content-Type"] == "image/jpeg" and thumb[:2] == b"\xff\xd8"
+    assert r.status == 200 and r.headers["Content-Type"] == "image/jpeg"
+    assert thumb[:2] == b"\xff\xd8"
     r, full = await w.request("GET", samples[0]["url"])
     assert r.status == 200 and full == indexed_home.frame_png(0, 5.0)
     r, _ = await w.request("GET", "/samples/" + "y" * 24 + "/thumb")
@@ -311,7 +313,7 @@ async def test_admin_lists_queries_and_records_picks(make_web: Any, indexed_home
                                                      tmp_path: Path) -> None:
     sheets = tmp_path / "contact-sheets"
     w = await make_web(sheets=sheets)
-    resp, view = await w.identify(indexed_home.frame_png(2, 6.0))
+    _resp, view = await w.identify(indexed_home.frame_png(2, 6.0))
     qid = view["query_id"]
     await w.vote(qid, "wrong")
 
@@ -338,7 +340,7 @@ async def test_admin_lists_queries_and_records_picks(make_web: Any, indexed_home
     (sheets / "series-1.png").write_bytes(indexed_home.frame_png(0, 1.0))
     r, page = await w.request("GET", "/admin")
     assert "/admin/contact-sheets/series-1.png" in page.decode()
-    r, img = await w.request("GET", "/admin/contact-sheets/series-1.png")
+    r, _img = await w.request("GET", "/admin/contact-sheets/series-1.png")
     assert r.status == 200 and r.headers["Content-Type"] == "image/png"
     r, _ = await w.request("GET", "/admin/contact-sheets/..%2Fcatalog.db")
     assert r.status == 404
@@ -385,9 +387,8 @@ async def test_run_web_serves_until_stopped(make_service: Callable[..., Any],
         await asyncio.sleep(0.02)
     url = app[CTX].url
     assert url and url.startswith("http://127.0.0.1:")
-    async with aiohttp.ClientSession() as s:
-        async with s.get(url + "api/status") as r:
-            assert r.status == 200 and (await r.json())["ready"] is True
+    async with aiohttp.ClientSession() as s, s.get(url + "api/status") as r:
+        assert r.status == 200 and (await r.json())["ready"] is True
     stop.set()
     await asyncio.wait_for(task, 10)
 

@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 import pytest
-from PIL import Image
+from PIL import Image, ImageDraw
 from sqlalchemy import select
 
 from bot.web import CTX, build_web_app, run_web
@@ -39,16 +39,34 @@ def _find(*names: str) -> str | None:
     return None
 
 
-def _driver(user_data: Path) -> Any:
+def _missing() -> str | None:
+    """Why the browser test cannot run here (checked before any fixture is built)."""
     try:
-        from selenium import webdriver
-        from selenium.webdriver.chrome.service import Service
+        import selenium  # noqa: F401
     except ImportError:
-        pytest.skip("selenium is not installed (pip install selenium)")
+        return "selenium is not installed (pip install selenium)"
+    if _find("/usr/bin/chromium", "chromium", "chromium-browser") is None or \
+            _find("/usr/bin/chromedriver", "chromedriver") is None:
+        return "no Chromium/ChromeDriver (apt-get install -y chromium chromium-driver)"
+    return None
+
+
+MISSING = _missing()
+pytestmark = pytest.mark.skipif(MISSING is not None, reason=MISSING or "")
+
+
+def require_browser() -> tuple[str, str]:
+    """Chromium's and ChromeDriver's paths."""
     browser = _find("/usr/bin/chromium", "chromium", "chromium-browser")
     driver_bin = _find("/usr/bin/chromedriver", "chromedriver")
-    if browser is None or driver_bin is None:
-        pytest.skip("no Chromium/ChromeDriver (apt-get install -y chromium chromium-driver)")
+    assert browser and driver_bin
+    return browser, driver_bin
+
+
+def _driver(browser: str, driver_bin: str, user_data: Path) -> Any:
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+
     opts = webdriver.ChromeOptions()
     opts.binary_location = browser
     for flag in CHROMIUM_FLAGS + [f"--user-data-dir={user_data}", "--window-size=1280,900"]:
@@ -63,10 +81,11 @@ async def off_loop(fn: Callable[..., Any], *args: Any) -> Any:
 
 async def test_chat_in_a_real_browser(make_service: Callable[..., Any], indexed_home: Any,
                                       tmp_path: Path) -> None:
+    browser, driver_bin = require_browser()
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support.ui import WebDriverWait
 
-    driver = await off_loop(_driver, tmp_path / "chromium-profile")
+    driver = await off_loop(_driver, browser, driver_bin, tmp_path / "chromium-profile")
     ARTIFACTS.mkdir(exist_ok=True)
     shot = tmp_path / "screenshot.png"
     shot.write_bytes(indexed_home.frame_png(0, 5.0))
@@ -156,7 +175,8 @@ async def test_chat_in_a_real_browser(make_service: Callable[..., Any], indexed_
             fetch(document.querySelector('.sample img').src).then(r => r.blob()).then(b => {
               const dt = new DataTransfer();
               dt.items.add(new File([b], 'pasted.jpg', {type: 'image/jpeg'}));
-              document.dispatchEvent(new ClipboardEvent('paste', {clipboardData: dt, bubbles: true}));
+              const ev = new ClipboardEvent('paste', {clipboardData: dt, bubbles: true});
+              document.dispatchEvent(ev);
               done(true);
             });
         """)
@@ -165,9 +185,14 @@ async def test_chat_in_a_real_browser(make_service: Callable[..., Any], indexed_
         await off_loop(click, first_sample)
         await off_loop(wait, lambda d: len(d.find_elements(By.CSS_SELECTOR, ".answer")) == 3)
         # Something that is not in the library: "Not sure…", still with the candidates.
-        rng = np.random.default_rng(5)
+        # (A smooth drawing: random noise would also do, but core.framing spends minutes on it.)
+        x = np.linspace(0.0, 1.0, 480)[None, :, None]
+        y = np.linspace(0.0, 1.0, 270)[:, None, None]
+        sky = np.concatenate([x * 255 + 0 * y, y * 200 + 0 * x, (1 - x) * 180 + 40 + 0 * y], axis=2)
+        drawing = Image.fromarray(sky.astype(np.uint8))
+        ImageDraw.Draw(drawing).ellipse((300, 60, 420, 180), fill=(250, 240, 120))
         noise = tmp_path / "not-anime.png"
-        Image.fromarray(rng.integers(0, 255, (270, 480, 3), dtype=np.uint8)).save(noise)
+        drawing.save(noise)
         await off_loop(picker.send_keys, str(noise))
         await off_loop(wait, lambda d: len(d.find_elements(By.CSS_SELECTOR, ".answer")) == 4)
         last = driver.find_elements(By.CSS_SELECTOR, ".answer")[-1]
@@ -194,6 +219,15 @@ async def test_chat_in_a_real_browser(make_service: Callable[..., Any], indexed_
         await off_loop(driver.get, url + "admin")
         await off_loop(wait, lambda d: d.find_elements(By.ID, "wrong"))
         assert qid in driver.page_source
+        # The operator says it was candidate 3 (a PICK by the operator, like the bots' rows).
+        pick = driver.find_element(By.CSS_SELECTOR, f"#q-{qid} button.pick[data-rank='3']")
+        await off_loop(click, pick)
+        await off_loop(wait, lambda d: pick.text.strip() == "Picked ✔")
+        op = svc.store.hash_id("web", "operator")
+        with indexed_home.app.sessions() as s:
+            picks = s.scalars(select(Feedback).where(Feedback.query_id == qid,
+                                                     Feedback.user_hash == op)).all()
+            assert [(f.verdict, f.rank, f.active) for f in picks] == [("pick", 3, True)]
         await off_loop(full_page, ARTIFACTS / "web_admin.png")
         errors = [e for e in driver.get_log("browser") if e.get("level") == "SEVERE"] \
             if hasattr(driver, "get_log") else []

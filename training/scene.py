@@ -37,7 +37,7 @@ logger = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class SceneTrainConfig:
-    arch: str = "mobilenet_v3_small"  # measured: ~10x faster to train here than resnet18
+    arch: str = "hybrid-mobilenet_v3_small"  # fixed layout half + trained CNN half
     dim: int = 256
     input_size: tuple[int, int] = (144, 256)
     steps: int = 300

@@ -97,8 +97,7 @@
     const status = h("div", { class: "status status-" + v.status },
       h("span", { class: "status-dot", "aria-hidden": "true" }),
       h("span", { class: "status-text" }, v.header),
-      v.status !== "no_match" || v.candidates.length
-        ? h("span", { class: "conf" }, v.confidence_text + " confidence") : null);
+      v.status !== "no_match" ? h("span", { class: "conf" }, v.confidence_text + " confidence") : null);
     parts.push(status);
 
     if (v.preview) {

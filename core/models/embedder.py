@@ -85,7 +85,8 @@ class EmbedderSpec:
 def _backbone(arch: str) -> tuple[nn.Module, int]:
     """A torchvision backbone without its classifier, and its feature width. No download."""
     if arch not in ARCHS:
-        raise ValueError(f"unknown backbone {arch!r}; choose one of {', '.join(ARCHS)}")
+        raise ValueError(f"unknown backbone {arch!r}; choose one of {', '.join(ARCHS)} "
+                         "(or hybrid-<backbone>)")
     if arch == "tiny":
         return TinyFeatures(), TinyFeatures.width
     net = getattr(torchvision.models, arch)(weights=None)
@@ -102,10 +103,20 @@ def _backbone(arch: str) -> tuple[nn.Module, int]:
 
 
 class SceneNet(nn.Module):
-    """Backbone → projection → L2 normalisation."""
+    """Backbone → projection → L2 normalisation.
+
+    `hybrid-<cnn>` concatenates the fixed tiny layout features (half the dimensions, never
+    trained) with a trained CNN branch: near-duplicates stay exact while the CNN learns
+    what the layout cannot see (crops, mirrored and re-framed screenshots).
+    """
 
     def __init__(self, arch: str = "resnet18", dim: int = 256) -> None:
         super().__init__()
+        self.tiny: SceneNet | None = None
+        if arch.startswith("hybrid-"):
+            self.tiny = SceneNet("tiny", dim // 2)
+            self.tiny.requires_grad_(False)
+            arch, dim = arch[len("hybrid-"):], dim - dim // 2
         self.backbone, width = _backbone(arch)
         if arch == "tiny":  # a fixed random projection (Johnson-Lindenstrauss) to `dim`
             self.proj = nn.Sequential(nn.Linear(width, dim, bias=False))
@@ -117,7 +128,10 @@ class SceneNet(nn.Module):
         return self.backbone(x)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return nn.functional.normalize(self.proj(self.backbone(x)), dim=-1)
+        z = nn.functional.normalize(self.proj(self.backbone(x)), dim=-1)
+        if self.tiny is not None:
+            z = torch.cat([self.tiny(x), z], dim=-1) * (0.5 ** 0.5)
+        return z
 
 
 @dataclass
