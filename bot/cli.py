@@ -183,6 +183,8 @@ def cmd_status(app: App, args: argparse.Namespace) -> int:
     print(f"Frame store: {st['framestore_bytes'] / 1e6:.1f} MB")
     for kind, ver in st["models"].items():
         print(f"Model {kind}: {ver}")
+    for err in st["episode_errors"]:
+        print(f"Problem: {err['path']}: {err['error']}")
     for s in st["series_list"]:
         print(f"  {s['title']}: {s['episodes']} episodes, {s['frames']} frames")
     return 0

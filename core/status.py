@@ -21,6 +21,8 @@ def library_status(sessions: sessionmaker[Session], index_dir: Path, framestore_
         by_status = dict(s.execute(select(Episode.status, func.count(Episode.id))
                                    .group_by(Episode.status)).all())
         n_frames = s.scalar(select(func.count(Frame.id))) or 0
+        errors = [(p, e) for p, e in s.execute(select(Episode.path, Episode.error)
+                                               .where(Episode.error.is_not(None)))]
         hours = (s.scalar(select(func.sum(Episode.duration)).where(Episode.status == "indexed"))
                  or 0.0) / 3600
         per_series = s.execute(
@@ -44,6 +46,7 @@ def library_status(sessions: sessionmaker[Session], index_dir: Path, framestore_
         "episodes": by_status.get("indexed", 0),
         "episodes_failed": by_status.get("failed", 0),
         "episodes_pending": by_status.get("pending", 0),
+        "episode_errors": [{"path": p, "error": e} for p, e in errors],
         "frames": n_frames,
         "video_hours": hours,
         "index": index,
