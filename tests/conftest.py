@@ -21,6 +21,26 @@ os.environ.setdefault("PTB_TIMEDELTA", "true")
 from core.config import Settings  # noqa: E402
 
 TEST_LIBRARY = dict(series=3, episodes=2, seconds=16.0, seed=3)
+PROXY_VARS = ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "http_proxy", "https_proxy", "all_proxy")
+
+
+@pytest.fixture()
+def no_proxy(monkeypatch: pytest.MonkeyPatch) -> None:
+    """HTTP clients (httpx, aiohttp) must talk straight to the fakes on 127.0.0.1."""
+    for var in PROXY_VARS:
+        monkeypatch.delenv(var, raising=False)
+
+
+@pytest.fixture()
+def no_logged_errors(caplog: pytest.LogCaptureFixture) -> Any:
+    """Fail the test if anything logged at ERROR (handlers log unexpected failures there;
+    expected user errors are logged at INFO). Chat libraries only log handler exceptions."""
+    import logging
+
+    caplog.set_level(logging.INFO)
+    yield
+    bad = [r for r in caplog.records if r.levelno >= logging.ERROR]
+    assert not bad, "errors logged: " + "; ".join(f"{r.name}: {r.getMessage()}" for r in bad)
 
 
 @dataclass
