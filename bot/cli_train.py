@@ -84,6 +84,10 @@ def train_scene_command(app: Any, *, steps: int, holdout_every: int, resume: boo
               "current_top1": old_score, "current": current.version,
               "train_seconds": metrics["train_seconds"], "steps": metrics["steps"]}
     if promote:
+        stale = st.models_dir / "calibration.json"
+        if stale.exists():  # fitted for the previous model's scores
+            stale.replace(st.models_dir / f"calibration-{current.version}.json")
+            result["calibration"] = "moved aside (it was fitted for the previous model); run `anirec eval --calibrate`"
         t0 = time.perf_counter()
         rep = Indexer(sessions=app.sessions, embedder=model, index_dir=st.index_dir,
                       framestore=store, batch_size=st.embed_batch).reembed()
