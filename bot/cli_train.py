@@ -96,6 +96,30 @@ def train_scene_command(app: Any, *, steps: int, holdout_every: int, resume: boo
     return result
 
 
+def train_series_command(app: Any) -> dict[str, Any]:
+    """Train the series/genre head on the current embedder; promote unless it is worse."""
+    from core.db.models import Series
+    from core.models.registry import load_series_head, register_model
+    from training.series import train_series_head
+
+    st = app.settings
+    emb = app.embedder()
+    with app.sessions() as s:
+        episodes = [(e, sid) for e, sid in s.execute(
+            select(Episode.id, Episode.series_id).where(Episode.status == "indexed")
+            .order_by(Episode.series_id, Episode.season, Episode.number, Episode.id))]
+        genres = {r.id: list(r.genres or []) for r in s.scalars(select(Series))}
+    head = train_series_head(emb, app.framestore(), episodes, genres)
+    current = load_series_head(app.sessions, st.models_dir)
+    promote = (current is None or current.embedder_version != emb.version
+               or head.metrics["series_top1"] >= current.metrics.get("series_top1", 0.0))
+    path = st.models_dir / f"{head.version}.pt"
+    head.save(path)
+    register_model(app.sessions, kind="series", version=head.version,
+                   path=path.relative_to(st.models_dir), metrics=head.metrics, promote=promote)
+    return {"version": head.version, "promoted": promote, "embedder": emb.version, **head.metrics}
+
+
 def cmd_train(app: Any, args: argparse.Namespace) -> int:
     app.configure_torch(default=0)
     if args.what == "scene":
@@ -109,6 +133,12 @@ def cmd_train(app: Any, args: argparse.Namespace) -> int:
         else:
             print(f"Not promoted: {res['new_top1']:.2f} is not better than the current "
                   f"{res['current_top1']:.2f}. The checkpoint is kept in the models folder.")
+        return 0
+    if args.what == "series":
+        res = train_series_command(app)
+        print(json.dumps(res, indent=2, ensure_ascii=False))
+        print(f"Series head {res['version']}: series top-1 {res['series_top1']:.2f} on "
+              f"{res['validated_on']}; " + ("promoted." if res["promoted"] else "not promoted (worse)."))
         return 0
     raise SystemExit(f"anirec: unknown model kind {args.what}")
 
@@ -132,7 +162,8 @@ def demo_train(app: Any, args: argparse.Namespace) -> str:
 
 def register(sub: Any) -> None:
     sp = sub.add_parser("train", help="train models on the indexed library")
-    sp.add_argument("what", choices=["scene"], help="which model")
+    sp.add_argument("what", choices=["scene", "series"],
+                    help="scene: the embedder; series: the series/genre head on it")
     sp.add_argument("--steps", type=int, default=300)
     sp.add_argument("--holdout-every", type=int, default=0,
                     help="hold out every Nth episode of each series (honest evaluation)")

@@ -395,6 +395,11 @@ def build_recognizer(sessions: sessionmaker[Session], *, index_dir: Path, models
     from core.models.registry import load_scene_embedder, load_series_head
 
     embedder = load_scene_embedder(sessions, models_dir)
+    head = load_series_head(sessions, models_dir)
+    if head is not None and getattr(head, "embedder_version", None) != embedder.version:
+        logger.warning("series head %s was trained on another embedder; ignoring it until "
+                       "`anirec train series` is re-run", head.version)
+        head = None
     index = HnswIndex.load(index_dir, embedder_name=embedder.name,
                            embedder_version=embedder.version, dim=embedder.dim,
                            num_threads=num_threads, verify=False)
@@ -402,4 +407,4 @@ def build_recognizer(sessions: sessionmaker[Session], *, index_dir: Path, models
                       index_version=index.version, search_k=search_k,
                       match_threshold=match_threshold, unsure_threshold=unsure_threshold,
                       calibration=Calibration.load(models_dir / "calibration.json"),
-                      series_head=load_series_head(sessions, models_dir))
+                      series_head=head)

@@ -64,3 +64,35 @@ def test_train_scene_cli(indexed_home: Any, tmp_path: Path, monkeypatch: pytest.
 
     rec = build_recognizer(app.sessions, index_dir=home / "index", models_dir=home / "models")
     assert rec.embedder.version == res["version"]
+
+
+def test_train_series_head_cli(indexed_home: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                               capsys: pytest.CaptureFixture[str]) -> None:
+    import numpy as np
+
+    from bot.cli import App, main
+    from core.config import Settings
+    from core.recognizer import build_recognizer
+
+    home = tmp_path / "home"
+    shutil.copytree(indexed_home.settings.home, home)
+    monkeypatch.setenv("ANIREC_HOME", str(home))
+    assert main(["train", "series"]) == 0
+    out = capsys.readouterr().out
+    res = json.loads(out[: out.rindex("}") + 1])
+    assert res["promoted"] and 0.0 <= res["series_top1"] <= 1.0
+    library_genres = set()
+    for meta in indexed_home.library.glob("*/series.json"):
+        library_genres |= set(json.loads(meta.read_text()).get("genres", []))
+    assert set(res["genres"]) == library_genres  # every genre gets a threshold and P/R/F1
+    for m in res["genres"].values():
+        assert {"threshold", "precision", "recall", "f1"} <= set(m)
+    app = App(Settings(_env_file=None, home=home))  # type: ignore[call-arg]
+    rec = build_recognizer(app.sessions, index_dir=home / "index", models_dir=home / "models")
+    assert rec.series_head is not None and "+series:" in rec.model_version
+    v = rec.embedder.embed_arrays(np.zeros((2, 144, 256, 3), np.uint8))
+    probs = rec.series_head.predict(v)
+    assert set(probs) == set(rec.catalog.series) and sum(probs.values()) == pytest.approx(1.0, abs=1e-4)
+    head = rec.series_head
+    for name, p in head.genres(v):
+        assert p >= head.thresholds[head.genre_names.index(name)]
