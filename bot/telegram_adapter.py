@@ -16,9 +16,9 @@ When it answers:
 Feedback: the keyboard (✅ ❌ 1–5, payload `fb:<query_id>:<code>` from `bot.common`) and
 people's own 👍/👎 reactions on an answer (`message_reaction` updates; Telegram delivers them
 only when the bot is an admin of the group, and only if `allowed_updates` names them). A
-reaction names a message, not a query, so answers are remembered in a bounded in-memory LRU
-map (chat id, message id) → query id; it is lost on restart (buttons keep working: their
-payload carries the query id).
+reaction names a message, not a query, so answers are remembered in a bounded LRU map
+(chat id, message id) → query id, journaled to `<home>/telegram-answers.jsonl` so that it
+survives a restart (buttons need no map: their payload carries the query id).
 
 Adult series: private chats allow them (the person asked); in groups the title is behind a
 spoiler and the preview is sent with `has_spoiler=True` (see `bot.telegram_render`).
@@ -156,18 +156,55 @@ class AnswerRef:
 
 
 class AnswerMap:
-    """A bounded LRU map (chat id, message id) → AnswerRef. In memory only."""
+    """A bounded LRU map (chat id, message id) → AnswerRef.
 
-    def __init__(self, size: int = ANSWER_MAP_SIZE) -> None:
+    With `path`, every entry is also appended to a JSON-lines journal that is read back on
+    start (and compacted when it doubles), so reactions on answers sent before a restart
+    still count.
+    """
+
+    def __init__(self, size: int = ANSWER_MAP_SIZE, path: Path | None = None) -> None:
         self.size = size
+        self.path = path
         self._d: collections.OrderedDict[tuple[int, int], AnswerRef] = collections.OrderedDict()
+        self._lines = 0
+        if path is not None and path.exists():
+            for line in path.read_text(encoding="utf-8").splitlines():
+                try:
+                    c, m, q, n, k = json.loads(line)
+                    self._remember((int(c), int(m)), AnswerRef(str(q), int(n), k))
+                    self._lines += 1
+                except (ValueError, TypeError):
+                    continue  # a torn last line after a crash: skip it
 
-    def put(self, chat_id: int, message_id: int, ref: AnswerRef) -> None:
-        key = (chat_id, message_id)
+    def _remember(self, key: tuple[int, int], ref: AnswerRef) -> None:
         self._d[key] = ref
         self._d.move_to_end(key)
         while len(self._d) > self.size:
             self._d.popitem(last=False)
+
+    def put(self, chat_id: int, message_id: int, ref: AnswerRef) -> None:
+        self._remember((chat_id, message_id), ref)
+        if self.path is None:
+            return
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            if self._lines >= 2 * self.size:  # compact: rewrite only what is remembered
+                tmp = self.path.with_suffix(".tmp")
+                tmp.write_text("".join(self._line(k, r) for k, r in self._d.items()), encoding="utf-8")
+                tmp.replace(self.path)
+                self._lines = len(self._d)
+            else:
+                with open(self.path, "a", encoding="utf-8") as fh:
+                    fh.write(self._line((chat_id, message_id), ref))
+                self._lines += 1
+        except OSError as exc:
+            logger.warning("could not save the answer journal: %s", exc)
+
+    @staticmethod
+    def _line(key: tuple[int, int], ref: AnswerRef) -> str:
+        return json.dumps([key[0], key[1], ref.query_id, ref.n_candidates,
+                           ref.keyboard_message_id]) + "\n"
 
     def get(self, chat_id: int, message_id: int) -> AnswerRef | None:
         ref = self._d.get((chat_id, message_id))
@@ -797,7 +834,8 @@ def build_telegram_application(
         builder = builder.rate_limiter(rate_limiter)
     app: TelegramApp = builder.build()  # type: ignore[assignment]
     app.bot_data[_STATE_KEY] = BotState(service=service, owner_ids=frozenset(owner_ids),
-                                        answers=AnswerMap(answer_map_size),
+                                        answers=AnswerMap(answer_map_size, state_file.with_name(
+                                            state_file.stem + "-answers.jsonl") if state_file else None),
                                         auto=AutoAnswerChats(state_file))
     new = filters.UpdateType.MESSAGE
     media = (filters.PHOTO | filters.ANIMATION | filters.VIDEO | filters.VIDEO_NOTE

@@ -667,3 +667,40 @@ def test_render_escapes_and_keyboard_shapes() -> None:
     nothing = Recognition(status="no_match", confidence=0.1, genres=(("Mecha", 0.7),))
     out = render_answer(nothing)
     assert "couldn't find" in out and "Looks like: Mecha" in out and "Tap" not in out
+
+
+async def test_reactions_count_after_a_restart(tg: FakeTelegram, make_service: Any,
+                                               indexed_home: Any, tmp_path: Path) -> None:
+    """The answer → query link is journaled: a 👎 on an answer sent before a restart counts."""
+    service = await make_service()
+    state = tmp_path / "telegram.json"
+    alice = tg.user(1001, "Alice", "alice")
+    bob = tg.user(1002, "Bob", "bob")
+    chat = tg.private_chat(alice)
+    async with running(tg, service, state_file=state):
+        mark = len(tg.requests)
+        tg.push_update(tg.photo_message(chat, alice, indexed_home.frame_png(0, 6.0)))
+        ans = await tg.wait_for("sendVideo", since=mark, timeout=30)
+    qid = parse_feedback(ans.params["reply_markup"]["inline_keyboard"][0][0]["callback_data"]).query_id
+    assert (tmp_path / "telegram-answers.jsonl").exists()
+    async with running(tg, service, state_file=state):  # a new process: only the journal is left
+        mark = len(tg.requests)
+        tg.push_update(tg.message_reaction(chat, ans.result["message_id"], bob, old=[], new=["👎"]))
+        await tg.wait_for("editMessageReplyMarkup", since=mark, timeout=30)
+    rows = feedback_rows(indexed_home, qid)
+    assert [(r.verdict, r.active) for r in rows] == [("wrong", True)]
+
+
+def test_answer_journal_survives_torn_lines_and_compacts(tmp_path: Path) -> None:
+    from bot.telegram_adapter import AnswerMap, AnswerRef
+
+    path = tmp_path / "answers.jsonl"
+    m = AnswerMap(size=3, path=path)
+    for i in range(10):
+        m.put(1, i, AnswerRef(f"q{i}", 5, i))
+    assert len(path.read_text().splitlines()) <= 2 * 3 + 1  # compacted, not ever-growing
+    with open(path, "a") as fh:
+        fh.write('[1, 99, "q99", 5')  # a crash mid-write
+    again = AnswerMap(size=3, path=path)
+    assert again.get(1, 9) == AnswerRef("q9", 5, 9) and again.get(1, 0) is None
+    assert again.get(1, 99) is None
