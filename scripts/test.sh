@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
-# The README's test command: install if needed, then run the default (fast) test suite.
-# pytest's exit code 5 (no tests collected) is a failure here.
+# The README's test command: install (idempotent, quick when up to date), then run the
+# default (fast) test suite. pytest's exit code 5 (no tests collected) is a failure here.
 set -uo pipefail
 cd "$(dirname "$0")/.."
-[ -x .venv/bin/python ] || bash scripts/setup.sh || exit 1
+bash scripts/setup.sh || exit 1
 .venv/bin/python -m pytest "$@"
 rc=$?
 if [ "$rc" -eq 5 ]; then
