@@ -333,20 +333,25 @@ class Replier:
         return contextlib.nullcontext()
 
 
+def _message_kwargs(embed: discord.Embed | None, files: Sequence[discord.File]) -> dict[str, Any]:
+    """Only the parts that are there (discord.py treats an explicit None differently)."""
+    kwargs: dict[str, Any] = {}
+    if embed is not None:
+        kwargs["embed"] = embed
+    if files:
+        kwargs["files"] = list(files)
+    return kwargs
+
+
 class MessageReplier(Replier):
     def __init__(self, message: discord.Message) -> None:
         self.message = message
 
     async def send(self, *, content: str | None = None, embed: discord.Embed | None = None,
                    files: Sequence[discord.File] = ()) -> discord.Message | None:
-        kwargs: dict[str, Any] = {}
-        if embed is not None:
-            kwargs["embed"] = embed
-        if files:
-            kwargs["files"] = list(files)
         return await self.message.channel.send(
             content, reference=self.message.to_reference(fail_if_not_exists=False),
-            mention_author=False, **kwargs)
+            mention_author=False, **_message_kwargs(embed, files))
 
     def working(self) -> contextlib.AbstractAsyncContextManager[None]:
         return typing_in(self.message.channel)
@@ -358,11 +363,7 @@ class InteractionReplier(Replier):
 
     async def send(self, *, content: str | None = None, embed: discord.Embed | None = None,
                    files: Sequence[discord.File] = ()) -> discord.Message | None:
-        kwargs: dict[str, Any] = {}
-        if embed is not None:
-            kwargs["embed"] = embed
-        if files:
-            kwargs["files"] = list(files)
+        kwargs = _message_kwargs(embed, files)
         if content is not None:
             kwargs["content"] = content
         response = self.interaction.response

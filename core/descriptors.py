@@ -2,9 +2,8 @@
 
 - `tiny_descriptor`: a 16x9 colour thumbnail (432 bytes), stored per indexed frame and used to
   verify and pin candidates and to find repeated footage (openings/endings).
-- `color_layout`: MPEG-7 ColorLayout (33 coefficients), the descriptor trace.moe searches with;
-  our evaluation baseline.
-- `phash`: a 64-bit DCT perceptual hash, another baseline.
+- `phash`: a 64-bit DCT perceptual hash, an evaluation baseline. (trace.moe's ColorLayout
+  baseline lives with the evaluation, `training/eval.py`, in LIRE's exact form.)
 """
 
 from __future__ import annotations
@@ -50,30 +49,7 @@ def _dct_matrix(n: int) -> np.ndarray:
     return m
 
 
-_D8 = _dct_matrix(8)
 _D32 = _dct_matrix(32)
-
-
-def _zigzag(n: int) -> list[tuple[int, int]]:
-    return sorted(((i, j) for i in range(n) for j in range(n)),
-                  key=lambda p: (p[0] + p[1], p[1] if (p[0] + p[1]) % 2 == 0 else p[0]))
-
-
-_ZZ8 = _zigzag(8)
-
-
-def color_layout(x: np.ndarray | Image.Image, n_y: int = 21, n_c: int = 6) -> np.ndarray:
-    """MPEG-7 ColorLayout: 8x8 average colours in YCbCr, 2-D DCT, zigzag, first coefficients.
-
-    Returns a float32 vector of n_y + 2*n_c values (33 by default, as trace.moe uses).
-    """
-    img = _as_image(x).convert("YCbCr").resize((8, 8), Image.BOX)
-    ycc = np.asarray(img, dtype=np.float32)
-    out = []
-    for ch, n in ((0, n_y), (1, n_c), (2, n_c)):
-        coef = _D8 @ ycc[:, :, ch] @ _D8.T
-        out.extend(coef[i, j] for i, j in _ZZ8[:n])
-    return np.asarray(out, dtype=np.float32)
 
 
 def phash(x: np.ndarray | Image.Image) -> int:
@@ -84,6 +60,3 @@ def phash(x: np.ndarray | Image.Image) -> int:
     bits = low > np.median(low[1:])
     return int("".join("1" if b else "0" for b in bits), 2)
 
-
-def hamming(a: int, b: int) -> int:
-    return (a ^ b).bit_count()

@@ -119,28 +119,35 @@ class RecognitionService:
         """Recognise one upload. Raises InvalidMedia, RateLimited, Busy or IndexUnavailable."""
         self._admit(source)
         self._inflight += 1
+        loop = asyncio.get_running_loop()
         try:
-            loop = asyncio.get_running_loop()
-            rec = await loop.run_in_executor(self._executor, self._work, data, source, sticker,
-                                             with_preview)
+            engine, rec, t0 = await loop.run_in_executor(self._executor, self._infer, data, sticker)
         finally:
             self._inflight -= 1
+        # The single inference worker is free again: cutting the preview and writing the
+        # query row happen on the I/O pool, so they never hold up the next recognition.
+        rec = await loop.run_in_executor(self._io, self._finish, engine, rec, data, source,
+                                         with_preview, t0)
         self.served += 1
         return rec
 
-    def _work(self, data: bytes, source: Source, sticker: bool, with_preview: bool) -> Recognition:
+    def _infer(self, data: bytes, sticker: bool) -> tuple[Recognizer, Recognition, float]:
         t0 = time.perf_counter()
-        rec_engine = self._recognizer
-        if rec_engine is None:
+        engine = self._recognizer
+        if engine is None:
             raise self._load_error or IndexUnavailable()
         media = load_media(data, self.limits, sticker=sticker)
         t1 = time.perf_counter()
-        rec = rec_engine.recognize(media)
+        rec = engine.recognize(media)
+        rec.timings_ms["decode"] = (t1 - t0) * 1000
+        return engine, rec, t0
+
+    def _finish(self, engine: Recognizer, rec: Recognition, data: bytes, source: Source,
+                with_preview: bool, t0: float) -> Recognition:
         timings = dict(rec.timings_ms)
-        timings["decode"] = (t1 - t0) * 1000
         if with_preview and rec.candidates:
             tp = time.perf_counter()
-            rec = replace(rec, candidates=(self._with_preview(rec_engine, rec.candidates[0]),)
+            rec = replace(rec, candidates=(self._with_preview(engine, rec.candidates[0]),)
                           + rec.candidates[1:])
             timings["preview"] = (time.perf_counter() - tp) * 1000
         latency = (time.perf_counter() - t0) * 1000

@@ -52,6 +52,7 @@ from bot.discord_render import (
 from core.db.models import Feedback, Query
 from core.errors import ConfigError, MediaTooLarge, UnsupportedMedia
 from core.types import Candidate, CharacterHit, Recognition, SeriesInfo
+from tests.fakes.media import clip_of
 from tests.fakes.discord_server import FakeDiscord, RecordedRequest
 
 pytestmark = pytest.mark.timeout(60)  # the first test also pays for indexing
@@ -169,23 +170,7 @@ def gif_of(frames: Sequence[bytes]) -> bytes:
     return out.getvalue()
 
 
-def mp4_of(frames: Sequence[bytes], fps: int = 4) -> bytes:
-    """An H.264 MP4 of `frames` (what a phone's screen recording would send)."""
-    import av
-    from PIL import Image
 
-    buf = io.BytesIO()
-    with av.open(buf, mode="w", format="mp4") as out:
-        st = out.add_stream("libx264", rate=fps)
-        first = Image.open(io.BytesIO(frames[0]))
-        st.width, st.height, st.pix_fmt = first.width // 2 * 2, first.height // 2 * 2, "yuv420p"
-        for f in frames:
-            im = Image.open(io.BytesIO(f)).convert("RGB").resize((st.width, st.height))
-            for pkt in st.encode(av.VideoFrame.from_image(im)):
-                out.mux(pkt)
-        for pkt in st.encode(None):
-            out.mux(pkt)
-    return buf.getvalue()
 
 
 def transcript(dc: FakeDiscord, since: float, until: float) -> list[str]:
@@ -422,7 +407,7 @@ async def test_refusals_and_several_images(
             {"id": "424242", "name": "dance", "format_type": 3}])
         three = dc.message_create(dc.text_channel, dc.users[1], "three shots", attachments=[
             png_attachment(dc, png, "shot0.png"),
-            dc.add_attachment(mp4_of([indexed_home.frame_png(1, t) for t in (8.0, 8.5, 9.0)]),
+            dc.add_attachment(clip_of([indexed_home.frame_png(1, t) for t in (8.0, 8.5, 9.0)]),
                               "clip.mp4", "video/mp4"),
             png_attachment(dc, png, "shot2.png")])
         [unsupported] = await answer_to(dc, text_file)

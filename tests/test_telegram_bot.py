@@ -34,6 +34,7 @@ from core.db.models import Feedback
 from core.errors import ConfigError
 from core.media import MediaLimits
 from core.types import Candidate, CharacterHit, FeedbackTally, Recognition, SeriesInfo
+from tests.fakes.media import clip_of
 from tests.fakes.telegram_server import FakeTelegram, RecordedCall
 
 pytestmark = pytest.mark.timeout(60)
@@ -152,23 +153,7 @@ def webp_sticker(frame: bytes) -> bytes:
     return out.getvalue()
 
 
-def mp4_of(frames: Sequence[bytes], fps: int = 4, fmt: str = "mp4") -> bytes:
-    """An H.264 MP4 (or, with fmt="webm", a VP9 WebM like a video sticker) of `frames`."""
-    import av
-    from PIL import Image
 
-    buf = io.BytesIO()
-    with av.open(buf, mode="w", format=fmt) as out:
-        st = out.add_stream("libx264" if fmt == "mp4" else "libvpx-vp9", rate=fps)
-        first = Image.open(io.BytesIO(frames[0]))
-        st.width, st.height, st.pix_fmt = first.width // 2 * 2, first.height // 2 * 2, "yuv420p"
-        for f in frames:
-            im = Image.open(io.BytesIO(f)).convert("RGB").resize((st.width, st.height))
-            for pkt in st.encode(av.VideoFrame.from_image(im)):
-                out.mux(pkt)
-        for pkt in st.encode(None):
-            out.mux(pkt)
-    return buf.getvalue()
 
 
 # -- tests -----------------------------------------------------------------------------------------
@@ -303,9 +288,9 @@ async def test_media_kinds(tg: FakeTelegram, make_service: Callable[..., Any],
         "gif": tg.animation_message(chat, alice, gif_of(frames), file_name="clip.gif",
                                     mime_type="image/gif"),
         "sticker": tg.sticker_message(chat, alice, webp_sticker(frames[0])),
-        "video": tg.video_message(chat, alice, mp4_of(clip)),
-        "video_note": tg.video_note_message(chat, alice, mp4_of(clip)),
-        "video_sticker": tg.sticker_message(chat, alice, mp4_of(clip, fmt="webm"), is_video=True),
+        "video": tg.video_message(chat, alice, clip_of(clip)),
+        "video_note": tg.video_note_message(chat, alice, clip_of(clip)),
+        "video_sticker": tg.sticker_message(chat, alice, clip_of(clip, fmt="webm"), is_video=True),
     }
     async with running(tg, service):
         for upd in updates.values():
@@ -538,7 +523,7 @@ def long_recognition(preview: str | None) -> Recognition:
 async def test_long_answer_goes_in_its_own_message(tg: FakeTelegram, tmp_path: Path,
                                                    indexed_home: Any) -> None:
     clip = tmp_path / "preview.mp4"
-    clip.write_bytes(mp4_of([indexed_home.frame_png(0, t) for t in (6.0, 6.5)]))
+    clip.write_bytes(clip_of([indexed_home.frame_png(0, t) for t in (6.0, 6.5)]))
     rec = long_recognition(str(clip))
     assert visible_length(render_answer(rec)) > 1024
     alice = tg.user(1001, "Alice", "alice")
