@@ -253,6 +253,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     setup_logging(args.log_level or settings.log_level)
     app = App(settings)
     try:
+        app.sessions  # every command brings the catalog schema up to date first
         return int(args.func(app, args) or 0)
     except KeyboardInterrupt:
         print("anirec: interrupted; re-run the same command to resume.", file=sys.stderr)

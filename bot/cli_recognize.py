@@ -168,7 +168,9 @@ def cmd_demo(app: Any, args: argparse.Namespace) -> int:
     results = asyncio.run(_run_demo(app, queries, library))
     print(f"\nDone in {time.perf_counter() - t_all:.0f} s. Try your own: anirec identify "
           f"{st.home / 'demo-queries'}/q00-*.jpg, or `anirec run` for the local web chat.")
-    if args.serve:
+    interactive = sys.stdin.isatty() and sys.stdout.isatty()
+    serve_after = args.serve if args.serve is not None else interactive
+    if serve_after:  # a person at a terminal: go on to the local web chat with these screenshots
         from bot.cli_run import serve
 
         app.configure_torch(default=1)
@@ -232,6 +234,7 @@ def register(sub: Any) -> None:
     sp.add_argument("--train-steps", type=int, default=0,
                     help="also train a scene model for N steps (default 0: the trained model does "
                          "not yet beat the default embedder on CPU-sized runs; see issue #5)")
-    sp.add_argument("--serve", action="store_true",
-                    help="afterwards, serve the local web chat with the demo's screenshots")
+    sp.add_argument("--serve", action=argparse.BooleanOptionalAction, default=None,
+                    help="afterwards, serve the local web chat with the demo's screenshots "
+                         "(default: yes at an interactive terminal, no otherwise)")
     sp.set_defaults(func=cmd_demo)

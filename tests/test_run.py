@@ -52,3 +52,39 @@ async def test_both_bots_on_one_loop(indexed_home: Any) -> None:
         assert post.json["embeds"][0]["title"] == indexed_home.series_title(0)
         stop.set()
         assert await asyncio.wait_for(task, 30) == 0
+
+
+@pytest.mark.timeout(60)
+async def test_no_token_serves_the_web_chat(indexed_home: Any) -> None:
+    import socket
+
+    import aiohttp
+
+    from bot.cli import App
+    from bot.cli_run import serve
+    from core.config import Settings
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    settings = Settings(_env_file=None, home=indexed_home.settings.home, web_port=port)  # type: ignore[call-arg]
+    stop = asyncio.Event()
+    started: dict[str, Any] = {}
+    task = asyncio.create_task(serve(App(settings), stop=stop, ready=started.update))
+    for _ in range(100):
+        if started:
+            break
+        await asyncio.sleep(0.05)
+    assert started["platforms"] == ["web"]
+    async with aiohttp.ClientSession() as http:
+        for _ in range(100):
+            try:
+                async with http.get(started["web"]) as r:
+                    assert r.status == 200 and "AniRec" in await r.text()
+                    break
+            except aiohttp.ClientConnectionError:
+                await asyncio.sleep(0.05)
+        else:
+            raise AssertionError("the web chat never came up")
+    stop.set()
+    assert await asyncio.wait_for(task, 30) == 0
