@@ -35,7 +35,65 @@ class StageBars:
             self.bar = None
 
 
+def cmd_eval_characters(app: Any, args: argparse.Namespace) -> int:
+    """Face detection and character identification on the held-out labelled episodes."""
+    import numpy as np
+    from PIL import Image
+
+    from bot.cli_train import labels_path
+    from core.characters import CastMember, CharacterRecognizer, Gallery, load_floor
+    from core.models.registry import load_character_embedder, load_face_detector
+    from training.characters import FaceSet, embed_faceset
+    from training.eval_characters import evaluate_characters, format_table, write_json
+    from training.facedata import iter_face_frames, read_labels, references
+
+    st = app.settings
+    detector = load_face_detector(app.sessions, st.models_dir)
+    embedder = load_character_embedder(app.sessions, st.models_dir)
+    if detector is None or embedder is None:
+        raise SystemExit("anirec: train the models first: `anirec train faces` and `anirec train characters`")
+    lf = Path(args.labels) if args.labels else labels_path(app, None)
+    root, labels = lf.parent, read_labels(lf)
+    refs = references(root, labels)
+    # the gallery of the end-to-end check: each character's reference image + 4 training faces
+    train_eps = embedder.metrics.get("train_episodes") or None
+    faces = FaceSet.from_frames(iter_face_frames(root, labels, train_eps, every=2, with_faces_only=True))
+    vecs = embed_faceset(embedder, faces)
+    series_ids = {name: k + 1 for k, name in enumerate(sorted(refs))}
+    gal = Gallery(embedder_version=embedder.version)
+    cid = 0
+    for series, cast in refs.items():
+        for name, path in cast.items():
+            idx = [i for i, n in enumerate(faces.names) if n == f"{series}::{name}"][:4]
+            with Image.open(path) as im:
+                v = np.vstack([embedder.embed_reference(im)[None], vecs[idx]])
+            cid += 1
+            gal.by_series.setdefault(series_ids[series], []).append(CastMember(cid, name, series_ids[series], v))
+    recognizer = CharacterRecognizer(detector, embedder, gal, floor=load_floor(st.models_dir, embedder))
+    bars = StageBars()
+    try:
+        result = evaluate_characters(root, labels, detector=detector, embedder=embedder, recognizer=recognizer,
+                                     series_ids=series_ids, titles={v: k for k, v in series_ids.items()},
+                                     progress=bars)
+    finally:
+        bars.close()
+    result["command"] = "anirec eval characters"
+    print(format_table(result))
+    if args.json:
+        write_json(result, Path(args.json))
+        print(f"JSON: {args.json}")
+    if args.report:
+        out = Path(args.report)
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "characters.md").write_text(format_table(result) + "\n", encoding="utf-8")
+        print(f"Report: {out / 'characters.md'}")
+    return 0
+
+
 def cmd_eval(app: Any, args: argparse.Namespace) -> int:
+    if args.what == "characters":
+        app.configure_torch(default=1)
+        return cmd_eval_characters(app, args)
     from training.eval import EvalConfig, evaluate, format_table, write_json, write_report
 
     app.configure_torch(default=1)
@@ -71,6 +129,10 @@ def cmd_eval(app: Any, args: argparse.Namespace) -> int:
 def register(sub: Any) -> None:
     sp = sub.add_parser("eval", help="evaluate recognition (and baselines) on perturbed queries "
                                      "from the indexed sample library")
+    sp.add_argument("what", nargs="?", choices=["scene", "characters"], default="scene",
+                    help="scene (default): recognition vs baselines; characters: faces and names")
+    sp.add_argument("--labels", default=None, metavar="FILE",
+                    help="characters: face-label file (default: the library's ground_truth.json)")
     sp.add_argument("--queries", type=int, default=300, help="number of queries (default 300)")
     sp.add_argument("--seed", type=int, default=0, help="seed of the query set (default 0)")
     sp.add_argument("--json", default=None, metavar="FILE", help="write the full results as JSON")

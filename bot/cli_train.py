@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -120,8 +121,113 @@ def train_series_command(app: Any) -> dict[str, Any]:
     return {"version": head.version, "promoted": promote, "embedder": emb.version, **head.metrics}
 
 
+def labels_path(app: Any, given: str | None) -> Path:
+    """The face-label file: --labels, else the indexed library folder's ground_truth.json."""
+    from training.facedata import library_labels
+
+    if given:
+        return Path(given)
+    with app.sessions() as s:
+        roots = list(s.scalars(select(Episode.library_root).where(Episode.status == "indexed").distinct()))
+    for r in roots:
+        if library_labels(Path(r)).is_file():
+            return library_labels(Path(r))
+    raise SystemExit("anirec: no face labels found: the indexed library has no ground_truth.json "
+                     "(the sample library writes one); pass --labels FILE in the same format")
+
+
+def _face_split(app: Any, labels_file: Path, holdout_every: int) -> tuple[Path, dict[str, Any], list[str], list[str]]:
+    from training.facedata import read_labels, split_episodes
+
+    labels = read_labels(labels_file)
+    train, held = split_episodes(labels, holdout_every)
+    if not train:
+        raise SystemExit("anirec: no labelled episodes to train on")
+    return labels_file.parent, labels, train, held
+
+
+def train_faces_command(app: Any, *, labels_file: Path, steps: int | None, holdout_every: int,
+                        resume: bool, quiet: bool = False) -> dict[str, Any]:
+    """Train the face detector on labelled frames; promote it unless it is worse than the current one."""
+    from tqdm import tqdm
+
+    from core.models.registry import load_face_detector, register_model
+    from training.facedata import iter_face_frames
+    from training.faces import TrainConfig, evaluate_detector, train_face_detector
+
+    root, labels, train, held = _face_split(app, labels_file, holdout_every)
+    cfg = TrainConfig() if steps is None else TrainConfig(steps=steps)
+    frames = list(tqdm(iter_face_frames(root, labels, train, every=cfg.every if hasattr(cfg, "every") else 2),
+                       desc="reading labelled frames", unit="frame", disable=quiet, file=sys.stderr))
+    val = frames[::10]
+    train_frames = [f for i, f in enumerate(frames) if i % 10]
+    bar = tqdm(total=cfg.steps, desc="training face detector", unit="step", disable=quiet, file=sys.stderr)
+
+    def progress(step: int, loss: float, metrics: dict[str, float]) -> None:
+        bar.n = step
+        bar.set_postfix(loss=f"{loss:.3f}")
+        bar.refresh()
+
+    det, metrics = train_face_detector(train_frames, val, cfg, app.settings.models_dir / "train-faces",
+                                       resume=resume, progress=progress)
+    bar.close()
+    check = list(iter_face_frames(root, labels, held, every=6)) if held else val
+    new = evaluate_detector(det, check)
+    current = load_face_detector(app.sessions, app.settings.models_dir)
+    old = evaluate_detector(current, check) if current is not None else None
+    promote = old is None or new["f1"] >= old["f1"]
+    path = app.settings.models_dir / f"{det.version}.pt"
+    det.metrics = {**det.metrics, "check": {k: v for k, v in new.items() if k != "sweep"},
+                   "train_episodes": train}
+    det.save(path)
+    register_model(app.sessions, kind="faces", version=det.version, path=path.relative_to(app.settings.models_dir),
+                   metrics={"precision": new["precision"], "recall": new["recall"], "f1": new["f1"],
+                            "train_episodes": train}, promote=promote)
+    return {"version": det.version, "promoted": promote, "precision": new["precision"],
+            "recall": new["recall"], "f1": new["f1"], "checked_on": "held-out episodes" if held else "validation frames",
+            "current_f1": old["f1"] if old else None, "train_seconds": metrics.get("train_seconds")}
+
+
+def train_characters_command(app: Any, *, labels_file: Path, steps: int, holdout_every: int, resume: bool,
+                             supervision: str, quiet: bool = False) -> dict[str, Any]:
+    """Train the character embedder on labelled face crops; promote it; references are
+    re-embedded with it when the recognizer next loads."""
+    from tqdm import tqdm
+
+    from core.models.registry import register_model
+    from training.characters import CharacterTrainConfig, FaceSet, train_characters, training_floor
+    from training.facedata import iter_face_frames
+
+    root, labels, train, held = _face_split(app, labels_file, holdout_every)
+    faces = FaceSet.from_frames(tqdm(iter_face_frames(root, labels, train, every=2, with_faces_only=True),
+                                     desc="reading labelled faces", unit="frame", disable=quiet, file=sys.stderr))
+    cfg = CharacterTrainConfig(steps=steps, supervision=supervision)
+    bar = tqdm(total=steps, desc="training character embedder", unit="step", disable=quiet, file=sys.stderr)
+
+    def progress(step: int, loss: float) -> None:
+        bar.n = step
+        bar.set_postfix(loss=f"{loss:.3f}")
+        bar.refresh()
+
+    emb, metrics = train_characters(faces, cfg, app.settings.models_dir / "train-characters",
+                                    resume=resume, progress=progress)
+    bar.close()
+    emb.metrics["floor"] = training_floor(emb, faces)
+    emb.metrics["train_episodes"] = train
+    path = app.settings.models_dir / f"{emb.version}.pt"
+    emb.save(path)
+    register_model(app.sessions, kind="characters", version=emb.version,
+                   path=path.relative_to(app.settings.models_dir),
+                   metrics={k: v for k, v in emb.metrics.items()}, promote=True)
+    return {"version": emb.version, "promoted": True, "faces": len(faces), "floor": emb.metrics["floor"],
+            "train_seconds": metrics["train_seconds"], "steps": steps, "supervision": supervision}
+
+
 def cmd_train(app: Any, args: argparse.Namespace) -> int:
     app.configure_torch(default=0)
+    args.steps_given = args.steps is not None
+    if args.steps is None:
+        args.steps = 300
     if args.what == "scene":
         res = train_scene_command(app, steps=args.steps, holdout_every=args.holdout_every,
                                   resume=args.resume, arch=args.arch, weights=args.weights,
@@ -139,6 +245,24 @@ def cmd_train(app: Any, args: argparse.Namespace) -> int:
         print(json.dumps(res, indent=2, ensure_ascii=False))
         print(f"Series head {res['version']}: series top-1 {res['series_top1']:.2f} on "
               f"{res['validated_on']}; " + ("promoted." if res["promoted"] else "not promoted (worse)."))
+        return 0
+    if args.what == "faces":
+        res = train_faces_command(app, labels_file=labels_path(app, args.labels),
+                                  steps=args.steps if args.steps_given else None,
+                                  holdout_every=args.holdout_every if args.holdout_every else 3,
+                                  resume=args.resume)
+        print(json.dumps(res, indent=2))
+        print(f"Face detector {res['version']}: precision {res['precision']:.2f}, recall {res['recall']:.2f} "
+              f"on {res['checked_on']}; " + ("promoted." if res["promoted"] else "not promoted (worse)."))
+        return 0
+    if args.what == "characters":
+        res = train_characters_command(app, labels_file=labels_path(app, args.labels),
+                                       steps=args.steps if args.steps_given else 400,
+                                       holdout_every=args.holdout_every if args.holdout_every else 3,
+                                       resume=args.resume, supervision=args.supervision)
+        print(json.dumps(res, indent=2))
+        print(f"Character embedder {res['version']} promoted (unknown-face floor {res['floor']:.2f}). "
+              "Next: `anirec characters add` / `discover`, then `anirec eval characters`.")
         return 0
     raise SystemExit(f"anirec: unknown model kind {args.what}")
 
@@ -162,11 +286,19 @@ def demo_train(app: Any, args: argparse.Namespace) -> str:
 
 def register(sub: Any) -> None:
     sp = sub.add_parser("train", help="train models on the indexed library")
-    sp.add_argument("what", choices=["scene", "series"],
-                    help="scene: the embedder; series: the series/genre head on it")
-    sp.add_argument("--steps", type=int, default=300)
+    sp.add_argument("what", choices=["scene", "series", "faces", "characters"],
+                    help="scene: the embedder; series: the series/genre head on it; faces: the face "
+                         "detector; characters: the character embedder")
+    sp.add_argument("--steps", type=int, default=None,
+                    help="training steps (scene default 300; faces and characters have their own)")
     sp.add_argument("--holdout-every", type=int, default=0,
-                    help="hold out every Nth episode of each series (honest evaluation)")
+                    help="hold out every Nth episode of each series (honest evaluation; faces and "
+                         "characters default to 3)")
+    sp.add_argument("--labels", default=None, metavar="FILE",
+                    help="faces/characters: face-label file (default: the library's ground_truth.json)")
+    sp.add_argument("--supervision", choices=["names", "tracks"], default="names",
+                    help="characters: group faces by labelled name, or by track (one character "
+                         "within one shot)")
     sp.add_argument("--resume", action="store_true", help="continue from the last checkpoint")
     sp.add_argument("--arch", default="hybrid-mobilenet_v3_small",
                     help="backbone: mobilenet_v3_small (measured ~10x faster to train here than "

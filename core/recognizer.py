@@ -20,9 +20,9 @@ import json
 import logging
 import math
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
 import numpy as np
 from sqlalchemy.orm import Session, sessionmaker
@@ -143,12 +143,15 @@ class Recognizer:
     unsure_threshold: float = 0.35
     calibration: Calibration = field(default_factory=Calibration)
     series_head: SeriesHead | None = None
+    characters: Any = None  # core.characters.CharacterRecognizer, once faces and a cast exist
 
     @property
     def model_version(self) -> str:
         v = f"{self.embedder.name}:{self.embedder.version}"
         if self.series_head is not None:
             v += f"+series:{self.series_head.version}"
+        if self.characters is not None:
+            v += f"+characters:{self.characters.version}"
         return v
 
     # ------------------------------------------------------------------------------------------
@@ -185,8 +188,30 @@ class Recognizer:
         t4 = time.perf_counter()
         timings["verify"] = (t4 - t3) * 1000
         rec = self._finish(clusters, vecs, media, timings)
+        rec = self._with_characters(rec, media, timings)
         timings["total"] = (time.perf_counter() - t0) * 1000
         return rec
+
+    def _with_characters(self, rec: Recognition, media: Media, timings: dict[str, float]) -> Recognition:
+        """Step 9: faces in the (first) query frame, matched against the cast of the top
+        candidates' series (at most three series), with a bonus for who appears in the
+        matched shot. Nothing matched: the faces are still found, as "unknown"."""
+        if self.characters is None:
+            return rec
+        t0 = time.perf_counter()
+        cat = self.catalog
+        series_ids = list(dict.fromkeys(c.series.id for c in rec.candidates[:5]))[:3]
+        if rec.status == "no_match":
+            series_ids = []
+        shots: list[int] = []
+        if rec.candidates and rec.status != "no_match":
+            best = rec.candidates[0]
+            sl = cat.window(best.episode_id, best.time - 0.5, best.time + 0.5)
+            shots = sorted({int(x) for x in cat.shot[sl] if x >= 0})
+        titles = {sid: info.title for sid, info in cat.series.items()}
+        hits = self.characters.recognize(media.frames[0], series_ids, titles, shots)
+        timings["characters"] = (time.perf_counter() - t0) * 1000
+        return replace(rec, characters=tuple(hits))
 
     # ------------------------------------------------------------------------------------------
     def _group(self, media: Media, ids: np.ndarray, sims: np.ndarray, owner: list[int]) -> list[_Cluster]:
@@ -396,6 +421,7 @@ def build_recognizer(sessions: sessionmaker[Session], *, index_dir: Path, models
 
     embedder = load_scene_embedder(sessions, models_dir)
     head = load_series_head(sessions, models_dir)
+    characters = build_character_recognizer(sessions, models_dir)
     if head is not None and getattr(head, "embedder_version", None) != embedder.version:
         logger.warning("series head %s was trained on another embedder; ignoring it until "
                        "`anirec train series` is re-run", head.version)
@@ -407,4 +433,22 @@ def build_recognizer(sessions: sessionmaker[Session], *, index_dir: Path, models
                       index_version=index.version, search_k=search_k,
                       match_threshold=match_threshold, unsure_threshold=unsure_threshold,
                       calibration=Calibration.load(models_dir / "calibration.json"),
-                      series_head=head)
+                      series_head=head, characters=characters)
+
+
+def build_character_recognizer(sessions: sessionmaker[Session], models_dir: Path) -> Any:
+    """Face detector + character embedder + the cast gallery, or None while any is missing
+    (characters are then simply left out of answers)."""
+    from core.characters import CharacterRecognizer, load_gallery, load_floor
+    from core.models.registry import load_character_embedder, load_face_detector
+
+    detector = load_face_detector(sessions, models_dir)
+    embedder = load_character_embedder(sessions, models_dir) if detector is not None else None
+    if detector is None or embedder is None:
+        return None
+    gallery = load_gallery(sessions, embedder, home=models_dir.parent)
+    if not len(gallery):
+        logger.info("characters: no cast yet (`anirec characters add` / `discover`); faces are off")
+        return None
+    return CharacterRecognizer(detector=detector, embedder=embedder, gallery=gallery,
+                               floor=load_floor(models_dir, embedder))

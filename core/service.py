@@ -121,17 +121,17 @@ class RecognitionService:
         self._inflight += 1
         loop = asyncio.get_running_loop()
         try:
-            engine, rec, t0 = await loop.run_in_executor(self._executor, self._infer, data, sticker)
+            engine, rec, t0, media = await loop.run_in_executor(self._executor, self._infer, data, sticker)
         finally:
             self._inflight -= 1
         # The single inference worker is free again: cutting the preview and writing the
         # query row happen on the I/O pool, so they never hold up the next recognition.
         rec = await loop.run_in_executor(self._io, self._finish, engine, rec, data, source,
-                                         with_preview, t0)
+                                         with_preview, t0, media)
         self.served += 1
         return rec
 
-    def _infer(self, data: bytes, sticker: bool) -> tuple[Recognizer, Recognition, float]:
+    def _infer(self, data: bytes, sticker: bool) -> tuple[Recognizer, Recognition, float, Media]:
         t0 = time.perf_counter()
         engine = self._recognizer
         if engine is None:
@@ -140,11 +140,16 @@ class RecognitionService:
         t1 = time.perf_counter()
         rec = engine.recognize(media)
         rec.timings_ms["decode"] = (t1 - t0) * 1000
-        return engine, rec, t0
+        return engine, rec, t0, media
 
     def _finish(self, engine: Recognizer, rec: Recognition, data: bytes, source: Source,
-                with_preview: bool, t0: float) -> Recognition:
+                with_preview: bool, t0: float, media: Media | None = None) -> Recognition:
         timings = dict(rec.timings_ms)
+        sha = hashlib.sha256(data).hexdigest()
+        if with_preview and rec.characters and media is not None and self.previews is not None:
+            ta = time.perf_counter()
+            rec = replace(rec, annotated=self._annotated(sha, media, rec))
+            timings["annotate"] = (time.perf_counter() - ta) * 1000
         if with_preview and rec.candidates:
             tp = time.perf_counter()
             rec = replace(rec, candidates=(self._with_preview(engine, rec.candidates[0]),)
@@ -152,12 +157,30 @@ class RecognitionService:
             timings["preview"] = (time.perf_counter() - tp) * 1000
         latency = (time.perf_counter() - t0) * 1000
         timings["total"] = latency
-        sha = hashlib.sha256(data).hexdigest()
         image_path = self._keep_image(sha, data) if self.images_dir is not None else None
         qid = self.store.record_query(rec, source, image_sha256=sha, latency_ms=latency,
                                       image_path=image_path)
         self._latency_ms.append(latency)
         return replace(rec, query_id=qid, timings_ms=timings)
+
+    def _annotated(self, sha: str, media: Media, rec: Recognition) -> str | None:
+        """The query image with the faces boxed and named (a JPEG in the previews folder)."""
+        from core.characters import annotate
+
+        assert self.previews is not None
+        folder = self.previews.cache_dir / "annotated"
+        key = hashlib.sha256((sha + repr([(h.name, h.box) for h in rec.characters])).encode()).hexdigest()[:24]
+        path = folder / f"{key}.jpg"
+        if not path.exists():
+            try:
+                folder.mkdir(parents=True, exist_ok=True)
+                tmp = path.with_name(path.name + ".tmp")
+                annotate(media.first, rec.characters).save(tmp, format="JPEG", quality=85)
+                tmp.replace(path)
+            except OSError as exc:  # a full disk must not lose the answer
+                logger.warning("could not write the annotated still: %s", exc)
+                return None
+        return str(path)
 
     def _with_preview(self, engine: Recognizer, cand: Candidate) -> Candidate:
         if self.previews is None:

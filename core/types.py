@@ -82,6 +82,7 @@ class Recognition:
     index_version: str = ""
     query_id: str | None = None  # set once stored; feedback refers to it
     frames_used: int = 1
+    annotated: str | None = None  # path of the query image with faces boxed and named
 
     @property
     def best(self) -> Candidate | None:
@@ -97,6 +98,7 @@ class Recognition:
             "confidence": round(self.confidence, 4),
             "candidates": [c.to_json() for c in self.candidates[:5]],
             "characters": [c.to_json() for c in self.characters],
+            "annotated": self.annotated,
             "genres": [{"genre": g, "score": round(s, 4)} for g, s in self.genres],
             "timings_ms": {k: round(v, 2) for k, v in self.timings_ms.items()},
             "model_version": self.model_version,

@@ -67,3 +67,28 @@ def load_series_head(sessions: sessionmaker[Session], models_dir: Path) -> Any:
     from core.models.series import load_series_head as _load
 
     return _load(path)
+
+
+def _load_promoted(sessions: sessionmaker[Session], models_dir: Path, kind: str, loader: Any) -> Any:
+    mv = promoted(sessions, kind)
+    if mv is None:
+        return None
+    path = _resolve(models_dir, mv.path)
+    if not path.exists():
+        logger.warning("promoted %s model %s is missing (%s); characters are off", kind, mv.version, path)
+        return None
+    return loader(path)
+
+
+def load_face_detector(sessions: sessionmaker[Session], models_dir: Path) -> Any:
+    """The promoted face detector, or None until `anirec train faces` has made one."""
+    from core.models.faces import load_face_detector as load
+
+    return _load_promoted(sessions, models_dir, "faces", load)
+
+
+def load_character_embedder(sessions: sessionmaker[Session], models_dir: Path) -> Any:
+    """The promoted character embedder, or None until `anirec train characters` has made one."""
+    from core.models.characters import load_character_embedder as load
+
+    return _load_promoted(sessions, models_dir, "characters", load)

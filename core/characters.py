@@ -1,0 +1,200 @@
+"""Who is in the picture: detect faces, embed them, match against the cast (a closed set).
+
+The cast of a series is its `characters` rows; each character has reference vectors
+(`character_references`: images the operator added, or faces of a cluster they named).
+A query face is matched only against the cast of the top candidates' series, with a bonus
+for characters known to appear in the matched shot (`appearances`); below the similarity
+floor it is "unknown" rather than the nearest name.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+from PIL import Image, ImageDraw, ImageFont
+from sqlalchemy import select
+from sqlalchemy.orm import Session, sessionmaker
+
+from core.db.models import Appearance, Character, CharacterReference
+from core.types import CharacterHit
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_FLOOR = 0.55  # cosine similarity below which a face is "unknown" (tuned by `anirec eval characters`)
+SHOT_BONUS = 0.05  # similarity bonus for characters known to appear in the matched shot
+MAX_FACES = 8  # faces identified per query (the largest / most confident first)
+
+
+def vector_bytes(v: np.ndarray) -> bytes:
+    return np.asarray(v, np.float32).tobytes()
+
+
+def bytes_vector(b: bytes) -> np.ndarray:
+    return np.frombuffer(b, np.float32)
+
+
+@dataclass
+class CastMember:
+    character_id: int
+    name: str
+    series_id: int
+    vectors: np.ndarray  # [k, dim] reference vectors
+
+
+@dataclass
+class Gallery:
+    """Reference vectors of every character, by series (for one embedder version)."""
+
+    embedder_version: str
+    by_series: dict[int, list[CastMember]] = field(default_factory=dict)
+    shot_cast: dict[int, set[int]] = field(default_factory=dict)  # shot id → character ids seen there
+
+    def __len__(self) -> int:
+        return sum(len(v) for v in self.by_series.values())
+
+    def cast(self, series_ids: Sequence[int]) -> list[CastMember]:
+        out: list[CastMember] = []
+        for sid in dict.fromkeys(series_ids):
+            out.extend(self.by_series.get(sid, []))
+        return out
+
+
+def load_gallery(sessions: sessionmaker[Session], embedder: Any, home: Path | None = None) -> Gallery:
+    """Read every character's references; references embedded by another embedder version are
+    re-embedded from their image (and the new vector is stored)."""
+    gal = Gallery(embedder_version=embedder.version)
+    with sessions() as s:
+        for ch in s.scalars(select(Character).order_by(Character.series_id, Character.id)):
+            vecs = []
+            for ref in ch.references:
+                if ref.embedding is not None and ref.embedder_version == embedder.version:
+                    vecs.append(bytes_vector(ref.embedding))
+                    continue
+                path = Path(ref.image_path) if ref.image_path else None
+                if path is not None and not path.is_absolute() and home is not None:
+                    path = home / path
+                if path is None or not path.exists():
+                    logger.warning("reference %d of %s has no image to re-embed; skipped", ref.id, ch.name)
+                    continue
+                with Image.open(path) as im:
+                    v = embedder.embed_reference(im)
+                ref.embedding, ref.embedder_version = vector_bytes(v), embedder.version
+                vecs.append(v)
+            if vecs:
+                gal.by_series.setdefault(ch.series_id, []).append(
+                    CastMember(ch.id, ch.name, ch.series_id, np.stack(vecs).astype(np.float32)))
+        s.commit()
+        for sid, cid in s.execute(select(Appearance.shot_id, Appearance.character_id)
+                                  .where(Appearance.character_id.is_not(None), Appearance.shot_id.is_not(None))
+                                  .distinct()):
+            gal.shot_cast.setdefault(int(sid), set()).add(int(cid))
+    return gal
+
+
+@dataclass
+class CharacterRecognizer:
+    """Face detector + character embedder + gallery."""
+
+    detector: Any  # core.models.faces.FaceDetector
+    embedder: Any  # core.models.characters.CharacterEmbedder
+    gallery: Gallery
+    floor: float = DEFAULT_FLOOR
+    max_faces: int = MAX_FACES
+
+    @property
+    def version(self) -> str:
+        return f"{self.detector.version}+{self.embedder.version}"
+
+    def recognize(self, image: Image.Image, series_ids: Sequence[int], series_titles: dict[int, str],
+                  shot_ids: Sequence[int] = ()) -> list[CharacterHit]:
+        """Faces in `image` and who they are among the cast of `series_ids` (in order of trust)."""
+        faces = self.detector.detect(image)[: self.max_faces]
+        if not faces:
+            return []
+        vecs = self.embedder.embed_faces(image, [f.box for f in faces])
+        cast = self.gallery.cast(series_ids)
+        in_shot: set[int] = set()
+        for sid in shot_ids:
+            in_shot |= self.gallery.shot_cast.get(int(sid), set())
+        hits = []
+        for face, v in zip(faces, vecs):
+            best, best_sim = None, -1.0
+            for m in cast:
+                sim = float((m.vectors @ v).max()) + (SHOT_BONUS if m.character_id in in_shot else 0.0)
+                if sim > best_sim:
+                    best, best_sim = m, sim
+            if best is not None and best_sim >= self.floor:
+                hits.append(CharacterHit(name=best.name, series=series_titles.get(best.series_id),
+                                         score=min(1.0, best_sim), box=tuple(int(x) for x in face.box)))
+            else:
+                hits.append(CharacterHit(name="unknown", series=None, score=max(0.0, best_sim),
+                                         box=tuple(int(x) for x in face.box)))
+        hits.sort(key=lambda h: h.box[0])  # left to right, as people read the picture
+        return hits
+
+
+FLOOR_FILE = "characters-floor.json"
+
+
+def load_floor(models_dir: Path, embedder: Any) -> float:
+    """The unknown-face floor: tuned by `anirec eval characters --tune` for this embedder
+    version, else the one measured at training time, else the default."""
+    import json
+
+    try:
+        d = json.loads((models_dir / FLOOR_FILE).read_text())
+        if d.get("embedder_version") == embedder.version:
+            return float(d["floor"])
+    except (OSError, ValueError, KeyError, TypeError):
+        pass
+    return float(embedder.metrics.get("floor", DEFAULT_FLOOR))
+
+
+def timed(fn: Any, *args: Any, **kw: Any) -> tuple[Any, float]:
+    t0 = time.perf_counter()
+    out = fn(*args, **kw)
+    return out, (time.perf_counter() - t0) * 1000
+
+
+# ----------------------------------------------------------------------------------------------
+# the annotated still
+# ----------------------------------------------------------------------------------------------
+PALETTE = [(255, 82, 82), (64, 196, 255), (255, 214, 0), (105, 240, 174), (224, 64, 251),
+           (255, 145, 0), (83, 109, 254), (29, 233, 182)]
+
+
+def _font(size: int) -> Any:
+    for name in ("DejaVuSans-Bold.ttf", "DejaVuSans.ttf"):
+        try:
+            return ImageFont.truetype(name, size)
+        except OSError:
+            continue
+    return ImageFont.load_default(size=size)
+
+
+def annotate(image: Image.Image, hits: Sequence[CharacterHit], max_side: int = 960) -> Image.Image:
+    """The query image with a box and a name tag on every face (scaled down to `max_side`)."""
+    img = image.convert("RGB")
+    scale = min(1.0, max_side / max(img.size))
+    if scale < 1.0:
+        img = img.resize((max(1, round(img.width * scale)), max(1, round(img.height * scale))), Image.LANCZOS)
+    draw = ImageDraw.Draw(img)
+    font = _font(max(11, round(min(img.size) / 22)))
+    lw = max(2, round(min(img.size) / 200))
+    for k, h in enumerate(hits):
+        col = (200, 200, 200) if h.name == "unknown" else PALETTE[k % len(PALETTE)]
+        x0, y0, x1, y1 = (v * scale for v in h.box)
+        draw.rectangle((x0, y0, x1 - 1, y1 - 1), outline=col, width=lw)
+        label = "?" if h.name == "unknown" else h.name
+        tb = draw.textbbox((0, 0), label, font=font)
+        tw, th = tb[2] - tb[0] + 6, tb[3] - tb[1] + 6
+        ty = y0 - th if y0 - th >= 0 else min(img.height - th, y1)
+        tx = max(0, min(x0, img.width - tw))
+        draw.rectangle((tx, ty, tx + tw, ty + th), fill=col)
+        draw.text((tx + 3 - tb[0], ty + 3 - tb[1]), label, fill=(0, 0, 0), font=font)
+    return img
