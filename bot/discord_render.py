@@ -15,15 +15,20 @@ The answer message:
   traced back to its query after a restart (`query_id_from_footer`);
 - files: the preview clip (MP4) when it fits the upload budget, with the still JPEG as the
   embed thumbnail (``attachment://``); the still as the embed image when there is no clip.
+  When characters were found, the query picture with every face boxed and named
+  (`Recognition.annotated`) goes as ``characters.jpg`` and is the embed thumbnail (it takes
+  the place of the still, which is then not sent: the clip already shows the scene). It
+  counts against the same upload budget; a missing or unreadable file is left out.
 
 Adult series (`SeriesInfo.is_adult`) outside NSFW channels (and in DMs): the title, other
 titles, candidate line and characters are wrapped in ``||spoilers||`` and marked 18+, the
-embed title is withheld, no embed image is set, and the preview goes as a ``SPOILER_`` file
-(Discord blurs it until clicked).
+embed title is withheld, no embed image is set, and the preview (and the named-faces picture)
+go as ``SPOILER_`` files (Discord blurs them until clicked).
 """
 
 from __future__ import annotations
 
+import logging
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -44,6 +49,8 @@ from core.formatting import (
     time_range,
 )
 from core.types import Candidate, Recognition
+
+logger = logging.getLogger(__name__)
 
 #: Bytes of files attached to one answer. Discord's smallest upload limit is 10 MB (it was 8 MB
 #: for years); 8 MB keeps every server, boosted or not, and leaves room for the JSON part.
@@ -66,6 +73,7 @@ ADULT_MARK = " (18+)"
 FOOTER_HINT = f"{CORRECT_EMOJI} right · {WRONG_EMOJI} wrong · 1️⃣–5️⃣ it was that one"
 CLIP_NAME = "preview.mp4"
 STILL_NAME = "preview.jpg"
+ANNOTATED_NAME = "characters.jpg"
 SPOILER_PREFIX = "SPOILER_"
 
 _FOOTER_ID = re.compile(r"(?:^|\s)id: (?P<qid>[A-Za-z0-9_-]{1,40})(?=\s|$)")
@@ -96,8 +104,26 @@ class RenderedAnswer:
     hidden: bool = False  # an adult answer withheld behind spoilers
 
     def files(self) -> list[discord.File]:
-        """Fresh `discord.File`s (each can be sent once)."""
-        return [a.to_file() for a in self.attachments]
+        """Fresh `discord.File`s (each can be sent once).
+
+        A file that cannot be opened any more (deleted from the cache since rendering,
+        unreadable) is left out, and the embed no longer points at it."""
+        out: list[discord.File] = []
+        kept: list[Attachment] = []
+        for a in self.attachments:
+            try:
+                out.append(a.to_file())
+            except OSError as exc:
+                logger.warning("could not attach %s: %s", a.filename, exc)
+                ref = f"attachment://{a.filename}"
+                if self.embed.image and self.embed.image.url == ref:
+                    self.embed.set_image(url=None)
+                if self.embed.thumbnail and self.embed.thumbnail.url == ref:
+                    self.embed.set_thumbnail(url=None)
+                continue
+            kept.append(a)
+        self.attachments = kept
+        return out
 
     @property
     def rank_emoji(self) -> tuple[str, ...]:
@@ -223,6 +249,18 @@ def preview_attachments(c: Candidate | None, *, hide: bool,
     return out, None
 
 
+def annotated_attachment(rec: Recognition, *, hide: bool, budget: int) -> Attachment | None:
+    """The query picture with the faces boxed and named, when there is one that fits `budget`
+    bytes (a missing or unreadable file is simply left out)."""
+    if not rec.annotated or not rec.characters:
+        return None
+    path = Path(rec.annotated)
+    size = _size(path)
+    if size is None or size > budget:
+        return None
+    return Attachment(path, (SPOILER_PREFIX if hide else "") + ANNOTATED_NAME)
+
+
 # -- the answer ------------------------------------------------------------------------------------
 
 def render_answer(rec: Recognition, *, adult_ok: bool = False,
@@ -275,6 +313,16 @@ def render_answer(rec: Recognition, *, adult_ok: bool = False,
     embed.set_footer(text=footer_text(rec.query_id, rec.timings_ms.get("total")))
     attachments, still_use = preview_attachments(best if rec.status != "no_match" else None,
                                                  hide=hide, budget=budget)
+    # The named faces take the thumbnail; a still that was only the clip's thumbnail makes room.
+    others = [a for a in attachments if not (still_use == "thumbnail" and a.filename == STILL_NAME)]
+    faces = annotated_attachment(
+        rec, hide=hide, budget=budget - sum(_size(a.path) or 0 for a in others))
+    if faces is not None:
+        if still_use == "thumbnail":
+            attachments, still_use = others, None
+        attachments.append(faces)
+        if not hide:
+            embed.set_thumbnail(url=f"attachment://{ANNOTATED_NAME}")
     if still_use == "image":
         embed.set_image(url=f"attachment://{STILL_NAME}")
     elif still_use == "thumbnail":

@@ -20,8 +20,13 @@ reaction names a message, not a query, so answers are remembered in a bounded LR
 (chat id, message id) → query id, journaled to `<home>/telegram-answers.jsonl` so that it
 survives a restart (buttons need no map: their payload carries the query id).
 
+Characters: when faces were recognised (`Recognition.annotated`, at least one named), the
+query picture with every face boxed and named follows the answer as a photo replying to it,
+captioned "Characters: <b>Name</b> (Series) · …"; best effort, never at the answer's expense.
+
 Adult series: private chats allow them (the person asked); in groups the title is behind a
-spoiler and the preview is sent with `has_spoiler=True` (see `bot.telegram_render`).
+spoiler and the preview (and the named-faces photo) is sent with `has_spoiler=True` (see
+`bot.telegram_render`).
 
 Lifecycle: `build_telegram_application()` then `run_telegram(app, stop)` inside a running
 loop (initialize/start/polling or webhook/stop/shutdown, never `run_polling()`), so the
@@ -77,6 +82,7 @@ from bot.common import emoji_feedback, parse_feedback, user_error_text
 from bot.telegram_render import (
     MAX_CAPTION,
     answer_needs_spoiler,
+    characters_caption,
     feedback_keyboard,
     feedback_toast,
     help_text,
@@ -507,7 +513,8 @@ async def recognize_and_reply(context: CustomContext, media_msg: Message, reques
 async def send_answer(context: CustomContext, request: Message, rec: Recognition, *,
                       adult_ok: bool) -> list[Message]:
     """Reply with the preview clip (or still, or text) captioned with the answer, plus the
-    keyboard; the answer goes in its own message when it is too long for a caption."""
+    keyboard; the answer goes in its own message when it is too long for a caption. Then,
+    when characters were named, the named-faces photo (`send_characters`)."""
     text = render_answer(rec, adult_ok=adult_ok)
     markup: InlineKeyboardMarkup | None = None
     n = len(rec.candidates[:5])
@@ -545,7 +552,31 @@ async def send_answer(context: CustomContext, request: Message, rec: Recognition
         for m in sent:
             context.state.answers.put(m.chat_id, m.message_id,
                                       AnswerRef(rec.query_id, n, keyboard_id))
+    await send_characters(sent[-1], rec, adult_ok=adult_ok, spoiler=spoiler)
     return sent
+
+
+async def send_characters(answer: Message, rec: Recognition, *, adult_ok: bool,
+                          spoiler: bool) -> Message | None:
+    """After an answer that went out: the query picture with the faces boxed and named, as a
+    photo replying to `answer` (only when someone was recognised). Best effort: a missing
+    file or a failed call is logged and the answer stands as it is."""
+    if not rec.annotated:
+        return None
+    caption = characters_caption(rec, adult_ok=adult_ok)
+    if caption is None:
+        return None
+    path = Path(rec.annotated)
+    try:
+        if not path.is_file():
+            logger.info("the named-faces picture is gone; not sending it")
+            return None
+        return await answer.reply_photo(
+            photo=path, caption=caption, parse_mode=ParseMode.HTML, has_spoiler=spoiler,
+            reply_parameters=_reply_to(answer))
+    except (TelegramError, OSError) as exc:
+        logger.warning("sending the named-faces picture failed: %s", exc)
+        return None
 
 
 # -- handlers --------------------------------------------------------------------------------------

@@ -143,6 +143,30 @@ def render_short_caption(rec: Recognition, *, adult_ok: bool = True) -> str:
     return text if visible_length(text) <= MAX_CAPTION else header_html(rec)
 
 
+def characters_caption(rec: Recognition, *, adult_ok: bool = True) -> str | None:
+    """The caption of the named-faces picture: "Characters: <b>Name</b> (Series) · …", or
+    None when no face was recognised (all "unknown"). Fits Telegram's caption limit; behind
+    a spoiler when the answer's series is withheld here."""
+    seen: dict[tuple[str, str | None], None] = {}
+    for h in rec.characters:
+        if h.name != "unknown":
+            seen.setdefault((h.name, h.series), None)
+    if not seen:
+        return None
+    prefix = "Characters: "
+    parts: list[str] = []
+    for name, series in seen:
+        part = f"<b>{esc(name)}</b>" + (f" ({esc(series)})" if series else "")
+        if visible_length(prefix + " · ".join([*parts, part, "…"])) > MAX_CAPTION:
+            parts.append("…")
+            break
+        parts.append(part)
+    body = " · ".join(parts)
+    if answer_needs_spoiler(rec, adult_ok=adult_ok):
+        body = spoiler(body)
+    return prefix + body
+
+
 def answer_needs_spoiler(rec: Recognition, *, adult_ok: bool) -> bool:
     """Whether the preview media should be sent with `has_spoiler=True`."""
     best = rec.best

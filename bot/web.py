@@ -6,9 +6,10 @@ and the ✅ ❌ 1–5 feedback buttons, which write the same `feedback` rows as 
 an adapter like the others: request → bytes + `Source(platform="web")` → the shared
 `RecognitionService` → a JSON view built from `core.formatting` → rendered by the browser.
 
-Nothing the browser receives names a file on the machine: preview clips, stills and sample
-pictures are served under opaque random tokens (`MediaTokens`), errors are the same friendly
-texts the bots send (`bot.common.user_error_text`), and stack traces only go to the log.
+Nothing the browser receives names a file on the machine: preview clips, stills, the
+picture with the characters' faces marked, and sample pictures are served under opaque
+random tokens (`MediaTokens`), errors are the same friendly texts the bots send
+(`bot.common.user_error_text`), and stack traces only go to the log.
 
 The operator pages (`/admin`) answer loopback clients only (unless `local_only=False`), and
 only under a loopback host name, so a web page elsewhere cannot reach them by DNS rebinding.
@@ -180,7 +181,8 @@ def answer_view(rec: Recognition, media: MediaTokens) -> dict[str, Any]:
     """The JSON the chat page renders: the bots' wording, no paths.
 
     Args:
-        rec: the recognition (its preview/still paths are turned into /media/<token> URLs).
+        rec: the recognition (its preview/still/annotated paths are turned into
+            /media/<token> URLs).
         media: the token registry the /media route serves from.
 
     Returns:
@@ -210,6 +212,11 @@ def answer_view(rec: Recognition, media: MediaTokens) -> dict[str, Any]:
                            "text": line.removeprefix(prefix),
                            "score": round(c.score, 4)})
     n_ranks = len(top) if len(top) > 1 else 0  # a single candidate is what ✅ already says
+    annotated = annotated_alt = None
+    if rec.annotated and rec.characters:
+        annotated = f"/media/{media.token_for(rec.annotated)}"
+        names = character_text(rec.characters)
+        annotated_alt = f"Your picture with the faces marked: {names}" if names else None
     total = rec.timings_ms.get("total")
     return {
         "query_id": rec.query_id,
@@ -225,6 +232,8 @@ def answer_view(rec: Recognition, media: MediaTokens) -> dict[str, Any]:
         "genres": [g for g, _ in rec.genres[:3]] if rec.status != "match" else [],
         "preview": preview,
         "still": still,
+        "annotated": annotated,
+        "annotated_alt": annotated_alt,
         "feedback_ranks": n_ranks,
         "tally": FeedbackTally().as_dict(),
         "hint": FEEDBACK_HINT if rec.query_id else None,
@@ -486,7 +495,7 @@ async def api_feedback(request: web.Request) -> web.Response:
 
 
 async def media(request: web.Request) -> web.StreamResponse:
-    """A preview clip or still, by its opaque token."""
+    """A preview clip, still or named-faces picture, by its opaque token."""
     path = _ctx(request).media.resolve(request.match_info["token"])
     if path is None or not path.is_file():
         return json_error(404, "That preview is no longer available.")

@@ -16,6 +16,7 @@ import json
 import time
 from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
+from dataclasses import replace
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
@@ -42,6 +43,7 @@ from bot.discord_adapter import (
 )
 from bot.discord_render import (
     ADULT_TITLE,
+    ANNOTATED_NAME,
     HELP_TEXT,
     MENTION_HINT,
     OWNER_ONLY,
@@ -51,6 +53,7 @@ from bot.discord_render import (
 )
 from core.db.models import Feedback, Query
 from core.errors import ConfigError, MediaTooLarge, UnsupportedMedia
+from core.media import MediaLimits
 from core.types import Candidate, CharacterHit, Recognition, SeriesInfo
 from tests.fakes.media import clip_of
 from tests.fakes.discord_server import FakeDiscord, RecordedRequest
@@ -688,3 +691,122 @@ def test_render_no_match_and_adult_and_budget(tmp_path: Path) -> None:
     assert [a.filename for a in small.attachments] == ["preview.jpg"]
     assert small.embed.image.url == "attachment://preview.jpg"
     assert shown.rank_emoji == ("✅", "❌")  # one candidate: ✅ says it all
+
+
+# -- the named-faces picture -----------------------------------------------------------------------
+
+def faces_jpeg(path: Path, boxes: Sequence[tuple[int, int, int, int]] = ((20, 20, 60, 70),)
+               ) -> Path:
+    """A small JPEG standing in for `core.characters.annotate`'s output: boxes on a picture."""
+    from PIL import Image, ImageDraw
+
+    img = Image.new("RGB", (160, 120), (30, 60, 90))
+    draw = ImageDraw.Draw(img)
+    for box in boxes:
+        draw.rectangle(box, outline=(255, 82, 82), width=3)
+    img.save(path, format="JPEG", quality=85)
+    return path
+
+
+def png_of(color: tuple[int, int, int] = (200, 100, 50)) -> bytes:
+    from PIL import Image
+
+    out = io.BytesIO()
+    Image.new("RGB", (64, 48), color).save(out, format="PNG")
+    return out.getvalue()
+
+
+class StubService:
+    """Just what the cog calls to answer a picture; `recognize` returns what it is given."""
+
+    def __init__(self, result: Recognition) -> None:
+        self.limits = MediaLimits()
+        self.result = result
+
+    async def recognize(self, data: bytes, *, source: Any, sticker: bool = False,
+                        with_preview: bool = True) -> Recognition:
+        return self.result
+
+
+def faces_recognition(annotated: Path | None, still: Path | None = None) -> Recognition:
+    best = Candidate(series=SeriesInfo(1, "Some Show"), episode_id=1, season=None, episode=2,
+                     episode_label="02", time=5.0, time_from=4.0, time_to=6.0, score=0.97,
+                     still=str(still) if still else None)
+    return Recognition(status="match", confidence=0.97, candidates=(best,),
+                       characters=(CharacterHit("Mika_chan", "Some Show", 0.9, (20, 20, 60, 70)),
+                                   CharacterHit("unknown", None, 0.2, (90, 20, 130, 70))),
+                       annotated=str(annotated) if annotated else None, query_id="facesQ01")
+
+
+def test_render_annotated_is_the_thumbnail_within_the_budget(tmp_path: Path) -> None:
+    clip, still = tmp_path / "c.mp4", tmp_path / "s.jpg"
+    clip.write_bytes(b"\0" * 5000)
+    still.write_bytes(b"\0" * 1000)
+    faces = faces_jpeg(tmp_path / "faces.jpg")
+    cand = _cand(1, preview=str(clip), still=str(still))
+    rec = Recognition(status="match", confidence=0.9, candidates=(cand,), query_id="q1",
+                      characters=(CharacterHit("Mika", "x", 0.9, (0, 0, 9, 9)),),
+                      annotated=str(faces))
+    # A clip: the named faces take the thumbnail from the clip's still.
+    out = render_answer(rec, adult_ok=True)
+    assert [a.filename for a in out.attachments] == ["preview.mp4", ANNOTATED_NAME]
+    assert out.embed.thumbnail.url == f"attachment://{ANNOTATED_NAME}"
+    # No clip: the still stays the embed image, the faces are the thumbnail.
+    no_clip = replace(rec, candidates=(replace(cand, preview=None),))
+    out = render_answer(no_clip, adult_ok=True)
+    assert [a.filename for a in out.attachments] == ["preview.jpg", ANNOTATED_NAME]
+    assert out.embed.image.url == "attachment://preview.jpg"
+    assert out.embed.thumbnail.url == f"attachment://{ANNOTATED_NAME}"
+    # Too big for what is left of the budget: the answer is as it was without it.
+    tight = render_answer(rec, adult_ok=True, budget=5000 + 1000)
+    assert [a.filename for a in tight.attachments] == ["preview.mp4", "preview.jpg"]
+    assert tight.embed.thumbnail.url == "attachment://preview.jpg"
+    # Withheld adult series: a blurred file, not in the embed.
+    adult = replace(rec, candidates=(_cand(1, adult=True, preview=str(clip), still=str(still)),))
+    hidden_out = render_answer(adult, adult_ok=False)
+    assert [a.filename for a in hidden_out.attachments] == ["SPOILER_preview.mp4",
+                                                            "SPOILER_" + ANNOTATED_NAME]
+    assert not hidden_out.embed.thumbnail and not hidden_out.embed.image
+    # Gone, or gone between rendering and sending: left out, the embed no longer points at it.
+    assert ANNOTATED_NAME not in [a.filename for a in render_answer(
+        replace(rec, annotated=str(tmp_path / "nope.jpg"))).attachments]
+    late = render_answer(no_clip, adult_ok=True)
+    faces.unlink()
+    assert [f.filename for f in late.files()] == ["preview.jpg"]
+    assert not late.embed.thumbnail and late.embed.image.url == "attachment://preview.jpg"
+
+
+async def test_annotated_faces_go_as_the_embed_thumbnail(dc: FakeDiscord, tmp_path: Path) -> None:
+    still = faces_jpeg(tmp_path / "still.jpg", boxes=())
+    faces = faces_jpeg(tmp_path / "faces.jpg")
+    alice = dc.users[0]
+    async with running(dc, StubService(faces_recognition(faces, still))):
+        msg = dc.message_create(dc.text_channel, alice, "who is this?",
+                                attachments=[png_attachment(dc, png_of())])
+        [post] = await answer_to(dc, msg)
+    assert [f.filename for f in post.files] == ["preview.jpg", ANNOTATED_NAME]
+    assert post.files[1].data == faces.read_bytes()
+    embed = embed_of(post)
+    assert embed["thumbnail"]["url"] == f"attachment://{ANNOTATED_NAME}"
+    assert embed["image"]["url"] == "attachment://preview.jpg"
+    assert [f["value"] for f in embed["fields"] if f["name"] == "Characters"] == [
+        r"Mika\_chan, 1 unknown"]
+    # What Discord made of it: the thumbnail is the uploaded characters.jpg.
+    [sent] = dc.sent_messages(dc.text_channel)
+    by_name = {a["filename"]: a for a in sent["attachments"]}
+    assert set(by_name) == {"preview.jpg", ANNOTATED_NAME}
+    assert sent["embeds"][0]["thumbnail"]["url"] == by_name[ANNOTATED_NAME]["url"]
+
+
+async def test_missing_annotated_file_is_left_out(dc: FakeDiscord, tmp_path: Path) -> None:
+    still = faces_jpeg(tmp_path / "still.jpg", boxes=())
+    rec = faces_recognition(tmp_path / "evicted.jpg", still)
+    alice = dc.users[0]
+    async with running(dc, StubService(rec)):
+        msg = dc.message_create(dc.text_channel, alice, "who is this?",
+                                attachments=[png_attachment(dc, png_of())])
+        [post] = await answer_to(dc, msg)
+    assert [f.filename for f in post.files] == ["preview.jpg"]
+    embed = embed_of(post)
+    assert "thumbnail" not in embed and embed["image"]["url"] == "attachment://preview.jpg"
+    assert embed["title"] == "Some Show" and qid_of(post) == "facesQ01"

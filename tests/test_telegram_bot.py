@@ -25,6 +25,7 @@ from sqlalchemy import select
 from bot.common import parse_feedback
 from bot.telegram_adapter import ALLOWED_UPDATES, build_telegram_application, run_telegram
 from bot.telegram_render import (
+    characters_caption,
     feedback_keyboard,
     render_answer,
     render_short_caption,
@@ -559,6 +560,125 @@ async def test_still_or_text_when_there_is_no_clip(tg: FakeTelegram, tmp_path: P
     assert keyboard(ans) == [["✅", "❌"]]  # one candidate: no rank buttons
     actions = [c.params["action"] for c in tg.calls("sendChatAction")]
     assert ("upload_photo" in actions) == (has == "still")
+
+
+# -- the named-faces photo -------------------------------------------------------------------------
+
+def faces_jpeg(path: Path) -> Path:
+    """A small JPEG standing in for `core.characters.annotate`'s output: boxes on a picture."""
+    from PIL import Image, ImageDraw
+
+    img = Image.new("RGB", (160, 120), (30, 60, 90))
+    ImageDraw.Draw(img).rectangle((20, 20, 60, 70), outline=(255, 82, 82), width=3)
+    img.save(path, format="JPEG", quality=85)
+    return path
+
+
+def png_of(color: tuple[int, int, int] = (200, 100, 50)) -> bytes:
+    from PIL import Image
+
+    out = io.BytesIO()
+    Image.new("RGB", (64, 48), color).save(out, format="PNG")
+    return out.getvalue()
+
+
+def faces_recognition(annotated: Path | None, *names: str, adult: bool = False) -> Recognition:
+    best = Candidate(series=SeriesInfo(1, "Some Show", is_adult=adult), episode_id=1,
+                     season=None, episode=2, episode_label="02", time=5.0, time_from=4.0,
+                     time_to=6.0, score=0.97)
+    hits = tuple(CharacterHit(n, None if n == "unknown" else "Tom & <Jerry>", 0.9,
+                              (20 + 40 * i, 20, 50 + 40 * i, 70)) for i, n in enumerate(names))
+    return Recognition(status="match", confidence=0.97, candidates=(best,), characters=hits,
+                       annotated=str(annotated) if annotated else None, query_id="facesQ01")
+
+
+def test_characters_caption_escapes_fits_and_hides() -> None:
+    rec = faces_recognition(Path("x.jpg"), "Mika <3", "unknown", "Mika <3", "Ren")
+    assert characters_caption(rec) == ("Characters: <b>Mika &lt;3</b> (Tom &amp; &lt;Jerry&gt;)"
+                                       " · <b>Ren</b> (Tom &amp; &lt;Jerry&gt;)")
+    assert characters_caption(faces_recognition(Path("x.jpg"), "unknown", "unknown")) is None
+    many = faces_recognition(Path("x.jpg"), *(f"Name{i} " + "x" * 150 for i in range(20)))
+    long = characters_caption(many)
+    assert long is not None and visible_length(long) <= 1024 and long.endswith(" · …")
+    adult = characters_caption(faces_recognition(Path("x.jpg"), "Ren", adult=True),
+                               adult_ok=False)
+    assert adult == "Characters: <tg-spoiler><b>Ren</b> (Tom &amp; &lt;Jerry&gt;)</tg-spoiler>"
+
+
+async def test_named_faces_photo_replies_to_the_answer(tg: FakeTelegram, tmp_path: Path) -> None:
+    faces = faces_jpeg(tmp_path / "faces.jpg")
+    alice = tg.user(1001, "Alice", "alice")
+    rec = faces_recognition(faces, "Mika <3", "unknown")
+    async with running(tg, StubService(rec)) as app:
+        upd = tg.photo_message(tg.private_chat(alice), alice, png_of())
+        tg.push_update(upd)
+        answer = await answer_to(tg, upd["message"]["message_id"], methods=["sendMessage"])
+        answer_id = answer.result["message_id"]
+        photo = await answer_to(tg, answer_id, methods=["sendPhoto"])
+        ref = app.bot_data["anirec"].answers.get(alice["id"], answer_id)
+    assert photo.params["caption"] == "Characters: <b>Mika &lt;3</b> (Tom &amp; &lt;Jerry&gt;)"
+    assert photo.params["parse_mode"] == "HTML"
+    assert shown(photo) == "Characters: Mika <3 (Tom & <Jerry>)"
+    assert photo.params["reply_parameters"]["message_id"] == answer_id
+    assert photo.params.get("has_spoiler") in (None, False)
+    assert "reply_markup" not in photo.params
+    [sent] = tg.calls("sendPhoto")  # the answer itself is text: the only photo is the faces
+    file_id = sent.result["photo"][-1]["file_id"]
+    assert tg.file_bytes(file_id)[:2] == b"\xff\xd8"
+    assert ref is not None and ref.query_id == "facesQ01"
+    assert keyboard(answer) == [["✅", "❌"]]
+
+
+@pytest.mark.parametrize("case", ["all unknown", "no annotated", "file gone"])
+async def test_no_named_faces_photo(tg: FakeTelegram, tmp_path: Path, case: str) -> None:
+    faces = faces_jpeg(tmp_path / "faces.jpg")
+    rec = {"all unknown": faces_recognition(faces, "unknown", "unknown"),
+           "no annotated": faces_recognition(None, "Ren"),
+           "file gone": faces_recognition(tmp_path / "evicted.jpg", "Ren")}[case]
+    alice = tg.user(1001, "Alice", "alice")
+    async with running(tg, StubService(rec)):
+        upd = tg.photo_message(tg.private_chat(alice), alice, png_of())
+        tg.push_update(upd)
+        answer = await answer_to(tg, upd["message"]["message_id"], methods=["sendMessage"])
+        await asyncio.sleep(0.4)
+    assert tg.calls("sendPhoto") == []
+    assert answer.ok and "Some Show" in shown(answer)
+
+
+async def test_failed_named_faces_photo_keeps_the_answer(tg: FakeTelegram, tmp_path: Path
+                                                         ) -> None:
+    faces = faces_jpeg(tmp_path / "faces.jpg")
+    alice = tg.user(1001, "Alice", "alice")
+    tg.fail_next("sendPhoto", status=400)
+    async with running(tg, StubService(faces_recognition(faces, "Ren"))) as app:
+        upd = tg.photo_message(tg.private_chat(alice), alice, png_of())
+        tg.push_update(upd)
+        answer = await answer_to(tg, upd["message"]["message_id"], methods=["sendMessage"])
+        answer_id = answer.result["message_id"]
+        deadline = time.monotonic() + 10
+        while not tg.calls("sendPhoto") and time.monotonic() < deadline:
+            await asyncio.sleep(0.02)
+        await asyncio.sleep(0.2)
+        ref = app.bot_data["anirec"].answers.get(alice["id"], answer_id)
+    [failed] = tg.calls("sendPhoto")
+    assert not failed.ok
+    assert ref is not None and ref.query_id == "facesQ01"
+    assert [c.method for c in tg.calls() if c.method.startswith("send")
+            and c.method != "sendChatAction"] == ["sendMessage", "sendPhoto"]
+
+
+async def test_named_faces_photo_is_blurred_for_adult_series_in_groups(
+        tg: FakeTelegram, tmp_path: Path) -> None:
+    faces = faces_jpeg(tmp_path / "faces.jpg")
+    alice = tg.user(1001, "Alice", "alice")
+    group = tg.group_chat()
+    async with running(tg, StubService(faces_recognition(faces, "Ren", adult=True))):
+        upd = tg.photo_message(group, alice, png_of(), caption=f"@{BOT}")
+        tg.push_update(upd)
+        answer = await answer_to(tg, upd["message"]["message_id"], methods=["sendMessage"])
+        photo = await answer_to(tg, answer.result["message_id"], methods=["sendPhoto"])
+    assert photo.params["has_spoiler"] is True
+    assert photo.params["caption"].startswith("Characters: <tg-spoiler>")
 
 
 async def test_unexpected_error_is_logged_and_answered_politely(

@@ -25,6 +25,7 @@ from bot.web import (
 from core.db.models import Feedback, Query
 from core.errors import MediaTooLarge
 from core.media import MediaLimits
+from core.types import Candidate, CharacterHit, Recognition, SeriesInfo
 
 USER_A = "userAAAAAAAAAAAAAAAAAA"
 USER_B = "userBBBBBBBBBBBBBBBBBB"
@@ -280,6 +281,56 @@ class _ExplodingService:
 
     async def recognize(self, data: bytes, **kw: Any) -> Any:
         raise self.exc
+
+
+class _FacesService:
+    """Stands in for the service: answers every picture with named faces."""
+
+    limits = MediaLimits(max_bytes=1_000_000)
+    ready = True
+
+    def __init__(self, rec: Recognition) -> None:
+        self.rec = rec
+
+    async def recognize(self, data: bytes, **kw: Any) -> Recognition:
+        return self.rec
+
+
+async def test_named_faces_picture_is_served_behind_a_token(make_web: Any, indexed_home: Any,
+                                                           tmp_path: Path) -> None:
+    from PIL import Image, ImageDraw
+
+    folder = tmp_path / "previews" / "annotated"
+    folder.mkdir(parents=True)
+    faces = folder / "0123456789abcdef01234567.jpg"
+    img = Image.new("RGB", (160, 120), (30, 60, 90))
+    ImageDraw.Draw(img).rectangle((20, 20, 60, 70), outline=(255, 82, 82), width=3)
+    img.save(faces, format="JPEG", quality=85)
+    best = Candidate(series=SeriesInfo(1, "Some Show"), episode_id=1, season=None, episode=2,
+                     episode_label="02", time=5.0, time_from=4.0, time_to=6.0, score=0.97)
+    rec = Recognition(status="match", confidence=0.97, candidates=(best,), query_id="facesQ01",
+                      characters=(CharacterHit("Mika", "Some Show", 0.9, (20, 20, 60, 70)),
+                                  CharacterHit("unknown", None, 0.2, (90, 20, 130, 70))),
+                      annotated=str(faces))
+    w = await make_web(service=_FacesService(rec))
+    resp, view = await w.identify(indexed_home.frame_png(0, 5.0))
+    assert resp.status == 200, view
+    assert view["characters"] == ["Mika", "unknown"]
+    assert view["annotated"].startswith("/media/") and "annotated" not in view["annotated"]
+    assert "Mika" in view["annotated_alt"] and "1 unknown" in view["annotated_alt"]
+    r, body = await w.request("GET", view["annotated"])
+    assert r.status == 200 and r.headers["Content-Type"] == "image/jpeg"
+    assert body == faces.read_bytes()
+    _, again = await w.identify(indexed_home.frame_png(0, 5.0))
+    assert again["annotated"] == view["annotated"]  # the same file keeps its token
+    texts = [b for b in w.bodies if b != body]  # everything but the JPEG itself
+    for leaked in (str(tmp_path), str(tmp_path.resolve()), faces.stem):
+        assert all(leaked.encode() not in b for b in texts), leaked
+    assert_no_home(w, indexed_home)
+
+    none = await make_web(service=_FacesService(Recognition(status="no_match", confidence=0.0)))
+    _, plain = await none.identify(indexed_home.frame_png(0, 5.0))
+    assert plain["annotated"] is None and plain["annotated_alt"] is None
 
 
 async def test_unexpected_errors_show_no_paths(make_web: Any, indexed_home: Any) -> None:

@@ -127,6 +127,12 @@
     if (v.characters && v.characters.length) {
       parts.push(h("div", { class: "characters" }, h("span", { class: "label" }, "Characters: "), v.characters_text));
     }
+    if (v.annotated) {
+      parts.push(h("img", {
+        class: "annotated", src: v.annotated, loading: "lazy",
+        alt: v.annotated_alt || "Your picture with the faces marked"
+      }));
+    }
 
     if (v.show_candidates) {
       parts.push(h("div", { class: "section-label" }, v.candidates.length > 1 ? "Top 5" : "Closest"));
