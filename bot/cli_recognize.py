@@ -163,6 +163,8 @@ def cmd_demo(app: Any, args: argparse.Namespace) -> int:
     print(f"      {len(rep.added)} added, {rep.unchanged} unchanged, {rep.index_count} frames; "
           + (f"{rep.speed:.1f}x real time" if rep.video_seconds else "nothing new to index"))
     print("[3/4] Models: " + _train_step(app, args))
+    if args.characters:
+        print("      Characters: " + _characters_step(app, library))
     print(f"[4/4] Identifying {args.queries} perturbed screenshots and clips")
     queries = make_demo_queries(library, st.home / "demo-queries", n=args.queries)
     results = asyncio.run(_run_demo(app, queries, library))
@@ -184,6 +186,42 @@ def _train_step(app: Any, args: argparse.Namespace) -> str:
     except ImportError:
         return "no trainer yet; using the default embedder"
     return demo_train(app, args)
+
+
+def _characters_step(app: Any, library: Path) -> str:
+    """Train the face detector and character embedder once, then give every character of the
+    sample library its one reference image (`anirec characters add`), so answers name them."""
+    from PIL import Image
+
+    from bot.cli_train import labels_path, train_characters_command, train_faces_command
+    from core.models.registry import load_character_embedder, load_face_detector, promoted
+    from data import cast
+    from training.facedata import read_labels, references
+
+    notes = []
+    lf = labels_path(app, str(library / "ground_truth.json"))
+    if promoted(app.sessions, "faces") is None:
+        r = train_faces_command(app, labels_file=lf, steps=None, holdout_every=3, resume=True)
+        notes.append(f"face detector P {r['precision']:.2f} / R {r['recall']:.2f}")
+    if promoted(app.sessions, "characters") is None:
+        r = train_characters_command(app, labels_file=lf, steps=400, holdout_every=3, resume=True,
+                                     supervision="names")
+        notes.append(f"character embedder in {r['train_seconds']:.0f} s")
+    detector = load_face_detector(app.sessions, app.settings.models_dir)
+    embedder = load_character_embedder(app.sessions, app.settings.models_dir)
+    known = {(r["series"], r["name"]) for r in cast.list_cast(app.sessions)}
+    added = 0
+    for series, members in references(library, read_labels(lf)).items():
+        for name, path in members.items():
+            if (series, name) in known:
+                continue
+            with Image.open(path) as im:
+                cast.add_references(app.sessions, app.settings.home.resolve(), series, name,
+                                    [(path.name, im.convert("RGB"))], detector=detector, embedder=embedder)
+            added += 1
+    notes.append(f"{added} characters added from one reference image each"
+                 if added else "cast already in the catalog")
+    return "; ".join(notes)
 
 
 async def _run_demo(app: Any, queries: list[dict[str, Any]], library: Path) -> dict[str, float]:
@@ -208,6 +246,8 @@ async def _run_demo(app: Any, queries: list[dict[str, Any]], library: Path) -> d
             mark = "✔" if ok["episode"] and ok["time"] else ("~" if ok["series"] else "✘")
             rows.append(mark)
             print(f"{Path(q['file']).name[:34]:34} {truth:30} {ans:36} {rec.confidence:5.2f} {mark}")
+            if rec.characters:
+                print(" " * 35 + "characters: " + ", ".join(h.name for h in rec.characters))
     finally:
         await service.close()
     n = max(1, len(queries))
@@ -234,6 +274,9 @@ def register(sub: Any) -> None:
     sp.add_argument("--train-steps", type=int, default=0,
                     help="also train a scene model for N steps (default 0: the trained model does "
                          "not yet beat the default embedder on CPU-sized runs; see issue #5)")
+    sp.add_argument("--characters", action="store_true",
+                    help="also train the face detector and character embedder (~10 min here) and "
+                         "name the sample cast from one reference image each")
     sp.add_argument("--serve", action=argparse.BooleanOptionalAction, default=None,
                     help="afterwards, serve the local web chat with the demo's screenshots "
                          "(default: yes at an interactive terminal, no otherwise)")

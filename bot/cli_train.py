@@ -6,6 +6,7 @@ import argparse
 import json
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -156,11 +157,12 @@ def train_faces_command(app: Any, *, labels_file: Path, steps: int | None, holdo
     from training.faces import TrainConfig, evaluate_detector, train_face_detector
 
     root, labels, train, held = _face_split(app, labels_file, holdout_every)
-    cfg = TrainConfig() if steps is None else TrainConfig(steps=steps)
-    frames = list(tqdm(iter_face_frames(root, labels, train, every=cfg.every if hasattr(cfg, "every") else 2),
+    cfg = TrainConfig() if steps is None else replace(TrainConfig(), steps=steps)
+    frames = list(tqdm(iter_face_frames(root, labels, train, every=3),
                        desc="reading labelled frames", unit="frame", disable=quiet, file=sys.stderr))
-    val = frames[::10]
-    train_frames = [f for i, f in enumerate(frames) if i % 10]
+    # every 5th shot of the training episodes tunes the score threshold (validation)
+    val = [f for f in frames if f.shot % 5 == 4] or frames[::10]
+    train_frames = [f for f in frames if f.shot % 5 != 4] or frames
     bar = tqdm(total=cfg.steps, desc="training face detector", unit="step", disable=quiet, file=sys.stderr)
 
     def progress(step: int, loss: float, metrics: dict[str, float]) -> None:
@@ -172,9 +174,9 @@ def train_faces_command(app: Any, *, labels_file: Path, steps: int | None, holdo
                                        resume=resume, progress=progress)
     bar.close()
     check = list(iter_face_frames(root, labels, held, every=6)) if held else val
-    new = evaluate_detector(det, check)
+    new = evaluate_detector(det, check, latency_samples=0)
     current = load_face_detector(app.sessions, app.settings.models_dir)
-    old = evaluate_detector(current, check) if current is not None else None
+    old = evaluate_detector(current, check, latency_samples=0) if current is not None else None
     promote = old is None or new["f1"] >= old["f1"]
     path = app.settings.models_dir / f"{det.version}.pt"
     det.metrics = {**det.metrics, "check": {k: v for k, v in new.items() if k != "sweep"},
