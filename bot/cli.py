@@ -140,6 +140,7 @@ def cmd_sample_library(app: App, args: argparse.Namespace) -> int:
 
 
 def cmd_index(app: App, args: argparse.Namespace) -> int:
+    from core.index import RegionSpec
     from data.indexer import Indexer, Progress
 
     app.configure_torch()
@@ -147,12 +148,15 @@ def cmd_index(app: App, args: argparse.Namespace) -> int:
     indexer = Indexer(sessions=app.sessions, embedder=emb, index_dir=app.settings.index_dir,
                       framestore=app.framestore(), fps=args.fps or app.settings.index_fps,
                       batch_size=app.settings.embed_batch,
-                      progress=Progress() if args.quiet else TqdmProgress())
+                      progress=Progress() if args.quiet else TqdmProgress(),
+                      regions=RegionSpec() if app.settings.index_regions else None)
     rep = indexer.run(Path(args.library), reembed=args.reembed)
     print(f"Indexed {args.library}: {len(rep.added)} added, {len(rep.updated)} updated, "
           f"{len(rep.removed)} removed, {rep.unchanged} unchanged, {len(rep.failed)} failed")
     print(f"Frames: +{rep.frames_added} -{rep.frames_removed}, embedded {rep.frames_embedded}; "
-          f"index {rep.index_count} vectors, version {rep.index_version}")
+          f"index {rep.index_count} vectors"
+          + (f" + {rep.region_count} region vectors" if rep.region_count else "")
+          + f", version {rep.index_version}")
     if rep.video_seconds:
         print(f"Speed: {rep.video_seconds:.0f} s of video in {rep.wall_seconds:.1f} s "
               f"({rep.speed:.1f}x real time)")

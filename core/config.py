@@ -61,6 +61,7 @@ class Settings(BaseSettings):
     index_fps: float = Field(2.0, gt=0, le=30)  # frames kept per second
     embed_batch: int = Field(32, ge=1, le=1024)
     torch_threads: int = Field(0, ge=0, le=256)  # 0: torch default
+    index_regions: bool = Field(True)  # region vectors of keyframes, for cropped screenshots
 
     # --- recognition ------------------------------------------------------------------------
     search_k: int = Field(200, ge=10, le=5000)  # neighbours per frame

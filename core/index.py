@@ -8,6 +8,13 @@ On disk an index is a folder holding::
     manifest.json                 what built it, how, and which data files belong to it
     vectors-<version>.hnsw        the hnswlib graph and vectors
     deleted-<version>.npy         ids removed with mark_deleted (hnswlib keeps their slots)
+    regions/                      optional second index of region vectors (same layout):
+                                  windows of keyframes, so a crop of a frame finds its shot
+
+Region vectors (`RegionSpec`) embed a grid of sub-windows of one keyframe per shot (more in
+long shots). Their ids are ``frame_id * REGION_SLOTS + r`` in their own index, so a region
+hit maps back to (frame, window) without a table and the frames' ids stay as they are.
+The main manifest records the region settings; the regions are saved before it.
 
 Every save writes new data files under fresh names (temp file, fsync, `os.replace`) and the
 manifest LAST, then deletes the files of the previous version. A crash at any point
@@ -48,6 +55,85 @@ BACKEND = "hnswlib"
 _DATA_FILE_RE = re.compile(r"^(vectors|deleted)-.+\.(hnsw|npy)$")
 _HASH_CHUNK = 4 << 20
 _SPACES: tuple[str, ...] = ("ip", "cosine", "l2")
+
+
+#: Region ids are frame_id * REGION_SLOTS + window number (window number < REGION_SLOTS).
+REGION_SLOTS = 32
+REGIONS_DIR = "regions"
+
+
+@dataclass(frozen=True)
+class RegionSpec:
+    """Which region vectors an index holds.
+
+    A `grid` x `grid` layout of windows `window` x `window` of the frame's width and height
+    (grid 3, window 0.5: half-width x half-height windows at a stride of a quarter), for
+    keyframes spaced about `every_s` seconds apart inside each shot (a shot shorter than that
+    gets one, at its middle).
+    """
+
+    grid: int = 3
+    window: float = 0.5
+    every_s: float = 1.0
+
+    def __post_init__(self) -> None:
+        if not (2 <= self.grid and self.grid * self.grid <= REGION_SLOTS):
+            raise ValueError(f"region grid must be 2..{int(REGION_SLOTS ** 0.5)}, got {self.grid}")
+        if not 0.1 <= self.window < 1.0 or self.every_s <= 0:
+            raise ValueError("region window must be in [0.1, 1) and every_s > 0")
+
+    @property
+    def n_windows(self) -> int:
+        return self.grid * self.grid
+
+    def to_json(self) -> dict[str, Any]:
+        return {"grid": self.grid, "window": self.window, "every_s": self.every_s}
+
+    @classmethod
+    def from_json(cls, d: dict[str, Any]) -> RegionSpec:
+        return cls(grid=int(d["grid"]), window=float(d["window"]), every_s=float(d["every_s"]))
+
+    def describe(self) -> str:
+        return (f"{self.grid}x{self.grid} windows of {self.window:g} of the frame, "
+                f"a keyframe every {self.every_s:g} s of each shot")
+
+    def boxes(self, width: int, height: int) -> list[tuple[int, int, int, int]]:
+        """The windows (x0, y0, x1, y1) of a width x height frame, row by row."""
+        ww, wh = max(1, round(width * self.window)), max(1, round(height * self.window))
+        out = []
+        for gy in range(self.grid):
+            for gx in range(self.grid):
+                x = round((width - ww) * gx / (self.grid - 1))
+                y = round((height - wh) * gy / (self.grid - 1))
+                out.append((x, y, x + ww, y + wh))
+        return out
+
+    def keyframes(self, times: np.ndarray, shots: np.ndarray) -> np.ndarray:
+        """Positions (into `times`) of the keyframes: per shot, one frame per `every_s`
+        seconds, each the frame nearest the middle of its part of the shot."""
+        times = np.asarray(times, np.float64)
+        shots = np.asarray(shots)
+        picked: list[int] = []
+        for sh in np.unique(shots):
+            idx = np.flatnonzero(shots == sh)
+            t0, t1 = float(times[idx].min()), float(times[idx].max())
+            k = max(1, int(np.ceil((t1 - t0 + 1e-6) / self.every_s)))
+            span = (t1 - t0) / k
+            for j in range(k):
+                mid = t0 + span * (j + 0.5)
+                picked.append(int(idx[np.argmin(np.abs(times[idx] - mid))]))
+        return np.array(sorted(set(picked)), dtype=np.int64)
+
+    def region_ids(self, frame_ids: np.ndarray) -> np.ndarray:
+        """Every region id of `frame_ids` (frame-major)."""
+        f = np.asarray(frame_ids, np.int64).reshape(-1, 1)
+        return (f * REGION_SLOTS + np.arange(self.n_windows, dtype=np.int64)[None, :]).reshape(-1)
+
+
+def region_frame_ids(region_ids: np.ndarray) -> np.ndarray:
+    """The frame id of each region id (-1 stays -1)."""
+    r = np.asarray(region_ids, np.int64)
+    return np.where(r >= 0, r // REGION_SLOTS, -1)
 
 
 @runtime_checkable
@@ -109,6 +195,12 @@ class IndexManifest:
     version: str
     #: role ("vectors", "deleted") -> file; empty until the index is saved.
     files: dict[str, DataFile] = field(default_factory=dict)
+    #: region settings plus the version/count of `regions/`; None: no region vectors.
+    regions: dict[str, Any] | None = None
+
+    @property
+    def region_spec(self) -> RegionSpec | None:
+        return RegionSpec.from_json(self.regions) if self.regions else None
 
     @property
     def data_file(self) -> DataFile | None:
@@ -148,6 +240,7 @@ class IndexManifest:
                 updated_at=str(data["updated_at"]),
                 version=str(data["version"]),
                 files=files,
+                regions=dict(data["regions"]) if data.get("regions") else None,
             )
         except (KeyError, TypeError, ValueError) as exc:
             raise ValueError(f"bad manifest field: {exc}") from None
@@ -362,6 +455,9 @@ class HnswIndex:
         self._labels: set[int] = set()  # every id hnswlib holds, deleted ones included
         self._deleted: set[int] = set()
         self._reusable = 0  # deleted slots hnswlib can hand to new ids
+        #: region vectors of keyframes (`RegionSpec`), in their own index; None: none kept.
+        self.regions: HnswIndex | None = None
+        self.region_spec: RegionSpec | None = None
         now = _utcnow()
         self._manifest = IndexManifest(
             format_version=FORMAT_VERSION, backend=BACKEND, space=space, dim=self.dim, M=self.M,
@@ -369,6 +465,15 @@ class HnswIndex:
             embedder_version=self.embedder_version, count=0, created_at=now, updated_at=now,
             version=f"{self.embedder_version}-0-unsaved",
         )
+
+    def enable_regions(self, spec: RegionSpec) -> None:
+        """Start an (empty) region index with the given settings."""
+        self.region_spec = spec
+        self.regions = HnswIndex(self.dim, space=self.space, M=self.M,
+                                 ef_construction=self.ef_construction,
+                                 embedder_name=self.embedder_name,
+                                 embedder_version=self.embedder_version,
+                                 ef_search=self.ef_search, num_threads=self.num_threads)
 
     # ------------------------------------------------------------------ properties
     def __len__(self) -> int:
@@ -513,6 +618,8 @@ class HnswIndex:
             ids: the ids to remove.
         """
         id_arr = self._check_ids(np.fromiter((int(i) for i in ids), dtype=np.int64))
+        if self.regions is not None and self.region_spec is not None and id_arr.size:
+            self.regions.remove(self.region_spec.region_ids(id_arr))  # a frame's regions go too
         with self._gate.write():
             n = 0
             for i in set(id_arr.tolist()):
@@ -593,6 +700,11 @@ class HnswIndex:
         """
         folder = Path(folder)
         folder.mkdir(parents=True, exist_ok=True)
+        regions: dict[str, Any] | None = None
+        if self.regions is not None and self.region_spec is not None:
+            self.regions.save(folder / REGIONS_DIR)  # before the manifest that names it
+            regions = {**self.region_spec.to_json(), "version": self.regions.version,
+                       "count": len(self.regions)}
         with self._gate.write():
             if self._deleted:  # drop removed ids whose slots were reused (see `add`)
                 held = set(np.asarray(self._index.get_ids_list(), dtype=np.int64).tolist())
@@ -610,7 +722,7 @@ class HnswIndex:
                     np.save(f, np.array(sorted(self._deleted), dtype=np.int64))
                 files["deleted"] = _commit_temp(tmp, folder / f"deleted-{version}.npy")
             manifest = replace(self._manifest, count=count, updated_at=_utcnow(),
-                               version=version, files=files)
+                               version=version, files=files, regions=regions)
             with _temp_path(folder, ".json") as tmp:
                 tmp.write_text(json.dumps(manifest.to_json(), indent=2) + "\n", encoding="utf-8")
                 _commit_temp(tmp, folder / MANIFEST_NAME)
@@ -638,6 +750,7 @@ class HnswIndex:
         ef_search: int = 128,
         num_threads: int = 1,
         verify: bool = True,
+        regions: RegionSpec | None | Any = ...,
     ) -> HnswIndex:
         """Load an index folder written by `save`, refusing one built by another embedder.
 
@@ -649,6 +762,8 @@ class HnswIndex:
             ef_search: query-time beam width.
             num_threads: threads for add/search.
             verify: check the data files' sha256 (the size is always checked).
+            regions: the region settings the caller expects (None: no regions); a
+                different setting in the manifest is refused. Omitted: accept what is there.
 
         Returns:
             The loaded index.
@@ -674,6 +789,18 @@ class HnswIndex:
         if m.space not in _SPACES:
             raise IndexUnavailable(f"The index manifest in {folder} names an unknown space "
                                    f"{m.space!r}.")
+        try:
+            have = m.region_spec
+        except (KeyError, TypeError, ValueError) as exc:
+            raise IndexUnavailable(f"The index manifest in {folder} has bad region settings "
+                                   f"({exc}). Rebuild with `anirec index --reembed`.") from None
+        if regions is not ... and have != regions:
+            def say(r: RegionSpec | None) -> str:
+                return f"region vectors ({r.describe()})" if r is not None else "no region vectors"
+            raise IndexMismatch(
+                f"The index in {folder} was built with {say(have)}, but the settings ask for "
+                f"{say(regions)} (ANIREC_INDEX_REGIONS). Run `anirec index --reembed` to "
+                "rebuild it with the current settings.")
         vec_file, del_file = m.files.get("vectors"), m.files.get("deleted")
         if vec_file is None or del_file is None:
             raise IndexUnavailable(f"The index manifest in {folder} lists no data files. "
@@ -701,8 +828,20 @@ class HnswIndex:
                 f"The index in {folder} is inconsistent ({len(index)} live vectors, manifest "
                 f"says {m.count}). Rebuild with `anirec index`.")
         index._manifest = m
-        logger.info("loaded index %s (%d vectors, %s) from %s", m.version, m.count,
-                    m.describe_embedder(), folder)
+        if have is not None:
+            index.region_spec = have
+            index.regions = cls.load(folder / REGIONS_DIR, embedder_name=embedder_name,
+                                     embedder_version=embedder_version, dim=dim,
+                                     ef_search=ef_search, num_threads=num_threads, verify=verify)
+            if index.regions.version != m.regions.get("version"):  # type: ignore[union-attr]
+                # saved after the regions and before this manifest: a crash in between. The
+                # regions are then the newer save; the indexer's clean-up reconciles them.
+                logger.warning("region index %s is not the one the manifest names (%s)",
+                               index.regions.version, m.regions.get("version"))  # type: ignore[union-attr]
+        logger.info("loaded index %s (%d vectors, %s%s) from %s", m.version, m.count,
+                    m.describe_embedder(),
+                    f", {len(index.regions)} region vectors" if index.regions is not None else "",
+                    folder)
         return index
 
 
@@ -713,6 +852,7 @@ def open_index(
     embedder_version: str,
     dim: int,
     create: bool = True,
+    regions: RegionSpec | None | Any = ...,
     **options: Any,
 ) -> HnswIndex:
     """Load the index in `folder`, or start an empty one when the folder has none.
@@ -726,6 +866,8 @@ def open_index(
         embedder_version: the embedder's version.
         dim: the embedder's output dimension.
         create: return a new empty index when there is none (otherwise raise).
+        regions: the region settings wanted (None: none); an existing index built with
+            other settings is refused (IndexMismatch). Omitted: whatever the index has.
         **options: passed to `HnswIndex` (space, M, ef_construction, initial_capacity,
             ef_search, num_threads); options fixed by an existing index are ignored.
 
@@ -739,8 +881,11 @@ def open_index(
     folder = Path(folder)
     if create and not (folder / MANIFEST_NAME).exists():
         logger.info("no index in %s; starting an empty one", folder)
-        return HnswIndex(dim, embedder_name=embedder_name, embedder_version=embedder_version,
-                         **options)
+        index = HnswIndex(dim, embedder_name=embedder_name, embedder_version=embedder_version,
+                          **options)
+        if isinstance(regions, RegionSpec):
+            index.enable_regions(regions)
+        return index
     load_opts = {k: v for k, v in options.items() if k in ("ef_search", "num_threads")}
-    return HnswIndex.load(folder, embedder_name=embedder_name,
+    return HnswIndex.load(folder, embedder_name=embedder_name, regions=regions,
                           embedder_version=embedder_version, dim=dim, **load_opts)

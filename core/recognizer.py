@@ -9,6 +9,11 @@ Steps (DESIGN.md, "The recognition pipeline"):
     temporal consistency (each frame must hit the same episode at the right offset);
  6. verify the best candidates against every stored frame around the hit (exact embedding
     similarity plus the tiny colour descriptor) to pin the timestamp;
+ 6b. crops: when no whole frame fits well, search the region vectors of keyframes too (a
+    quarter of a frame finds the window it came from), and re-rank whole-frame and region
+    candidates by locating the query inside the stored thumbnails around each hit
+    (normalised cross-correlation over positions, scales and mirroring), which also pins
+    the time within the shot;
  7. fuse with the series classifier when one is loaded;
  8. calibrated confidence → status match / unsure / no_match.
 Openings/endings found in several episodes collapse into one "opening of <series>" answer.
@@ -30,6 +35,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from core.catalog import Catalog
 from core.descriptors import tiny_array, tiny_descriptor, tiny_similarity
 from core.framing import query_views
+from core.index import region_frame_ids
 from core.media import Media
 from core.models.embedder import SceneEmbedder
 from core.types import Candidate, Recognition
@@ -40,6 +46,12 @@ GROUP_SECONDS = 5.0  # hits of one episode within ±5 s are one scene (as trace.
 CONSISTENCY_SECONDS = 2.0  # a clip's frames must agree on the start within ±2 s
 VERIFY_TOP = 12  # candidates verified exactly
 VERIFY_WINDOW = 6.0  # seconds either side searched when pinning the timestamp
+REGION_GATE = 0.90  # below this whole-frame score the query may be a crop: regions are searched
+REGION_TOP = 8  # candidates of each kind (whole-frame, region) located in the thumbnails
+REGION_WINDOW = 1.5  # seconds either side of a hit whose thumbnails are searched
+REGION_SCALES = (0.45, 0.55, 0.65, 0.8, 1.0)  # query width as a share of the frame width
+NCC_SIZE = (64, 36)
+LOCATE_WEIGHT = 0.8  # share of the localisation score in a located candidate's score  # (width, height) of the grey thumbnails the query is located in
 RECAP_PENALTY = 0.03  # frame flags from indexing: 1 opening, 2 ending, 3 recap
 OPENING, ENDING, RECAP = 1, 2, 3
 
@@ -144,6 +156,8 @@ class Recognizer:
     calibration: Calibration = field(default_factory=Calibration)
     series_head: SeriesHead | None = None
     characters: Any = None  # core.characters.CharacterRecognizer, once faces and a cast exist
+    framestore: Any = None  # core.framestore.FrameStore: thumbnails to locate crops in
+    _grey_cache: dict[int, tuple[np.ndarray, np.ndarray]] = field(default_factory=dict, repr=False)
 
     @property
     def model_version(self) -> str:
@@ -187,6 +201,7 @@ class Recognizer:
         clusters = self._verify(clusters, vecs, owner, tinies, media)
         t4 = time.perf_counter()
         timings["verify"] = (t4 - t3) * 1000
+        clusters = self._regions(clusters, vecs, owner, media, timings)
         rec = self._finish(clusters, vecs, media, timings)
         rec = self._with_characters(rec, media, timings)
         timings["total"] = (time.perf_counter() - t0) * 1000
@@ -333,6 +348,98 @@ class Recognizer:
         clusters.sort(key=lambda c: -c.score)
         return clusters
 
+    def _regions(self, clusters: list[_Cluster], vecs: np.ndarray, owner: list[int],
+                 media: Media, timings: dict[str, float]) -> list[_Cluster]:
+        """Step 6b: region vectors and localisation, only when no whole frame fits well."""
+        regions = getattr(self.index, "regions", None)
+        if regions is None or len(regions) == 0:
+            return clusters
+        if clusters and clusters[0].score >= REGION_GATE:
+            return clusters  # a whole frame fits: full frames are answered as before
+        t0 = time.perf_counter()
+        k = min(self.search_k, len(regions))
+        rids, rsims = regions.search(vecs, k)
+        found = self._group(media, region_frame_ids(rids), rsims, owner)
+        if self.framestore is None:  # nothing to locate the crop in: merge on similarity
+            merged = clusters + found
+            merged.sort(key=lambda c: -c.score)
+        else:
+            merged = self._locate(clusters[:REGION_TOP] + found[:REGION_TOP], media)
+            rest = [c for c in clusters[REGION_TOP:] + found[REGION_TOP:]]
+            floor = merged[-1].score if merged else 1.0
+            for c in rest:
+                c.score = min(c.score, floor - 0.01)
+            merged += sorted(rest, key=lambda c: -c.score)
+        timings["regions"] = (time.perf_counter() - t0) * 1000
+        return merged
+
+    def _grey(self, episode_id: int) -> tuple[np.ndarray, np.ndarray] | None:
+        """(times, grey thumbnails float32 [N, h, w]) of an episode, cached."""
+        hit = self._grey_cache.get(episode_id)
+        if hit is not None:
+            return hit
+        try:
+            ef = self.framestore.read(episode_id)
+        except (OSError, KeyError, ValueError):
+            return None
+        import io
+
+        from PIL import Image
+
+        w, h = NCC_SIZE
+        grey = np.empty((len(ef), h, w), np.float32)
+        for i in range(len(ef)):
+            img = Image.open(io.BytesIO(ef.jpeg(i)))
+            img.draft("L", (w, h))
+            grey[i] = np.asarray(img.convert("L").resize((w, h), Image.BOX), np.float32)
+        if len(self._grey_cache) >= 64:
+            self._grey_cache.pop(next(iter(self._grey_cache)))
+        self._grey_cache[episode_id] = (ef.times.astype(np.float64), grey)
+        return self._grey_cache[episode_id]
+
+    def _locate(self, cands: list[_Cluster], media: Media) -> list[_Cluster]:
+        """Score each candidate by how well the query fits somewhere inside the stored
+        thumbnails within ±REGION_WINDOW s of it; the best frame pins the time."""
+        cat = self.catalog
+        out: list[_Cluster] = []
+        seen: list[tuple[int, float]] = []
+        queries: dict[int, Any] = {}
+        for c in cands:
+            if any(e == c.ep and abs(t - c.anchor_t) <= 1.0 for e, t in seen):
+                continue
+            seen.append((c.ep, c.anchor_t))
+            g = self._grey(c.ep)
+            if g is None:
+                continue
+            ts, grey = g
+            sel = np.flatnonzero(np.abs(ts - c.anchor_t) <= REGION_WINDOW)
+            if not sel.size:
+                continue
+            if c.frame not in queries:  # every view: a meme's or phone shot's inner frame too
+                queries[c.frame] = [v.image for v in query_views(media.frames[c.frame])]
+            sc = np.max([locate_scores(v, grey[sel]) for v in queries[c.frame]], axis=0)
+            j = int(np.argmax(sc))
+            own = int(np.argmin(np.abs(ts[sel] - c.anchor_t)))
+            # the evidence so far (whole-frame or region similarity) and the localisation
+            # count half each: neither a weak embedding hit nor a lucky correlation wins alone
+            prior = c.score
+            if sc[own] >= sc[j] - 0.02:  # the time pinned so far fits as well: keep it
+                c.score = LOCATE_WEIGHT * float(sc[j]) + (1 - LOCATE_WEIGHT) * prior
+                out.append(c)
+                continue
+            t = float(ts[sel[j]])
+            sl = cat.window(c.ep, t - 1e-3, t + 1e-3)
+            if sl.stop > sl.start:
+                c.row = sl.start
+                c.oped = int(cat.oped[c.row])
+            c.start += t - c.anchor_t
+            c.anchor_t = t
+            c.t_from = c.t_to = t
+            c.score = LOCATE_WEIGHT * float(sc[j]) + (1 - LOCATE_WEIGHT) * prior
+            out.append(c)
+        out.sort(key=lambda c: -c.score)
+        return out
+
     def _finish(self, clusters: list[_Cluster], vecs: np.ndarray, media: Media,
                 timings: dict[str, float]) -> Recognition:
         cat = self.catalog
@@ -400,6 +507,45 @@ class Recognizer:
                            index_version=self.index_version, frames_used=len(media.frames))
 
 
+def locate_scores(query: Any, grey: np.ndarray, scales: tuple[float, ...] = REGION_SCALES) -> np.ndarray:
+    """How well `query` (a PIL image) fits somewhere in each grey thumbnail [N, h, w]: the best
+    normalised cross-correlation over positions, query widths (`scales` of the thumbnail
+    width, aspect kept) and mirroring, computed with FFTs. 1.0: an exact (affine-brightness)
+    copy of a window."""
+    from PIL import Image
+
+    q = query.convert("L")
+    n, gh, gw = grey.shape
+    f = np.fft.rfft2(grey, s=(gh, gw))
+    g64 = grey.astype(np.float64)
+    c1 = np.zeros((n, gh + 1, gw + 1))
+    c1[:, 1:, 1:] = g64.cumsum(1).cumsum(2)
+    c2 = np.zeros((n, gh + 1, gw + 1))
+    c2[:, 1:, 1:] = (g64 * g64).cumsum(1).cumsum(2)
+    best = np.full(n, -1.0)
+    for s in scales:
+        tw = round(gw * s)
+        th = round(tw * q.height / max(1, q.width))
+        if th > gh:
+            th, tw = gh, round(gh * q.width / max(1, q.height))
+        if th < 4 or tw < 4 or tw > gw:
+            continue
+        t = np.asarray(q.resize((tw, th), Image.BOX), np.float64)
+        oh, ow = gh - th + 1, gw - tw + 1
+
+        def box(c: np.ndarray) -> np.ndarray:
+            return c[:, th:th + oh, tw:tw + ow] - c[:, :oh, tw:tw + ow] - c[:, th:th + oh, :ow] + c[:, :oh, :ow]
+
+        s1, s2 = box(c1), box(c2)
+        sd = np.sqrt(np.maximum(s2 - s1 * s1 / (th * tw), th * tw * 1.0))
+        for tt in (t, t[:, ::-1]):
+            tz = tt - tt.mean()
+            tz /= np.linalg.norm(tz) + 1e-6
+            corr = np.fft.irfft2(f * np.conj(np.fft.rfft2(tz, s=(gh, gw))), s=(gh, gw))[:, :oh, :ow]
+            best = np.maximum(best, (corr / sd).reshape(n, -1).max(axis=1))
+    return best
+
+
 def features_of(rec: Recognition, agree: float = 1.0) -> tuple[float, float, float]:
     """The calibration features of a finished recognition (for fitting)."""
     if not rec.candidates:
@@ -413,9 +559,14 @@ def features_of(rec: Recognition, agree: float = 1.0) -> tuple[float, float, flo
 
 def build_recognizer(sessions: sessionmaker[Session], *, index_dir: Path, models_dir: Path,
                      search_k: int = 200, match_threshold: float = 0.80,
-                     unsure_threshold: float = 0.35, num_threads: int = 1) -> Recognizer:
+                     unsure_threshold: float = 0.35, num_threads: int = 1,
+                     framestore_dir: Path | None = None) -> Recognizer:
     """Load the promoted embedder, the index (refusing one built by another embedder), the
-    catalog and the calibration. Raises IndexUnavailable/IndexMismatch when not ready."""
+    catalog and the calibration. Raises IndexUnavailable/IndexMismatch when not ready.
+
+    `framestore_dir` (default: `framestore/` next to the index folder) holds the thumbnails
+    crops are located in when the index has region vectors."""
+    from core.framestore import FrameStore
     from core.index import HnswIndex
     from core.models.registry import load_scene_embedder, load_series_head
 
@@ -433,7 +584,9 @@ def build_recognizer(sessions: sessionmaker[Session], *, index_dir: Path, models
                       index_version=index.version, search_k=search_k,
                       match_threshold=match_threshold, unsure_threshold=unsure_threshold,
                       calibration=Calibration.load(models_dir / "calibration.json"),
-                      series_head=head, characters=characters)
+                      series_head=head, characters=characters,
+                      framestore=FrameStore(Path(framestore_dir) if framestore_dir is not None
+                                            else Path(index_dir).parent / "framestore"))
 
 
 def build_character_recognizer(sessions: sessionmaker[Session], models_dir: Path) -> Any:

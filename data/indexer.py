@@ -10,6 +10,11 @@ Incremental and crash-safe:
   and skipped.
 `reembed` rebuilds the whole index from the frame store with the current embedder (after
 training a new model), without decoding video.
+
+Region vectors (`core.index.RegionSpec`, on by default): for keyframes (one per shot, more in
+long shots) a grid of sub-windows of the stored thumbnail is embedded into the index's second
+`regions` index, so a screenshot crop of a quarter of the frame can find its shot. They are
+made from the frame-store thumbnails, at indexing and at re-embedding alike.
 """
 
 from __future__ import annotations
@@ -31,11 +36,12 @@ from core.db.models import Episode, Frame, Series, Shot, utcnow
 from core.descriptors import tiny_descriptor
 from core.errors import IndexMismatch
 from core.framestore import FrameStore, encode_jpeg
-from core.index import HnswIndex, open_index
+from core.index import HnswIndex, RegionSpec, open_index, read_manifest
 from core.models.embedder import SceneEmbedder
 from data.library import EpisodeEntry, SeriesEntry, content_key, scan_library
 from data.oped import EpisodeSignature, detect_oped, detect_recaps
 from data.video import EpisodeDecoder, VideoError, assign_shots, probe_video
+from PIL import Image
 
 logger = logging.getLogger(__name__)
 
@@ -58,6 +64,7 @@ class IndexReport:
     wall_seconds: float = 0.0
     index_version: str = ""
     index_count: int = 0
+    region_count: int = 0  # region vectors (0: regions off)
     warnings: list[str] = field(default_factory=list)
 
     @property
@@ -101,14 +108,21 @@ class Indexer:
     batch_size: int = 32
     progress: Progress = field(default_factory=Progress)
     index_options: dict[str, Any] = field(default_factory=dict)
+    #: region vectors to keep (None: none); an existing index built otherwise is refused
+    #: until `--reembed` (ANIREC_INDEX_REGIONS).
+    regions: RegionSpec | None = field(default_factory=RegionSpec)
 
     # ------------------------------------------------------------------------------------------
     def open(self, *, reembed: bool = False) -> HnswIndex:
         kw = dict(embedder_name=self.embedder.name, embedder_version=self.embedder.version,
                   dim=self.embedder.dim)
         if reembed:
-            return HnswIndex(**kw, **self.index_options)  # type: ignore[arg-type]
-        return open_index(self.index_dir, **kw, **self.index_options)  # type: ignore[arg-type]
+            index = HnswIndex(**kw, **self.index_options)  # type: ignore[arg-type]
+            if self.regions is not None:
+                index.enable_regions(self.regions)
+            return index
+        return open_index(self.index_dir, **kw, regions=self.regions,  # type: ignore[arg-type]
+                          **self.index_options)
 
     def run(self, root: Path, *, reembed: bool = False) -> IndexReport:
         """Index (or update) the library under `root`."""
@@ -214,13 +228,20 @@ class Indexer:
         self.progress.close()
         report.index_version = index.version
         report.index_count = len(index)
+        report.region_count = len(index.regions) if index.regions is not None else 0
         report.wall_seconds = time.perf_counter() - t_start
         return report
 
     def reembed(self) -> IndexReport:
         """Rebuild the whole index with the current embedder from the frame store (after
-        training), without scanning the library or decoding video."""
+        training), without scanning the library or decoding video. The region settings of
+        the current index are kept."""
         t0 = time.perf_counter()
+        if (self.index_dir / "manifest.json").exists():
+            try:
+                self.regions = read_manifest(self.index_dir).region_spec
+            except Exception:  # unreadable: rebuilt with the settings given
+                logger.warning("cannot read the index manifest; re-embedding with %s", self.regions)
         index = self.open(reembed=True)
         self._cleanup_pending(index)
         report = IndexReport(frames_embedded=self._reembed_all(index))
@@ -228,6 +249,7 @@ class Indexer:
             done = list(s.scalars(select(Episode.id).where(Episode.status == "indexed")))
         self._commit(index, done)
         report.index_version, report.index_count = index.version, len(index)
+        report.region_count = len(index.regions) if index.regions is not None else 0
         report.wall_seconds = time.perf_counter() - t0
         return report
 
@@ -415,8 +437,24 @@ class Indexer:
             ep.duration = duration
             s.commit()
         index.add(ids, vectors)
+        self._add_regions(index, ids, np.asarray(times), np.asarray(shot_idx), jpegs.__getitem__)
         self.framestore.write(episode_id, ids.tolist(), times, shot_idx.tolist(), jpegs, descs)
         return len(ids)
+
+    def _add_regions(self, index: HnswIndex, ids: np.ndarray, times: np.ndarray,
+                     shots: np.ndarray, jpeg: Callable[[int], bytes]) -> int:
+        """Embed the region windows of an episode's keyframes into `index.regions`."""
+        spec, regions = index.region_spec, index.regions
+        if spec is None or regions is None or not len(ids):
+            return 0
+        keys = spec.keyframes(times, shots)
+        h, w = self.embedder.input_size
+        arrays: list[np.ndarray] = []
+        for i in keys.tolist():
+            arrays.extend(region_arrays(decode_thumbnail(jpeg(i)), spec, (h, w)))
+        vecs = self.embedder.embed_arrays(np.stack(arrays), batch_size=self.batch_size)
+        regions.add(spec.region_ids(ids[keys]), vecs)
+        return len(keys)
 
     def _reembed_all(self, index: HnswIndex) -> int:
         """Embed every stored frame again (new embedder) into `index`, from the frame store."""
@@ -433,6 +471,7 @@ class Indexer:
             arrays = [ef.thumbnail_array(i) for i in range(len(ef))]
             if arrays:
                 index.add(ef.frame_ids, self.embedder.embed_arrays(np.stack(arrays), self.batch_size))
+                self._add_regions(index, ef.frame_ids, ef.times, ef.shots, ef.jpeg)
             n += len(ef)
         return n
 
@@ -461,6 +500,22 @@ class Indexer:
                         for i in range(0, len(ids), 900):
                             s.execute(update(Frame).where(Frame.id.in_(ids[i:i + 900])).values(oped=kind))
             s.commit()
+
+
+def decode_thumbnail(jpeg: bytes) -> np.ndarray:
+    """A stored JPEG thumbnail as uint8 HxWx3."""
+    import io
+
+    img = Image.open(io.BytesIO(jpeg))
+    return np.asarray(img.convert("RGB"), dtype=np.uint8)
+
+
+def region_arrays(frame: np.ndarray, spec: RegionSpec, size: tuple[int, int]) -> list[np.ndarray]:
+    """The region windows of a frame, each resized to the embedder's (height, width)."""
+    h, w = size
+    img = Image.fromarray(frame)
+    return [np.asarray(img.crop(b).resize((w, h), Image.BILINEAR), dtype=np.uint8)
+            for b in spec.boxes(img.width, img.height)]
 
 
 def iter_library_frames(framestore: FrameStore) -> Iterator[tuple[int, int, np.ndarray]]:

@@ -1,0 +1,197 @@
+"""Region vectors (issue #5): keyframe windows in a second hnswlib index, kept in step with the
+frames by incremental indexing and re-embedding, recorded in the manifest (a mismatch is
+refused), and used at query time so a crop of a quarter of a frame finds its shot."""
+
+from __future__ import annotations
+
+import random
+import shutil
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+from PIL import Image
+from sqlalchemy import select
+
+from core.config import Settings
+from core.db.models import Episode, Frame
+from core.errors import IndexMismatch
+from core.framestore import FrameStore
+from core.index import REGION_SLOTS, HnswIndex, RegionSpec, read_manifest, region_frame_ids
+from core.media import Media
+from core.models.embedder import default_embedder
+from core.recognizer import build_recognizer, locate_scores
+from data.indexer import Indexer
+from data.perturb import crop
+from data.video import read_frames_at
+
+
+def make_indexer(home: Path, regions: RegionSpec | None = RegionSpec()) -> Indexer:
+    from bot.cli import App
+
+    app = App(Settings(_env_file=None, home=home))  # type: ignore[call-arg]
+    return Indexer(sessions=app.sessions, embedder=default_embedder(),
+                   index_dir=app.settings.index_dir,
+                   framestore=FrameStore(app.settings.framestore_dir), regions=regions)
+
+
+def load_index(ix: Indexer, **kw: Any) -> HnswIndex:
+    e = ix.embedder
+    return HnswIndex.load(ix.index_dir, embedder_name=e.name, embedder_version=e.version,
+                          dim=e.dim, **kw)
+
+
+def expected_region_ids(ix: Indexer, spec: RegionSpec) -> set[int]:
+    """Region ids the frame store's keyframes should have."""
+    out: set[int] = set()
+    with ix.sessions() as s:
+        eids = list(s.scalars(select(Episode.id).where(Episode.status == "indexed")))
+    for eid in eids:
+        ef = ix.framestore.read(eid)
+        keys = spec.keyframes(ef.times, ef.shots)
+        out |= set(spec.region_ids(ef.frame_ids[keys]).tolist())
+    return out
+
+
+@pytest.fixture()
+def library(sample_library: Path, tmp_path: Path) -> Path:
+    dst = tmp_path / "lib"
+    shutil.copytree(sample_library, dst)
+    return dst
+
+
+# ---------------------------------------------------------------------------------- units
+def test_region_spec_windows_keyframes_and_ids() -> None:
+    spec = RegionSpec()
+    boxes = spec.boxes(256, 144)
+    assert len(boxes) == 9 and boxes[0] == (0, 0, 128, 72) and boxes[4] == (64, 36, 192, 108)
+    assert boxes[-1] == (128, 72, 256, 144)
+    # shots of 0.5 s, 1.0 s and 3.5 s at 2 frames/s: one, one and four keyframes
+    times = np.arange(0, 5.0, 0.5)
+    shots = np.array([0, 1, 1, 2, 2, 2, 2, 2, 2, 2])
+    keys = spec.keyframes(times, shots)
+    assert [int(shots[k]) for k in keys].count(2) == 3 or [int(shots[k]) for k in keys].count(2) == 4
+    assert {int(shots[k]) for k in keys} == {0, 1, 2}
+    ids = spec.region_ids(np.array([7, 9]))
+    assert len(ids) == 18 and set(region_frame_ids(ids).tolist()) == {7, 9}
+    assert (ids % REGION_SLOTS).max() == 8
+    with pytest.raises(ValueError):
+        RegionSpec(grid=7)
+
+
+def test_index_saves_regions_and_refuses_other_settings(tmp_path: Path) -> None:
+    rng = np.random.default_rng(0)
+    spec = RegionSpec()
+    ix = HnswIndex(8, embedder_name="e", embedder_version="1")
+    ix.enable_regions(spec)
+    v = rng.normal(size=(4, 8)).astype(np.float32)
+    v /= np.linalg.norm(v, axis=1, keepdims=True)
+    ix.add(np.arange(4), v)
+    rv = rng.normal(size=(18, 8)).astype(np.float32)
+    rv /= np.linalg.norm(rv, axis=1, keepdims=True)
+    assert ix.regions is not None
+    ix.regions.add(spec.region_ids(np.array([1, 3])), rv)
+    ix.remove([3])  # a frame's regions go with it
+    assert len(ix.regions) == 9
+    ix.save(tmp_path / "index")
+    m = read_manifest(tmp_path / "index")
+    assert m.region_spec == spec and m.regions and m.regions["count"] == 9
+    back = HnswIndex.load(tmp_path / "index", embedder_name="e", embedder_version="1", dim=8)
+    assert back.regions is not None and len(back.regions) == 9 and back.region_spec == spec
+    ids, _ = back.regions.search(rv[:1], 1)
+    assert int(ids[0, 0]) == int(spec.region_ids(np.array([1]))[0])
+    for other in (None, RegionSpec(grid=4), RegionSpec(every_s=2.0)):
+        with pytest.raises(IndexMismatch, match="--reembed"):
+            HnswIndex.load(tmp_path / "index", embedder_name="e", embedder_version="1", dim=8,
+                           regions=other)
+    assert HnswIndex.load(tmp_path / "index", embedder_name="e", embedder_version="1", dim=8,
+                          regions=spec).regions is not None
+
+
+def test_locate_finds_a_window() -> None:
+    rng = np.random.default_rng(1)
+    grey = np.stack([np.asarray(Image.fromarray(rng.uniform(0, 255, size=(6, 10)).astype(np.uint8))
+                                .resize((64, 36), Image.BICUBIC), np.float32) for _ in range(3)])
+    window = Image.fromarray(grey[1, 6:24, 20:52].astype(np.uint8)).resize((240, 135))
+    sc = locate_scores(window.transpose(Image.FLIP_LEFT_RIGHT), grey)
+    assert int(np.argmax(sc)) == 1 and sc[1] > 0.8 > max(sc[0], sc[2])
+
+
+# ------------------------------------------------------------------------- indexing
+def test_regions_follow_incremental_indexing_and_reembed(library: Path, tmp_path: Path) -> None:
+    home = tmp_path / "home"
+    spec = RegionSpec()
+    ix = make_indexer(home)
+    rep = ix.run(library)
+    index = load_index(ix)
+    assert index.regions is not None and rep.region_count == len(index.regions) > 0
+    assert set(index.regions.ids().tolist()) == expected_region_ids(ix, spec)
+    # bounded: fewer keyframes than frames, 9 windows each
+    assert len(index.regions) < 9 * len(index)
+    # an episode removed → its regions are gone too
+    victim = sorted(library.rglob("*.mp4"))[0]
+    victim.unlink()
+    ix.run(library)
+    index = load_index(ix)
+    assert set(index.regions.ids().tolist()) == expected_region_ids(ix, spec)  # type: ignore[union-attr]
+    with ix.sessions() as s:
+        live = set(s.scalars(select(Frame.id)))
+    assert set(region_frame_ids(index.regions.ids()).tolist()) <= live  # type: ignore[union-attr]
+    # regions off: refused with a clear message until --reembed, which drops them
+    with pytest.raises(IndexMismatch, match="ANIREC_INDEX_REGIONS"):
+        make_indexer(home, regions=None).run(library)
+    make_indexer(home, regions=None).run(library, reembed=True)
+    assert read_manifest(home / "index").regions is None
+    assert load_index(ix, regions=None).regions is None
+    # and on again; `reembed()` (after training) keeps what the index has
+    make_indexer(home).run(library, reembed=True)
+    ix2 = make_indexer(home, regions=None)
+    ix2.reembed()
+    index = load_index(ix2)
+    assert index.regions is not None
+    assert set(index.regions.ids().tolist()) == expected_region_ids(ix2, spec)
+
+
+# ----------------------------------------------------------------------- recognition
+def _crops(home: Any, n: int, seed: int) -> list[tuple[Image.Image, str, float]]:
+    rng = random.Random(seed)
+    eps = home.ground_truth["episodes"]
+    out = []
+    for k in range(n):
+        ep = eps[k % len(eps)]
+        lo = (ep["opening"][1] + 1.0) if ep.get("opening") else 0.5
+        hi = (ep["ending"][0] - 1.0) if ep.get("ending") else ep["duration"] - 1.0
+        t = rng.uniform(lo, max(lo + 0.1, hi))
+        img = Image.fromarray(read_frames_at(home.library / ep["path"], [t])[0])
+        out.append((crop(0.25, 0.3)(img, rng), (home.library / ep["path"]).resolve().as_posix(), t))
+    return out
+
+
+def test_quarter_crop_is_recognised_with_regions(indexed_home: Any) -> None:
+    st = indexed_home.settings
+    rec = build_recognizer(indexed_home.app.sessions, index_dir=st.index_dir,
+                           models_dir=st.models_dir)
+    assert rec.index.regions is not None  # the shared fixture indexes with regions (default)
+    crops = _crops(indexed_home, 10, seed=5)
+
+    def hits(recognizer: Any) -> tuple[int, int]:
+        ep_ok = time_ok = 0
+        for img, path, t in crops:
+            r = recognizer.recognize(Media(kind="image", frames=(img,), times=(0.0,)))
+            if r.candidates and rec.catalog.episodes[r.candidates[0].episode_id].path == path:
+                ep_ok += 1
+                time_ok += abs(r.candidates[0].time - t) <= 2.0
+        return ep_ok, time_ok
+
+    with_regions = hits(rec)
+    regions = rec.index.regions
+    rec.index.regions = None  # the same recogniser without region vectors
+    try:
+        without = hits(rec)
+    finally:
+        rec.index.regions = regions
+    print(f"quarter crops, episode/time right: regions on {with_regions}, off {without}")
+    assert with_regions[0] >= 7, with_regions
+    assert with_regions[0] > without[0], (with_regions, without)
+    assert with_regions[1] >= 5, with_regions
