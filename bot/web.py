@@ -704,9 +704,9 @@ def render_admin(status: Mapping[str, Any], stats: Mapping[str, Any],
             f"<td class='num'>{float(q.get('latency_ms') or 0):.0f} ms</td></tr>")
 
     if sheets is None:
-        sheets_html = ("<p class='muted'>Character contact sheets will appear here once "
-                       "characters are indexed (a <code>contact-sheets/</code> folder in the "
-                       "home folder).</p>")
+        sheets_html = ("<p class='muted'>Character contact sheets appear here after "
+                       "<code>anirec characters discover SERIES</code>; name a cluster with "
+                       "<code>anirec characters name CLUSTER NAME</code>.</p>")
     elif not sheets:
         sheets_html = "<p class='muted'>The contact-sheets folder is empty.</p>"
     else:

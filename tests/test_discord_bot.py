@@ -55,7 +55,7 @@ from core.db.models import Feedback, Query
 from core.errors import ConfigError, MediaTooLarge, UnsupportedMedia
 from core.media import MediaLimits
 from core.types import Candidate, CharacterHit, Recognition, SeriesInfo
-from tests.fakes.media import clip_of
+from tests.fakes.media import clip_of, faces_jpeg
 from tests.fakes.discord_server import FakeDiscord, RecordedRequest
 
 pytestmark = pytest.mark.timeout(60)  # the first test also pays for indexing
@@ -694,18 +694,6 @@ def test_render_no_match_and_adult_and_budget(tmp_path: Path) -> None:
 
 
 # -- the named-faces picture -----------------------------------------------------------------------
-
-def faces_jpeg(path: Path, boxes: Sequence[tuple[int, int, int, int]] = ((20, 20, 60, 70),)
-               ) -> Path:
-    """A small JPEG standing in for `core.characters.annotate`'s output: boxes on a picture."""
-    from PIL import Image, ImageDraw
-
-    img = Image.new("RGB", (160, 120), (30, 60, 90))
-    draw = ImageDraw.Draw(img)
-    for box in boxes:
-        draw.rectangle(box, outline=(255, 82, 82), width=3)
-    img.save(path, format="JPEG", quality=85)
-    return path
 
 
 def png_of(color: tuple[int, int, int] = (200, 100, 50)) -> bytes:

@@ -35,7 +35,7 @@ from core.db.models import Feedback
 from core.errors import ConfigError
 from core.media import MediaLimits
 from core.types import Candidate, CharacterHit, FeedbackTally, Recognition, SeriesInfo
-from tests.fakes.media import clip_of
+from tests.fakes.media import clip_of, faces_jpeg
 from tests.fakes.telegram_server import FakeTelegram, RecordedCall
 
 pytestmark = pytest.mark.timeout(60)
@@ -563,15 +563,6 @@ async def test_still_or_text_when_there_is_no_clip(tg: FakeTelegram, tmp_path: P
 
 
 # -- the named-faces photo -------------------------------------------------------------------------
-
-def faces_jpeg(path: Path) -> Path:
-    """A small JPEG standing in for `core.characters.annotate`'s output: boxes on a picture."""
-    from PIL import Image, ImageDraw
-
-    img = Image.new("RGB", (160, 120), (30, 60, 90))
-    ImageDraw.Draw(img).rectangle((20, 20, 60, 70), outline=(255, 82, 82), width=3)
-    img.save(path, format="JPEG", quality=85)
-    return path
 
 
 def png_of(color: tuple[int, int, int] = (200, 100, 50)) -> bytes:

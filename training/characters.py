@@ -31,6 +31,7 @@ from torch.nn import functional as F
 from core.models.characters import (CharacterEmbedder, CharacterSpec, crop_face, new_embedder,
                                     version_of)
 from training.facedata import FaceFrame
+from training.schedule import get_lr
 
 logger = logging.getLogger(__name__)
 
@@ -142,11 +143,6 @@ def supcon(z: torch.Tensor, groups: torch.Tensor, temperature: float) -> torch.T
     return -(logp * pos).sum(1).div(npos).mean()
 
 
-def get_lr(it: int, cfg: CharacterTrainConfig) -> float:
-    if it < cfg.warmup:
-        return cfg.lr * (it + 1) / cfg.warmup
-    p = min(1.0, (it - cfg.warmup) / max(1, cfg.steps - cfg.warmup))
-    return cfg.min_lr + 0.5 * (1 + math.cos(math.pi * p)) * (cfg.lr - cfg.min_lr)
 
 
 def _batch(faces: FaceSet, groups: np.ndarray, by_group: dict[int, np.ndarray], cfg: CharacterTrainConfig,

@@ -30,6 +30,7 @@ from PIL import Image, ImageDraw, ImageFilter
 from core.models.faces import FaceDetector, FaceNet, FaceNetSpec, build_face_detector, weights_digest
 from data import perturb
 from training.facedata import FaceFrame
+from training.schedule import get_lr
 
 logger = logging.getLogger(__name__)
 
@@ -63,14 +64,6 @@ class TrainConfig:
                            head=self.head, input_long=self.input_long)
 
 
-def get_lr(it: int, cfg: TrainConfig) -> float:
-    # 1) linear warmup, 2) cosine decay to min_lr, 3) min_lr after the last step
-    if it < cfg.warmup:
-        return cfg.lr * (it + 1) / cfg.warmup
-    if it >= cfg.steps:
-        return cfg.min_lr
-    ratio = (it - cfg.warmup) / max(1, cfg.steps - cfg.warmup)
-    return cfg.min_lr + 0.5 * (1.0 + math.cos(math.pi * ratio)) * (cfg.lr - cfg.min_lr)
 
 
 # ----------------------------------------------------------------------------- augmentation

@@ -31,6 +31,7 @@ from core.descriptors import tiny_array
 from core.framestore import FrameStore
 from core.models.embedder import EmbedderSpec, SceneEmbedder, build_embedder
 from training.augment import heavy, light
+from training.schedule import get_lr
 
 logger = logging.getLogger(__name__)
 
@@ -124,14 +125,6 @@ class PairStream(IterableDataset):  # type: ignore[type-arg]
                    torch.tensor(idx))
 
 
-def get_lr(it: int, cfg: SceneTrainConfig) -> float:
-    # 1) linear warmup, 2) cosine decay to min_lr, 3) min_lr after the last step
-    if it < cfg.warmup:
-        return cfg.lr * (it + 1) / cfg.warmup
-    if it >= cfg.steps:
-        return cfg.min_lr
-    ratio = (it - cfg.warmup) / max(1, cfg.steps - cfg.warmup)
-    return cfg.min_lr + 0.5 * (1.0 + math.cos(math.pi * ratio)) * (cfg.lr - cfg.min_lr)
 
 
 def info_nce(a: torch.Tensor, b: torch.Tensor, not_negative: torch.Tensor, temperature: float

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 from collections.abc import Sequence
+from pathlib import Path
 
 
 def clip_of(frames: Sequence[bytes], fps: int = 4, fmt: str = "mp4") -> bytes:
@@ -23,3 +24,15 @@ def clip_of(frames: Sequence[bytes], fps: int = 4, fmt: str = "mp4") -> bytes:
         for pkt in st.encode(None):
             out.mux(pkt)
     return buf.getvalue()
+
+
+def faces_jpeg(path: Path, boxes: Sequence[tuple[int, int, int, int]] = ((20, 20, 60, 70),)) -> Path:
+    """An annotated still as `core.characters.annotate` draws it (boxes named "Mika")."""
+    from PIL import Image
+
+    from core.characters import annotate
+    from core.types import CharacterHit
+
+    hits = [CharacterHit("Mika", "x", 0.9, b) for b in boxes]
+    annotate(Image.new("RGB", (160, 120), (30, 60, 90)), hits).save(path, format="JPEG", quality=85)
+    return path
