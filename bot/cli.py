@@ -187,6 +187,9 @@ def cmd_status(app: App, args: argparse.Namespace) -> int:
     print(f"Frame store: {st['framestore_bytes'] / 1e6:.1f} MB")
     for kind, ver in st["models"].items():
         print(f"Model {kind}: {ver}")
+    c = st["cast"]
+    print(f"Cast: {c['characters']} characters, {c['references']} reference faces; "
+          f"{c['faces_found']} faces found in the library, {c['faces_named']} named")
     for err in st["episode_errors"]:
         print(f"Problem: {err['path']}: {err['error']}")
     for s in st["series_list"]:

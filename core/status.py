@@ -8,7 +8,7 @@ from typing import Any
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 
-from core.db.models import Episode, Frame, ModelVersion, Series
+from core.db.models import Appearance, Character, CharacterReference, Episode, Frame, ModelVersion, Series
 from core.errors import IndexUnavailable
 from core.framestore import FrameStore
 from core.index import read_manifest
@@ -30,6 +30,11 @@ def library_status(sessions: sessionmaker[Session], index_dir: Path, framestore_
             .join(Episode, Episode.series_id == Series.id, isouter=True)
             .join(Frame, Frame.episode_id == Episode.id, isouter=True)
             .group_by(Series.id).order_by(Series.title)).all()
+        cast = {"characters": s.scalar(select(func.count(Character.id))) or 0,
+                "references": s.scalar(select(func.count(CharacterReference.id))) or 0,
+                "faces_found": s.scalar(select(func.count(Appearance.id))) or 0,
+                "faces_named": s.scalar(select(func.count(Appearance.id))
+                                        .where(Appearance.character_id.is_not(None))) or 0}
         models = {mv.kind: mv.version for mv in s.scalars(
             select(ModelVersion).where(ModelVersion.promoted.is_(True)))}
     index: dict[str, Any] | None
@@ -52,5 +57,6 @@ def library_status(sessions: sessionmaker[Session], index_dir: Path, framestore_
         "index": index,
         "framestore_bytes": FrameStore(framestore_dir).size_bytes(),
         "models": models,
+        "cast": cast,
         "series_list": [{"title": t, "episodes": e, "frames": f} for t, e, f in per_series],
     }
