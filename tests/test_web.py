@@ -373,7 +373,7 @@ async def test_admin_lists_queries_and_records_picks(make_web: Any, indexed_home
     assert r.status == 200 and r.headers["Content-Security-Policy"]
     assert qid in text and "Wrong answers" in text and "Recent queries" in text
     assert indexed_home.series_title(2) in text
-    assert "Character contact sheets" in text and "will appear here" in text
+    assert "Character contact sheets" in text and "anirec characters discover" in text
     assert "<script>" not in text  # only the external admin.js (CSP)
 
     r, body = await w.request("POST", "/admin/api/pick", json={"query_id": qid, "rank": 2})
