@@ -74,7 +74,7 @@ class RegionSpec:
 
     grid: int = 3
     window: float = 0.5
-    every_s: float = 1.0
+    every_s: float = 2.0
 
     def __post_init__(self) -> None:
         if not (2 <= self.grid and self.grid * self.grid <= REGION_SLOTS):
@@ -117,7 +117,7 @@ class RegionSpec:
         for sh in np.unique(shots):
             idx = np.flatnonzero(shots == sh)
             t0, t1 = float(times[idx].min()), float(times[idx].max())
-            k = max(1, int(np.ceil((t1 - t0 + 1e-6) / self.every_s)))
+            k = max(1, int(np.ceil((t1 - t0) / self.every_s - 1e-6)))
             span = (t1 - t0) / k
             for j in range(k):
                 mid = t0 + span * (j + 0.5)

@@ -51,7 +51,8 @@ REGION_TOP = 8  # candidates of each kind (whole-frame, region) located in the t
 REGION_WINDOW = 1.5  # seconds either side of a hit whose thumbnails are searched
 REGION_SCALES = (0.45, 0.55, 0.65, 0.8, 1.0)  # query width as a share of the frame width
 NCC_SIZE = (64, 36)
-LOCATE_WEIGHT = 0.8  # share of the localisation score in a located candidate's score  # (width, height) of the grey thumbnails the query is located in
+LOCATE_WEIGHT = 0.8  # share of the localisation score in a located candidate's score
+REGION_MARGIN = 0.04  # handicap of region-found candidates against whole-frame ones  # (width, height) of the grey thumbnails the query is located in
 RECAP_PENALTY = 0.03  # frame flags from indexing: 1 opening, 2 ending, 3 recap
 OPENING, ENDING, RECAP = 1, 2, 3
 
@@ -140,6 +141,7 @@ class _Cluster:
     oped: int = 0
     t_from: float = 0.0
     t_to: float = 0.0
+    region: bool = False  # found through a region vector (a crop's window), not a whole frame
 
 
 @dataclass
@@ -360,6 +362,8 @@ class Recognizer:
         k = min(self.search_k, len(regions))
         rids, rsims = regions.search(vecs, k)
         found = self._group(media, region_frame_ids(rids), rsims, owner)
+        for c in found:
+            c.region = True
         if self.framestore is None:  # nothing to locate the crop in: merge on similarity
             merged = clusters + found
             merged.sort(key=lambda c: -c.score)
@@ -401,9 +405,8 @@ class Recognizer:
         """Score each candidate by how well the query fits somewhere inside the stored
         thumbnails within ±REGION_WINDOW s of it; the best frame pins the time."""
         cat = self.catalog
-        out: list[_Cluster] = []
+        todo: list[tuple[_Cluster, np.ndarray, np.ndarray]] = []  # candidate, times, thumbnails
         seen: list[tuple[int, float]] = []
-        queries: dict[int, Any] = {}
         for c in cands:
             if any(e == c.ep and abs(t - c.anchor_t) <= 1.0 for e, t in seen):
                 continue
@@ -413,30 +416,41 @@ class Recognizer:
                 continue
             ts, grey = g
             sel = np.flatnonzero(np.abs(ts - c.anchor_t) <= REGION_WINDOW)
-            if not sel.size:
-                continue
-            if c.frame not in queries:  # every view: a meme's or phone shot's inner frame too
-                queries[c.frame] = [v.image for v in query_views(media.frames[c.frame])]
-            sc = np.max([locate_scores(v, grey[sel]) for v in queries[c.frame]], axis=0)
-            j = int(np.argmax(sc))
-            own = int(np.argmin(np.abs(ts[sel] - c.anchor_t)))
-            # the evidence so far (whole-frame or region similarity) and the localisation
-            # count half each: neither a weak embedding hit nor a lucky correlation wins alone
-            prior = c.score
-            if sc[own] >= sc[j] - 0.02:  # the time pinned so far fits as well: keep it
+            if sel.size:
+                todo.append((c, ts[sel], grey[sel]))
+        out: list[_Cluster] = []
+        for fi in sorted({c.frame for c, _, _ in todo}):  # one batch per query frame
+            group = [x for x in todo if x[0].frame == fi]
+            stack = np.concatenate([g for _, _, g in group])
+            # every view: a meme's or phone shot's inner frame too
+            scores = np.max([locate_scores(v.image, stack) for v in query_views(media.frames[fi])],
+                            axis=0)
+            at = 0
+            for c, ts, g in group:
+                sc = scores[at:at + len(g)]
+                at += len(g)
+                j = int(np.argmax(sc))
+                own = int(np.argmin(np.abs(ts - c.anchor_t)))
+                # the evidence so far (whole-frame or region similarity) and the localisation
+                # both count: neither a weak embedding hit nor a lucky correlation wins alone
+                # a whole-frame hit keeps at least its own score: locating only ever adds
+                prior = c.score
                 c.score = LOCATE_WEIGHT * float(sc[j]) + (1 - LOCATE_WEIGHT) * prior
+                if not c.region:
+                    c.score = max(c.score, prior)
+                else:  # a region hit must beat the whole frames by a margin to take over
+                    c.score -= REGION_MARGIN
                 out.append(c)
-                continue
-            t = float(ts[sel[j]])
-            sl = cat.window(c.ep, t - 1e-3, t + 1e-3)
-            if sl.stop > sl.start:
-                c.row = sl.start
-                c.oped = int(cat.oped[c.row])
-            c.start += t - c.anchor_t
-            c.anchor_t = t
-            c.t_from = c.t_to = t
-            c.score = LOCATE_WEIGHT * float(sc[j]) + (1 - LOCATE_WEIGHT) * prior
-            out.append(c)
+                if sc[own] >= sc[j] - 0.02:  # the time pinned so far fits as well: keep it
+                    continue
+                t = float(ts[j])
+                sl = cat.window(c.ep, t - 1e-3, t + 1e-3)
+                if sl.stop > sl.start:
+                    c.row = sl.start
+                    c.oped = int(cat.oped[c.row])
+                c.start += t - c.anchor_t
+                c.anchor_t = t
+                c.t_from = c.t_to = t
         out.sort(key=lambda c: -c.score)
         return out
 
