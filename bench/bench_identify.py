@@ -8,6 +8,7 @@ Characters are excluded (no face model yet). One torch thread, as the bot runs.
 Run:
     python -m bench.bench_identify                  # -> bench/results/identify_latency.json
     python -m bench.bench_identify --pad 0          # sample library only (fast)
+    python -m bench.bench_identify --pad 0 --no-regions   # the index without region vectors
 """
 
 from __future__ import annotations
@@ -32,7 +33,7 @@ if str(ROOT) not in sys.path:
 from core.sysinfo import machine_info  # noqa: E402
 from core.config import Settings  # noqa: E402
 
-STAGES = ("decode", "embed", "search", "group", "verify", "rank", "total")
+STAGES = ("decode", "embed", "search", "group", "verify", "regions", "rank", "total")
 
 
 def percentiles(values: list[float]) -> dict[str, float]:
@@ -73,7 +74,7 @@ def run_queries(recognizer: Any, queries: list[bytes]) -> dict[str, Any]:
         t1 = time.perf_counter()
         rec = recognizer.recognize(media)
         per["decode"].append((t1 - t0) * 1000)
-        for s in ("embed", "search", "group", "verify", "rank"):
+        for s in ("embed", "search", "group", "verify", "regions", "rank"):
             per[s].append(rec.timings_ms.get(s, 0.0))
         per["total"].append((time.perf_counter() - t0) * 1000)
     return {s: percentiles(v) for s, v in per.items()}
@@ -108,11 +109,13 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--pad", type=int, default=1_000_000, help="pad the index to this many frames (0: off)")
     ap.add_argument("--work", default=str(ROOT / "bench" / "work"))
     ap.add_argument("--out", default=str(ROOT / "bench" / "results" / "identify_latency.json"))
+    ap.add_argument("--no-regions", action="store_true", help="index without region vectors")
     args = ap.parse_args(argv)
     import torch
 
     torch.set_num_threads(1)
     from bot.cli import App
+    from core.index import RegionSpec
     from core.recognizer import build_recognizer
     from data.indexer import Indexer
     from data.synth import generate_library
@@ -126,10 +129,13 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory() as home:
         app = App(Settings(_env_file=None, home=Path(home)))  # type: ignore[call-arg]
         Indexer(sessions=app.sessions, embedder=app.embedder(), index_dir=app.settings.index_dir,
-                framestore=app.framestore()).run(library)
+                framestore=app.framestore(),
+                regions=None if args.no_regions else RegionSpec()).run(library)
         rec = build_recognizer(app.sessions, index_dir=app.settings.index_dir,
                                models_dir=app.settings.models_dir)
         result["embedder"] = rec.model_version
+        regions = getattr(rec.index, "regions", None)
+        result["region_vectors"] = len(regions) if regions is not None else 0
         result["sample_library"] = {"frames": len(rec.index), **run_queries(rec, queries)}
         print(json.dumps(result["sample_library"]["total"]))
         if args.pad:

@@ -48,11 +48,11 @@ VERIFY_TOP = 12  # candidates verified exactly
 VERIFY_WINDOW = 6.0  # seconds either side searched when pinning the timestamp
 REGION_GATE = 0.90  # below this whole-frame score the query may be a crop: regions are searched
 REGION_TOP = 8  # candidates of each kind (whole-frame, region) located in the thumbnails
-REGION_WINDOW = 1.5  # seconds either side of a hit whose thumbnails are searched
+REGION_WINDOW = 1.0  # seconds either side of a hit whose thumbnails are searched
 REGION_SCALES = (0.45, 0.55, 0.65, 0.8, 1.0)  # query width as a share of the frame width
-NCC_SIZE = (64, 36)
+NCC_SIZE = (64, 36)  # (width, height) of the grey thumbnails the query is located in
 LOCATE_WEIGHT = 0.8  # share of the localisation score in a located candidate's score
-REGION_MARGIN = 0.04  # handicap of region-found candidates against whole-frame ones  # (width, height) of the grey thumbnails the query is located in
+REGION_MARGIN = 0.04  # handicap of region-found candidates against whole-frame ones
 RECAP_PENALTY = 0.03  # frame flags from indexing: 1 opening, 2 ending, 3 recap
 OPENING, ENDING, RECAP = 1, 2, 3
 
