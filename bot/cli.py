@@ -238,7 +238,7 @@ def _register_extras() -> None:
 
     EXTRA_COMMANDS.clear()  # main() may run several times in one process (tests)
     for mod in ("bot.cli_recognize", "bot.cli_train", "bot.cli_eval", "bot.cli_run",
-                "bot.cli_characters"):
+                "bot.cli_characters", "bot.cli_faces"):
         try:
             m = importlib.import_module(mod)
         except ModuleNotFoundError as exc:

@@ -101,7 +101,10 @@ def references(root: Path, labels: dict[str, Any]) -> dict[str, dict[str, Path]]
 def iter_face_frames(root: Path, labels: dict[str, Any], episodes: list[str] | None = None, *,
                      every: int = 6, offset: int = 0, with_faces_only: bool = False
                      ) -> Iterator[FaceFrame]:
-    """Decode the labelled episodes in order and yield every `every`-th frame with its faces."""
+    """Decode the labelled episodes in order and yield every `every`-th frame with its faces.
+
+    `frames_gt[i]` may be null: a frame nobody labelled (harvested pseudo-labels cover only
+    some frames) is skipped; a labelled frame with no faces is still a negative."""
     wanted = None if episodes is None else set(episodes)
     for e in labels["episodes"]:
         if wanted is not None and e["path"] not in wanted:
@@ -116,7 +119,7 @@ def iter_face_frames(root: Path, labels: dict[str, Any], episodes: list[str] | N
             for i, frame in enumerate(container.decode(video=0)):
                 if i >= len(gt):
                     break
-                if (i - offset) % every:
+                if (i - offset) % every or gt[i] is None:  # None: an unlabelled frame
                     continue
                 faces = [FaceLabel(f["character"], tuple(int(v) for v in f["box"]),  # type: ignore[arg-type]
                                    bool(f.get("profile")), bool(f.get("occluded")))
