@@ -17,3 +17,6 @@ fi
 rm -f "$log"
 .venv/bin/python -c "import torch, torchvision, av, hnswlib, discord, telegram, sqlalchemy, alembic" \
   || { echo "setup: the install is incomplete" >&2; exit 1; }
+# The optional face-label teacher (animeface needs Pillow < 12, so it lives in its own venv).
+# Best effort: without it, `anirec faces harvest` explains how to get it and its tests skip.
+bash scripts/teacher-venv.sh >/dev/null 2>&1 || echo "setup: the optional animeface teacher (.venv-teacher) could not be installed" >&2
