@@ -180,7 +180,8 @@ def cmd_status(app: App, args: argparse.Namespace) -> int:
           f"Video: {st['video_hours']:.2f} h")
     idx = st["index"]
     if idx:
-        print(f"Index: {idx['count']} vectors, {idx['bytes'] / 1e6:.1f} MB, version {idx['version']}, "
+        regions = f" + {idx['region_vectors']} region vectors" if idx.get("region_vectors") else ""
+        print(f"Index: {idx['count']} vectors{regions}, {idx['bytes'] / 1e6:.1f} MB, version {idx['version']}, "
               f"embedder {idx['embedder']}")
     else:
         print("Index: none yet (run `anirec index LIBRARY`)")

@@ -40,9 +40,10 @@ def library_status(sessions: sessionmaker[Session], index_dir: Path, framestore_
     index: dict[str, Any] | None
     try:
         m = read_manifest(index_dir)
-        size = sum(p.stat().st_size for p in Path(index_dir).iterdir() if p.is_file())
+        size = sum(p.stat().st_size for p in Path(index_dir).rglob("*") if p.is_file())
         index = {"count": m.count, "version": m.version, "embedder": m.describe_embedder(),
-                 "dim": m.dim, "bytes": size, "updated_at": m.updated_at}
+                 "dim": m.dim, "bytes": size, "updated_at": m.updated_at,
+                 "region_vectors": int((m.regions or {}).get("count", 0))}
     except (IndexUnavailable, FileNotFoundError, OSError):
         index = None
     models.setdefault("scene", (index or {}).get("embedder", "default (untrained)"))

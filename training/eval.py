@@ -968,7 +968,8 @@ def evaluate(sessions: sessionmaker[Session], *, index_dir: Path, models_dir: Pa
                   "trained_on_split": split is not None,
                   "metrics": {k: v for k, v in (getattr(emb, "metrics", {}) or {}).items()
                               if k != "train_episodes" and isinstance(v, (int, float, str, bool))}},
-        "index": {"version": rec.index_version, "vectors": len(rec.index)},
+        "index": {"version": rec.index_version, "vectors": len(rec.index),
+                  "region_vectors": len(getattr(rec.index, "regions", None) or ())},
         "config": {"queries": config.queries, "seed": config.seed, "calibrate": config.calibrate,
                    "baselines": config.baselines, "search_k": config.search_k,
                    "match_threshold": config.match_threshold,
@@ -1143,7 +1144,10 @@ def write_report(result: dict[str, Any], out_dir: Path) -> list[Path]:
               f"{lib['video_seconds']} s of video, {lib['indexed_frames']} indexed frames "
               f"(synthetic sample library, seed {lib.get('seed')}, "
               f"{params.get('width')}x{params.get('height')} @ {params.get('fps')} fps).")
-    md.append(f"- **Model**: `{result['model']['version']}` · **index** `{result['index']['version']}`")
+    regions = result["index"].get("region_vectors") or 0
+    md.append(f"- **Model**: `{result['model']['version']}` · **index** `{result['index']['version']}`"
+              + (f" ({result['index']['vectors']} frame vectors + {regions} region vectors)"
+                 if regions else ""))
     md.append(f"- **Setting**: {result['splits']['setting']}")
     if result.get("command"):
         md.append(f"- **Command**: `{result['command']}`")
