@@ -51,8 +51,9 @@ REGION_TOP = 8  # candidates of each kind (whole-frame, region) located in the t
 REGION_WINDOW = 1.0  # seconds either side of a hit whose thumbnails are searched
 REGION_SCALES = (0.45, 0.55, 0.65, 0.8, 1.0)  # query width as a share of the frame width
 NCC_SIZE = (64, 36)  # (width, height) of the grey thumbnails the query is located in
+GREY_CACHE = 16  # episodes whose grey thumbnails stay in memory
 LOCATE_WEIGHT = 0.8  # share of the localisation score in a located candidate's score
-REGION_MARGIN = 0.04  # handicap of region-found candidates against whole-frame ones
+REGION_MARGIN = 0.04  # handicap of a located score against a whole-frame similarity
 RECAP_PENALTY = 0.03  # frame flags from indexing: 1 opening, 2 ending, 3 recap
 OPENING, ENDING, RECAP = 1, 2, 3
 
@@ -368,17 +369,20 @@ class Recognizer:
             merged = clusters + found
             merged.sort(key=lambda c: -c.score)
         else:
-            merged = self._locate(clusters[:REGION_TOP] + found[:REGION_TOP], media)
-            rest = [c for c in clusters[REGION_TOP:] + found[REGION_TOP:]]
-            floor = merged[-1].score if merged else 1.0
+            # the best of each kind are located in the thumbnails around them; the rest rank
+            # below those
+            located = self._locate(clusters[:REGION_TOP] + found[:REGION_TOP], media)
+            floor = min((c.score for c in located), default=0.0)
+            rest = clusters[REGION_TOP:] + found[REGION_TOP:]
             for c in rest:
                 c.score = min(c.score, floor - 0.01)
-            merged += sorted(rest, key=lambda c: -c.score)
+            merged = located + sorted(rest, key=lambda c: -c.score)
         timings["regions"] = (time.perf_counter() - t0) * 1000
         return merged
 
     def _grey(self, episode_id: int) -> tuple[np.ndarray, np.ndarray] | None:
-        """(times, grey thumbnails float32 [N, h, w]) of an episode, cached."""
+        """(times, grey thumbnails uint8 [N, h, w]) of an episode; the last GREY_CACHE
+        episodes are kept (2.3 KB a frame: ~5.5 MB for a 20-minute episode at 2 frames/s)."""
         hit = self._grey_cache.get(episode_id)
         if hit is not None:
             return hit
@@ -391,12 +395,12 @@ class Recognizer:
         from PIL import Image
 
         w, h = NCC_SIZE
-        grey = np.empty((len(ef), h, w), np.float32)
+        grey = np.empty((len(ef), h, w), np.uint8)
         for i in range(len(ef)):
             img = Image.open(io.BytesIO(ef.jpeg(i)))
             img.draft("L", (w, h))
-            grey[i] = np.asarray(img.convert("L").resize((w, h), Image.BOX), np.float32)
-        if len(self._grey_cache) >= 64:
+            grey[i] = np.asarray(img.convert("L").resize((w, h), Image.BOX), np.uint8)
+        if len(self._grey_cache) >= GREY_CACHE:
             self._grey_cache.pop(next(iter(self._grey_cache)))
         self._grey_cache[episode_id] = (ef.times.astype(np.float64), grey)
         return self._grey_cache[episode_id]
@@ -421,7 +425,7 @@ class Recognizer:
         out: list[_Cluster] = []
         for fi in sorted({c.frame for c, _, _ in todo}):  # one batch per query frame
             group = [x for x in todo if x[0].frame == fi]
-            stack = np.concatenate([g for _, _, g in group])
+            stack = np.concatenate([g for _, _, g in group]).astype(np.float32)
             # every view: a meme's or phone shot's inner frame too
             scores = np.max([locate_scores(v.image, stack) for v in query_views(media.frames[fi])],
                             axis=0)
@@ -433,13 +437,13 @@ class Recognizer:
                 own = int(np.argmin(np.abs(ts - c.anchor_t)))
                 # the evidence so far (whole-frame or region similarity) and the localisation
                 # both count: neither a weak embedding hit nor a lucky correlation wins alone
-                # a whole-frame hit keeps at least its own score: locating only ever adds
+                # a located score is handicapped by REGION_MARGIN (a picture from outside the
+                # library fits somewhere too, a little); a whole-frame hit keeps at least
+                # its own score, so full frames are answered as before
                 prior = c.score
-                c.score = LOCATE_WEIGHT * float(sc[j]) + (1 - LOCATE_WEIGHT) * prior
+                c.score = LOCATE_WEIGHT * float(sc[j]) + (1 - LOCATE_WEIGHT) * prior - REGION_MARGIN
                 if not c.region:
                     c.score = max(c.score, prior)
-                else:  # a region hit must beat the whole frames by a margin to take over
-                    c.score -= REGION_MARGIN
                 out.append(c)
                 if sc[own] >= sc[j] - 0.02:  # the time pinned so far fits as well: keep it
                     continue

@@ -101,7 +101,7 @@ def test_index_saves_regions_and_refuses_other_settings(tmp_path: Path) -> None:
     assert back.regions is not None and len(back.regions) == 9 and back.region_spec == spec
     ids, _ = back.regions.search(rv[:1], 1)
     assert int(ids[0, 0]) == int(spec.region_ids(np.array([1]))[0])
-    for other in (None, RegionSpec(grid=4), RegionSpec(every_s=2.0)):
+    for other in (None, RegionSpec(grid=4), RegionSpec(every_s=0.5)):
         with pytest.raises(IndexMismatch, match="--reembed"):
             HnswIndex.load(tmp_path / "index", embedder_name="e", embedder_version="1", dim=8,
                            regions=other)
