@@ -132,6 +132,14 @@ def main(argv: list[str] | None = None) -> int:
                                                               resume=False, supervision="names", quiet=True)
         result["train_characters"]["wall_seconds"] = round(time.perf_counter() - t0, 1)
         print(json.dumps({k: result[k] for k in ("train_faces", "train_characters")}, indent=1), flush=True)
+    else:  # models trained earlier in this home: record what their checkpoints say
+        from core.models.registry import load_character_embedder as _lc, load_face_detector as _lf
+
+        fd, ce = _lf(app.sessions, app.settings.models_dir), _lc(app.sessions, app.settings.models_dir)
+        result["train_faces"] = {"version": fd.version, "train_seconds": fd.metrics.get("train_seconds"),
+                                 "steps": fd.metrics.get("steps"), "check": fd.metrics.get("check")}
+        result["train_characters"] = {"version": ce.version, **{k: v for k, v in ce.metrics.items()
+                                                                 if k != "train_episodes"}}
     lf = labels_path(app, None)
     library = lf.parent
     labels = read_labels(lf)
@@ -154,8 +162,11 @@ def main(argv: list[str] | None = None) -> int:
     from PIL import Image
 
     refs = references(library, labels)
+    known = {(r["series"], r["name"]) for r in cast.list_cast(app.sessions)}
     for series, castd in refs.items():
         for name, path in castd.items():
+            if (series, name) in known:  # a re-run keeps the one-shot cast as it is
+                continue
             with Image.open(path) as im:
                 cast.add_references(app.sessions, home.resolve(), series, name, [(path.name, im.convert("RGB"))],
                                     detector=detector, embedder=embedder)

@@ -197,7 +197,7 @@ def train_characters_command(app: Any, *, labels_file: Path, steps: int, holdout
     from tqdm import tqdm
 
     from core.models.registry import register_model
-    from training.characters import CharacterTrainConfig, FaceSet, train_characters, training_floor
+    from training.characters import CharacterTrainConfig, FaceSet, train_characters, training_floors
     from training.facedata import iter_face_frames
 
     root, labels, train, held = _face_split(app, labels_file, holdout_every)
@@ -211,17 +211,18 @@ def train_characters_command(app: Any, *, labels_file: Path, steps: int, holdout
         bar.set_postfix(loss=f"{loss:.3f}")
         bar.refresh()
 
+    faces, val = faces.split_by_shot(5)  # every 5th shot measures the unknown-face floors
     emb, metrics = train_characters(faces, cfg, app.settings.models_dir / "train-characters",
                                     resume=resume, progress=progress)
     bar.close()
-    emb.metrics["floor"] = training_floor(emb, faces)
+    emb.metrics["floors"] = training_floors(emb, faces, val)
     emb.metrics["train_episodes"] = train
     path = app.settings.models_dir / f"{emb.version}.pt"
     emb.save(path)
     register_model(app.sessions, kind="characters", version=emb.version,
                    path=path.relative_to(app.settings.models_dir),
                    metrics={k: v for k, v in emb.metrics.items()}, promote=True)
-    return {"version": emb.version, "promoted": True, "faces": len(faces), "floor": emb.metrics["floor"],
+    return {"version": emb.version, "promoted": True, "faces": len(faces), "floors": emb.metrics["floors"],
             "train_seconds": metrics["train_seconds"], "steps": steps, "supervision": supervision}
 
 
@@ -263,7 +264,7 @@ def cmd_train(app: Any, args: argparse.Namespace) -> int:
                                        holdout_every=args.holdout_every if args.holdout_every else 3,
                                        resume=args.resume, supervision=args.supervision)
         print(json.dumps(res, indent=2))
-        print(f"Character embedder {res['version']} promoted (unknown-face floor {res['floor']:.2f}). "
+        print(f"Character embedder {res['version']} promoted (unknown-face floors {res['floors']}). "
               "Next: `anirec characters add` / `discover`, then `anirec eval characters`.")
         return 0
     raise SystemExit(f"anirec: unknown model kind {args.what}")

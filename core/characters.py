@@ -96,6 +96,35 @@ def load_gallery(sessions: sessionmaker[Session], embedder: Any, home: Path | No
     return gal
 
 
+@dataclass(frozen=True)
+class Floor:
+    """Similarity floors below which a face is "unknown": one for a character known from a
+    single reference, one for five or more (interpolated in between) — one reference is a
+    narrower target than five, so its matches score lower."""
+
+    one: float = DEFAULT_FLOOR
+    five: float = DEFAULT_FLOOR
+
+    def at(self, n_refs: int) -> float:
+        if n_refs <= 1:
+            return self.one
+        if n_refs >= 5:
+            return self.five
+        return self.one + (self.five - self.one) * (n_refs - 1) / 4
+
+    @classmethod
+    def of(cls, value: Any) -> Floor:
+        """From a number, or a {"1": ..., "5": ...} mapping (checkpoint metrics, JSON)."""
+        if isinstance(value, Floor):
+            return value
+        if isinstance(value, dict):
+            return cls(float(value["1"]), float(value["5"]))
+        return cls(float(value), float(value))
+
+    def to_json(self) -> dict[str, float]:
+        return {"1": round(self.one, 4), "5": round(self.five, 4)}
+
+
 @dataclass
 class CharacterRecognizer:
     """Face detector + character embedder + gallery."""
@@ -103,7 +132,7 @@ class CharacterRecognizer:
     detector: Any  # core.models.faces.FaceDetector
     embedder: Any  # core.models.characters.CharacterEmbedder
     gallery: Gallery
-    floor: float = DEFAULT_FLOOR
+    floor: Floor = field(default_factory=Floor)
     max_faces: int = MAX_FACES
 
     @property
@@ -128,7 +157,7 @@ class CharacterRecognizer:
                 sim = float((m.vectors @ v).max()) + (SHOT_BONUS if m.character_id in in_shot else 0.0)
                 if sim > best_sim:
                     best, best_sim = m, sim
-            if best is not None and best_sim >= self.floor:
+            if best is not None and best_sim >= Floor.of(self.floor).at(len(best.vectors)):
                 hits.append(CharacterHit(name=best.name, series=series_titles.get(best.series_id),
                                          score=min(1.0, best_sim), box=tuple(int(x) for x in face.box)))
             else:
@@ -141,18 +170,19 @@ class CharacterRecognizer:
 FLOOR_FILE = "characters-floor.json"
 
 
-def load_floor(models_dir: Path, embedder: Any) -> float:
-    """The unknown-face floor: tuned by `anirec eval characters --tune` for this embedder
-    version, else the one measured at training time, else the default."""
+def load_floor(models_dir: Path, embedder: Any) -> Floor:
+    """The unknown-face floors: an operator's override in `models/characters-floor.json`
+    (`{"embedder_version": ..., "floor": {"1": .., "5": ..}}`) for this embedder version, else
+    the ones measured on held-out shots at training time, else the default."""
     import json
 
     try:
         d = json.loads((models_dir / FLOOR_FILE).read_text())
         if d.get("embedder_version") == embedder.version:
-            return float(d["floor"])
+            return Floor.of(d["floor"])
     except (OSError, ValueError, KeyError, TypeError):
         pass
-    return float(embedder.metrics.get("floor", DEFAULT_FLOOR))
+    return Floor.of(embedder.metrics.get("floors", embedder.metrics.get("floor", DEFAULT_FLOOR)))
 
 
 def timed(fn: Any, *args: Any, **kw: Any) -> tuple[Any, float]:

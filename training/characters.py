@@ -83,6 +83,18 @@ class FaceSet:
         arr = np.stack(crops) if crops else np.zeros((0, CONTEXT_SIZE, CONTEXT_SIZE, 3), np.uint8)
         return cls(arr, names, tracks, series)
 
+    def subset(self, keep: Sequence[bool] | np.ndarray) -> FaceSet:
+        idx = np.flatnonzero(np.asarray(keep, bool))
+        return FaceSet(self.crops[idx], [self.names[i] for i in idx], [self.tracks[i] for i in idx],
+                       [self.series[i] for i in idx])
+
+    def split_by_shot(self, every: int = 5) -> tuple[FaceSet, FaceSet]:
+        """(training, validation): the faces of every `every`-th shot are kept aside."""
+        val = np.array([int(t.split("#")[1]) % every == every - 1 for t in self.tracks], bool)
+        if val.all() or not val.any():
+            return self, self.subset(np.zeros(len(self), bool))
+        return self.subset(~val), self.subset(val)
+
     def groups(self, supervision: str) -> np.ndarray:
         keys = self.names if supervision == "names" else self.tracks
         index: dict[str, int] = {}
@@ -271,7 +283,7 @@ def _galleries(emb: CharacterEmbedder, train: FaceSet, train_vecs: np.ndarray,
 
 
 def evaluate_identification(emb: CharacterEmbedder, train: FaceSet, held: FaceSet,
-                            refs: dict[str, dict[str, Path]], *, floor: float | None = None,
+                            refs: dict[str, dict[str, Path]], *, floor: Any = None,
                             seed: int = 0) -> dict[str, Any]:
     """Top-1 identification of held-out faces against their series' cast (the closed set when
     the scene is recognised), with 1, 5 and all references per character, and the rate at
@@ -303,7 +315,12 @@ def evaluate_identification(emb: CharacterEmbedder, train: FaceSet, held: FaceSe
             cast = {k: v for k, v in gal.get(series, {}).items() if k != name}
             if cast:
                 unk_sims.append(identify(held_vecs[i:i + 1], cast, floor=-1.0)[0][1])
-        f = floor_used if floor_used is not None else tune_floor(sims_ok, unk_sims)
+        if floor_used is None:
+            f = tune_floor(sims_ok, unk_sims)
+        else:
+            from core.characters import Floor
+
+            f = Floor.of(floor_used).at(shots or 5)
         accepted = [s >= f for s in sims_ok]
         entry.update({"floor": f, "known_accepted": float(np.mean(accepted)) if accepted else 0.0,
                       "unknown_rejected": float(np.mean([s < f for s in unk_sims])) if unk_sims else 0.0,
@@ -312,25 +329,29 @@ def evaluate_identification(emb: CharacterEmbedder, train: FaceSet, held: FaceSe
     return result
 
 
-def training_floor(emb: CharacterEmbedder, faces: FaceSet, shots: int = 5, seed: int = 0) -> float:
-    """The unknown-face floor measured on the training faces: galleries of `shots` faces per
-    character, the other faces as queries; the floor keeps 90% of correct matches."""
-    vecs = embed_faceset(emb, faces)
+def training_floors(emb: CharacterEmbedder, train: FaceSet, val: FaceSet, seed: int = 0) -> dict[str, float]:
+    """Unknown-face floors measured on validation shots the embedder did not train on:
+    galleries of 1 and of 5 training faces per character, the validation faces as queries;
+    each floor keeps 95% of the correct matches. Returns {"1": floor, "5": floor}."""
+    if not len(val):
+        return {"1": 0.5, "5": 0.5}
+    tv, vv = embed_faceset(emb, train), embed_faceset(emb, val)
     rng = random.Random(seed)
     by_name: dict[str, list[int]] = {}
-    for i, n in enumerate(faces.names):
+    for i, n in enumerate(train.names):
         by_name.setdefault(n, []).append(i)
-    gallery_idx = {n: set(rng.sample(idx, min(shots, len(idx)))) for n, idx in by_name.items()}
-    by_series: dict[str, dict[str, np.ndarray]] = {}
-    for n, idx in gallery_idx.items():
-        series, name = n.split("::", 1)
-        by_series.setdefault(series, {})[name] = vecs[sorted(idx)]
-    ok_sims = []
-    for i, n in enumerate(faces.names):
-        series, name = n.split("::", 1)
-        if i in gallery_idx[n]:
-            continue
-        pred, sim = identify(vecs[i:i + 1], by_series[series], floor=-1.0)[0]
-        if pred == name:
-            ok_sims.append(sim)
-    return round(tune_floor(ok_sims, []), 4)
+    out = {}
+    for k in (1, 5):
+        by_series: dict[str, dict[str, np.ndarray]] = {}
+        for n, idx in by_name.items():
+            series, name = n.split("::", 1)
+            by_series.setdefault(series, {})[name] = tv[rng.sample(idx, min(k, len(idx)))]
+        ok = []
+        for i, n in enumerate(val.names):
+            series, name = n.split("::", 1)
+            if series in by_series:
+                pred, sim = identify(vv[i:i + 1], by_series[series], floor=-1.0)[0]
+                if pred == name:
+                    ok.append(sim)
+        out[str(k)] = round(tune_floor(ok, [], min_accept=0.95), 4)
+    return out
