@@ -211,15 +211,19 @@ class Recognizer:
         return rec
 
     def _with_characters(self, rec: Recognition, media: Media, timings: dict[str, float]) -> Recognition:
-        """Step 9: faces in the (first) query frame, matched against the cast of the top
-        candidates' series (at most three series), with a bonus for who appears in the
-        matched shot. Nothing matched: the faces are still found, as "unknown"."""
+        """Step 9: faces in the (first) query frame, matched against the cast of the matched
+        series (or, when unsure, of the top candidates' series, at most three), with a bonus
+        for who appears in the matched shot. Nothing matched: the faces are still found, as
+        "unknown"."""
         if self.characters is None:
             return rec
         t0 = time.perf_counter()
         cat = self.catalog
+        # a confident match: its series' cast only; unsure: the casts of up to three series
         series_ids = list(dict.fromkeys(c.series.id for c in rec.candidates[:5]))[:3]
-        if rec.status == "no_match":
+        if rec.status == "match":
+            series_ids = series_ids[:1]
+        elif rec.status == "no_match":
             series_ids = []
         shots: list[int] = []
         if rec.candidates and rec.status != "no_match":
