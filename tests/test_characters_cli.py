@@ -16,6 +16,10 @@ from sqlalchemy import func, select
 
 from core.db.models import Appearance, Character, CharacterReference, ModelVersion
 
+# Training both models is most of this module's time (~3 min on 2 idle cores); the fixture's
+# set-up counts toward the first test's timeout.
+pytestmark = pytest.mark.timeout(900)
+
 FACE_STEPS = 160  # enough for the small test library's faces to be found (the bench trains fully)
 CHAR_STEPS = 40
 
