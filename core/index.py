@@ -75,27 +75,30 @@ class RegionSpec:
     grid: int = 3
     window: float = 0.5
     every_s: float = 2.0
+    outer: float = 0.75  # > 0: also the four corner windows and the centre window of this size
 
     def __post_init__(self) -> None:
-        if not (2 <= self.grid and self.grid * self.grid <= REGION_SLOTS):
+        if not (2 <= self.grid and self.grid * self.grid + (5 if self.outer else 0) <= REGION_SLOTS):
             raise ValueError(f"region grid must be 2..{int(REGION_SLOTS ** 0.5)}, got {self.grid}")
-        if not 0.1 <= self.window < 1.0 or self.every_s <= 0:
-            raise ValueError("region window must be in [0.1, 1) and every_s > 0")
+        if not 0.1 <= self.window < 1.0 or self.every_s <= 0 or not 0.0 <= self.outer < 1.0:
+            raise ValueError("region windows must be in [0.1, 1) and every_s > 0")
 
     @property
     def n_windows(self) -> int:
-        return self.grid * self.grid
+        return self.grid * self.grid + (5 if self.outer else 0)
 
     def to_json(self) -> dict[str, Any]:
-        return {"grid": self.grid, "window": self.window, "every_s": self.every_s}
+        return {"grid": self.grid, "window": self.window, "every_s": self.every_s, "outer": self.outer}
 
     @classmethod
     def from_json(cls, d: dict[str, Any]) -> RegionSpec:
-        return cls(grid=int(d["grid"]), window=float(d["window"]), every_s=float(d["every_s"]))
+        return cls(grid=int(d["grid"]), window=float(d["window"]), every_s=float(d["every_s"]),
+                   outer=float(d.get("outer", 0.0)))
 
     def describe(self) -> str:
-        return (f"{self.grid}x{self.grid} windows of {self.window:g} of the frame, "
-                f"a keyframe every {self.every_s:g} s of each shot")
+        return (f"{self.grid}x{self.grid} windows of {self.window:g} of the frame"
+                + (f" and 5 of {self.outer:g}" if self.outer else "")
+                + f", a keyframe every {self.every_s:g} s of each shot")
 
     def boxes(self, width: int, height: int) -> list[tuple[int, int, int, int]]:
         """The windows (x0, y0, x1, y1) of a width x height frame, row by row."""
@@ -106,6 +109,11 @@ class RegionSpec:
                 x = round((width - ww) * gx / (self.grid - 1))
                 y = round((height - wh) * gy / (self.grid - 1))
                 out.append((x, y, x + ww, y + wh))
+        if self.outer:  # bigger windows for bigger crops: the four corners and the centre
+            ow, oh = max(1, round(width * self.outer)), max(1, round(height * self.outer))
+            for x, y in ((0, 0), (width - ow, 0), (0, height - oh), (width - ow, height - oh),
+                         ((width - ow) // 2, (height - oh) // 2)):
+                out.append((x, y, x + ow, y + oh))
         return out
 
     def keyframes(self, times: np.ndarray, shots: np.ndarray) -> np.ndarray:

@@ -65,8 +65,11 @@ def library(sample_library: Path, tmp_path: Path) -> Path:
 def test_region_spec_windows_keyframes_and_ids() -> None:
     spec = RegionSpec()
     boxes = spec.boxes(256, 144)
-    assert len(boxes) == 9 and boxes[0] == (0, 0, 128, 72) and boxes[4] == (64, 36, 192, 108)
-    assert boxes[-1] == (128, 72, 256, 144)
+    assert len(boxes) == 14 and boxes[0] == (0, 0, 128, 72) and boxes[4] == (64, 36, 192, 108)
+    assert boxes[8] == (128, 72, 256, 144)
+    # five bigger windows (3/4 of the width and height) for bigger crops: corners, then centre
+    assert boxes[9] == (0, 0, 192, 108) and boxes[12] == (64, 36, 256, 144) and boxes[13] == (32, 18, 224, 126)
+    assert len(RegionSpec(outer=0.0).boxes(256, 144)) == 9
     # shots of one, two and seven frames at 2 frames/s, a keyframe per second: 1, 1, 3
     times = np.arange(0, 5.0, 0.5)
     shots = np.array([0, 1, 1, 2, 2, 2, 2, 2, 2, 2])
@@ -74,8 +77,8 @@ def test_region_spec_windows_keyframes_and_ids() -> None:
     assert [int(shots[k]) for k in keys] == [0, 1, 2, 2, 2]
     assert [int(shots[k]) for k in spec.keyframes(times, shots)] == [0, 1, 2, 2]  # every 2 s
     ids = spec.region_ids(np.array([7, 9]))
-    assert len(ids) == 18 and set(region_frame_ids(ids).tolist()) == {7, 9}
-    assert (ids % REGION_SLOTS).max() == 8
+    assert len(ids) == 28 and set(region_frame_ids(ids).tolist()) == {7, 9}
+    assert (ids % REGION_SLOTS).max() == 13
     with pytest.raises(ValueError):
         RegionSpec(grid=7)
 
@@ -88,20 +91,21 @@ def test_index_saves_regions_and_refuses_other_settings(tmp_path: Path) -> None:
     v = rng.normal(size=(4, 8)).astype(np.float32)
     v /= np.linalg.norm(v, axis=1, keepdims=True)
     ix.add(np.arange(4), v)
-    rv = rng.normal(size=(18, 8)).astype(np.float32)
+    n = spec.n_windows
+    rv = rng.normal(size=(2 * n, 8)).astype(np.float32)
     rv /= np.linalg.norm(rv, axis=1, keepdims=True)
     assert ix.regions is not None
     ix.regions.add(spec.region_ids(np.array([1, 3])), rv)
     ix.remove([3])  # a frame's regions go with it
-    assert len(ix.regions) == 9
+    assert len(ix.regions) == n
     ix.save(tmp_path / "index")
     m = read_manifest(tmp_path / "index")
-    assert m.region_spec == spec and m.regions and m.regions["count"] == 9
+    assert m.region_spec == spec and m.regions and m.regions["count"] == n
     back = HnswIndex.load(tmp_path / "index", embedder_name="e", embedder_version="1", dim=8)
-    assert back.regions is not None and len(back.regions) == 9 and back.region_spec == spec
+    assert back.regions is not None and len(back.regions) == n and back.region_spec == spec
     ids, _ = back.regions.search(rv[:1], 1)
     assert int(ids[0, 0]) == int(spec.region_ids(np.array([1]))[0])
-    for other in (None, RegionSpec(grid=4), RegionSpec(every_s=0.5)):
+    for other in (None, RegionSpec(grid=4), RegionSpec(every_s=0.5), RegionSpec(outer=0.0)):
         with pytest.raises(IndexMismatch, match="--reembed"):
             HnswIndex.load(tmp_path / "index", embedder_name="e", embedder_version="1", dim=8,
                            regions=other)
@@ -127,8 +131,8 @@ def test_regions_follow_incremental_indexing_and_reembed(library: Path, tmp_path
     index = load_index(ix)
     assert index.regions is not None and rep.region_count == len(index.regions) > 0
     assert set(index.regions.ids().tolist()) == expected_region_ids(ix, spec)
-    # bounded: fewer keyframes than frames, 9 windows each
-    assert len(index.regions) < 9 * len(index)
+    # bounded: fewer keyframes than frames, 14 windows each
+    assert len(index.regions) < spec.n_windows * len(index)
     # an episode removed → its regions are gone too
     victim = sorted(library.rglob("*.mp4"))[0]
     victim.unlink()
