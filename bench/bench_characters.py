@@ -36,9 +36,9 @@ from core.sysinfo import machine_info  # noqa: E402
 
 
 def _iou(a: Any, b: Any) -> float:
-    from training.eval_characters import _iou as iou
+    from training.faces import box_iou
 
-    return iou(tuple(map(float, a)), tuple(map(float, b)))
+    return float(box_iou(a, b)[0, 0])
 
 
 def cluster_purity(app: Any, library: Path, series_title: str) -> dict[str, Any]:

@@ -44,7 +44,8 @@ def cmd_eval_characters(app: Any, args: argparse.Namespace) -> int:
     from core.characters import CastMember, CharacterRecognizer, Gallery, load_floor
     from core.models.registry import load_character_embedder, load_face_detector
     from training.characters import FaceSet, embed_faceset
-    from training.eval_characters import evaluate_characters, format_table, write_json
+    from training.eval import write_json
+    from training.eval_characters import evaluate_characters, format_table
     from training.facedata import iter_face_frames, read_labels, references
 
     st = app.settings

@@ -10,7 +10,6 @@ floor it is "unknown" rather than the nearest name.
 from __future__ import annotations
 
 import logging
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Sequence
@@ -121,9 +120,6 @@ class Floor:
             return cls(float(value["1"]), float(value["5"]))
         return cls(float(value), float(value))
 
-    def to_json(self) -> dict[str, float]:
-        return {"1": round(self.one, 4), "5": round(self.five, 4)}
-
 
 @dataclass
 class CharacterRecognizer:
@@ -134,6 +130,9 @@ class CharacterRecognizer:
     gallery: Gallery
     floor: Floor = field(default_factory=Floor)
     max_faces: int = MAX_FACES
+
+    def __post_init__(self) -> None:
+        self.floor = Floor.of(self.floor)  # a plain number works too
 
     @property
     def version(self) -> str:
@@ -157,7 +156,7 @@ class CharacterRecognizer:
                 sim = float((m.vectors @ v).max()) + (SHOT_BONUS if m.character_id in in_shot else 0.0)
                 if sim > best_sim:
                     best, best_sim = m, sim
-            if best is not None and best_sim >= Floor.of(self.floor).at(len(best.vectors)):
+            if best is not None and best_sim >= self.floor.at(len(best.vectors)):
                 hits.append(CharacterHit(name=best.name, series=series_titles.get(best.series_id),
                                          score=min(1.0, best_sim), box=tuple(int(x) for x in face.box)))
             else:
@@ -185,12 +184,6 @@ def load_floor(models_dir: Path, embedder: Any) -> Floor:
     return Floor.of(embedder.metrics.get("floors", embedder.metrics.get("floor", DEFAULT_FLOOR)))
 
 
-def timed(fn: Any, *args: Any, **kw: Any) -> tuple[Any, float]:
-    t0 = time.perf_counter()
-    out = fn(*args, **kw)
-    return out, (time.perf_counter() - t0) * 1000
-
-
 # ----------------------------------------------------------------------------------------------
 # the annotated still
 # ----------------------------------------------------------------------------------------------
@@ -198,7 +191,7 @@ PALETTE = [(255, 82, 82), (64, 196, 255), (255, 214, 0), (105, 240, 174), (224, 
            (255, 145, 0), (83, 109, 254), (29, 233, 182)]
 
 
-def _font(size: int) -> Any:
+def label_font(size: int) -> Any:
     for name in ("DejaVuSans-Bold.ttf", "DejaVuSans.ttf"):
         try:
             return ImageFont.truetype(name, size)
@@ -214,7 +207,7 @@ def annotate(image: Image.Image, hits: Sequence[CharacterHit], max_side: int = 9
     if scale < 1.0:
         img = img.resize((max(1, round(img.width * scale)), max(1, round(img.height * scale))), Image.LANCZOS)
     draw = ImageDraw.Draw(img)
-    font = _font(max(11, round(min(img.size) / 22)))
+    font = label_font(max(11, round(min(img.size) / 22)))
     lw = max(2, round(min(img.size) / 200))
     for k, h in enumerate(hits):
         col = (200, 200, 200) if h.name == "unknown" else PALETTE[k % len(PALETTE)]

@@ -24,7 +24,7 @@ from PIL import Image, ImageDraw
 from sqlalchemy import delete, func, select
 from sqlalchemy.orm import Session, sessionmaker
 
-from core.characters import _font, bytes_vector, vector_bytes
+from core.characters import bytes_vector, label_font, vector_bytes
 from core.db.models import Appearance, Character, CharacterReference, Episode, Frame, Series
 from core.errors import AniRecError
 from core.models.characters import CharacterSpec, crop_face, whole_image_crop
@@ -262,12 +262,12 @@ def write_contact_sheet(folder: Path, title: str, clusters: list[tuple[int, int,
     sheet = Image.new("RGB", (w, h), (250, 250, 252))
     draw = ImageDraw.Draw(sheet)
     draw.text((8, 10), f"{title}: {len(clusters)} face clusters — name them with "
-                       f"`anirec characters name CLUSTER NAME`", fill=(20, 20, 30), font=_font(14))
+                       f"`anirec characters name CLUSTER NAME`", fill=(20, 20, 30), font=label_font(14))
     rows_html = []
     for r, (cid, size, crops) in enumerate(clusters):
         y = 40 + r * (thumb + 8)
-        draw.text((8, y + thumb // 2 - 16), f"cluster {cid}", fill=(20, 20, 30), font=_font(15))
-        draw.text((8, y + thumb // 2 + 4), f"{size} face" + ("s" if size != 1 else ""), fill=(90, 90, 100), font=_font(12))
+        draw.text((8, y + thumb // 2 - 16), f"cluster {cid}", fill=(20, 20, 30), font=label_font(15))
+        draw.text((8, y + thumb // 2 + 4), f"{size} face" + ("s" if size != 1 else ""), fill=(90, 90, 100), font=label_font(12))
         cells = []
         for k, crop in enumerate(crops[:per_row]):
             im = Image.fromarray(crop).resize((thumb, thumb), Image.LANCZOS)

@@ -8,7 +8,6 @@ face), then faces of the training episodes for 5 and "all" references.
 
 from __future__ import annotations
 
-import json
 import time
 from pathlib import Path
 from typing import Any, Callable
@@ -21,18 +20,12 @@ from training.facedata import FaceFrame, iter_face_frames, references
 Progress = Callable[[str, int, int], None]
 
 
-def _iou(a: tuple[float, ...], b: tuple[float, ...]) -> float:
-    ix = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
-    iy = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
-    inter = ix * iy
-    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
-    return inter / union if union > 0 else 0.0
-
-
 def end_to_end(recognizer: Any, frames: list[FaceFrame], series_ids: dict[str, int],
                titles: dict[int, str]) -> dict[str, Any]:
     """The whole step 9 on held-out frames with the true series as the closed set: detected
     faces matched to ground truth (IoU ≥ 0.5) and named correctly; added latency per frame."""
+    from training.faces import match_detections
+
     lat, named_ok, matched, gt_total, unknown_said = [], 0, 0, 0, 0
     for fr in frames:
         img = fr.image
@@ -40,21 +33,14 @@ def end_to_end(recognizer: Any, frames: list[FaceFrame], series_ids: dict[str, i
         hits = recognizer.recognize(img, [series_ids[fr.series]], titles)
         lat.append((time.perf_counter() - t0) * 1000)
         gt_total += len(fr.faces)
-        used: set[int] = set()
-        for f in fr.faces:
-            best, best_iou = None, 0.5
-            for k, h in enumerate(hits):
-                if k in used:
-                    continue
-                iou = _iou(tuple(map(float, f.box)), tuple(map(float, h.box)))
-                if iou >= best_iou:
-                    best, best_iou = k, iou
-            if best is None:
+        det_gt, _ = match_detections([h.box for h in hits], [h.score for h in hits],
+                                     [f.box for f in fr.faces])
+        for h, g in zip(hits, det_gt):
+            if g < 0:
                 continue
-            used.add(best)
             matched += 1
-            named_ok += hits[best].name == f.character
-            unknown_said += hits[best].name == "unknown"
+            named_ok += h.name == fr.faces[g].character
+            unknown_said += h.name == "unknown"
     lat_a = np.asarray(lat) if lat else np.zeros(1)
     return {"frames": len(frames), "faces": gt_total, "detected": matched / max(1, gt_total),
             "named_correctly": named_ok / max(1, gt_total),
@@ -134,10 +120,3 @@ def format_table(r: dict[str, Any]) -> str:
                       f"faces named correctly ({e['named_correctly_of_detected']:.3f} of detected ones); "
                       f"added latency p50 {e['latency_ms']['p50']:.1f} ms, p95 {e['latency_ms']['p95']:.1f} ms"]
     return "\n".join(lines)
-
-
-def write_json(result: dict[str, Any], path: Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(result, indent=2, ensure_ascii=False), encoding="utf-8")
-    tmp.replace(path)
