@@ -19,6 +19,8 @@ from core.errors import AniRecError
 logger = logging.getLogger("anirec")
 
 DEFAULT_SAMPLE_DIR = "sample-library"  # under ANIREC_HOME
+DEFAULT_SIZES = {"series": 4, "episodes": 3, "seconds": 30.0}
+HARD_SIZES = {"series": 8, "episodes": 3, "seconds": 60.0}
 
 
 # ----------------------------------------------------------------------------------------------
@@ -118,6 +120,10 @@ def cmd_sample_library(app: App, args: argparse.Namespace) -> int:
     from data.synth import generate_library
 
     out = Path(args.dir)
+    sizes = HARD_SIZES if args.difficulty == "hard" else DEFAULT_SIZES
+    for name, value in sizes.items():  # what was not given follows the difficulty
+        if getattr(args, name) is None:
+            setattr(args, name, value)
     bar = tqdm(total=args.series * args.episodes, unit="episode", desc="writing sample library")
 
     def progress(label: str, done: int, total: int) -> None:
@@ -127,8 +133,14 @@ def cmd_sample_library(app: App, args: argparse.Namespace) -> int:
         bar.refresh()
 
     t0 = time.perf_counter()
-    gt = generate_library(out, series=args.series, episodes=args.episodes, seconds=args.seconds,
-                          seed=args.seed, progress=progress)
+    try:
+        gt = generate_library(out, series=args.series, episodes=args.episodes,
+                              seconds=args.seconds, seed=args.seed, difficulty=args.difficulty,
+                              progress=progress)
+    except (ValueError, TypeError) as e:
+        bar.close()
+        print(f"error: {e}", file=sys.stderr)
+        return 2
     bar.close()
     data = json.loads(Path(gt).read_text())
     n_eps = len(data["episodes"])
@@ -207,10 +219,14 @@ def build_parser() -> argparse.ArgumentParser:
 
     sp = sub.add_parser("sample-library", help="write the synthetic sample library")
     sp.add_argument("dir", help="output folder")
-    sp.add_argument("--series", type=int, default=4)
-    sp.add_argument("--episodes", type=int, default=3)
-    sp.add_argument("--seconds", type=float, default=30.0)
+    sp.add_argument("--series", type=int, default=None, help="default 4 (hard: 8)")
+    sp.add_argument("--episodes", type=int, default=None, help="default 3")
+    sp.add_argument("--seconds", type=float, default=None, help="default 30 (hard: 60)")
     sp.add_argument("--seed", type=int, default=0)
+    sp.add_argument("--difficulty", choices=("default", "hard"), default="default",
+                    help="hard: twice the series, each second one a look-alike spin-off of "
+                         "the one before, longer episodes, more night scenes, low-bitrate "
+                         "video (README: Evaluation)")
     sp.set_defaults(func=cmd_sample_library)
 
     sp = sub.add_parser("index", help="index (or update) a library folder of episodes")

@@ -13,28 +13,35 @@ Steps (DESIGN.md, "The recognition pipeline"):
     quarter of a frame finds the window it came from), and re-rank whole-frame and region
     candidates by locating the query inside the stored thumbnails around each hit
     (normalised cross-correlation over positions, scales and mirroring), which also pins
-    the time within the shot;
+    the time within the shot; the best five are then re-ranked by the colour check of 7b;
  7. fuse with the series classifier when one is loaded;
- 8. calibrated confidence → status match / unsure / no_match.
+ 7b. check the answer: the query is located once more in the top candidate's stored
+    thumbnails, at twice the localisation size and in colour (per-channel correlation where
+    the grey correlation fits best), so a look-alike picture from outside the library, which
+    fits a flat-coloured anime frame somewhere in grey, scores lower than the real scene;
+ 8. calibrated confidence (score, margin, frame agreement, the check) → status match /
+    unsure / no_match.
 Openings/endings found in several episodes collapse into one "opening of <series>" answer.
 """
 
 from __future__ import annotations
 
+import io
 import json
 import logging
 import math
 import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Protocol, Sequence
 
 import numpy as np
+from PIL import Image
 from sqlalchemy.orm import Session, sessionmaker
 
 from core.catalog import Catalog
 from core.descriptors import tiny_array, tiny_descriptor, tiny_similarity
-from core.framing import query_views
+from core.framing import View, query_views
 from core.index import region_frame_ids
 from core.media import Media
 from core.models.embedder import SceneEmbedder
@@ -47,11 +54,19 @@ CONSISTENCY_SECONDS = 2.0  # a clip's frames must agree on the start within ±2 
 VERIFY_TOP = 12  # candidates verified exactly
 VERIFY_WINDOW = 6.0  # seconds either side searched when pinning the timestamp
 REGION_GATE = 0.90  # below this whole-frame score the query may be a crop: regions are searched
-REGION_TOP = 8  # candidates of each kind (whole-frame, region) located in the thumbnails
+REGION_TOP = 16  # candidates of each kind (whole-frame, region) located in the thumbnails
 REGION_WINDOW = 1.0  # seconds either side of a hit whose thumbnails are searched
 REGION_SCALES = (0.45, 0.55, 0.65, 0.8, 1.0)  # query width as a share of the frame width
 NCC_SIZE = (64, 36)  # (width, height) of the grey thumbnails the query is located in
-GREY_CACHE = 16  # episodes whose grey thumbnails stay in memory
+# decoded thumbnails kept: grey (2.3 KB each, 46 MB), colour (110 KB each as float32, 66 MB)
+THUMB_CACHE = {False: 20_000, True: 600}
+CHECK_SIZE = (128, 72)  # (width, height) the top answer is checked at, in colour
+CHECK_SCALES = tuple(float(x) for x in np.linspace(0.4, 1.0, 7))  # query width / frame width
+CHECK_REFINE = (-0.05, -0.025, 0.025, 0.05)  # then around the best width, in its thumbnail
+CHECK_WINDOW = 0.75  # seconds either side of the answer whose thumbnails are checked
+CHECK_RERANK = 5  # located candidates re-ranked by the colour check
+CHECK_WEIGHT = 0.5  # its share in their score
+PACK_CACHE = 8  # episodes whose frame-store packs (JPEG thumbnails) stay in memory
 LOCATE_WEIGHT = 0.8  # share of the localisation score in a located candidate's score
 REGION_MARGIN = 0.04  # handicap of a located score against a whole-frame similarity
 RECAP_PENALTY = 0.03  # frame flags from indexing: 1 opening, 2 ending, 3 recap
@@ -80,28 +95,29 @@ class Calibration:
 
     Fitted by the evaluation harness (`anirec eval --calibrate` writes
     `<home>/models/calibration.json`, which wins). The defaults are that fit on the default
-    sample library with the default embedder (300 separate queries, seed 7919): expected
-    calibration error 0.137 → 0.027 on the evaluation queries.
+    sample library with the default embedder (300 separate queries, seed 7919); on the
+    evaluation queries it gives an expected calibration error of 0.040.
     """
 
-    bias: float = -9.4301
-    w_score: float = 12.8565
-    w_margin: float = 7.2055
+    bias: float = -13.0030
+    w_score: float = 10.3778
+    w_margin: float = 6.4961
     w_frames: float = 0.0
+    w_check: float = 6.5958  # files fitted before the check existed have none: 0
     fitted_on: str = "default sample library, default embedder, eval seed 7919, n=300"
 
-    def features(self, score: float, margin: float, agree: float) -> np.ndarray:
-        return np.array([1.0, score, margin, agree], dtype=np.float64)
+    def features(self, score: float, margin: float, agree: float, check: float = 0.0) -> np.ndarray:
+        return np.array([1.0, score, margin, agree, check], dtype=np.float64)
 
-    def __call__(self, score: float, margin: float, agree: float) -> float:
-        w = np.array([self.bias, self.w_score, self.w_margin, self.w_frames])
-        z = float(w @ self.features(score, margin, agree))
+    def __call__(self, score: float, margin: float, agree: float, check: float = 0.0) -> float:
+        w = np.array([self.bias, self.w_score, self.w_margin, self.w_frames, self.w_check])
+        z = float(w @ self.features(score, margin, agree, check))
         return 1.0 / (1.0 + math.exp(-max(-50.0, min(50.0, z))))
 
     @classmethod
     def fit(cls, feats: np.ndarray, labels: np.ndarray, *, l2: float = 1e-3, iters: int = 200,
             name: str = "eval") -> Calibration:
-        """Logistic regression by Newton's method on rows [1, score, margin, agree]."""
+        """Logistic regression by Newton's method on rows [1, score, margin, agree, check]."""
         x = np.asarray(feats, np.float64)
         y = np.asarray(labels, np.float64)
         w = np.zeros(x.shape[1])
@@ -114,7 +130,7 @@ class Calibration:
             if np.abs(step).max() < 1e-8:
                 break
         return cls(bias=float(w[0]), w_score=float(w[1]), w_margin=float(w[2]),
-                   w_frames=float(w[3]), fitted_on=name)
+                   w_frames=float(w[3]), w_check=float(w[4]), fitted_on=name)
 
     def save(self, path: Path) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -126,8 +142,9 @@ class Calibration:
     def load(cls, path: Path) -> Calibration:
         if not path.exists():
             return cls()
-        return cls(**{k: v for k, v in json.loads(path.read_text()).items()
-                      if k in cls.__dataclass_fields__})
+        data = json.loads(path.read_text())
+        data.setdefault("w_check", 0.0)  # fitted before the check existed: it has no say
+        return cls(**{k: v for k, v in data.items() if k in cls.__dataclass_fields__})
 
 
 @dataclass
@@ -143,6 +160,7 @@ class _Cluster:
     t_from: float = 0.0
     t_to: float = 0.0
     region: bool = False  # found through a region vector (a crop's window), not a whole frame
+    check: float | None = None  # step 7b's colour fit (top answer only)
 
 
 @dataclass
@@ -160,7 +178,9 @@ class Recognizer:
     series_head: SeriesHead | None = None
     characters: Any = None  # core.characters.CharacterRecognizer, once faces and a cast exist
     framestore: Any = None  # core.framestore.FrameStore: thumbnails to locate crops in
-    _grey_cache: dict[int, tuple[np.ndarray, np.ndarray]] = field(default_factory=dict, repr=False)
+    _grey_cache: dict[tuple[int, int], np.ndarray] = field(default_factory=dict, repr=False)
+    _rgb_cache: dict[tuple[int, int], np.ndarray] = field(default_factory=dict, repr=False)
+    _pack_cache: dict[int, Any] = field(default_factory=dict, repr=False)
 
     @property
     def model_version(self) -> str:
@@ -172,12 +192,15 @@ class Recognizer:
         return v
 
     # ------------------------------------------------------------------------------------------
-    def embed_views(self, media: Media) -> tuple[np.ndarray, list[int], list[bytes]]:
+    def embed_views(self, media: Media, views: list[list[View]] | None = None
+                    ) -> tuple[np.ndarray, list[int], list[bytes]]:
         """Vectors for every view (and mirror) of every frame; the frame each came from; the
-        tiny descriptors of each view/mirror."""
+        tiny descriptors of each view/mirror. `views`: `query_views` of each frame, when
+        already known."""
         arrays, owner, tinies = [], [], []
-        for fi, frame in enumerate(media.frames):
-            for v in query_views(frame):
+        views = views if views is not None else [query_views(f) for f in media.frames]
+        for fi, frame_views in enumerate(views):
+            for v in frame_views:
                 a = self.embedder.prepare(v.image)
                 for arr in (a, np.ascontiguousarray(a[:, ::-1])):
                     arrays.append(arr)
@@ -188,7 +211,8 @@ class Recognizer:
     def recognize(self, media: Media) -> Recognition:
         timings: dict[str, float] = {}
         t0 = time.perf_counter()
-        vecs, owner, tinies = self.embed_views(media)
+        views = [query_views(f) for f in media.frames]  # found once, used by every step
+        vecs, owner, tinies = self.embed_views(media, views)
         t1 = time.perf_counter()
         timings["embed"] = (t1 - t0) * 1000
         n = len(self.index)
@@ -204,8 +228,8 @@ class Recognizer:
         clusters = self._verify(clusters, vecs, owner, tinies, media)
         t4 = time.perf_counter()
         timings["verify"] = (t4 - t3) * 1000
-        clusters = self._regions(clusters, vecs, owner, media, timings)
-        rec = self._finish(clusters, vecs, media, timings)
+        clusters = self._regions(clusters, vecs, owner, media, views, timings)
+        rec = self._finish(clusters, vecs, media, views, timings)
         rec = self._with_characters(rec, media, timings)
         timings["total"] = (time.perf_counter() - t0) * 1000
         return rec
@@ -356,7 +380,7 @@ class Recognizer:
         return clusters
 
     def _regions(self, clusters: list[_Cluster], vecs: np.ndarray, owner: list[int],
-                 media: Media, timings: dict[str, float]) -> list[_Cluster]:
+                 media: Media, views: list[list[View]], timings: dict[str, float]) -> list[_Cluster]:
         """Step 6b: region vectors and localisation, only when no whole frame fits well."""
         regions = getattr(self.index, "regions", None)
         if regions is None or len(regions) == 0:
@@ -375,41 +399,81 @@ class Recognizer:
         else:
             # the best of each kind are located in the thumbnails around them; the rest rank
             # below those
-            located = self._locate(clusters[:REGION_TOP] + found[:REGION_TOP], media)
+            located = self._locate(clusters[:REGION_TOP] + found[:REGION_TOP], views)
             floor = min((c.score for c in located), default=0.0)
             rest = clusters[REGION_TOP:] + found[REGION_TOP:]
             for c in rest:
                 c.score = min(c.score, floor - 0.01)
             merged = located + sorted(rest, key=lambda c: -c.score)
+            # the best few are checked in colour at twice the size (step 7b), which settles
+            # look-alike places (a twin series' shared background) the grey fit cannot
+            for c in merged[:CHECK_RERANK]:
+                c.check = self._check(c, views)
+                if c.check is not None:
+                    c.score = (1 - CHECK_WEIGHT) * c.score + CHECK_WEIGHT * c.check
+            merged[:CHECK_RERANK] = sorted(merged[:CHECK_RERANK], key=lambda c: -c.score)
         timings["regions"] = (time.perf_counter() - t0) * 1000
         return merged
 
-    def _grey(self, episode_id: int) -> tuple[np.ndarray, np.ndarray] | None:
-        """(times, grey thumbnails uint8 [N, h, w]) of an episode; the last GREY_CACHE
-        episodes are kept (2.3 KB a frame: ~5.5 MB for a 20-minute episode at 2 frames/s)."""
-        hit = self._grey_cache.get(episode_id)
-        if hit is not None:
-            return hit
-        try:
-            ef = self.framestore.read(episode_id)
-        except (OSError, KeyError, ValueError):
+    def _thumbs(self, episode_id: int, t: float, half: float, *, colour: bool = False
+                ) -> tuple[np.ndarray, np.ndarray] | None:
+        """(times, thumbnails) of an episode's stored frames within ±`half` s of `t` (the
+        nearest one when none is): grey uint8 [n, h, w] at NCC_SIZE, or with `colour` RGB
+        float [n, h, w, 3] at CHECK_SIZE. Decoded frames are kept (THUMB_CACHE of each kind),
+        so a query never decodes more than the few frames it looks at."""
+        ef = self._pack(episode_id)
+        if ef is None or not len(ef):
             return None
-        import io
+        ts = ef.times.astype(np.float64)
+        sel = np.flatnonzero(np.abs(ts - t) <= half)
+        if not sel.size:
+            sel = np.array([int(np.argmin(np.abs(ts - t)))])
+        cache = self._rgb_cache if colour else self._grey_cache
+        w, h = CHECK_SIZE if colour else NCC_SIZE
+        out = []
+        for i in sel.tolist():
+            key = (episode_id, i)
+            arr = cache.pop(key, None)
+            if arr is None:
+                img = Image.open(io.BytesIO(ef.jpeg(i)))
+                img.draft("RGB" if colour else "L", (w, h))
+                img = img.convert("RGB" if colour else "L").resize((w, h), Image.BOX)
+                arr = np.asarray(img, np.float32 if colour else np.uint8)
+                if len(cache) >= THUMB_CACHE[colour]:
+                    cache.pop(next(iter(cache)))
+            cache[key] = arr  # most recently used last
+            out.append(arr)
+        return ts[sel], np.stack(out)
 
-        from PIL import Image
+    def _pack(self, episode_id: int) -> Any:
+        """The episode's frame-store pack (core.framestore.EpisodeFrames), or None; the last
+        PACK_CACHE episodes are kept (~6 KB a frame)."""
+        ef = self._pack_cache.pop(episode_id, None)
+        if ef is None:
+            if self.framestore is None:
+                return None
+            try:
+                ef = self.framestore.read(episode_id)
+            except (OSError, KeyError, ValueError):
+                return None
+            if len(self._pack_cache) >= PACK_CACHE:
+                self._pack_cache.pop(next(iter(self._pack_cache)))
+        self._pack_cache[episode_id] = ef  # most recently used last
+        return ef
 
-        w, h = NCC_SIZE
-        grey = np.empty((len(ef), h, w), np.uint8)
-        for i in range(len(ef)):
-            img = Image.open(io.BytesIO(ef.jpeg(i)))
-            img.draft("L", (w, h))
-            grey[i] = np.asarray(img.convert("L").resize((w, h), Image.BOX), np.uint8)
-        if len(self._grey_cache) >= GREY_CACHE:
-            self._grey_cache.pop(next(iter(self._grey_cache)))
-        self._grey_cache[episode_id] = (ef.times.astype(np.float64), grey)
-        return self._grey_cache[episode_id]
+    def _check(self, c: _Cluster, views: list[list[View]]) -> float | None:
+        """Step 7b: the colour fit of the query inside the answer's stored thumbnails within
+        ±CHECK_WINDOW s (see `check_score`); None without a frame store."""
+        g = self._thumbs(c.ep, c.anchor_t, CHECK_WINDOW, colour=True)
+        if g is None:
+            return None
+        stack = g[1].astype(np.float64)
+        sheet = Sheet(stack @ LUMA)
+        # a whole frame that fitted well is checked whole (its width is refined all the same)
+        scales = (1.0,) if not c.region and c.score >= REGION_GATE else CHECK_SCALES
+        return max(check_score(v.image, stack, sheet, scales) for v in views[c.frame])
 
-    def _locate(self, cands: list[_Cluster], media: Media) -> list[_Cluster]:
+    def _locate(self, cands: list[_Cluster], views: list[list[View]]) -> list[_Cluster]:
         """Score each candidate by how well the query fits somewhere inside the stored
         thumbnails within ±REGION_WINDOW s of it; the best frame pins the time."""
         cat = self.catalog
@@ -419,19 +483,16 @@ class Recognizer:
             if any(e == c.ep and abs(t - c.anchor_t) <= 1.0 for e, t in seen):
                 continue
             seen.append((c.ep, c.anchor_t))
-            g = self._grey(c.ep)
-            if g is None:
-                continue
-            ts, grey = g
-            sel = np.flatnonzero(np.abs(ts - c.anchor_t) <= REGION_WINDOW)
-            if sel.size:
-                todo.append((c, ts[sel], grey[sel]))
+            g = self._thumbs(c.ep, c.anchor_t, REGION_WINDOW)
+            if g is not None:
+                todo.append((c, g[0], g[1]))
         out: list[_Cluster] = []
         for fi in sorted({c.frame for c, _, _ in todo}):  # one batch per query frame
             group = [x for x in todo if x[0].frame == fi]
             stack = np.concatenate([g for _, _, g in group]).astype(np.float32)
             # every view: a meme's or phone shot's inner frame too
-            scores = np.max([locate_scores(v.image, stack) for v in query_views(media.frames[fi])],
+            sheet = Sheet(stack)
+            scores = np.max([locate_scores(v.image, sheet) for v in views[fi]],
                             axis=0)
             at = 0
             for c, ts, g in group:
@@ -463,7 +524,7 @@ class Recognizer:
         return out
 
     def _finish(self, clusters: list[_Cluster], vecs: np.ndarray, media: Media,
-                timings: dict[str, float]) -> Recognition:
+                views: list[list[View]], timings: dict[str, float]) -> Recognition:
         cat = self.catalog
         t0 = time.perf_counter()
         series_p: dict[int, float] = {}
@@ -479,6 +540,7 @@ class Recognizer:
                 c.score = c.score + 0.05 * series_p.get(sid, 0.0)
         clusters.sort(key=lambda c: -c.score)
         out: list[Candidate] = []
+        top: _Cluster | None = None
         seen_oped: set[tuple[int, int]] = set()
         seen_ep_start: list[tuple[int, float]] = []
         for c in clusters:
@@ -493,6 +555,7 @@ class Recognizer:
             if any(e == c.ep and abs(s - c.start) <= GROUP_SECONDS for e, s in seen_ep_start):
                 continue
             seen_ep_start.append((c.ep, c.start))
+            top = top or c
             t = c.anchor_t
             out.append(Candidate(
                 series=cat.series[em.series_id], episode_id=em.id, season=em.season,
@@ -510,7 +573,17 @@ class Recognizer:
                     second = c.score
                     break
         agree = clusters[0].agree if clusters else 0.0
-        conf = self.calibration(score, score - second, agree) if out else 0.0
+        check = 0.0
+        if top is not None:
+            t1 = time.perf_counter()
+            if top.check is None:  # not already checked among the crop candidates
+                top.check = self._check(top, views)
+            timings["check"] = (time.perf_counter() - t1) * 1000
+            # without a frame store the similarity stands in for the check (both are ~1 for
+            # an exact copy)
+            check = top.check if top.check is not None else score
+        evidence = (score, score - second, agree, check) if out else ()
+        conf = self.calibration(*evidence) if out else 0.0
         status = ("match" if conf >= self.match_threshold else
                   "unsure" if conf >= self.unsure_threshold else "no_match")
         if status != "match" and self.series_head is not None:
@@ -519,7 +592,7 @@ class Recognizer:
         return Recognition(status=status, confidence=conf, candidates=tuple(out),
                            genres=tuple(genres), timings_ms=timings,
                            model_version=self.model_version, index_version=self.index_version,
-                           frames_used=len(media.frames))
+                           frames_used=len(media.frames), evidence=evidence)
 
     def _empty(self, timings: dict[str, float], vecs: np.ndarray, t0: float, media: Media) -> Recognition:
         genres = self.series_head.genres(vecs) if self.series_head is not None else []
@@ -529,54 +602,108 @@ class Recognizer:
                            index_version=self.index_version, frames_used=len(media.frames))
 
 
-def locate_scores(query: Any, grey: np.ndarray, scales: tuple[float, ...] = REGION_SCALES) -> np.ndarray:
+class Sheet:
+    """Grey thumbnails [N, h, w] prepared once for correlating any number of queries with them
+    (their spectra and the running sums of values and squares)."""
+
+    def __init__(self, grey: np.ndarray) -> None:
+        g64 = np.asarray(grey, np.float64)
+        self.n, self.h, self.w = g64.shape
+        self.spectrum = np.fft.rfft2(g64)
+        self.c1 = np.zeros((self.n, self.h + 1, self.w + 1))
+        self.c1[:, 1:, 1:] = g64.cumsum(1).cumsum(2)
+        self.c2 = np.zeros((self.n, self.h + 1, self.w + 1))
+        self.c2[:, 1:, 1:] = (g64 * g64).cumsum(1).cumsum(2)
+
+    def correlate(self, query: Any, scales: Sequence[float], *, mirror: bool = True) -> Any:
+        """Normalised cross-correlation of `query` (a PIL image) with every thumbnail at every
+        position, for each query width in `scales` (a share of the thumbnail width, aspect
+        kept), and mirrored, with FFTs. Yields (correlation [N, oh, ow], template height,
+        width, the resized RGB template as float64, whether it was mirrored)."""
+        q = query.convert("RGB")
+        gh, gw = self.h, self.w
+        if q.width > 2 * gw:  # shrink once; each width below is then a cheap resize
+            q = q.resize((2 * gw, max(1, round(q.height * 2 * gw / q.width))), Image.BOX)
+        for s in scales:
+            tw = round(gw * s)
+            th = round(tw * q.height / max(1, q.width))
+            if th > gh:
+                th, tw = gh, round(gh * q.width / max(1, q.height))
+            if th < 4 or tw < 4 or tw > gw:
+                continue
+            rgb = np.asarray(q.resize((tw, th), Image.BOX), np.float64)
+            oh, ow = gh - th + 1, gw - tw + 1
+
+            def box(c: np.ndarray) -> np.ndarray:
+                return (c[:, th:th + oh, tw:tw + ow] - c[:, :oh, tw:tw + ow]
+                        - c[:, th:th + oh, :ow] + c[:, :oh, :ow])
+
+            s1, s2 = box(self.c1), box(self.c2)
+            sd = np.sqrt(np.maximum(s2 - s1 * s1 / (th * tw), th * tw * 1.0))
+            for flipped in ((False, True) if mirror else (False,)):
+                tt = rgb[:, ::-1] if flipped else rgb
+                tz = tt @ LUMA
+                tz -= tz.mean()
+                tz /= np.linalg.norm(tz) + 1e-6
+                spec = self.spectrum * np.conj(np.fft.rfft2(tz, s=(gh, gw)))
+                yield np.fft.irfft2(spec, s=(gh, gw))[:, :oh, :ow] / sd, th, tw, tt, flipped
+
+
+LUMA = np.array([0.299, 0.587, 0.114])  # ITU-R 601, as PIL's "L" conversion
+
+
+def locate_scores(query: Any, grey: np.ndarray | Sheet, scales: Sequence[float] = REGION_SCALES
+                  ) -> np.ndarray:
     """How well `query` (a PIL image) fits somewhere in each grey thumbnail [N, h, w]: the best
-    normalised cross-correlation over positions, query widths (`scales` of the thumbnail
-    width, aspect kept) and mirroring, computed with FFTs. 1.0: an exact (affine-brightness)
-    copy of a window."""
-    from PIL import Image
-
-    q = query.convert("L")
-    n, gh, gw = grey.shape
-    f = np.fft.rfft2(grey, s=(gh, gw))
-    g64 = grey.astype(np.float64)
-    c1 = np.zeros((n, gh + 1, gw + 1))
-    c1[:, 1:, 1:] = g64.cumsum(1).cumsum(2)
-    c2 = np.zeros((n, gh + 1, gw + 1))
-    c2[:, 1:, 1:] = (g64 * g64).cumsum(1).cumsum(2)
-    best = np.full(n, -1.0)
-    for s in scales:
-        tw = round(gw * s)
-        th = round(tw * q.height / max(1, q.width))
-        if th > gh:
-            th, tw = gh, round(gh * q.width / max(1, q.height))
-        if th < 4 or tw < 4 or tw > gw:
-            continue
-        t = np.asarray(q.resize((tw, th), Image.BOX), np.float64)
-        oh, ow = gh - th + 1, gw - tw + 1
-
-        def box(c: np.ndarray) -> np.ndarray:
-            return c[:, th:th + oh, tw:tw + ow] - c[:, :oh, tw:tw + ow] - c[:, th:th + oh, :ow] + c[:, :oh, :ow]
-
-        s1, s2 = box(c1), box(c2)
-        sd = np.sqrt(np.maximum(s2 - s1 * s1 / (th * tw), th * tw * 1.0))
-        for tt in (t, t[:, ::-1]):
-            tz = tt - tt.mean()
-            tz /= np.linalg.norm(tz) + 1e-6
-            corr = np.fft.irfft2(f * np.conj(np.fft.rfft2(tz, s=(gh, gw))), s=(gh, gw))[:, :oh, :ow]
-            best = np.maximum(best, (corr / sd).reshape(n, -1).max(axis=1))
+    normalised cross-correlation over positions, query widths and mirroring. 1.0: an exact
+    (affine-brightness) copy of a window."""
+    sheet = grey if isinstance(grey, Sheet) else Sheet(grey)
+    best = np.full(sheet.n, -1.0)
+    for corr, *_ in sheet.correlate(query, scales):
+        best = np.maximum(best, corr.reshape(sheet.n, -1).max(axis=1))
     return best
 
 
-def features_of(rec: Recognition, agree: float = 1.0) -> tuple[float, float, float]:
-    """The calibration features of a finished recognition (for fitting)."""
-    if not rec.candidates:
-        return 0.0, 0.0, 0.0
-    top = rec.candidates[0]
-    second = next((c.score for c in rec.candidates[1:]
-                   if c.series.id != top.series.id or c.episode_id != top.episode_id), 0.0)
-    return top.score, top.score - second, agree
+def check_score(query: Any, rgb: np.ndarray, sheet: Sheet | None = None,
+                scales: Sequence[float] = CHECK_SCALES) -> float:
+    """The colour fit of `query` (a PIL image) in RGB thumbnails [N, h, w, 3] (float): where
+    its grey correlation is best (over thumbnails, positions, widths and mirroring; the best
+    width is then refined by CHECK_REFINE in its thumbnail), the mean over R, G and B of the
+    per-channel correlation. Each channel is normalised on its own, so a tint, brightness or
+    contrast change keeps the fit; other colours in similar shapes (a look-alike picture from
+    another series) lower it. `sheet`: `Sheet(rgb @ LUMA)`, when already made."""
+    sheet = sheet or Sheet(rgb @ LUMA)
+    best, spot = -2.0, None
+    flipped = False
+    for corr, th, tw, tt, fl in sheet.correlate(query, scales):
+        k = int(np.argmax(corr))
+        if corr.flat[k] > best:
+            i, y, x = np.unravel_index(k, corr.shape)
+            best, spot, flipped = float(corr.flat[k]), (int(i), int(y), int(x), th, tw, tt), fl
+    if spot is None:
+        return 0.0
+    i, tw0 = spot[0], spot[4]
+    q = query.transpose(Image.Transpose.FLIP_LEFT_RIGHT) if flipped else query
+    one = Sheet(rgb[i:i + 1] @ LUMA)
+    for corr, th, tw, tt, _ in one.correlate(q, [tw0 / sheet.w + d for d in CHECK_REFINE],
+                                             mirror=False):
+        k = int(np.argmax(corr))
+        if corr.flat[k] > best:
+            _, y, x = np.unravel_index(k, corr.shape)
+            best, spot = float(corr.flat[k]), (i, int(y), int(x), th, tw, tt)
+    i, y, x, th, tw, tt = spot
+    patch = rgb[i, y:y + th, x:x + tw].reshape(-1, 3)
+    a = patch - patch.mean(axis=0)
+    b = tt.reshape(-1, 3) - tt.reshape(-1, 3).mean(axis=0)
+    den = np.linalg.norm(a, axis=0) * np.linalg.norm(b, axis=0)
+    # a flat channel (no variation) says nothing: it counts as the grey fit
+    per = np.where(den > 1e-3 * th * tw, (a * b).sum(axis=0) / np.maximum(den, 1e-9), best)
+    return float(per.mean())
 
+
+def features_of(rec: Recognition) -> tuple[float, float, float, float]:
+    """The calibration features behind a recognition's confidence (for fitting)."""
+    return tuple(rec.evidence) if len(rec.evidence) == 4 else (0.0, 0.0, 0.0, 0.0)  # type: ignore[return-value]
 
 
 def build_recognizer(sessions: sessionmaker[Session], *, index_dir: Path, models_dir: Path,

@@ -21,7 +21,7 @@ from core.framestore import FrameStore
 from core.index import REGION_SLOTS, HnswIndex, RegionSpec, read_manifest, region_frame_ids
 from core.media import Media
 from core.models.embedder import default_embedder
-from core.recognizer import build_recognizer, locate_scores
+from core.recognizer import LUMA, Calibration, build_recognizer, check_score, locate_scores
 from data.indexer import Indexer
 from data.perturb import crop
 from data.video import read_frames_at
@@ -120,6 +120,49 @@ def test_locate_finds_a_window() -> None:
     window = Image.fromarray(grey[1, 6:24, 20:52].astype(np.uint8)).resize((240, 135))
     sc = locate_scores(window.transpose(Image.FLIP_LEFT_RIGHT), grey)
     assert int(np.argmax(sc)) == 1 and sc[1] > 0.8 > max(sc[0], sc[2])
+
+
+def _painted(rng: np.random.Generator, w: int = 128, h: int = 72) -> np.ndarray:
+    """A flat-coloured 'anime' frame: rectangles of a few colours on a background."""
+    img = np.empty((h, w, 3), np.float64)
+    img[:] = rng.uniform(40, 220, 3)
+    for _ in range(14):
+        x, y = int(rng.integers(0, w - 8)), int(rng.integers(0, h - 8))
+        img[y:y + int(rng.integers(6, 40)), x:x + int(rng.integers(6, 60))] = rng.uniform(0, 255, 3)
+    return img
+
+
+def test_check_score_keeps_tints_and_drops_other_colours() -> None:
+    """Step 7b: a mirrored, tinted crop of a stored frame fits in colour (≈1); the same shapes
+    in other colours (a look-alike from outside the library) fit in grey but not in colour."""
+    rng = np.random.default_rng(3)
+    frames = np.stack([_painted(rng) for _ in range(3)])
+    big = Image.fromarray(frames[2].astype(np.uint8)).resize((512, 288), Image.BOX)
+    crop_ = big.crop((100, 40, 400, 209)).transpose(Image.Transpose.FLIP_LEFT_RIGHT)
+    tinted = Image.blend(crop_, Image.new("RGB", crop_.size, (255, 120, 40)), 0.2)
+    assert check_score(crop_, frames) > 0.9
+    assert check_score(tinted, frames) > 0.85
+    # the same picture with its colour channels swapped: the grey structure survives, the
+    # colours do not (each channel now follows another one's pattern)
+    arr = np.asarray(crop_, np.float64)
+    swapped = arr[..., [2, 0, 1]]
+    swapped *= (np.asarray(crop_.convert("L"), np.float64).mean() / max(1.0, (swapped @ LUMA).mean()))
+    other = Image.fromarray(np.clip(swapped, 0, 255).astype(np.uint8))
+    assert check_score(other, frames) < check_score(tinted, frames) - 0.1
+    # a frame from elsewhere fits worse than the real one
+    elsewhere = Image.fromarray(_painted(np.random.default_rng(99)).astype(np.uint8))
+    assert check_score(elsewhere, frames) < 0.8
+
+
+def test_calibration_files_without_the_check_still_load(tmp_path: Path) -> None:
+    """A calibration saved before step 7b existed has no check weight: it loads with weight 0
+    and gives the confidence it always gave."""
+    old = tmp_path / "calibration.json"
+    old.write_text('{"bias": -9.0, "w_score": 12.0, "w_margin": 7.0, "w_frames": 0.0, '
+                   '"fitted_on": "old"}')
+    cal = Calibration.load(old)
+    assert cal.w_check == 0.0
+    assert cal(0.9, 0.1, 1.0, 0.2) == pytest.approx(cal(0.9, 0.1, 1.0, 0.95))
 
 
 # ------------------------------------------------------------------------- indexing

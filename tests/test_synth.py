@@ -17,7 +17,7 @@ import pytest
 from PIL import Image
 
 from data.synth import SynthParams, generate_library, render_out_of_library
-from data.synth.series import GENRES
+from data.synth.series import GENRES, build_series
 
 SERIES, EPISODES, SECONDS = 2, 2, 20.0
 WIDTH, HEIGHT = 320, 180
@@ -305,6 +305,7 @@ def test_other_parameters_replace_the_old_library(tmp_path: Path) -> None:
         ({"fps": 0}, "fps"),
         ({"seed": -1}, "seed"),
         ({"workers": 0}, "workers"),
+        ({"difficulty": "brutal"}, "difficulty"),
     ],
 )
 def test_bad_arguments(tmp_path: Path, kwargs: dict[str, Any], match: str) -> None:
@@ -329,3 +330,27 @@ def test_out_of_library_stills() -> None:
     assert all(np.array_equal(x, np.asarray(y)) for x, y in zip(arr, b))
     assert all(_diff(x, np.asarray(y)) > 5 for x, y in zip(arr, c))
     assert min(_diff(x, y) for k, x in enumerate(arr) for y in arr[k + 1 :]) > 5
+
+
+def test_hard_difficulty_twins_every_second_series(tmp_path: Path) -> None:
+    """--difficulty hard: each odd series is a spin-off twin of the one before it (same drawing,
+    near-same palette, shared backgrounds, a look-alike heroine), night scenes are more common,
+    and the video is encoded at a lower bitrate; the default library is unchanged by it."""
+    default = build_series(0, 6)
+    hard = build_series(0, 6, difficulty="hard")
+    for i in (1, 3, 5):
+        twin, base = hard[i], hard[i - 1]
+        assert twin.draw_style == base.draw_style
+        assert twin.locations[:2] == base.locations[:2]
+        assert max(abs(a - b) for k in base.palette for a, b in zip(twin.palette[k], base.palette[k])) <= 12
+    assert default[3].locations[:2] != default[2].locations[:2]  # by default only series 1
+    nights = sum(loc.tod == "night" for s in hard for loc in s.locations)
+    assert nights > sum(loc.tod == "night" for s in default for loc in s.locations)
+    easy, rough = tmp_path / "easy", tmp_path / "hard"
+    generate_library(easy, seed=3, workers=1, **{**TINY, "series": 2, "episodes": 1})
+    generate_library(rough, seed=3, workers=1, difficulty="hard", **{**TINY, "series": 2, "episodes": 1})
+    ge = json.loads((easy / "ground_truth.json").read_text(encoding="utf-8"))
+    gh = json.loads((rough / "ground_truth.json").read_text(encoding="utf-8"))
+    assert "difficulty" not in ge["params"] and gh["params"]["difficulty"] == "hard"
+    size = {p.name: p.stat().st_size for p in easy.rglob("*.mp4")}
+    assert sum(p.stat().st_size for p in rough.rglob("*.mp4")) < 0.8 * sum(size.values())

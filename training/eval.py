@@ -31,7 +31,7 @@ import math
 import random
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -180,7 +180,7 @@ class SystemRun:
     scores: list[float] = field(default_factory=list)  # the top-1 score/confidence
     latency_ms: list[float] = field(default_factory=list)
     status: list[str] = field(default_factory=list)  # ours only
-    features: list[tuple[float, float, float]] = field(default_factory=list)  # ours only
+    features: list[tuple[float, float, float, float]] = field(default_factory=list)  # ours only
 
 
 # ----------------------------------------------------------------------------------------------
@@ -607,32 +607,11 @@ def build_baselines(catalog: Catalog, framestore: FrameStore, *,
 # ----------------------------------------------------------------------------------------------
 # ours
 # ----------------------------------------------------------------------------------------------
-class _ProbedRecognizer(Recognizer):
-    """The real recognizer, also remembering the temporal agreement of its top candidate (a
-    calibration feature that `Recognition` does not carry)."""
-
-    last_agree: float = 0.0
-
-    @classmethod
-    def wrap(cls, rec: Recognizer) -> _ProbedRecognizer:
-        return cls(**{f.name: getattr(rec, f.name) for f in fields(rec)})
-
-    def recognize(self, media: Media) -> Recognition:
-        self.last_agree = 0.0
-        return super().recognize(media)
-
-    def _finish(self, clusters: Any, vecs: np.ndarray, media: Media,
-                timings: dict[str, float]) -> Recognition:
-        rec = super()._finish(clusters, vecs, media, timings)
-        self.last_agree = float(clusters[0].agree) if clusters else 0.0
-        return rec
-
-
 def _guesses_of(rec: Recognition) -> list[Guess]:
     return [Guess(c.episode_id, c.time, c.score, c.is_opening_or_ending) for c in rec.candidates]
 
 
-def run_ours(recognizer: _ProbedRecognizer, medias: Sequence[Media],
+def run_ours(recognizer: Recognizer, medias: Sequence[Media],
              progress: Progress | None = None, stage: str = "recognizing") -> SystemRun:
     run = SystemRun("ours")
     if medias:  # warm-up: first-call allocations are not a query's latency
@@ -644,26 +623,29 @@ def run_ours(recognizer: _ProbedRecognizer, medias: Sequence[Media],
         run.guesses.append(_guesses_of(rec))
         run.scores.append(float(rec.confidence))
         run.status.append(rec.status)
-        run.features.append(features_of(rec, recognizer.last_agree))
+        run.features.append(features_of(rec))
         if progress:
             progress(stage, i + 1, len(medias))
     return run
 
 
-def fit_calibration(features: Sequence[tuple[float, float, float]], right: Sequence[bool], *,
-                    name: str) -> Calibration:
-    """Fit `Calibration` (logistic regression on [1, score, margin, agree]) to right/wrong labels.
+def fit_calibration(features: Sequence[tuple[float, float, float, float]], right: Sequence[bool],
+                    *, name: str) -> Calibration:
+    """Fit `Calibration` (logistic regression on [1, score, margin, agree, check]) to right/wrong
+    labels.
 
     Frame agreement is a feature only when the set lets it be one: when it never varies (no
     clip disagreed) it is collinear with the bias, and a fitted weight saying "disagreeing
     frames make an answer more likely right" is noise; both cases refit without it (weight 0).
+    The same holds for the check: a better fit must never lower the confidence.
     """
     x = np.asarray([Calibration().features(*f) for f in features], np.float64)
     y = np.asarray(right, np.float64)
     cal = Calibration.fit(x, y, l2=1e-2, name=name)
-    if np.ptp(x[:, 3]) < 1e-9 or cal.w_frames < 0:
-        x[:, 3] = 0.0  # its weight then stays 0 (only the ridge term acts on it)
-        cal = Calibration.fit(x, y, l2=1e-2, name=name)
+    for col, weight in ((3, "w_frames"), (4, "w_check")):
+        if np.ptp(x[:, col]) < 1e-9 or getattr(cal, weight) < 0:
+            x[:, col] = 0.0  # its weight then stays 0 (only the ridge term acts on it)
+            cal = Calibration.fit(x, y, l2=1e-2, name=name)
     return cal
 
 
@@ -823,10 +805,9 @@ def evaluate(sessions: sessionmaker[Session], *, index_dir: Path, models_dir: Pa
         IndexUnavailable: no index yet.
     """
     t_start = time.perf_counter()
-    base = build_recognizer(sessions, index_dir=index_dir, models_dir=models_dir,
-                            search_k=config.search_k, match_threshold=config.match_threshold,
-                            unsure_threshold=config.unsure_threshold, num_threads=1)
-    rec = _ProbedRecognizer.wrap(base)
+    rec = build_recognizer(sessions, index_dir=index_dir, models_dir=models_dir,
+                           search_k=config.search_k, match_threshold=config.match_threshold,
+                           unsure_threshold=config.unsure_threshold, num_threads=1)
     catalog = rec.catalog
     truth = load_truth(sessions, catalog, library)
     stored = stored_frame_numbers(catalog, truth)
@@ -953,6 +934,8 @@ def evaluate(sessions: sessionmaker[Session], *, index_dir: Path, models_dir: Pa
                          "answer_t": _r(top.time, 2) if top else None}
             if name == "ours":
                 row[name]["status"] = run.status[i]
+                # what the confidence was computed from: score, margin, agreement, check
+                row[name]["evidence"] = [_r(x) for x in run.features[i]]
         per_query.append(row)
 
     counts = {c: sum(1 for q in queries if q.category == c) for c in cats + [OOL]}

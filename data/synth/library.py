@@ -53,6 +53,15 @@ GENERATOR = "anirec-synth"
 GENERATOR_VERSION = 1
 CRF = 23
 PRESET = "veryfast"
+# "hard" (see `DIFFICULTIES`): the video itself is encoded worse, so the indexed frames carry
+# compression artefacts of their own, as low-bitrate rips do
+HARD_CRF = 32
+DIFFICULTIES = {
+    "default": "one look-alike pair of series (series 2 is a spin-off twin of series 1)",
+    "hard": "every second series is a spin-off twin of the one before it (same drawing "
+            "style, near-same palette, two shared backgrounds, a look-alike heroine), more "
+            "night scenes, and low-bitrate video (x264 CRF 32 instead of 23)",
+}
 
 ProgressFn = Callable[[str, int, int], None]
 
@@ -68,6 +77,7 @@ class SynthParams:
     width: int = 480
     height: int = 270
     fps: int = 12
+    difficulty: str = "default"  # see DIFFICULTIES
 
     def __post_init__(self) -> None:
         for name in ("series", "episodes", "seed", "width", "height", "fps"):
@@ -97,10 +107,15 @@ class SynthParams:
             )
         if not 1 <= self.fps <= 60:
             raise ValueError(f"fps must be between 1 and 60, got {self.fps}")
+        if self.difficulty not in DIFFICULTIES:
+            raise ValueError(f"difficulty must be one of {', '.join(DIFFICULTIES)}, "
+                             f"got {self.difficulty!r}")
 
     def to_json(self) -> dict[str, Any]:
         d = asdict(self)
         d.pop("seed")
+        if self.difficulty == "default":  # libraries written before it existed stay valid
+            d.pop("difficulty")
         d["seconds"] = float(self.seconds)
         d["generator"] = f"{GENERATOR}/{GENERATOR_VERSION}"
         return d
@@ -110,7 +125,7 @@ class SynthParams:
 # encoding
 
 
-def _open_encoder(path: Path, width: int, height: int, fps: int) -> tuple[Any, Any]:
+def _open_encoder(path: Path, width: int, height: int, fps: int, crf: int = CRF) -> tuple[Any, Any]:
     container = av.open(str(path), mode="w", format="mp4")
     # One x264 thread for small frames keeps output byte-identical and leaves the cores to
     # the other workers; big frames get two (x264 is deterministic for a fixed thread count).
@@ -118,7 +133,7 @@ def _open_encoder(path: Path, width: int, height: int, fps: int) -> tuple[Any, A
     stream = container.add_stream(
         "libx264",
         rate=fps,
-        options={"crf": str(CRF), "preset": PRESET, "x264-params": f"threads={threads}"},
+        options={"crf": str(crf), "preset": PRESET, "x264-params": f"threads={threads}"},
     )
     stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
     stream.time_base = Fraction(1, fps)
@@ -132,14 +147,15 @@ def _render_episode(job: dict[str, Any]) -> dict[str, Any]:
     """Render and encode one episode; return its ground-truth entry. Runs in a worker."""
     t0 = time.perf_counter()
     p = SynthParams(**job["params"])
-    series: SeriesSpec = build_series(p.seed, p.series)[job["series_index"]]
+    series: SeriesSpec = build_series(p.seed, p.series, difficulty=p.difficulty)[job["series_index"]]
     ep: int = job["episode"]
     out_dir = Path(job["out_dir"])
     rel = f"{series.folder}/{series.filename(ep)}"
     plan = plan_episode(series, ep, seconds=p.seconds, width=p.width, height=p.height, fps=p.fps)
     path = out_dir / rel
     tmp = path.with_name(path.name + ".part")
-    container, stream = _open_encoder(tmp, p.width, p.height, p.fps)
+    crf = HARD_CRF if p.difficulty == "hard" else CRF
+    container, stream = _open_encoder(tmp, p.width, p.height, p.fps, crf)
     frames_gt: list[dict[str, Any]] = []
     n = 0
     try:
@@ -312,6 +328,7 @@ def generate_library(
     width: int = 480,
     height: int = 270,
     fps: int = 12,
+    difficulty: str = "default",
     workers: int = 2,
     progress: ProgressFn | None = None,
 ) -> Path:
@@ -330,6 +347,7 @@ def generate_library(
         width: Frame width in pixels (even).
         height: Frame height in pixels (even).
         fps: Frames per second; characters are animated at 12 drawings a second at most.
+        difficulty: "default" or "hard" (`DIFFICULTIES` says what each means).
         workers: Processes that render episodes in parallel (1 = in this process).
         progress: Called as `progress(label, done, total)` whenever an episode is written.
 
@@ -348,6 +366,7 @@ def generate_library(
         width=width,
         height=height,
         fps=fps,
+        difficulty=difficulty,
     )
     if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
         raise ValueError(f"workers must be an int >= 1, got {workers!r}")
@@ -372,7 +391,7 @@ def generate_library(
         _remove_previous(old, root)
 
     t0 = time.perf_counter()
-    specs = build_series(seed, series)
+    specs = build_series(seed, series, difficulty=difficulty)
     for s in specs:
         (root / s.folder).mkdir(parents=True, exist_ok=True)
         _write_json(root / s.folder / "series.json", s.metadata())

@@ -176,12 +176,16 @@ class _Names:
         raise RuntimeError("ran out of character names")  # pragma: no cover
 
 
-def build_series(seed: int, count: int, *, space: str = "library") -> list[SeriesSpec]:
+def build_series(seed: int, count: int, *, space: str = "library",
+                 difficulty: str = "default") -> list[SeriesSpec]:
     """Build `count` series deterministically from `seed`.
 
     `space` separates independent universes: "library" for the generated library, another
     value (e.g. "ool") for out-of-library series that must not resemble it too closely.
+    `difficulty` "hard" makes every second series the twin of the one before it (by default
+    only series 1 is, of series 0) and night scenes more common.
     """
+    hard = difficulty == "hard"
     top = rng_for(seed, space, "series")
     pairs = [(a, n) for a in range(len(_ADJ)) for n in range(len(_NOUN))]
     order = top.permutation(len(pairs))
@@ -199,8 +203,9 @@ def build_series(seed: int, count: int, *, space: str = "library") -> list[Serie
             "ja-Latn": f"{_ADJ[a][2]} {_NOUN[n][2]}{suffix}",
         }
         style = STYLE_ORDER[i] if i < len(STYLE_ORDER) else str(r.choice(sorted(DRAW_STYLES)))
-        # Series 1 is the deliberate twin of series 0: same drawing style, near-same palette.
-        twin = out[0] if i == 1 else None
+        # Series 1 is the deliberate twin of series 0: same drawing style, near-same palette
+        # (hard: every odd series is the twin of the one before it).
+        twin = out[i - 1] if (i == 1 or (hard and i % 2 == 1)) else None
         if twin is not None:
             palette = {k: jitter(v, r, 6) for k, v in twin.palette.items()}
             draw_style = twin.draw_style
@@ -221,7 +226,7 @@ def build_series(seed: int, count: int, *, space: str = "library") -> list[Serie
             like = None
             copy_style = False
             if k == 0 and i % 2 == 1 and out:  # heroine looks like the previous series' heroine
-                like, copy_style = out[-1].characters[0], i == 1
+                like, copy_style = out[-1].characters[0], twin is not None
                 sex = like.sex
             elif k == 1 and i >= 2 and len(out[i - 2].characters) > 1:
                 like = out[i - 2].characters[1]
@@ -242,7 +247,8 @@ def build_series(seed: int, count: int, *, space: str = "library") -> list[Serie
             tod = (
                 "night"
                 if kind == "night_city"
-                else str(r.choice(["day", "sunset", "night"], p=[0.65, 0.22, 0.13]))
+                else str(r.choice(["day", "sunset", "night"],
+                                  p=[0.45, 0.25, 0.30] if hard else [0.65, 0.22, 0.13]))
             )
             locs.append(
                 LocationSpec(
