@@ -354,3 +354,21 @@ def test_hard_difficulty_twins_every_second_series(tmp_path: Path) -> None:
     assert "difficulty" not in ge["params"] and gh["params"]["difficulty"] == "hard"
     size = {p.name: p.stat().st_size for p in easy.rglob("*.mp4")}
     assert sum(p.stat().st_size for p in rough.rglob("*.mp4")) < 0.8 * sum(size.values())
+
+
+def test_cli_sample_library_hard(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                 capsys: pytest.CaptureFixture[str]) -> None:
+    """`anirec sample-library DIR --difficulty hard` writes the hard library (sizes given here
+    stay as given); an unknown difficulty is refused by the parser and writes nothing."""
+    from bot.cli import main
+
+    monkeypatch.setenv("ANIREC_HOME", str(tmp_path / "home"))
+    out = tmp_path / "lib"
+    assert main(["sample-library", str(out), "--difficulty", "hard", "--series", "2",
+                 "--episodes", "1", "--seconds", "10"]) == 0
+    gt = json.loads((out / "ground_truth.json").read_text(encoding="utf-8"))
+    assert gt["params"]["difficulty"] == "hard" and len(gt["episodes"]) == 2
+    assert "Wrote 2 series, 2 episodes" in capsys.readouterr().out
+    with pytest.raises(SystemExit):
+        main(["sample-library", str(tmp_path / "other"), "--difficulty", "brutal"])
+    assert not (tmp_path / "other").exists()
