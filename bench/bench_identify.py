@@ -33,7 +33,8 @@ if str(ROOT) not in sys.path:
 from core.sysinfo import machine_info  # noqa: E402
 from core.config import Settings  # noqa: E402
 
-STAGES = ("decode", "embed", "search", "group", "verify", "regions", "rank", "total")
+# "check" (step 7b, the colour check of the top answer) is timed inside "rank"
+STAGES = ("decode", "embed", "search", "group", "verify", "regions", "rank", "check", "total")
 
 
 def percentiles(values: list[float]) -> dict[str, float]:
@@ -74,7 +75,7 @@ def run_queries(recognizer: Any, queries: list[bytes]) -> dict[str, Any]:
         t1 = time.perf_counter()
         rec = recognizer.recognize(media)
         per["decode"].append((t1 - t0) * 1000)
-        for s in ("embed", "search", "group", "verify", "regions", "rank"):
+        for s in ("embed", "search", "group", "verify", "regions", "rank", "check"):
             per[s].append(rec.timings_ms.get(s, 0.0))
         per["total"].append((time.perf_counter() - t0) * 1000)
     return {s: percentiles(v) for s, v in per.items()}
