@@ -181,6 +181,8 @@ class Recognizer:
     _grey_cache: dict[tuple[int, int], np.ndarray] = field(default_factory=dict, repr=False)
     _rgb_cache: dict[tuple[int, int], np.ndarray] = field(default_factory=dict, repr=False)
     _pack_cache: dict[int, Any] = field(default_factory=dict, repr=False)
+    _times: dict[int, np.ndarray] = field(default_factory=dict, repr=False)  # per episode
+    _templates: dict[int, dict[Any, Any]] = field(default_factory=dict, repr=False)
 
     @property
     def model_version(self) -> str:
@@ -212,6 +214,7 @@ class Recognizer:
         timings: dict[str, float] = {}
         t0 = time.perf_counter()
         views = [query_views(f) for f in media.frames]  # found once, used by every step
+        self._templates = {}  # this query's resized/transformed templates (step 7b)
         vecs, owner, tinies = self.embed_views(media, views)
         t1 = time.perf_counter()
         timings["embed"] = (t1 - t0) * 1000
@@ -420,11 +423,14 @@ class Recognizer:
         """(times, thumbnails) of an episode's stored frames within ±`half` s of `t` (the
         nearest one when none is): grey uint8 [n, h, w] at NCC_SIZE, or with `colour` RGB
         float [n, h, w, 3] at CHECK_SIZE. Decoded frames are kept (THUMB_CACHE of each kind),
-        so a query never decodes more than the few frames it looks at."""
-        ef = self._pack(episode_id)
-        if ef is None or not len(ef):
-            return None
-        ts = ef.times.astype(np.float64)
+        so a query never decodes more than the few frames it looks at, and an episode's pack
+        is read only when one of them is not in memory."""
+        ts = self._times.get(episode_id)
+        if ts is None:
+            ef = self._pack(episode_id)
+            if ef is None or not len(ef):
+                return None
+            ts = self._times[episode_id] = ef.times.astype(np.float64)
         sel = np.flatnonzero(np.abs(ts - t) <= half)
         if not sel.size:
             sel = np.array([int(np.argmin(np.abs(ts - t)))])
@@ -435,6 +441,9 @@ class Recognizer:
             key = (episode_id, i)
             arr = cache.pop(key, None)
             if arr is None:
+                ef = self._pack(episode_id)
+                if ef is None or i >= len(ef):
+                    return None
                 img = Image.open(io.BytesIO(ef.jpeg(i)))
                 img.draft("RGB" if colour else "L", (w, h))
                 img = img.convert("RGB" if colour else "L").resize((w, h), Image.BOX)
@@ -471,7 +480,8 @@ class Recognizer:
         sheet = Sheet(stack @ LUMA)
         # a whole frame that fitted well is checked whole (its width is refined all the same)
         scales = (1.0,) if not c.region and c.score >= REGION_GATE else CHECK_SCALES
-        return max(check_score(v.image, stack, sheet, scales) for v in views[c.frame])
+        return max(check_score(v.image, stack, sheet, scales,
+                               self._templates.setdefault(id(v.image), {})) for v in views[c.frame])
 
     def _locate(self, cands: list[_Cluster], views: list[list[View]]) -> list[_Cluster]:
         """Score each candidate by how well the query fits somewhere inside the stored
@@ -615,15 +625,23 @@ class Sheet:
         self.c2 = np.zeros((self.n, self.h + 1, self.w + 1))
         self.c2[:, 1:, 1:] = (g64 * g64).cumsum(1).cumsum(2)
 
-    def correlate(self, query: Any, scales: Sequence[float], *, mirror: bool = True) -> Any:
+    def correlate(self, query: Any, scales: Sequence[float], *, mirror: bool = True,
+                  templates: dict[Any, Any] | None = None) -> Any:
         """Normalised cross-correlation of `query` (a PIL image) with every thumbnail at every
         position, for each query width in `scales` (a share of the thumbnail width, aspect
         kept), and mirrored, with FFTs. Yields (correlation [N, oh, ow], template height,
-        width, the resized RGB template as float64, whether it was mirrored)."""
-        q = query.convert("RGB")
+        width, the resized RGB template as float64, whether it was mirrored).
+
+        `templates`: a dict kept for one query image, so correlating it with several sheets of
+        the same size resizes and transforms each template once."""
         gh, gw = self.h, self.w
-        if q.width > 2 * gw:  # shrink once; each width below is then a cheap resize
-            q = q.resize((2 * gw, max(1, round(q.height * 2 * gw / q.width))), Image.BOX)
+        cache: dict[Any, Any] = {} if templates is None else templates
+        q = cache.get(("q", gw))
+        if q is None:
+            q = query.convert("RGB")
+            if q.width > 2 * gw:  # shrink once; each width below is then a cheap resize
+                q = q.resize((2 * gw, max(1, round(q.height * 2 * gw / q.width))), Image.BOX)
+            cache[("q", gw)] = q
         for s in scales:
             tw = round(gw * s)
             th = round(tw * q.height / max(1, q.width))
@@ -631,7 +649,6 @@ class Sheet:
                 th, tw = gh, round(gh * q.width / max(1, q.height))
             if th < 4 or tw < 4 or tw > gw:
                 continue
-            rgb = np.asarray(q.resize((tw, th), Image.BOX), np.float64)
             oh, ow = gh - th + 1, gw - tw + 1
 
             def box(c: np.ndarray) -> np.ndarray:
@@ -641,12 +658,20 @@ class Sheet:
             s1, s2 = box(self.c1), box(self.c2)
             sd = np.sqrt(np.maximum(s2 - s1 * s1 / (th * tw), th * tw * 1.0))
             for flipped in ((False, True) if mirror else (False,)):
-                tt = rgb[:, ::-1] if flipped else rgb
-                tz = tt @ LUMA
-                tz -= tz.mean()
-                tz /= np.linalg.norm(tz) + 1e-6
-                spec = self.spectrum * np.conj(np.fft.rfft2(tz, s=(gh, gw)))
-                yield np.fft.irfft2(spec, s=(gh, gw))[:, :oh, :ow] / sd, th, tw, tt, flipped
+                key = (gh, gw, tw, th, flipped)
+                hit = cache.get(key)
+                if hit is None:
+                    rgb = cache.get((tw, th))
+                    if rgb is None:
+                        rgb = cache[(tw, th)] = np.asarray(q.resize((tw, th), Image.BOX), np.float64)
+                    tt = rgb[:, ::-1] if flipped else rgb
+                    tz = tt @ LUMA
+                    tz -= tz.mean()
+                    tz /= np.linalg.norm(tz) + 1e-6
+                    hit = cache[key] = (tt, np.conj(np.fft.rfft2(tz, s=(gh, gw))))
+                tt, tspec = hit
+                corr = np.fft.irfft2(self.spectrum * tspec, s=(gh, gw))[:, :oh, :ow] / sd
+                yield corr, th, tw, tt, flipped
 
 
 LUMA = np.array([0.299, 0.587, 0.114])  # ITU-R 601, as PIL's "L" conversion
@@ -665,17 +690,20 @@ def locate_scores(query: Any, grey: np.ndarray | Sheet, scales: Sequence[float] 
 
 
 def check_score(query: Any, rgb: np.ndarray, sheet: Sheet | None = None,
-                scales: Sequence[float] = CHECK_SCALES) -> float:
+                scales: Sequence[float] = CHECK_SCALES, templates: dict[Any, Any] | None = None
+                ) -> float:
     """The colour fit of `query` (a PIL image) in RGB thumbnails [N, h, w, 3] (float): where
     its grey correlation is best (over thumbnails, positions, widths and mirroring; the best
     width is then refined by CHECK_REFINE in its thumbnail), the mean over R, G and B of the
     per-channel correlation. Each channel is normalised on its own, so a tint, brightness or
     contrast change keeps the fit; other colours in similar shapes (a look-alike picture from
-    another series) lower it. `sheet`: `Sheet(rgb @ LUMA)`, when already made."""
+    another series) lower it. `sheet`: `Sheet(rgb @ LUMA)`, when already made; `templates`:
+    a dict kept for `query` across calls (see `Sheet.correlate`)."""
     sheet = sheet or Sheet(rgb @ LUMA)
+    templates = {} if templates is None else templates
     best, spot = -2.0, None
     flipped = False
-    for corr, th, tw, tt, fl in sheet.correlate(query, scales):
+    for corr, th, tw, tt, fl in sheet.correlate(query, scales, templates=templates):
         k = int(np.argmax(corr))
         if corr.flat[k] > best:
             i, y, x = np.unravel_index(k, corr.shape)
@@ -683,10 +711,16 @@ def check_score(query: Any, rgb: np.ndarray, sheet: Sheet | None = None,
     if spot is None:
         return 0.0
     i, tw0 = spot[0], spot[4]
-    q = query.transpose(Image.Transpose.FLIP_LEFT_RIGHT) if flipped else query
+    if flipped:  # the refinement correlates the mirrored query as it is
+        q = templates.get("mirrored")
+        if q is None:
+            q = templates["mirrored"] = query.transpose(Image.Transpose.FLIP_LEFT_RIGHT)
+    else:
+        q = query
     one = Sheet(rgb[i:i + 1] @ LUMA)
     for corr, th, tw, tt, _ in one.correlate(q, [tw0 / sheet.w + d for d in CHECK_REFINE],
-                                             mirror=False):
+                                             mirror=False,
+                                             templates=templates.setdefault(("refine", flipped), {})):
         k = int(np.argmax(corr))
         if corr.flat[k] > best:
             _, y, x = np.unravel_index(k, corr.shape)
