@@ -20,3 +20,10 @@ rm -f "$log"
 # The optional face-label teacher (animeface needs Pillow < 12, so it lives in its own venv).
 # Best effort: without it, `anirec faces harvest` explains how to get it and its tests skip.
 bash scripts/teacher-venv.sh >/dev/null 2>&1 || echo "setup: the optional animeface teacher (.venv-teacher) could not be installed" >&2
+# The browser test drives Debian's Chromium. Best effort, as root with apt-get only (CI runs
+# as root on Debian); without it the browser test skips and says why.
+if { ! command -v chromium >/dev/null 2>&1 || ! command -v chromedriver >/dev/null 2>&1; } \
+    && [ "$(id -u)" -eq 0 ] && command -v apt-get >/dev/null 2>&1; then
+  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver >/dev/null) \
+    || echo "setup: could not install chromium; the browser test will be skipped" >&2
+fi
