@@ -625,6 +625,13 @@ class Sheet:
         self.c2 = np.zeros((self.n, self.h + 1, self.w + 1))
         self.c2[:, 1:, 1:] = (g64 * g64).cumsum(1).cumsum(2)
 
+    def frame(self, i: int) -> Sheet:
+        """The sheet of thumbnail `i` alone (views of this one's arrays, nothing recomputed)."""
+        one = object.__new__(Sheet)
+        one.n, one.h, one.w = 1, self.h, self.w
+        one.spectrum, one.c1, one.c2 = self.spectrum[i:i + 1], self.c1[i:i + 1], self.c2[i:i + 1]
+        return one
+
     def correlate(self, query: Any, scales: Sequence[float], *, mirror: bool = True,
                   templates: dict[Any, Any] | None = None) -> Any:
         """Normalised cross-correlation of `query` (a PIL image) with every thumbnail at every
@@ -717,7 +724,7 @@ def check_score(query: Any, rgb: np.ndarray, sheet: Sheet | None = None,
             q = templates["mirrored"] = query.transpose(Image.Transpose.FLIP_LEFT_RIGHT)
     else:
         q = query
-    one = Sheet(rgb[i:i + 1] @ LUMA)
+    one = sheet.frame(i)
     for corr, th, tw, tt, _ in one.correlate(q, [tw0 / sheet.w + d for d in CHECK_REFINE],
                                              mirror=False,
                                              templates=templates.setdefault(("refine", flipped), {})):

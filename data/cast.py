@@ -267,7 +267,8 @@ def write_contact_sheet(folder: Path, title: str, clusters: list[tuple[int, int,
     for r, (cid, size, crops) in enumerate(clusters):
         y = 40 + r * (thumb + 8)
         draw.text((8, y + thumb // 2 - 16), f"cluster {cid}", fill=(20, 20, 30), font=label_font(15))
-        draw.text((8, y + thumb // 2 + 4), f"{size} face" + ("s" if size != 1 else ""), fill=(90, 90, 100), font=label_font(12))
+        faces = f"{size} face{'s' if size != 1 else ''}"
+        draw.text((8, y + thumb // 2 + 4), faces, fill=(90, 90, 100), font=label_font(12))
         cells = []
         for k, crop in enumerate(crops[:per_row]):
             im = Image.fromarray(crop).resize((thumb, thumb), Image.LANCZOS)
@@ -275,7 +276,7 @@ def write_contact_sheet(folder: Path, title: str, clusters: list[tuple[int, int,
             buf = io.BytesIO()
             im.save(buf, format="PNG")
             cells.append(f"<img alt='' src='data:image/png;base64,{base64.b64encode(buf.getvalue()).decode()}'>")
-        rows_html.append(f"<tr><th>cluster {cid}<br><small>{size} face{'s' if size != 1 else ''}</small></th><td>{''.join(cells)}</td></tr>")
+        rows_html.append(f"<tr><th>cluster {cid}<br><small>{faces}</small></th><td>{''.join(cells)}</td></tr>")
     stem = safe_name(title)
     png = folder / f"{stem}.png"
     tmp = png.with_name(png.name + ".tmp")
