@@ -117,13 +117,19 @@ class TqdmProgress:
 def cmd_sample_library(app: App, args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
-    from data.synth import generate_library
+    from data.synth import SynthParams, generate_library
 
     out = Path(args.dir)
     sizes = HARD_SIZES if args.difficulty == "hard" else DEFAULT_SIZES
     for name, value in sizes.items():  # what was not given follows the difficulty
         if getattr(args, name) is None:
             setattr(args, name, value)
+    try:  # bad sizes are refused before anything is shown or written
+        SynthParams(series=args.series, episodes=args.episodes, seconds=args.seconds,
+                    seed=args.seed, difficulty=args.difficulty)
+    except (ValueError, TypeError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
     bar = tqdm(total=args.series * args.episodes, unit="episode", desc="writing sample library")
 
     def progress(label: str, done: int, total: int) -> None:
