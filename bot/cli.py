@@ -165,6 +165,7 @@ def cmd_index(app: App, args: argparse.Namespace) -> int:
     emb = app.embedder()
     indexer = Indexer(sessions=app.sessions, embedder=emb, index_dir=app.settings.index_dir,
                       framestore=app.framestore(), fps=args.fps or app.settings.index_fps,
+                      max_fps=app.settings.index_max_fps,
                       batch_size=app.settings.embed_batch,
                       progress=Progress() if args.quiet else TqdmProgress(),
                       regions=RegionSpec() if app.settings.index_regions else None)

@@ -158,7 +158,8 @@ def cmd_demo(app: Any, args: argparse.Namespace) -> int:
     print("[2/4] Indexing (incremental: unchanged episodes are skipped)")
     emb = app.embedder()
     rep = Indexer(sessions=app.sessions, embedder=emb, index_dir=st.index_dir,
-                  framestore=app.framestore(), fps=st.index_fps, batch_size=st.embed_batch,
+                  framestore=app.framestore(), fps=st.index_fps, max_fps=st.index_max_fps,
+                  batch_size=st.embed_batch,
                   progress=TqdmProgress()).run(library)
     print(f"      {len(rep.added)} added, {rep.unchanged} unchanged, {rep.index_count} frames; "
           + (f"{rep.speed:.1f}x real time" if rep.video_seconds else "nothing new to index"))

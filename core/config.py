@@ -59,6 +59,9 @@ class Settings(BaseSettings):
 
     # --- indexing -------------------------------------------------------------------------
     index_fps: float = Field(2.0, gt=0, le=30)  # frames kept per second
+    # densest sampling that fast motion (pans, zooms, action) may add between the regular
+    # samples; the same as index_fps (or lower) turns the extra frames off
+    index_max_fps: float = Field(6.0, gt=0, le=60)
     embed_batch: int = Field(32, ge=1, le=1024)
     torch_threads: int = Field(0, ge=0, le=256)  # 0: torch default
     index_regions: bool = Field(True)  # region vectors of keyframes, for cropped screenshots

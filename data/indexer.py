@@ -105,6 +105,8 @@ class Indexer:
     index_dir: Path
     framestore: FrameStore
     fps: float = 2.0
+    #: densest sampling fast motion may add between the regular samples (see EpisodeDecoder)
+    max_fps: float = 6.0
     batch_size: int = 32
     progress: Progress = field(default_factory=Progress)
     index_options: dict[str, Any] = field(default_factory=dict)
@@ -386,7 +388,9 @@ class Indexer:
 
     def _decode_embed(self, path: Path) -> _Prepared:
         h, w = self.embedder.input_size
-        dec = EpisodeDecoder(path, fps=self.fps, size=(h, w))
+        dec = EpisodeDecoder(path, fps=self.fps, size=(h, w), max_fps=self.max_fps,
+                             motion_threshold=EpisodeDecoder.motion_threshold
+                             if self.max_fps > self.fps else 0.0)
         q: queue.Queue[Any] = queue.Queue(maxsize=4)
         th = threading.Thread(target=self._decode, args=(path, q, dec), daemon=True,
                               name=f"decode-{path.name[:20]}")

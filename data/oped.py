@@ -67,7 +67,11 @@ def detect_oped(episodes: list[EpisodeSignature], *, match_rms: float = 0.035, z
         for kind in (OPENING, ENDING):
             rep = counts[kind] >= need
             for t0, t1 in _runs(ea.times, rep, max_gap=max_gap):
-                if t1 - t0 >= min_len:
+                # a stored frame stands for the footage up to the next one (a still ending
+                # is stored as a frame every couple of seconds), so the run lasts that long
+                later = ea.times[ea.times > t1 + 1e-6]
+                end = float(later.min()) if later.size else max(ea.duration, t1)
+                if end - t0 >= min_len:
                     sel = (ea.times >= t0) & (ea.times <= t1)
                     flags[sel & (flags == NONE)] = kind
     return out
@@ -105,15 +109,20 @@ def detect_recaps(episodes: list[EpisodeSignature], flags: dict[int, np.ndarray]
 
 
 def _runs(times: np.ndarray, mask: np.ndarray, *, max_gap: float) -> list[tuple[float, float]]:
-    """Time spans where `mask` holds, joining spans separated by less than `max_gap` s."""
+    """Time spans where `mask` holds, joining spans separated by less than `max_gap` s.
+    Consecutive frames that both hold are always one span, however far apart (a still shot
+    is stored as a frame every couple of seconds)."""
     spans: list[list[float]] = []
+    broken = True  # a frame where `mask` does not hold came since the last span's end
     for t, m in zip(times.tolist(), mask.tolist()):
         if not m:
+            broken = True
             continue
-        if spans and t - spans[-1][1] <= max_gap:
+        if spans and (not broken or t - spans[-1][1] <= max_gap):
             spans[-1][1] = t
         else:
             spans.append([t, t])
+        broken = False
     return [(s, e) for s, e in spans]
 
 

@@ -78,6 +78,12 @@ class EpisodeDecoder:
         dedup_threshold: mean absolute difference (0..1) under which a sample counts as a
             near-duplicate of the last kept one and is dropped.
         max_gap: keep a sample at least this often (seconds), duplicate or not.
+        motion_threshold: between the regular samples, a frame that differs from the last
+            kept one by more than this (mean absolute difference, 0..1) is kept too, and so
+            is the first frame after a cut: fast pans, zooms and action (openings) get
+            denser samples, so a screenshot taken between two regular samples still has a
+            stored frame close to it. 0 turns it off.
+        max_fps: the densest sampling that motion can cause.
     """
 
     path: Path
@@ -86,17 +92,21 @@ class EpisodeDecoder:
     dedup_threshold: float = 0.006
     max_gap: float = 2.0
     cut_threshold: float = 0.10
+    motion_threshold: float = 0.04
+    max_fps: float = 6.0
     info: VideoInfo | None = None
     cuts: list[float] = field(default_factory=list)
     decoded: int = 0
     kept: int = 0
     dropped_duplicates: int = 0
+    motion_kept: int = 0  # frames kept between the regular samples (motion, cuts)
     last_time: float = 0.0
 
     def __iter__(self) -> Iterator[SampledFrame]:
         self.info = probe_video(self.path)
         h, w = self.size
         step = 1.0 / self.fps
+        min_gap = 1.0 / max(self.max_fps, self.fps)
         next_t = 0.0
         prev_small: np.ndarray | None = None
         recent: list[float] = []
@@ -125,10 +135,17 @@ class EpisodeDecoder:
                             recent.pop(0)
                     prev_small = small
                     if t + 1e-6 < next_t:
-                        continue
-                    next_t += step
-                    if next_t < t:  # variable frame rate or a gap: resynchronise
-                        next_t = t + step
+                        # between regular samples: keep a frame where the picture moved on
+                        if not (self.motion_threshold > 0 and last_kept_small is not None
+                                and t - last_kept_t >= min_gap - 1e-6
+                                and (cut_pending or float(np.abs(small - last_kept_small).mean())
+                                     > self.motion_threshold)):
+                            continue
+                        self.motion_kept += 1
+                    else:
+                        next_t += step
+                        if next_t < t:  # variable frame rate or a gap: resynchronise
+                            next_t = t + step
                     if (not cut_pending and last_kept_small is not None
                             and t - last_kept_t < self.max_gap
                             and float(np.abs(small - last_kept_small).mean()) < self.dedup_threshold):

@@ -1,0 +1,75 @@
+"""Frame sampling and opening/ending spans (issue #5): fast motion is sampled more densely
+than the regular rate, still shots are not, and a still ending stored as a frame every couple
+of seconds is still found as an ending."""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from data.oped import ENDING, OPENING, EpisodeSignature, _runs, detect_oped
+from data.video import EpisodeDecoder
+from tests.fakes.media import clip_of
+
+
+def _pan_then_still(path: Path, fps: int = 12) -> Path:
+    """4 s of a fast pan over a textured panorama, then 4 s of one still picture."""
+    rng = np.random.default_rng(0)
+    pano = Image.fromarray((rng.random((30, 160, 3)) * 255).astype(np.uint8)).resize(
+        (1280, 240), Image.NEAREST)
+    frames = []
+    for i in range(8 * fps):
+        x = min(i, 4 * fps) * 12  # 144 px a second, then it stops
+        buf = io.BytesIO()
+        pano.crop((x, 0, x + 320, 180)).save(buf, format="PNG")
+        frames.append(buf.getvalue())
+    path.write_bytes(clip_of(frames, fps=fps))
+    return path
+
+
+def test_fast_motion_is_sampled_densely_and_still_shots_are_not(tmp_path: Path) -> None:
+    video = _pan_then_still(tmp_path / "pan.mp4")
+    regular = EpisodeDecoder(video, fps=2.0, motion_threshold=0.0)
+    times = [f.t for f in regular]
+    assert regular.motion_kept == 0
+    dense = EpisodeDecoder(video, fps=2.0, max_fps=6.0)
+    dtimes = [f.t for f in dense]
+    assert dense.motion_kept > 0
+    pan = [t for t in dtimes if t < 4.0]
+    still = [t for t in dtimes if t > 4.3]
+    assert len(pan) > 2 * len([t for t in times if t < 4.0])  # the pan: more than 2 fps
+    assert min(np.diff(dtimes)) >= 1 / 6.0 - 1e-3  # never denser than max_fps
+    assert len(still) <= len([t for t in times if t > 4.3])  # the still part: no extra frames
+
+
+def _sig(eid: int, times: list[float], descs: np.ndarray, duration: float) -> EpisodeSignature:
+    return EpisodeSignature(eid, np.asarray(times, np.float32), descs.astype(np.uint8), duration)
+
+
+def test_a_still_ending_stored_sparsely_is_an_ending() -> None:
+    """An ending that is one still picture for 3 s is stored at its start and 2 s later (near
+    duplicates are dropped); the two frames are one 3-s span, long enough to be an ending."""
+    rng = np.random.default_rng(1)
+    op = rng.integers(0, 255, (6, 432))
+    ed = rng.integers(0, 255, (1, 432))
+    sigs = []
+    for e in range(3):
+        body = rng.integers(0, 255, (20, 432))  # every episode's own main part
+        descs = np.concatenate([op, body, ed, ed])
+        times = [i * 0.5 for i in range(6)] + [4.0 + i for i in range(20)] + [27.0, 29.0]
+        sigs.append(_sig(e + 1, times, descs, 30.0))
+    flags = detect_oped(sigs)
+    for s in sigs:
+        f = flags[s.episode_id]
+        assert (f[:6] == OPENING).all()
+        assert (f[-2:] == ENDING).all()
+        assert (f[6:-2] == 0).all()
+
+
+def test_runs_join_consecutive_frames_however_far_apart() -> None:
+    t = np.array([0.0, 0.5, 3.0, 6.0, 6.5])
+    assert _runs(t, np.array([True, True, True, False, True]), max_gap=1.0) == [(0.0, 3.0), (6.5, 6.5)]
+    assert _runs(t, np.array([True, False, True, True, True]), max_gap=1.0) == [(0.0, 0.0), (3.0, 6.5)]
