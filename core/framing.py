@@ -18,7 +18,9 @@ from PIL import Image
 
 Box = tuple[int, int, int, int]  # x0, y0, x1, y1
 
-VIDEO_ASPECTS = (16 / 9, 4 / 3, 1.85, 2.39, 21 / 9)
+# video frame shapes, and how much less likely each is than 16:9 (TV anime is 16:9, older
+# series 4:3; the film formats are rare), in units of the box's share of the picture
+VIDEO_ASPECTS = {16 / 9: 0.0, 4 / 3: 0.02, 1.85: 0.05, 2.39: 0.05, 21 / 9: 0.05}
 
 
 @dataclass(frozen=True)
@@ -68,6 +70,8 @@ def trim_borders(img: Image.Image, *, tol: float = 18.0, max_trim: float = 0.45)
 
 
 MAX_LINES = 12  # strongest edge lines kept per direction: bounds the search on noisy pictures
+WEAK_EDGE = 8.0  # grey-level step of a weak edge line (a strong one: 24)
+WEAK_COST = 0.03  # what using a weak line as a box's edge costs (in shares of the picture)
 
 
 def _edge_lines(g: np.ndarray, axis: int, thr: float = 24.0, min_frac: float = 0.55) -> list[int]:
@@ -99,7 +103,13 @@ def find_frame(img: Image.Image, *, min_area: float = 0.12) -> Box | None:
     h, w = g.shape
     s1 = np.pad(g.astype(np.float64).cumsum(0).cumsum(1), ((1, 0), (1, 0)))
     s2 = np.pad((g.astype(np.float64) ** 2).cumsum(0).cumsum(1), ((1, 0), (1, 0)))
-    rows = [0] + _edge_lines(g, 0) + [h]
+    # strong edges, and weak ones too (a dark phone UI around a night scene): a weak edge
+    # only makes a box when the box has a video frame's shape, and the largest wins
+    strong = set(_edge_lines(g, 0))
+    rows = sorted({0, h, *strong, *_edge_lines(g, 0, thr=WEAK_EDGE)})
+    # a box's edge that is only a weak line costs this much of its score (a line inside the
+    # picture is weak too, so a strong line, or the image's own edge, wins a tie)
+    weak = {y: (0.0 if y in strong or y in (0, h) else WEAK_COST) for y in rows}
     best: tuple[float, Box] | None = None
     for i, y0 in enumerate(rows):
         for y1 in rows[i + 1:]:
@@ -115,12 +125,12 @@ def find_frame(img: Image.Image, *, min_area: float = 0.12) -> Box | None:
                     if area < min_area or area > 0.97:
                         continue
                     aspect = bw / bh
-                    err = min(abs(np.log(aspect / a)) for a in VIDEO_ASPECTS)
-                    if err > 0.12:
+                    err, prior = min((abs(np.log(aspect / a)), p) for a, p in VIDEO_ASPECTS.items())
+                    if err > 0.06:
                         continue
                     if _rect_std(s1, s2, y0, y1, x0, x1) < 12.0:  # flat region: not a picture
                         continue
-                    score = area - 2.0 * err
+                    score = area - 8.0 * err - prior - weak[y0] - weak[y1]
                     if best is None or score > best[0]:
                         best = (score, (x0, y0, x1, y1))
     if best is None:

@@ -74,3 +74,24 @@ def test_search_is_bounded_on_hostile_pictures(kind: str) -> None:
     g, _ = _grey(img)
     assert len(_edge_lines(g, 0)) <= MAX_LINES and len(_edge_lines(g, 1)) <= MAX_LINES
     assert query_views(img)  # and it still answers
+
+
+def night_scene(seed: int, w: int = 480, h: int = 270) -> Image.Image:
+    """A dark picture (a night sky over dark streets) with some detail in it."""
+    rng = np.random.default_rng(seed)
+    arr = (rng.random((h // 15, w // 15, 3)) * 50 + 20).astype(np.uint8)
+    arr[h // 30:, :, :] += 40  # lit houses in the lower part
+    return Image.fromarray(arr).resize((w, h), Image.BILINEAR)
+
+
+@pytest.mark.parametrize("seed", range(8))
+def test_frame_found_in_a_dark_phone_screenshot_of_a_night_scene(seed: int) -> None:
+    """A dark-mode phone UI around a night scene: the frame's top edge is a weak one (dark on
+    dark); the frame is still found, with its own shape, not the status bar's."""
+    img = night_scene(seed)
+    shot = phone_screenshot(img, random.Random(seed))
+    frame = next((v for v in query_views(shot) if v.kind == "frame"), None)
+    assert frame is not None
+    x0, y0, x1, y1 = frame.box
+    assert abs((x1 - x0) / (y1 - y0) - img.width / img.height) < 0.05
+    assert similar(frame.image, img) < 10
