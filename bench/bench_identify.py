@@ -33,8 +33,10 @@ if str(ROOT) not in sys.path:
 from core.sysinfo import machine_info  # noqa: E402
 from core.config import Settings  # noqa: E402
 
-# "check" (step 7b, the colour check of the top answer) is timed inside "rank"
-STAGES = ("decode", "embed", "search", "group", "verify", "regions", "rank", "check", "total")
+# "check" and "detail" (step 7b, the colour and detail checks of the top answer) are timed
+# inside "rank"
+STAGES = ("decode", "embed", "search", "group", "verify", "regions", "rank", "check", "detail",
+          "total")
 
 
 def percentiles(values: list[float]) -> dict[str, float]:
@@ -75,7 +77,7 @@ def run_queries(recognizer: Any, queries: list[bytes]) -> dict[str, Any]:
         t1 = time.perf_counter()
         rec = recognizer.recognize(media)
         per["decode"].append((t1 - t0) * 1000)
-        for s in ("embed", "search", "group", "verify", "regions", "rank", "check"):
+        for s in ("embed", "search", "group", "verify", "regions", "rank", "check", "detail"):
             per[s].append(rec.timings_ms.get(s, 0.0))
         per["total"].append((time.perf_counter() - t0) * 1000)
     return {s: percentiles(v) for s, v in per.items()}

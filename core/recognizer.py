@@ -19,8 +19,13 @@ Steps (DESIGN.md, "The recognition pipeline"):
     thumbnails, at twice the localisation size and in colour (per-channel correlation where
     the grey correlation fits best), so a look-alike picture from outside the library, which
     fits a flat-coloured anime frame somewhere in grey, scores lower than the real scene;
- 8. calibrated confidence (score, margin, frame agreement, the check) → status match /
-    unsure / no_match.
+ 7c. check its detail: where 7b found the query, it is laid over that stored frame at the
+    stored size, in 16-px cells that may each move a little; the share of textured cells
+    that fit (a real copy keeps its line art in place, a look-alike does not). Near-ties
+    between different episodes (title cards that differ only in their text) are settled by
+    it too;
+ 8. calibrated confidence (score, margin, frame agreement, the colour and detail checks) →
+    status match / unsure / no_match.
 Openings/endings found in several episodes collapse into one "opening of <series>" answer.
 """
 
@@ -56,16 +61,26 @@ VERIFY_WINDOW = 6.0  # seconds either side searched when pinning the timestamp
 REGION_GATE = 0.90  # below this whole-frame score the query may be a crop: regions are searched
 REGION_TOP = 16  # candidates of each kind (whole-frame, region) located in the thumbnails
 REGION_WINDOW = 1.0  # seconds either side of a hit whose thumbnails are searched
+REGION_FRAMES: int | None = None  # at most this many thumbnails (the nearest) per candidate
 REGION_SCALES = (0.45, 0.55, 0.65, 0.8, 1.0)  # query width as a share of the frame width
 NCC_SIZE = (64, 36)  # (width, height) of the grey thumbnails the query is located in
-# decoded thumbnails kept: grey (2.3 KB each, 46 MB), colour (110 KB each as float32, 66 MB)
-THUMB_CACHE = {False: 20_000, True: 600}
+# decoded thumbnails kept: grey (2.3 KB each, 46 MB), colour (110 KB each as float32, 66 MB),
+# detail (grey at the stored size, 37 KB each at 256x144, 22 MB)
+THUMB_CACHE = {"grey": 20_000, "colour": 600, "detail": 600}
 CHECK_SIZE = (128, 72)  # (width, height) the top answer is checked at, in colour
 CHECK_SCALES = tuple(float(x) for x in np.linspace(0.4, 1.0, 7))  # query width / frame width
 CHECK_REFINE = (-0.05, -0.025, 0.025, 0.05)  # then around the best width, in its thumbnail
 CHECK_WINDOW = 0.75  # seconds either side of the answer whose thumbnails are checked
+CHECK_FRAMES: int | None = None  # at most this many of them (the nearest)
 CHECK_RERANK = 5  # located candidates re-ranked by the colour check
 CHECK_WEIGHT = 0.5  # its share in their score
+DETAIL_CELL = 16  # px: the answer's detail check compares cells of this size at the stored size
+DETAIL_SHIFT = 6  # px each cell may move on its own (characters move between stored frames)
+DETAIL_TEXTURE = 6.0  # grey-level std below which a cell is flat and says nothing
+DETAIL_FIT = 0.8  # a cell's correlation that counts as "this detail is there"
+TIE_SCORE = 0.01  # other places scoring this close to the best answer are a near-tie...
+TIE_TOP = 5  # ...of which this many (the best answer included) are settled by the detail check
+TIE_DETAIL = 0.1  # by how much another place's detail must beat the best answer's to win
 PACK_CACHE = 8  # episodes whose frame-store packs (JPEG thumbnails) stay in memory
 LOCATE_WEIGHT = 0.8  # share of the localisation score in a located candidate's score
 REGION_MARGIN = 0.04  # handicap of a located score against a whole-frame similarity
@@ -95,29 +110,38 @@ class Calibration:
 
     Fitted by the evaluation harness (`anirec eval --calibrate` writes
     `<home>/models/calibration.json`, which wins). The defaults are that fit on the default
-    sample library with the default embedder (300 separate queries, seed 7919); on the
-    evaluation queries it gives an expected calibration error of 0.040.
+    sample library with the default embedder (1,200 separate queries, seed 7919); on the
+    evaluation queries it gives an expected calibration error of 0.014. With the detail
+    check in the fit the colour check's weight comes out negative, so it is refitted at 0
+    (the detail check says what the colour check said, and more).
     """
 
-    bias: float = -13.0030
-    w_score: float = 10.3778
-    w_margin: float = 6.4961
+    bias: float = -9.2085
+    w_score: float = 6.5190
+    w_margin: float = 10.6521
     w_frames: float = 0.0
-    w_check: float = 6.5958  # files fitted before the check existed have none: 0
-    fitted_on: str = "default sample library, default embedder, eval seed 7919, n=300"
+    w_check: float = 0.0  # files fitted before the check existed have none: 0
+    w_detail: float = 7.0578  # files fitted before the detail check existed have none: 0
+    fitted_on: str = "default sample library, default embedder, eval seed 7919, n=1200"
 
-    def features(self, score: float, margin: float, agree: float, check: float = 0.0) -> np.ndarray:
-        return np.array([1.0, score, margin, agree, check], dtype=np.float64)
+    def features(self, score: float, margin: float, agree: float, check: float = 0.0,
+                 detail: float = 0.0) -> np.ndarray:
+        return np.array([1.0, score, margin, agree, check, detail], dtype=np.float64)
 
-    def __call__(self, score: float, margin: float, agree: float, check: float = 0.0) -> float:
-        w = np.array([self.bias, self.w_score, self.w_margin, self.w_frames, self.w_check])
-        z = float(w @ self.features(score, margin, agree, check))
+    def weights(self) -> np.ndarray:
+        return np.array([self.bias, self.w_score, self.w_margin, self.w_frames, self.w_check,
+                         self.w_detail])
+
+    def __call__(self, score: float, margin: float, agree: float, check: float = 0.0,
+                 detail: float = 0.0) -> float:
+        z = float(self.weights() @ self.features(score, margin, agree, check, detail))
         return 1.0 / (1.0 + math.exp(-max(-50.0, min(50.0, z))))
 
     @classmethod
     def fit(cls, feats: np.ndarray, labels: np.ndarray, *, l2: float = 1e-3, iters: int = 200,
             name: str = "eval") -> Calibration:
-        """Logistic regression by Newton's method on rows [1, score, margin, agree, check]."""
+        """Logistic regression by Newton's method on rows [1, score, margin, agree, check,
+        detail]."""
         x = np.asarray(feats, np.float64)
         y = np.asarray(labels, np.float64)
         w = np.zeros(x.shape[1])
@@ -130,7 +154,8 @@ class Calibration:
             if np.abs(step).max() < 1e-8:
                 break
         return cls(bias=float(w[0]), w_score=float(w[1]), w_margin=float(w[2]),
-                   w_frames=float(w[3]), w_check=float(w[4]), fitted_on=name)
+                   w_frames=float(w[3]), w_check=float(w[4]), w_detail=float(w[5]),
+                   fitted_on=name)
 
     def save(self, path: Path) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -144,6 +169,7 @@ class Calibration:
             return cls()
         data = json.loads(path.read_text())
         data.setdefault("w_check", 0.0)  # fitted before the check existed: it has no say
+        data.setdefault("w_detail", 0.0)  # the same for the detail check
         return cls(**{k: v for k, v in data.items() if k in cls.__dataclass_fields__})
 
 
@@ -161,6 +187,9 @@ class _Cluster:
     t_to: float = 0.0
     region: bool = False  # found through a region vector (a crop's window), not a whole frame
     check: float | None = None  # step 7b's colour fit (top answer only)
+    spot: Fit | None = None  # where the check found the query (for the detail check)
+    detail: float | None = None  # the detail check there (once `detailed`)
+    detailed: bool = False
 
 
 @dataclass
@@ -178,8 +207,8 @@ class Recognizer:
     series_head: SeriesHead | None = None
     characters: Any = None  # core.characters.CharacterRecognizer, once faces and a cast exist
     framestore: Any = None  # core.framestore.FrameStore: thumbnails to locate crops in
-    _grey_cache: dict[tuple[int, int], np.ndarray] = field(default_factory=dict, repr=False)
-    _rgb_cache: dict[tuple[int, int], np.ndarray] = field(default_factory=dict, repr=False)
+    _thumb_cache: dict[str, dict[tuple[int, int], np.ndarray]] = field(default_factory=dict,
+                                                                       repr=False)
     _pack_cache: dict[int, Any] = field(default_factory=dict, repr=False)
     _times: dict[int, np.ndarray] = field(default_factory=dict, repr=False)  # per episode
     _templates: dict[int, dict[Any, Any]] = field(default_factory=dict, repr=False)
@@ -418,13 +447,15 @@ class Recognizer:
         timings["regions"] = (time.perf_counter() - t0) * 1000
         return merged
 
-    def _thumbs(self, episode_id: int, t: float, half: float, *, colour: bool = False
-                ) -> tuple[np.ndarray, np.ndarray] | None:
-        """(times, thumbnails) of an episode's stored frames within ±`half` s of `t` (the
-        nearest one when none is): grey uint8 [n, h, w] at NCC_SIZE, or with `colour` RGB
-        float [n, h, w, 3] at CHECK_SIZE. Decoded frames are kept (THUMB_CACHE of each kind),
-        so a query never decodes more than the few frames it looks at, and an episode's pack
-        is read only when one of them is not in memory."""
+    def _thumbs(self, episode_id: int, t: float, half: float, *, kind: str = "grey",
+                most: int | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
+        """(times, thumbnails, frame numbers in the episode's pack) of an episode's stored
+        frames within ±`half` s of `t` (the nearest one when none is; at most the `most`
+        nearest, in time order, where fast motion was sampled densely). `kind`: "grey" uint8
+        [n, h, w] at NCC_SIZE, "colour" RGB float [n, h, w, 3] at CHECK_SIZE, "detail" grey
+        uint8 at the stored size. Decoded frames are kept (THUMB_CACHE of each kind), so a
+        query never decodes more than the few frames it looks at, and an episode's pack is
+        read only when one of them is not in memory."""
         ts = self._times.get(episode_id)
         if ts is None:
             ef = self._pack(episode_id)
@@ -434,25 +465,38 @@ class Recognizer:
         sel = np.flatnonzero(np.abs(ts - t) <= half)
         if not sel.size:
             sel = np.array([int(np.argmin(np.abs(ts - t)))])
-        cache = self._rgb_cache if colour else self._grey_cache
-        w, h = CHECK_SIZE if colour else NCC_SIZE
+        elif most is not None and sel.size > most:
+            sel = np.sort(sel[np.argsort(np.abs(ts[sel] - t), kind="stable")[:most]])
         out = []
         for i in sel.tolist():
-            key = (episode_id, i)
-            arr = cache.pop(key, None)
+            arr = self._thumb(episode_id, i, kind)
             if arr is None:
-                ef = self._pack(episode_id)
-                if ef is None or i >= len(ef):
-                    return None
-                img = Image.open(io.BytesIO(ef.jpeg(i)))
-                img.draft("RGB" if colour else "L", (w, h))
-                img = img.convert("RGB" if colour else "L").resize((w, h), Image.BOX)
-                arr = np.asarray(img, np.float32 if colour else np.uint8)
-                if len(cache) >= THUMB_CACHE[colour]:
-                    cache.pop(next(iter(cache)))
-            cache[key] = arr  # most recently used last
+                return None
             out.append(arr)
-        return ts[sel], np.stack(out)
+        return ts[sel], np.stack(out), sel
+
+    def _thumb(self, episode_id: int, i: int, kind: str) -> np.ndarray | None:
+        """Stored frame `i` of an episode as a `kind` thumbnail (see `_thumbs`), cached."""
+        cache = self._thumb_cache.setdefault(kind, {})
+        key = (episode_id, i)
+        arr = cache.pop(key, None)
+        if arr is None:
+            ef = self._pack(episode_id)
+            if ef is None or i >= len(ef):
+                return None
+            img = Image.open(io.BytesIO(ef.jpeg(i)))
+            mode = "RGB" if kind == "colour" else "L"
+            if kind == "detail":
+                img = img.convert(mode)
+            else:
+                w, h = CHECK_SIZE if kind == "colour" else NCC_SIZE
+                img.draft(mode, (w, h))
+                img = img.convert(mode).resize((w, h), Image.BOX)
+            arr = np.asarray(img, np.float32 if kind == "colour" else np.uint8)
+            if len(cache) >= THUMB_CACHE[kind]:
+                cache.pop(next(iter(cache)))
+        cache[key] = arr  # most recently used last
+        return arr
 
     def _pack(self, episode_id: int) -> Any:
         """The episode's frame-store pack (core.framestore.EpisodeFrames), or None; the last
@@ -472,16 +516,66 @@ class Recognizer:
 
     def _check(self, c: _Cluster, views: list[list[View]]) -> float | None:
         """Step 7b: the colour fit of the query inside the answer's stored thumbnails within
-        ±CHECK_WINDOW s (see `check_score`); None without a frame store."""
-        g = self._thumbs(c.ep, c.anchor_t, CHECK_WINDOW, colour=True)
+        ±CHECK_WINDOW s (see `check_fit`); None without a frame store. Where it fits is kept
+        in `c.spot` for the detail check."""
+        g = self._thumbs(c.ep, c.anchor_t, CHECK_WINDOW, kind="colour", most=CHECK_FRAMES)
         if g is None:
             return None
         stack = g[1].astype(np.float64)
         sheet = Sheet(stack @ LUMA)
         # a whole frame that fitted well is checked whole (its width is refined all the same)
         scales = (1.0,) if not c.region and c.score >= REGION_GATE else CHECK_SCALES
-        return max(check_score(v.image, stack, sheet, scales,
-                               self._templates.setdefault(id(v.image), {})) for v in views[c.frame])
+        best: float | None = None
+        for v in views[c.frame]:
+            score, fit = check_fit(v.image, stack, sheet, scales,
+                                   self._templates.setdefault(id(v.image), {}))
+            if fit is not None and (best is None or score > best):
+                best = score
+                c.spot = replace(fit, frame=int(g[2][fit.frame]), view=v.image)
+        return best if best is not None else 0.0
+
+    def _detail(self, c: _Cluster) -> float | None:
+        """The detail check of the answer (see `detail_score`) where step 7b found the query;
+        None when there is nothing to check (no frame store, or a query without texture)."""
+        if c.detailed:
+            return c.detail
+        if c.spot is None:
+            return None
+        full = self._thumb(c.ep, c.spot.frame, "detail")
+        if full is None:
+            return None
+        c.detailed = True
+        c.detail = detail_score(c.spot.view, full.astype(np.float64), c.spot,
+                                full.shape[1] / CHECK_SIZE[0])
+        return c.detail
+
+    def _settle_ties(self, out: list[Candidate], picked: list[_Cluster],
+                     views: list[list[View]]) -> bool:
+        """Near-ties between different episodes (title cards that differ only in their text,
+        stills of a look-alike place): the best of them by the detail check goes first when
+        it beats the best answer's detail by TIE_DETAIL. Reorders `out` and `picked`; True
+        when the answer changed."""
+        tied = [i for i in range(1, len(out)) if out[i].episode_id != out[0].episode_id
+                and out[i].score >= out[0].score - TIE_SCORE][:TIE_TOP - 1]
+        if not tied or self.framestore is None:
+            return False
+
+        def detail_of(c: _Cluster) -> float:
+            if c.check is None:
+                c.check = self._check(c, views)
+            d = self._detail(c)
+            return -1.0 if d is None else d
+
+        best, best_d = 0, detail_of(picked[0])
+        for i in tied:
+            d = detail_of(picked[i])
+            if d > best_d + TIE_DETAIL:
+                best, best_d = i, d
+        if not best:
+            return False
+        out.insert(0, out.pop(best))
+        picked.insert(0, picked.pop(best))
+        return True
 
     def _locate(self, cands: list[_Cluster], views: list[list[View]]) -> list[_Cluster]:
         """Score each candidate by how well the query fits somewhere inside the stored
@@ -493,7 +587,7 @@ class Recognizer:
             if any(e == c.ep and abs(t - c.anchor_t) <= 1.0 for e, t in seen):
                 continue
             seen.append((c.ep, c.anchor_t))
-            g = self._thumbs(c.ep, c.anchor_t, REGION_WINDOW)
+            g = self._thumbs(c.ep, c.anchor_t, REGION_WINDOW, most=REGION_FRAMES)
             if g is not None:
                 todo.append((c, g[0], g[1]))
         out: list[_Cluster] = []
@@ -550,6 +644,7 @@ class Recognizer:
                 c.score = c.score + 0.05 * series_p.get(sid, 0.0)
         clusters.sort(key=lambda c: -c.score)
         out: list[Candidate] = []
+        picked: list[_Cluster] = []  # the cluster behind each candidate
         top: _Cluster | None = None
         seen_oped: set[tuple[int, int]] = set()
         seen_ep_start: list[tuple[int, float]] = []
@@ -572,8 +667,14 @@ class Recognizer:
                 episode=em.number, episode_label=em.label, time=t,
                 time_from=min(c.t_from, t), time_to=max(c.t_to, t),
                 score=float(max(0.0, min(1.0, c.score))), is_opening_or_ending=c.oped in (OPENING, ENDING)))
+            picked.append(c)
             if len(out) >= 5:
                 break
+        if len(out) > 1:
+            t1 = time.perf_counter()
+            if self._settle_ties(out, picked, views):
+                top = picked[0]
+            timings["ties"] = (time.perf_counter() - t1) * 1000
         score = out[0].score if out else 0.0
         # margin against the best answer that is a different place (another episode/series)
         second = 0.0
@@ -583,7 +684,7 @@ class Recognizer:
                     second = c.score
                     break
         agree = clusters[0].agree if clusters else 0.0
-        check = 0.0
+        check = detail = 0.0
         if top is not None:
             t1 = time.perf_counter()
             if top.check is None:  # not already checked among the crop candidates
@@ -592,7 +693,12 @@ class Recognizer:
             # without a frame store the similarity stands in for the check (both are ~1 for
             # an exact copy)
             check = top.check if top.check is not None else score
-        evidence = (score, score - second, agree, check) if out else ()
+            t2 = time.perf_counter()
+            d = self._detail(top)
+            timings["detail"] = (time.perf_counter() - t2) * 1000
+            # nothing to check (a flat picture, no frame store): the colour fit stands in
+            detail = d if d is not None else check
+        evidence = (score, max(0.0, score - second), agree, check, detail) if out else ()
         conf = self.calibration(*evidence) if out else 0.0
         status = ("match" if conf >= self.match_threshold else
                   "unsure" if conf >= self.unsure_threshold else "no_match")
@@ -696,16 +802,30 @@ def locate_scores(query: Any, grey: np.ndarray | Sheet, scales: Sequence[float] 
     return best
 
 
-def check_score(query: Any, rgb: np.ndarray, sheet: Sheet | None = None,
-                scales: Sequence[float] = CHECK_SCALES, templates: dict[Any, Any] | None = None
-                ) -> float:
-    """The colour fit of `query` (a PIL image) in RGB thumbnails [N, h, w, 3] (float): where
-    its grey correlation is best (over thumbnails, positions, widths and mirroring; the best
-    width is then refined by CHECK_REFINE in its thumbnail), the mean over R, G and B of the
-    per-channel correlation. Each channel is normalised on its own, so a tint, brightness or
-    contrast change keeps the fit; other colours in similar shapes (a look-alike picture from
-    another series) lower it. `sheet`: `Sheet(rgb @ LUMA)`, when already made; `templates`:
-    a dict kept for `query` across calls (see `Sheet.correlate`)."""
+@dataclass(frozen=True)
+class Fit:
+    """Where a query was found in a stack of thumbnails: thumbnail `frame`, top-left (y, x) and
+    size (th, tw) in its pixels, mirrored or not; `view`: the query picture that fitted."""
+
+    frame: int
+    y: int
+    x: int
+    th: int
+    tw: int
+    flipped: bool
+    view: Any = None
+
+
+def check_fit(query: Any, rgb: np.ndarray, sheet: Sheet | None = None,
+              scales: Sequence[float] = CHECK_SCALES, templates: dict[Any, Any] | None = None
+              ) -> tuple[float, Fit | None]:
+    """The colour fit of `query` (a PIL image) in RGB thumbnails [N, h, w, 3] (float), and
+    where it is: where its grey correlation is best (over thumbnails, positions, widths and
+    mirroring; the best width is then refined by CHECK_REFINE in its thumbnail), the mean over
+    R, G and B of the per-channel correlation. Each channel is normalised on its own, so a
+    tint, brightness or contrast change keeps the fit; other colours in similar shapes (a
+    look-alike picture from another series) lower it. `sheet`: `Sheet(rgb @ LUMA)`, when
+    already made; `templates`: a dict kept for `query` across calls (see `Sheet.correlate`)."""
     sheet = sheet or Sheet(rgb @ LUMA)
     templates = {} if templates is None else templates
     best, spot = -2.0, None
@@ -716,7 +836,7 @@ def check_score(query: Any, rgb: np.ndarray, sheet: Sheet | None = None,
             i, y, x = np.unravel_index(k, corr.shape)
             best, spot, flipped = float(corr.flat[k]), (int(i), int(y), int(x), th, tw, tt), fl
     if spot is None:
-        return 0.0
+        return 0.0, None
     i, tw0 = spot[0], spot[4]
     if flipped:  # the refinement correlates the mirrored query as it is
         q = templates.get("mirrored")
@@ -739,12 +859,74 @@ def check_score(query: Any, rgb: np.ndarray, sheet: Sheet | None = None,
     den = np.linalg.norm(a, axis=0) * np.linalg.norm(b, axis=0)
     # a flat channel (no variation) says nothing: it counts as the grey fit
     per = np.where(den > 1e-3 * th * tw, (a * b).sum(axis=0) / np.maximum(den, 1e-9), best)
-    return float(per.mean())
+    return float(per.mean()), Fit(frame=i, y=y, x=x, th=th, tw=tw, flipped=flipped)
 
 
-def features_of(rec: Recognition) -> tuple[float, float, float, float]:
-    """The calibration features behind a recognition's confidence (for fitting)."""
-    return tuple(rec.evidence) if len(rec.evidence) == 4 else (0.0, 0.0, 0.0, 0.0)  # type: ignore[return-value]
+def check_score(query: Any, rgb: np.ndarray, sheet: Sheet | None = None,
+                scales: Sequence[float] = CHECK_SCALES, templates: dict[Any, Any] | None = None
+                ) -> float:
+    """The colour fit of `check_fit` alone."""
+    return check_fit(query, rgb, sheet, scales, templates)[0]
+
+
+def detail_score(query: Any, grey: np.ndarray, fit: Fit, scale: float = 1.0) -> float | None:
+    """How much of the query's detail is in a stored frame where it was found: the query
+    (a PIL image, mirrored when `fit` says so) is laid over `grey` [H, W] (the stored frame
+    at its stored size; `fit` is in pixels `scale` times smaller) and cut into
+    DETAIL_CELL-pixel cells; each cell that is not flat may move by DETAIL_SHIFT pixels on
+    its own (characters move between stored frames) and counts when its normalised
+    correlation reaches DETAIL_FIT. The share of cells that count: a real copy, even
+    re-encoded, tinted or partly covered by text, keeps most of its line art in place; a
+    look-alike picture that fits a flat-coloured frame somewhere as a whole does not. None
+    when no cell has texture."""
+    q = query.transpose(Image.Transpose.FLIP_LEFT_RIGHT) if fit.flipped else query
+    h, w = grey.shape
+    th, tw = min(h, round(fit.th * scale)), min(w, round(fit.tw * scale))
+    y0, x0 = round(fit.y * scale), round(fit.x * scale)
+    cell, shift = DETAIL_CELL, DETAIL_SHIFT
+    if th < cell or tw < cell:
+        return None
+    t = np.asarray(q.convert("L").resize((tw, th), Image.BOX), np.float64)
+    ny, nx = th // cell, tw // cell
+    oy, ox = (th - ny * cell) // 2, (tw - nx * cell) // 2
+    cells = t[oy:oy + ny * cell, ox:ox + nx * cell].reshape(ny, cell, nx, cell).swapaxes(1, 2)
+    cells = cells.reshape(ny * nx, cell, cell)
+    keep = np.flatnonzero(cells.std(axis=(1, 2)) >= DETAIL_TEXTURE)
+    if not keep.size:
+        return None
+    pz = cells[keep] - cells[keep].mean(axis=(1, 2), keepdims=True)
+    pz /= np.linalg.norm(pz, axis=(1, 2), keepdims=True)
+    # the area each cell may move in, from the frame padded so that every area is inside it
+    side, pad = cell + 2 * shift, cell + shift
+    g = np.pad(grey.astype(np.float64), pad)
+    inside = np.pad(np.ones_like(grey, dtype=np.float64), pad)
+    a, b = np.divmod(keep, nx)
+    ys = y0 + oy + a * cell + pad - shift
+    xs = x0 + ox + b * cell + pad - shift
+    rows = ys[:, None, None] + np.arange(side)[None, :, None]
+    cols = xs[:, None, None] + np.arange(side)[None, None, :]
+    area, valid = g[rows, cols], inside[rows, cols]  # [k, side, side]
+    # correlation of each cell with every window of its area (FFT), and the windows' norms
+    n = 2 * shift + 1
+    num = np.fft.irfft2(np.fft.rfft2(area) * np.conj(np.fft.rfft2(pz, s=(side, side))),
+                        s=(side, side))[:, :n, :n]
+
+    def box(x: np.ndarray) -> np.ndarray:  # sums over every cell-sized window
+        c = np.zeros((x.shape[0], side + 1, side + 1))
+        c[:, 1:, 1:] = x.cumsum(1).cumsum(2)
+        return c[:, cell:, cell:] - c[:, :-cell, cell:] - c[:, cell:, :-cell] + c[:, :-cell, :-cell]
+
+    s1, s2, inn = box(area), box(area * area), box(valid)
+    sd = np.sqrt(np.maximum(s2 - s1 * s1 / (cell * cell), 0.0))
+    ok = (inn > cell * cell - 0.5) & (sd > 1e-3 * cell * cell)  # wholly inside, not flat
+    r = np.where(ok, num / np.maximum(sd, 1e-9), -1.0)
+    return float((r.reshape(len(keep), -1).max(axis=1) >= DETAIL_FIT).mean())
+
+
+def features_of(rec: Recognition) -> tuple[float, float, float, float, float]:
+    """The calibration features behind a recognition's confidence (for fitting): score,
+    margin, frame agreement, colour check, detail check."""
+    return tuple(rec.evidence) if len(rec.evidence) == 5 else (0.0,) * 5  # type: ignore[return-value]
 
 
 def build_recognizer(sessions: sessionmaker[Session], *, index_dir: Path, models_dir: Path,

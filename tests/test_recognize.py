@@ -97,6 +97,25 @@ async def test_opening_answers_opening_of_series(service: Any, indexed_home: Any
     assert sum(c.is_opening_or_ending and c.series.id == top.series.id for c in rec.candidates) == 1
 
 
+@pytest.mark.parametrize("perturbation", ["jpeg", "subs+downscale+jpeg"])
+async def test_title_cards_that_differ_only_in_text_are_told_apart(
+        service: Any, indexed_home: Any, perturbation: str) -> None:
+    """Each episode's title card looks like the others of its series but for its text; the
+    whole-frame scores tie, and the detail check picks the card with the right text."""
+    right = total = 0
+    for k in range(3):  # three moments of each card
+        for i, ep in enumerate(indexed_home.ground_truth["episodes"]):
+            cards = [s for s in ep["shots"] if s["kind"] == "title" and s["start"] > 0.5]
+            for s in cards[:1]:
+                t = s["start"] + (s["end"] - s["start"]) * (0.2 + 0.3 * k)
+                img = apply(perturbation, frame(indexed_home, i, t), seed=k * 10 + i)
+                rec = await service.recognize(png(img), source=ME, with_preview=False)
+                em = service._recognizer.catalog.episodes[rec.candidates[0].episode_id]
+                right += em.path == episode_path(indexed_home, i)
+                total += 1
+    assert total >= 9 and right == total, f"{right}/{total}"
+
+
 async def test_out_of_library_is_not_a_match(service: Any) -> None:
     from data.synth import render_out_of_library
 

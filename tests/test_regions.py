@@ -21,7 +21,8 @@ from core.framestore import FrameStore
 from core.index import REGION_SLOTS, HnswIndex, RegionSpec, read_manifest, region_frame_ids
 from core.media import Media
 from core.models.embedder import default_embedder
-from core.recognizer import LUMA, Calibration, build_recognizer, check_score, locate_scores
+from core.recognizer import (LUMA, Calibration, Fit, build_recognizer, check_fit, check_score,
+                             detail_score, locate_scores)
 from data.indexer import Indexer
 from data.perturb import crop
 from data.video import read_frames_at
@@ -152,6 +153,72 @@ def test_check_score_keeps_tints_and_drops_other_colours() -> None:
     # a frame from elsewhere fits worse than the real one
     elsewhere = Image.fromarray(_painted(np.random.default_rng(99)).astype(np.uint8))
     assert check_score(elsewhere, frames) < 0.8
+
+
+def _line_art(rng: np.random.Generator, w: int = 256, h: int = 144) -> np.ndarray:
+    """A frame at the stored size with flat colours and dark outlines (line art)."""
+    img = Image.fromarray(_painted(rng, w, h).astype(np.uint8))
+    from PIL import ImageDraw
+
+    d = ImageDraw.Draw(img)
+    for _ in range(25):
+        x, y = int(rng.integers(0, w)), int(rng.integers(0, h))
+        d.line((x, y, x + int(rng.integers(-60, 60)), y + int(rng.integers(-40, 40))),
+               fill=(20, 20, 30), width=2)
+    return np.asarray(img, np.float64)
+
+
+def test_detail_check_tells_a_copy_from_a_look_alike() -> None:
+    """The detail check: a mirrored, tinted, JPEG'd crop of a stored frame keeps its line art
+    in place (most cells fit), even with one part of it moved a little; a picture that has
+    the same layout but other details (a look-alike from outside the library) does not."""
+    rng = np.random.default_rng(5)
+    frame = _line_art(rng)
+    stored = Image.fromarray(frame.astype(np.uint8))
+    grey = np.asarray(stored.convert("L"), np.float64)
+    # the query: a 3/4 crop at twice the size, mirrored, tinted and re-encoded
+    crop_ = stored.crop((40, 20, 232, 128)).resize((384, 216), Image.BICUBIC)
+    tinted = Image.blend(crop_, Image.new("RGB", crop_.size, (255, 120, 40)), 0.15)
+    import io
+
+    buf = io.BytesIO()
+    tinted.transpose(Image.Transpose.FLIP_LEFT_RIGHT).save(buf, format="JPEG", quality=50)
+    query = Image.open(io.BytesIO(buf.getvalue())).convert("RGB")
+    # found by the colour check at half the stored size, as the recognizer does
+    small = np.asarray(stored.resize((128, 72), Image.BOX), np.float64)[None]
+    score, fit = check_fit(query, small)
+    assert fit is not None and fit.flipped and score > 0.85
+    assert detail_score(query, grey, fit, 2.0) > 0.8
+    # part of the picture moved by a few pixels (a character walking): still a fit
+    moved = np.array(frame)
+    moved[60:120, 100:160] = frame[64:124, 104:164]
+    grey_moved = np.asarray(Image.fromarray(moved.astype(np.uint8)).convert("L"), np.float64)
+    assert detail_score(query, grey_moved, fit, 2.0) > 0.7
+    # a look-alike: the same flat layout, other line art
+    look_img = Image.fromarray(_painted(np.random.default_rng(5), 256, 144).astype(np.uint8))
+    from PIL import ImageDraw
+
+    d = ImageDraw.Draw(look_img)
+    r2 = np.random.default_rng(77)
+    for _ in range(25):
+        x, y = int(r2.integers(0, 256)), int(r2.integers(0, 144))
+        d.line((x, y, x + int(r2.integers(-60, 60)), y + int(r2.integers(-40, 40))),
+               fill=(20, 20, 30), width=2)
+    look = np.asarray(look_img.convert("L"), np.float64)
+    assert detail_score(query, look, fit, 2.0) < 0.4
+    # a picture without texture says nothing
+    flat = Image.new("RGB", (200, 120), (90, 140, 200))
+    assert detail_score(flat, grey, Fit(0, 5, 5, 30, 50, False), 2.0) is None
+
+
+def test_calibration_files_without_the_detail_check_still_load(tmp_path: Path) -> None:
+    """A calibration saved before the detail check existed loads with its weight at 0."""
+    old = tmp_path / "calibration.json"
+    old.write_text('{"bias": -9.0, "w_score": 12.0, "w_margin": 7.0, "w_frames": 0.0, '
+                   '"w_check": 3.0, "fitted_on": "old"}')
+    cal = Calibration.load(old)
+    assert cal.w_detail == 0.0 and cal.w_check == 3.0
+    assert cal(0.9, 0.1, 1.0, 0.9, 0.0) == pytest.approx(cal(0.9, 0.1, 1.0, 0.9, 1.0))
 
 
 def test_calibration_files_without_the_check_still_load(tmp_path: Path) -> None:

@@ -180,7 +180,7 @@ class SystemRun:
     scores: list[float] = field(default_factory=list)  # the top-1 score/confidence
     latency_ms: list[float] = field(default_factory=list)
     status: list[str] = field(default_factory=list)  # ours only
-    features: list[tuple[float, float, float, float]] = field(default_factory=list)  # ours only
+    features: list[tuple[float, ...]] = field(default_factory=list)  # ours only
 
 
 # ----------------------------------------------------------------------------------------------
@@ -330,12 +330,14 @@ def build_queries(truth: Truth, stored: dict[str, set[int]], *, n: int, seed: in
     episodes, rejecting any time whose video frame is a stored frame (for clips: any of its
     frames). Each episode is decoded once for all its queries.
     """
-    rng = random.Random(seed)
     n_ool = round(n * OOL_FRACTION) if n >= 10 else min(1, n - 1)
     n_in = n - n_ool
     cats = categories()
     plan: list[dict[str, Any]] = []
     for i in range(n_in):
+        # each query draws from its own stream: another index (other stored frames to avoid)
+        # changes only the queries that hit one of them, so index changes compare fairly
+        rng = random.Random(f"anirec-eval:{seed}:{i}")
         cat = cats[i % len(cats)]
         ep = rng.choice(truth.episodes)
         fps, dur = float(ep["fps"]), float(ep["duration"])
@@ -629,20 +631,21 @@ def run_ours(recognizer: Recognizer, medias: Sequence[Media],
     return run
 
 
-def fit_calibration(features: Sequence[tuple[float, float, float, float]], right: Sequence[bool],
+def fit_calibration(features: Sequence[tuple[float, ...]], right: Sequence[bool],
                     *, name: str) -> Calibration:
-    """Fit `Calibration` (logistic regression on [1, score, margin, agree, check]) to right/wrong
-    labels.
+    """Fit `Calibration` (logistic regression on [1, score, margin, agree, check, detail]) to
+    right/wrong labels.
 
     Frame agreement is a feature only when the set lets it be one: when it never varies (no
     clip disagreed) it is collinear with the bias, and a fitted weight saying "disagreeing
     frames make an answer more likely right" is noise; both cases refit without it (weight 0).
-    The same holds for the check: a better fit must never lower the confidence.
+    The same holds for the colour and detail checks: a better fit must never lower the
+    confidence.
     """
     x = np.asarray([Calibration().features(*f) for f in features], np.float64)
     y = np.asarray(right, np.float64)
     cal = Calibration.fit(x, y, l2=1e-2, name=name)
-    for col, weight in ((3, "w_frames"), (4, "w_check")):
+    for col, weight in ((3, "w_frames"), (4, "w_check"), (5, "w_detail")):
         if np.ptp(x[:, col]) < 1e-9 or getattr(cal, weight) < 0:
             x[:, col] = 0.0  # its weight then stays 0 (only the ridge term acts on it)
             cal = Calibration.fit(x, y, l2=1e-2, name=name)
@@ -934,7 +937,7 @@ def evaluate(sessions: sessionmaker[Session], *, index_dir: Path, models_dir: Pa
                          "answer_t": _r(top.time, 2) if top else None}
             if name == "ours":
                 row[name]["status"] = run.status[i]
-                # what the confidence was computed from: score, margin, agreement, check
+                # what the confidence was computed from: score, margin, agreement, check, detail
                 row[name]["evidence"] = [_r(x) for x in run.features[i]]
         per_query.append(row)
 
@@ -1218,7 +1221,9 @@ def write_report(result: dict[str, Any], out_dir: Path) -> list[Path]:
                   f"**{cal['ece_before']:.3f} before → {cal['ece_after']:.3f} after**.\n")
         a = cal["after"]
         md.append(f"Fitted: bias {a['bias']:.2f}, score {a['w_score']:.2f}, margin "
-                  f"{a['w_margin']:.2f}, frames {a['w_frames']:.2f}.\n")
+                  f"{a['w_margin']:.2f}, frames {a['w_frames']:.2f}, colour check "
+                  f"{a.get('w_check', 0.0):.2f}, detail check {a.get('w_detail', 0.0):.2f} "
+                  f"(a weight that came out negative is refitted at 0).\n")
     else:
         md.append(f"Calibration in use: `{cal['before'].get('fitted_on')}`; expected calibration "
                   f"error (10 bins): **{cal['ece']:.3f}**. Run with `--calibrate` to fit one.\n")
