@@ -61,7 +61,6 @@ VERIFY_WINDOW = 6.0  # seconds either side searched when pinning the timestamp
 REGION_GATE = 0.90  # below this whole-frame score the query may be a crop: regions are searched
 REGION_TOP = 16  # candidates of each kind (whole-frame, region) located in the thumbnails
 REGION_WINDOW = 1.0  # seconds either side of a hit whose thumbnails are searched
-REGION_FRAMES: int | None = None  # at most this many thumbnails (the nearest) per candidate
 REGION_SCALES = (0.45, 0.55, 0.65, 0.8, 1.0)  # query width as a share of the frame width
 NCC_SIZE = (64, 36)  # (width, height) of the grey thumbnails the query is located in
 # decoded thumbnails kept: grey (2.3 KB each, 46 MB), colour (110 KB each as float32, 66 MB),
@@ -71,7 +70,6 @@ CHECK_SIZE = (128, 72)  # (width, height) the top answer is checked at, in colou
 CHECK_SCALES = tuple(float(x) for x in np.linspace(0.4, 1.0, 7))  # query width / frame width
 CHECK_REFINE = (-0.05, -0.025, 0.025, 0.05)  # then around the best width, in its thumbnail
 CHECK_WINDOW = 0.75  # seconds either side of the answer whose thumbnails are checked
-CHECK_FRAMES: int | None = None  # at most this many of them (the nearest)
 CHECK_RERANK = 5  # located candidates re-ranked by the colour check
 CHECK_WEIGHT = 0.5  # its share in their score
 DETAIL_CELL = 16  # px: the answer's detail check compares cells of this size at the stored size
@@ -447,11 +445,10 @@ class Recognizer:
         timings["regions"] = (time.perf_counter() - t0) * 1000
         return merged
 
-    def _thumbs(self, episode_id: int, t: float, half: float, *, kind: str = "grey",
-                most: int | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
+    def _thumbs(self, episode_id: int, t: float, half: float, *, kind: str = "grey"
+                ) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
         """(times, thumbnails, frame numbers in the episode's pack) of an episode's stored
-        frames within ±`half` s of `t` (the nearest one when none is; at most the `most`
-        nearest, in time order, where fast motion was sampled densely). `kind`: "grey" uint8
+        frames within ±`half` s of `t` (the nearest one when none is). `kind`: "grey" uint8
         [n, h, w] at NCC_SIZE, "colour" RGB float [n, h, w, 3] at CHECK_SIZE, "detail" grey
         uint8 at the stored size. Decoded frames are kept (THUMB_CACHE of each kind), so a
         query never decodes more than the few frames it looks at, and an episode's pack is
@@ -465,8 +462,6 @@ class Recognizer:
         sel = np.flatnonzero(np.abs(ts - t) <= half)
         if not sel.size:
             sel = np.array([int(np.argmin(np.abs(ts - t)))])
-        elif most is not None and sel.size > most:
-            sel = np.sort(sel[np.argsort(np.abs(ts[sel] - t), kind="stable")[:most]])
         out = []
         for i in sel.tolist():
             arr = self._thumb(episode_id, i, kind)
@@ -518,7 +513,7 @@ class Recognizer:
         """Step 7b: the colour fit of the query inside the answer's stored thumbnails within
         ±CHECK_WINDOW s (see `check_fit`); None without a frame store. Where it fits is kept
         in `c.spot` for the detail check."""
-        g = self._thumbs(c.ep, c.anchor_t, CHECK_WINDOW, kind="colour", most=CHECK_FRAMES)
+        g = self._thumbs(c.ep, c.anchor_t, CHECK_WINDOW, kind="colour")
         if g is None:
             return None
         stack = g[1].astype(np.float64)
@@ -587,7 +582,7 @@ class Recognizer:
             if any(e == c.ep and abs(t - c.anchor_t) <= 1.0 for e, t in seen):
                 continue
             seen.append((c.ep, c.anchor_t))
-            g = self._thumbs(c.ep, c.anchor_t, REGION_WINDOW, most=REGION_FRAMES)
+            g = self._thumbs(c.ep, c.anchor_t, REGION_WINDOW)
             if g is not None:
                 todo.append((c, g[0], g[1]))
         out: list[_Cluster] = []
