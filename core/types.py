@@ -83,8 +83,8 @@ class Recognition:
     query_id: str | None = None  # set once stored; feedback refers to it
     frames_used: int = 1
     annotated: str | None = None  # path of the query image with faces boxed and named
-    # what `confidence` was computed from: (score, margin, frame agreement, check), see
-    # core.recognizer.Calibration; empty when nothing was found
+    # what `confidence` was computed from: (score, margin, frame agreement, colour check,
+    # detail check), see core.recognizer.Calibration; empty when nothing was found
     evidence: tuple[float, ...] = ()
 
     @property
