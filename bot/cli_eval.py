@@ -134,7 +134,8 @@ def register(sub: Any) -> None:
                     help="scene (default): recognition vs baselines; characters: faces and names")
     sp.add_argument("--labels", default=None, metavar="FILE",
                     help="characters: face-label file (default: the library's ground_truth.json)")
-    sp.add_argument("--queries", type=int, default=300, help="number of queries (default 300)")
+    sp.add_argument("--queries", type=int, default=1200,
+                    help="number of queries (default 1200; fewer are noisy)")
     sp.add_argument("--seed", type=int, default=0, help="seed of the query set (default 0)")
     sp.add_argument("--json", default=None, metavar="FILE", help="write the full results as JSON")
     sp.add_argument("--report", default=None, metavar="DIR",

@@ -100,7 +100,7 @@ def categories() -> list[str]:
 class EvalConfig:
     """What one `anirec eval` run does."""
 
-    queries: int = 300  # evaluation queries, out-of-library ones included
+    queries: int = 1200  # evaluation queries, out-of-library ones included (300 are too noisy)
     seed: int = 0  # everything (times, perturbations, out-of-library stills) follows from it
     calibrate: bool = False  # fit the calibration on a separate query set first, and save it
     calibration_queries: int = 0  # size of that set; 0: the same as `queries`
