@@ -388,9 +388,7 @@ class Indexer:
 
     def _decode_embed(self, path: Path) -> _Prepared:
         h, w = self.embedder.input_size
-        dec = EpisodeDecoder(path, fps=self.fps, size=(h, w), max_fps=self.max_fps,
-                             motion_threshold=EpisodeDecoder.motion_threshold
-                             if self.max_fps > self.fps else 0.0)
+        dec = EpisodeDecoder(path, fps=self.fps, size=(h, w), max_fps=self.max_fps)
         q: queue.Queue[Any] = queue.Queue(maxsize=4)
         th = threading.Thread(target=self._decode, args=(path, q, dec), daemon=True,
                               name=f"decode-{path.name[:20]}")

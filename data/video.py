@@ -83,7 +83,7 @@ class EpisodeDecoder:
             is the first frame after a cut: fast pans, zooms and action (openings) get
             denser samples, so a screenshot taken between two regular samples still has a
             stored frame close to it. 0 turns it off.
-        max_fps: the densest sampling that motion can cause.
+        max_fps: the densest sampling that motion can cause; at or below `fps`, none.
     """
 
     path: Path
@@ -107,6 +107,7 @@ class EpisodeDecoder:
         h, w = self.size
         step = 1.0 / self.fps
         min_gap = 1.0 / max(self.max_fps, self.fps)
+        motion = self.motion_threshold > 0 and self.max_fps > self.fps
         next_t = 0.0
         prev_small: np.ndarray | None = None
         recent: list[float] = []
@@ -136,7 +137,7 @@ class EpisodeDecoder:
                     prev_small = small
                     if t + 1e-6 < next_t:
                         # between regular samples: keep a frame where the picture moved on
-                        if not (self.motion_threshold > 0 and last_kept_small is not None
+                        if not (motion and last_kept_small is not None
                                 and t - last_kept_t >= min_gap - 1e-6
                                 and (cut_pending or float(np.abs(small - last_kept_small).mean())
                                      > self.motion_threshold)):

@@ -4,6 +4,7 @@ refused), and used at query time so a crop of a quarter of a frame finds its sho
 
 from __future__ import annotations
 
+import io
 import random
 import shutil
 from pathlib import Path
@@ -11,7 +12,7 @@ from typing import Any
 
 import numpy as np
 import pytest
-from PIL import Image
+from PIL import Image, ImageDraw
 from sqlalchemy import select
 
 from core.config import Settings
@@ -155,17 +156,22 @@ def test_check_score_keeps_tints_and_drops_other_colours() -> None:
     assert check_score(elsewhere, frames) < 0.8
 
 
-def _line_art(rng: np.random.Generator, w: int = 256, h: int = 144) -> np.ndarray:
-    """A frame at the stored size with flat colours and dark outlines (line art)."""
+def _line_art(rng: np.random.Generator, w: int = 256, h: int = 144,
+              lines: np.random.Generator | None = None) -> np.ndarray:
+    """A frame at the stored size with flat colours and dark outlines (line art); `lines`
+    draws the outlines (default: `rng`), so the same layout can get other line art."""
     img = Image.fromarray(_painted(rng, w, h).astype(np.uint8))
-    from PIL import ImageDraw
-
+    lines = rng if lines is None else lines
     d = ImageDraw.Draw(img)
     for _ in range(25):
-        x, y = int(rng.integers(0, w)), int(rng.integers(0, h))
-        d.line((x, y, x + int(rng.integers(-60, 60)), y + int(rng.integers(-40, 40))),
+        x, y = int(lines.integers(0, w)), int(lines.integers(0, h))
+        d.line((x, y, x + int(lines.integers(-60, 60)), y + int(lines.integers(-40, 40))),
                fill=(20, 20, 30), width=2)
     return np.asarray(img, np.float64)
+
+
+def _grey(frame: np.ndarray) -> np.ndarray:
+    return np.asarray(Image.fromarray(frame.astype(np.uint8)).convert("L"), np.float64)
 
 
 def test_detail_check_tells_a_copy_from_a_look_alike() -> None:
@@ -175,12 +181,10 @@ def test_detail_check_tells_a_copy_from_a_look_alike() -> None:
     rng = np.random.default_rng(5)
     frame = _line_art(rng)
     stored = Image.fromarray(frame.astype(np.uint8))
-    grey = np.asarray(stored.convert("L"), np.float64)
+    grey = _grey(frame)
     # the query: a 3/4 crop at twice the size, mirrored, tinted and re-encoded
     crop_ = stored.crop((40, 20, 232, 128)).resize((384, 216), Image.BICUBIC)
     tinted = Image.blend(crop_, Image.new("RGB", crop_.size, (255, 120, 40)), 0.15)
-    import io
-
     buf = io.BytesIO()
     tinted.transpose(Image.Transpose.FLIP_LEFT_RIGHT).save(buf, format="JPEG", quality=50)
     query = Image.open(io.BytesIO(buf.getvalue())).convert("RGB")
@@ -192,19 +196,9 @@ def test_detail_check_tells_a_copy_from_a_look_alike() -> None:
     # part of the picture moved by a few pixels (a character walking): still a fit
     moved = np.array(frame)
     moved[60:120, 100:160] = frame[64:124, 104:164]
-    grey_moved = np.asarray(Image.fromarray(moved.astype(np.uint8)).convert("L"), np.float64)
-    assert detail_score(query, grey_moved, fit, 2.0) > 0.7
+    assert detail_score(query, _grey(moved), fit, 2.0) > 0.7
     # a look-alike: the same flat layout, other line art
-    look_img = Image.fromarray(_painted(np.random.default_rng(5), 256, 144).astype(np.uint8))
-    from PIL import ImageDraw
-
-    d = ImageDraw.Draw(look_img)
-    r2 = np.random.default_rng(77)
-    for _ in range(25):
-        x, y = int(r2.integers(0, 256)), int(r2.integers(0, 144))
-        d.line((x, y, x + int(r2.integers(-60, 60)), y + int(r2.integers(-40, 40))),
-               fill=(20, 20, 30), width=2)
-    look = np.asarray(look_img.convert("L"), np.float64)
+    look = _grey(_line_art(np.random.default_rng(5), lines=np.random.default_rng(77)))
     assert detail_score(query, look, fit, 2.0) < 0.4
     # a picture without texture says nothing
     flat = Image.new("RGB", (200, 120), (90, 140, 200))
