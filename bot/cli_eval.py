@@ -100,10 +100,15 @@ def cmd_eval(app: Any, args: argparse.Namespace) -> int:
     app.configure_torch(default=1)
     logging.getLogger("matplotlib").setLevel(logging.WARNING)
     st = app.settings
-    config = EvalConfig(queries=args.queries, seed=args.seed, calibrate=args.calibrate,
-                        calibration_queries=args.calibration_queries,
-                        baselines=not args.no_baselines, search_k=st.search_k,
-                        match_threshold=st.match_threshold, unsure_threshold=st.unsure_threshold)
+    try:  # bad sizes are refused before anything runs
+        config = EvalConfig(queries=args.queries, seed=args.seed, calibrate=args.calibrate,
+                            calibration_queries=args.calibration_queries,
+                            baselines=not args.no_baselines, search_k=st.search_k,
+                            match_threshold=st.match_threshold,
+                            unsure_threshold=st.unsure_threshold)
+    except ValueError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
     bars = StageBars()
     try:
         result = evaluate(app.sessions, index_dir=st.index_dir, models_dir=st.models_dir,

@@ -265,3 +265,14 @@ def test_cli_eval(indexed_home: Any, tmp_path: Path, monkeypatch: pytest.MonkeyP
     assert set(data["systems"]) == {"ours"} and data["queries"]["n"] == 12
     assert (tmp_path / "rep" / "report.md").exists()
     assert not data["calibration"]["calibrated"]
+
+
+@pytest.mark.parametrize("argv", [["--queries", "0"], ["--calibration-queries", "-3"]])
+def test_cli_eval_refuses_bad_sizes(indexed_home: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                    capsys: pytest.CaptureFixture[str], argv: list[str]) -> None:
+    from bot.cli import main
+
+    monkeypatch.setenv("ANIREC_HOME", str(indexed_home.settings.home))
+    out = tmp_path / "e.json"
+    assert main(["eval", *argv, "--json", str(out)]) == 2
+    assert "error:" in capsys.readouterr().err and not out.exists()
