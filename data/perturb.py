@@ -129,8 +129,10 @@ def borders(img: Image.Image, rng: random.Random) -> Image.Image:
     return canvas
 
 
-def phone_screenshot(img: Image.Image, rng: random.Random) -> Image.Image:
-    """The frame inside a portrait phone screenshot: status bar, player, title, comments."""
+def phone_screenshot(img: Image.Image, rng: random.Random, *,
+                     placed: list[tuple[int, int, int, int]] | None = None) -> Image.Image:
+    """The frame inside a portrait phone screenshot: status bar, player, title, comments.
+    `placed`: when given, the frame's box (x0, y0, x1, y1) in the screenshot is appended."""
     W = 540
     H = int(W * rng.uniform(2.0, 2.2))
     dark = rng.random() < 0.5
@@ -145,6 +147,8 @@ def phone_screenshot(img: Image.Image, rng: random.Random) -> Image.Image:
     top = 34 + rng.randint(0, 60)
     fh = int(W * img.height / img.width)
     canvas.paste(img.resize((W, fh), Image.BILINEAR), (0, top))
+    if placed is not None:
+        placed.append((0, top, W, top + fh))
     # player progress bar, title, buttons, comments
     y = top + fh
     d.rectangle((0, y, int(W * rng.uniform(0.1, 0.9)), y + 3), fill=(230, 30, 30))
@@ -163,13 +167,17 @@ def phone_screenshot(img: Image.Image, rng: random.Random) -> Image.Image:
     return canvas
 
 
-def meme_caption(img: Image.Image, rng: random.Random) -> Image.Image:
-    """White caption bar(s) with black text above (and sometimes below) the frame."""
+def meme_caption(img: Image.Image, rng: random.Random, *,
+                 placed: list[tuple[int, int, int, int]] | None = None) -> Image.Image:
+    """White caption bar(s) with black text above (and sometimes below) the frame.
+    `placed`: when given, the frame's box (x0, y0, x1, y1) in the meme is appended."""
     w, h = img.size
     bar = int(h * rng.uniform(0.18, 0.35))
     both = rng.random() < 0.4
     canvas = Image.new("RGB", (w, h + bar * (2 if both else 1)), (255, 255, 255))
     canvas.paste(img, (0, bar))
+    if placed is not None:
+        placed.append((0, bar, w, bar + h))
     d = ImageDraw.Draw(canvas)
     size = max(12, bar // 3)
     d.text((w // 20, bar // 3), rng.choice(CAPTIONS), font=font(size), fill=(0, 0, 0))
