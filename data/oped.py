@@ -79,10 +79,12 @@ def detect_oped(episodes: list[EpisodeSignature], *, match_rms: float = 0.035, z
 
 def detect_recaps(episodes: list[EpisodeSignature], flags: dict[int, np.ndarray], *,
                   match_rms: float = 0.035, zone: float = 0.5, min_len: float = 1.0,
-                  max_gap: float = 1.5) -> None:
-    """Mark recap footage (3) in place: frames early in an episode that repeat footage of an
-    EARLIER episode (list order = episode order), outside openings/endings. Answers then
-    prefer the original scene over its re-use."""
+                  max_gap: float = 1.5, recur_s: float = 2.0) -> None:
+    """Mark recap footage (3) in place: frames early in an episode that repeat footage of one
+    EARLIER episode (list order = episode order), from another part of it (more than
+    `recur_s` s away), and of no other episode, outside openings/endings. A card at the same
+    place in every episode (a title card, an eyecatch) is not a recap. Answers then prefer
+    the original scene over its re-use."""
     greys = [_grey(e.descriptors) for e in episodes]
     informative = [g.std(axis=1) > 0.03 for g in greys]
     for b in range(1, len(episodes)):
@@ -93,19 +95,27 @@ def detect_recaps(episodes: list[EpisodeSignature], flags: dict[int, np.ndarray]
         if ib.size == 0:
             continue
         hit = np.zeros(len(eb.times), bool)
-        for a in range(b):
+        seen_in = np.zeros(len(eb.times), np.int32)  # how many other episodes show the frame
+        for a in range(len(episodes)):
             fa = flags[episodes[a].episode_id]
             ia = np.nonzero((fa == NONE) & informative[a])[0]
-            if ia.size == 0:
+            if a == b or ia.size == 0:
                 continue
             x, y = greys[b][ib], greys[a][ia]
             d2 = (x * x).sum(1)[:, None] + (y * y).sum(1)[None, :] - 2.0 * x @ y.T
-            rms = np.sqrt(np.maximum(d2, 0.0) / x.shape[1])
-            hit[ib[rms.min(axis=1) < match_rms]] = True
+            close = np.sqrt(np.maximum(d2, 0.0) / x.shape[1]) < match_rms
+            seen_in[ib[close.any(axis=1)]] += 1
+            if a < b:
+                # at another time of that episode: a card at the same place in every episode
+                # (its title card, which only differs in its text) is not a recap
+                moved = np.abs(eb.times[ib][:, None] - episodes[a].times[ia][None, :]) > recur_s
+                hit[ib[(close & moved).any(axis=1)]] = True
+        # footage of one other episode is a recap; a frame found in several is a recurring card
+        hit &= seen_in <= 1
         for t0, t1 in _runs(eb.times, hit, max_gap=max_gap):
-            if t1 - t0 >= min_len:
-                sel = (eb.times >= t0) & (eb.times <= t1) & (fb == NONE)
-                fb[sel] = RECAP
+            if t1 - t0 < min_len:
+                continue
+            fb[(eb.times >= t0) & (eb.times <= t1) & (fb == NONE)] = RECAP
 
 
 def _runs(times: np.ndarray, mask: np.ndarray, *, max_gap: float) -> list[tuple[float, float]]:

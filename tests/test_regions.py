@@ -303,3 +303,40 @@ def test_quarter_crop_is_recognised_with_regions(indexed_home: Any) -> None:
     assert with_regions[0] >= 7, with_regions
     assert with_regions[0] > without[0], (with_regions, without)
     assert with_regions[1] >= 5, with_regions
+
+
+def test_a_located_crop_is_checked_at_every_width(indexed_home: Any) -> None:
+    """A large crop can score above the region gate once it is located; its colour and detail
+    checks must still try every width. They once took any candidate scoring that high for a
+    whole frame and checked it at full width only, so a right crop got a detail as low as a
+    look-alike's and was hedged."""
+    from core.framing import query_views
+    from core.recognizer import REGION_GATE, _Cluster
+
+    st = indexed_home.settings
+    rec = build_recognizer(indexed_home.app.sessions, index_dir=st.index_dir,
+                           models_dir=st.models_dir)
+    rng = random.Random(11)
+    eps = indexed_home.ground_truth["episodes"]
+    checked = []
+    for k in range(6):
+        ep = eps[k % len(eps)]
+        t = rng.uniform(6.0, ep["duration"] - 2.0)
+        img = Image.fromarray(read_frames_at(indexed_home.library / ep["path"], [t])[0])
+        w, h = img.size
+        x, y = rng.randint(0, w // 3), rng.randint(0, h // 3)
+        q = img.crop((x, y, x + w * 3 // 5, y + h * 3 // 5))  # 36% of the frame
+        em = next(e for e in rec.catalog.episodes.values()
+                  if e.path == (indexed_home.library / ep["path"]).resolve().as_posix())
+        for located in (True, False):
+            c = _Cluster(ep=em.id, start=t, anchor_t=t, score=REGION_GATE + 0.02, row=0,
+                         located=located)
+            rec._templates = {}  # one query's templates (`recognize` starts each query so)
+            check = rec._check(c, [query_views(q)])
+            checked.append((located, check, rec._detail(c)))
+    print("(located, check, detail):", [(a, round(b, 2), round(c or 0, 2)) for a, b, c in checked])
+    located = [(b, c) for a, b, c in checked if a]
+    # (one may miss: the picture can move between the stored frames around t)
+    assert sum(b >= 0.9 and c is not None and c >= 0.8 for b, c in located) >= len(located) - 1, located
+    # the same candidate taken for a whole frame is checked at full width: a crop does not fit
+    assert all(b < 0.9 for a, b, _ in checked if not a), checked

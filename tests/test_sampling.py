@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from data.oped import ENDING, OPENING, EpisodeSignature, _runs, detect_oped
+from data.oped import ENDING, OPENING, RECAP, EpisodeSignature, _runs, detect_oped, detect_recaps
 from data.video import EpisodeDecoder
 from tests.fakes.media import clip_of
 
@@ -73,3 +73,27 @@ def test_runs_join_consecutive_frames_however_far_apart() -> None:
     t = np.array([0.0, 0.5, 3.0, 6.0, 6.5])
     assert _runs(t, np.array([True, True, True, False, True]), max_gap=1.0) == [(0.0, 3.0), (6.5, 6.5)]
     assert _runs(t, np.array([True, False, True, True, True]), max_gap=1.0) == [(0.0, 0.0), (3.0, 6.5)]
+
+
+def test_a_title_card_after_a_recap_is_not_recap_footage() -> None:
+    """Episode 2 opens with a recap of episode 1's last scene (moving footage) and, right
+    after it, its title card, which the tiny descriptor cannot tell from episode 1's (only
+    the text differs) and which sits at about the same place in both. The recap is flagged;
+    the title card is not (it once was, and the 0.03 recap penalty then sent answers to the
+    other episode's card)."""
+    rng = np.random.default_rng(2)
+
+    def noise(n: int) -> np.ndarray:
+        return rng.integers(0, 255, (n, 432))
+
+    card, scene = noise(1), noise(4)  # the title card; episode 1's last scene, 4 frames
+    e1_times = [i * 0.5 for i in range(8)] + [4.5] + [5.0 + i for i in range(16)] + [21.0, 21.5, 22.0, 22.5]
+    e1 = np.concatenate([noise(8), card, noise(16), scene])
+    e2_times = [i * 0.5 for i in range(8)] + [4.0, 4.5, 5.0, 5.5] + [6.0] + [7.0 + i for i in range(14)]
+    e2 = np.concatenate([noise(8), scene, card, noise(14)])
+    sigs = [_sig(1, e1_times, e1, 23.0), _sig(2, e2_times, e2, 21.0)]
+    flags = {1: np.zeros(len(e1_times), np.int8), 2: np.zeros(len(e2_times), np.int8)}
+    detect_recaps(sigs, flags)
+    assert (flags[2][8:12] == RECAP).all(), flags[2]  # the recap
+    assert flags[2][12] == 0, flags[2]  # its title card
+    assert (flags[2][13:] == 0).all() and (flags[1] == 0).all()
