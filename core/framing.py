@@ -20,6 +20,7 @@ import numpy as np
 from PIL import Image
 
 Box = tuple[int, int, int, int]  # x0, y0, x1, y1
+LUMA = np.array([0.299, 0.587, 0.114])  # ITU-R 601, as PIL's "L" conversion
 
 # video frame shapes, and how much less likely each is than 16:9 (TV anime is 16:9, older
 # series 4:3; the film formats are rare), in units of the box's share of the picture: a 4:3
@@ -209,7 +210,7 @@ def find_frame(img: Image.Image, *, min_area: float = 0.12) -> Box | None:
     picture)."""
     small, scale = _grey(img, mode="RGB")
     rgb = small.astype(np.int16)
-    g = small @ np.array([0.299, 0.587, 0.114], np.float32)  # as PIL's "L"
+    g = small @ LUMA.astype(np.float32)
     h, w = g.shape
     lines = _Lines(g)
     oy, ox = max(2, round(OUTSIDE * h)), max(2, round(OUTSIDE * w))

@@ -46,7 +46,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from core.catalog import Catalog
 from core.descriptors import tiny_array, tiny_descriptor, tiny_similarity
-from core.framing import View, clip_views
+from core.framing import LUMA, View, clip_views
 from core.index import region_frame_ids
 from core.media import Media
 from core.models.embedder import SceneEmbedder
@@ -788,7 +788,6 @@ class Sheet:
                 yield corr, th, tw, tt, flipped
 
 
-LUMA = np.array([0.299, 0.587, 0.114])  # ITU-R 601, as PIL's "L" conversion
 
 
 def locate_scores(query: Any, grey: np.ndarray | Sheet, scales: Sequence[float] = REGION_SCALES

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from PIL import Image, ImageDraw
 
-from core.framing import find_frame, query_views, trim_borders
+from core.framing import find_frame, iou, query_views, trim_borders
 from data.perturb import borders, font, meme_caption, phone_screenshot
 
 
@@ -98,12 +98,6 @@ def test_frame_found_in_a_dark_phone_screenshot_of_a_night_scene(seed: int) -> N
     assert similar(frame.image, img) < 10
 
 
-def _iou(a: tuple[int, int, int, int], b: tuple[int, int, int, int]) -> float:
-    x0, y0, x1, y1 = max(a[0], b[0]), max(a[1], b[1]), min(a[2], b[2]), min(a[3], b[3])
-    inter = max(0, x1 - x0) * max(0, y1 - y0)
-    return inter / ((a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter)
-
-
 @pytest.fixture(scope="module")
 def library_frames(sample_library: Any) -> list[Image.Image]:
     """Real frames of the sample library (flat skies, floors and walls, title cards)."""
@@ -131,7 +125,7 @@ def test_the_frame_box_is_where_the_picture_was_pasted(library_frames: list[Imag
     for i, img in enumerate(library_frames):
         placed: list[tuple[int, int, int, int]] = []
         q = make(img, random.Random(100 + i), placed=placed)
-        best = max(_iou(v.box, placed[0]) for v in query_views(q))
+        best = max(iou(v.box, placed[0]) for v in query_views(q))
         if best >= 0.9:
             hits += 1
         else:
@@ -160,7 +154,7 @@ def test_a_meme_whose_picture_ends_in_a_flat_floor(seed: int) -> None:
     meme = meme_caption(img, rng, placed=placed)
     assert placed[0][3] == meme.height  # one caption, above: the road is the meme's bottom
     frames = [v for v in query_views(meme) if v.kind == "frame"]
-    assert frames and _iou(frames[0].box, placed[0]) >= 0.95
+    assert frames and iou(frames[0].box, placed[0]) >= 0.95
 
 
 def test_a_caption_bar_over_a_pale_picture_with_no_edge_line() -> None:
@@ -175,7 +169,7 @@ def test_a_caption_bar_over_a_pale_picture_with_no_edge_line() -> None:
     meme.paste(Image.fromarray(arr), (0, 90))
     ImageDraw.Draw(meme).text((24, 30), "me at 3am", font=font(30), fill=(0, 0, 0))
     frames = [v for v in query_views(meme) if v.kind == "frame"]
-    assert frames and abs(frames[0].box[1] - 90) <= 3 and _iou(frames[0].box, (0, 90, 480, 360)) >= 0.95
+    assert frames and abs(frames[0].box[1] - 90) <= 3 and iou(frames[0].box, (0, 90, 480, 360)) >= 0.95
 
 
 @pytest.mark.parametrize("seed", range(4))
