@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import AliasChoices, Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -70,6 +70,9 @@ class Settings(BaseSettings):
     search_k: int = Field(200, ge=10, le=5000)  # neighbours per frame
     match_threshold: float = Field(0.80, ge=0, le=1)
     unsure_threshold: float = Field(0.35, ge=0, le=1)
+    # search the sub-crops of a cropped screenshot among the region vectors too: "auto" does
+    # with the model-free default embedder only (a trained CNN gains little for its cost)
+    query_subcrops: Literal["auto", "on", "off"] = Field("auto")
 
     # --- service & chat behaviour ---------------------------------------------------------
     queue_size: int = Field(16, ge=1, le=10_000)  # waiting jobs
