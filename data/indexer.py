@@ -19,6 +19,7 @@ made from the frame-store thumbnails, at indexing and at re-embedding alike.
 
 from __future__ import annotations
 
+import json
 import logging
 import queue
 import threading
@@ -39,12 +40,14 @@ from core.framestore import FrameStore, encode_jpeg
 from core.index import HnswIndex, RegionSpec, open_index, read_manifest
 from core.models.embedder import SceneEmbedder
 from data.library import EpisodeEntry, SeriesEntry, content_key, scan_library
-from data.oped import EpisodeSignature, detect_oped, detect_recaps
+from data.oped import RULES_VERSION, EpisodeSignature, detect_oped, detect_recaps
 from data.video import EpisodeDecoder, VideoError, assign_shots, probe_video
 from PIL import Image
 
 logger = logging.getLogger(__name__)
 
+#: in the frame store: the RULES_VERSION (data.oped) the stored frame flags were computed with
+FLAG_RULES_FILE = "flag-rules.json"
 SAVE_EVERY_SECONDS = 120.0  # save the index (and commit finished episodes) at least this often
 
 
@@ -221,8 +224,12 @@ class Indexer:
                 pending_done = []
                 last_save = time.perf_counter()
 
-        if touched_series or reembed:
-            self._update_oped(touched_series if not reembed else None)
+        stale_flags = self._flag_rules() != RULES_VERSION  # flagged by older rules (or never)
+        if touched_series or reembed or stale_flags:
+            if stale_flags and not touched_series:
+                logger.info("the opening/ending/recap rules changed: flagging every series again")
+            self._update_oped(None if reembed or stale_flags else touched_series)
+            self._save_flag_rules()
         changed = bool(pending_done or report.removed or report.frames_removed or reembed
                        or report.warnings or not (self.index_dir / "manifest.json").exists())
         if changed:
@@ -476,6 +483,21 @@ class Indexer:
                 self._add_regions(index, ef.frame_ids, ef.times, ef.shots, ef.jpeg)
             n += len(ef)
         return n
+
+    def _flag_rules(self) -> int | None:
+        """The RULES_VERSION the stored opening/ending/recap flags were computed with (None:
+        unknown, e.g. flagged before versions were recorded)."""
+        try:
+            return int(json.loads((self.framestore.root / FLAG_RULES_FILE).read_text())["version"])
+        except (OSError, ValueError, KeyError, TypeError):
+            return None
+
+    def _save_flag_rules(self) -> None:
+        self.framestore.root.mkdir(parents=True, exist_ok=True)
+        path = self.framestore.root / FLAG_RULES_FILE
+        tmp = path.with_name(path.name + ".tmp")
+        tmp.write_text(json.dumps({"version": RULES_VERSION}) + "\n")
+        tmp.replace(path)
 
     def _update_oped(self, series_ids: set[int] | None) -> None:
         """Recompute opening/ending flags for the given series (all when None)."""

@@ -15,6 +15,10 @@ from dataclasses import dataclass
 import numpy as np
 
 NONE, OPENING, ENDING, RECAP = 0, 1, 2, 3
+#: the version of the rules below; bump it when they change, so that `anirec index` flags the
+#: frames of an existing library again (the flags are stored per frame at indexing time).
+#: 2: a title card in every episode is no longer recap footage.
+RULES_VERSION = 2
 
 
 @dataclass(frozen=True)

@@ -3,6 +3,7 @@ updates, deleted and corrupt files, interrupted runs, embedder mismatch and re-e
 
 from __future__ import annotations
 
+import json
 import shutil
 from pathlib import Path
 from typing import Any
@@ -104,6 +105,44 @@ def test_openings_are_flagged(indexed_home: Any) -> None:
                     outside_flag += oped == 1
     assert inside and inside_flag / inside >= 0.8
     assert outside_flag / max(1, outside) <= 0.1
+
+
+def test_flags_of_older_rules_are_computed_again(library: Path, tmp_path: Path) -> None:
+    """The opening/ending/recap flags are stored per frame at indexing time; when the rules
+    change (data.oped.RULES_VERSION), the next `anirec index` flags every series again even
+    though no file changed. With the rules unchanged, an unchanged library is not re-flagged."""
+    from sqlalchemy import update
+
+    from data.oped import RULES_VERSION
+
+    home = tmp_path / "home"
+    ix = make_indexer(home)
+    ix.run(library)
+    rules = ix.framestore.root / indexer_mod.FLAG_RULES_FILE
+    assert json.loads(rules.read_text()) == {"version": RULES_VERSION}
+
+    def flags() -> dict[int, int]:
+        with ix.sessions() as s:
+            return dict(s.execute(select(Frame.id, Frame.oped)).tuples().all())
+
+    right = flags()
+    assert sum(v == 1 for v in right.values()) > 0  # the sample library has openings
+    with ix.sessions() as s:  # flags as older rules might have left them
+        s.execute(update(Frame).values(oped=3))
+        s.commit()
+    report = make_indexer(home).run(library)  # rules unchanged: nothing is flagged again
+    assert not report.added and not report.updated
+    assert set(flags().values()) == {3}
+    rules.write_text(json.dumps({"version": RULES_VERSION - 1}))  # flagged by older rules
+    make_indexer(home).run(library)
+    assert flags() == right
+    assert json.loads(rules.read_text()) == {"version": RULES_VERSION}
+    rules.unlink()  # an index from before the rules had versions
+    with ix.sessions() as s:
+        s.execute(update(Frame).values(oped=0))
+        s.commit()
+    make_indexer(home).run(library)
+    assert flags() == right
 
 
 def test_delete_truncate_and_add(library: Path, tmp_path: Path) -> None:
