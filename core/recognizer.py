@@ -69,6 +69,7 @@ REGION_SUBCROP = 0.8  # the query's sub-crops searched among region vectors: thi
 # centre). A stored window is half the frame on a quarter-frame grid, and a crop of a quarter
 # of the frame can sit an eighth of the frame off it; some sub-crop is much closer to it.
 REGION_SUBGRID = 3
+REGION_SUBCROP_K = 50  # neighbours searched for each sub-crop (the query's own: search_k)
 REGION_SCALES = (0.45, 0.55, 0.65, 0.8, 1.0)  # query width as a share of the frame width
 NCC_SIZE = (64, 36)  # (width, height) of the grey thumbnails the query is located in
 # decoded thumbnails kept: grey (2.3 KB each, 46 MB), colour (110 KB each as float32, 66 MB),
@@ -456,8 +457,13 @@ class Recognizer:
             return clusters  # a whole frame fits: full frames are answered as before
         t0 = time.perf_counter()
         k = min(self.search_k, len(regions))
+        rids, rsims = regions.search(vecs, k)
         sub, sub_owner = self.embed_subcrops(views) if self.subcrops else (vecs[:0], [])
-        rids, rsims = regions.search(np.concatenate([vecs, sub]) if len(sub) else vecs, k)
+        if len(sub):  # only their best hits count: fewer neighbours each (a cheaper search)
+            sids, ssims = regions.search(sub, min(k, REGION_SUBCROP_K))
+            pad = ((0, 0), (0, k - sids.shape[1]))
+            rids = np.concatenate([rids, np.pad(sids, pad, constant_values=-1)])
+            rsims = np.concatenate([rsims, np.pad(ssims, pad, constant_values=-1.0)])
         found = self._group(media, region_frame_ids(rids), rsims, owner + sub_owner)
         for c in found:
             c.region = True

@@ -428,26 +428,35 @@ def test_sub_crops_line_up_with_the_stored_windows(indexed_home: Any) -> None:
     assert float(np.mean(gains)) >= 0.05, gains
 
 
-def test_sub_crops_are_searched_only_where_they_pay(indexed_home: Any, tmp_path: Path) -> None:
+def test_sub_crops_are_searched_only_where_they_pay(indexed_home: Any) -> None:
     """`build_recognizer` turns sub-crops on for the model-free embedder only (unless told);
-    turned off, the region search gets no sub-crop vectors."""
+    on, the region search gets the query's vectors (search_k neighbours each) and then its
+    sub-crops' (REGION_SUBCROP_K each, a cheaper search); off, the query's vectors only."""
+    from core.recognizer import REGION_SUBCROP_K, REGION_SUBGRID
+
     st = indexed_home.settings
-    on = build_recognizer(indexed_home.app.sessions, index_dir=st.index_dir,
-                          models_dir=st.models_dir)
-    off = build_recognizer(indexed_home.app.sessions, index_dir=st.index_dir,
-                           models_dir=st.models_dir, subcrops=False)
-    assert on.subcrops and not off.subcrops
-    seen: list[int] = []
-    search = off.index.regions.search
-
-    def counting(vecs: np.ndarray, k: int) -> Any:
-        seen.append(len(vecs))
-        return search(vecs, k)
-
-    off.index.regions.search = counting  # type: ignore[method-assign]
     img, _, _ = _crops(indexed_home, 1, seed=2)[0]
-    off.recognize(Media(kind="image", frames=(img,), times=(0.0,)))
-    assert seen and all(n <= 4 for n in seen), seen  # its views and their mirrors only
+    searched = {}
+    for subcrops in (None, False):
+        rec = build_recognizer(indexed_home.app.sessions, index_dir=st.index_dir,
+                               models_dir=st.models_dir, subcrops=subcrops)
+        assert rec.subcrops is (subcrops is None)
+        seen: list[tuple[int, int]] = []
+        search = rec.index.regions.search
+
+        def counting(vecs: np.ndarray, k: int, search: Any = search, seen: Any = seen) -> Any:
+            seen.append((len(vecs), k))
+            return search(vecs, k)
+
+        rec.index.regions.search = counting  # type: ignore[method-assign]
+        r = rec.recognize(Media(kind="image", frames=(img,), times=(0.0,)))
+        assert r.candidates
+        searched[subcrops] = seen
+    print("region searches (vectors, k):", searched)
+    on, off = searched[None], searched[False]
+    assert len(off) == 1 and off[0][0] <= 4 and off[0][1] == rec.search_k  # views and mirrors
+    assert on[0] == off[0] and len(on) == 2
+    assert on[1][1] == REGION_SUBCROP_K and on[1][0] == 2 * REGION_SUBGRID ** 2 * (off[0][0] // 2)
 
 
 def test_of_two_hits_at_one_place_the_better_one_is_located(indexed_home: Any) -> None:
