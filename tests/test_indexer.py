@@ -123,7 +123,7 @@ def test_flags_of_older_rules_are_computed_again(library: Path, tmp_path: Path) 
 
     def flags() -> dict[int, int]:
         with ix.sessions() as s:
-            return dict(s.execute(select(Frame.id, Frame.oped)).tuples().all())
+            return {int(i): int(f) for i, f in s.execute(select(Frame.id, Frame.oped))}
 
     right = flags()
     assert sum(v == 1 for v in right.values()) > 0  # the sample library has openings
