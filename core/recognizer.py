@@ -11,10 +11,10 @@ Steps (DESIGN.md, "The recognition pipeline"):
     similarity plus the tiny colour descriptor) to pin the timestamp;
  6b. crops: when no whole frame fits well, search the region vectors of keyframes too (a
     quarter of a frame finds the window it came from; so do nine sub-crops of the query, one
-    of which lines up with a stored window better than the whole query), and re-rank whole-frame and region
-    candidates by locating the query inside the stored thumbnails around each hit
-    (normalised cross-correlation over positions, scales and mirroring), which also pins
-    the time within the shot; the best five are then re-ranked by the colour check of 7b;
+    of which lines up with a stored window better than the whole query), and re-rank
+    whole-frame and region candidates by locating the query inside the stored thumbnails
+    around each hit (normalised cross-correlation over positions, scales and mirroring),
+    which also pins the time within the shot; the best five are then re-ranked by the colour check of 7b;
  7. fuse with the series classifier when one is loaded;
  7b. check the answer: the query is located once more in the top candidate's stored
     thumbnails, at twice the localisation size and in colour (per-channel correlation where
@@ -991,7 +991,7 @@ def build_recognizer(sessions: sessionmaker[Session], *, index_dir: Path, models
     `framestore_dir` (default: `framestore/` next to the index folder) holds the thumbnails
     crops are located in when the index has region vectors. `subcrops`: search the query's
     sub-crops among them too; None: only with the model-free embedder (on the hard sample
-    library they lift its 25% crops from 71% to 87%, for ~20 ms a crop query; a trained
+    library they lift its 25% crops from 71% to 84%, for ~20 ms a crop query; a trained
     CNN gains 1-2% there for ~130 ms)."""
     from core.framestore import FrameStore
     from core.index import HnswIndex

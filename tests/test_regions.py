@@ -262,6 +262,20 @@ def test_regions_follow_incremental_indexing_and_reembed(library: Path, tmp_path
 
 
 # ----------------------------------------------------------------------- recognition
+def _recognizer(home: Any, **kw: Any) -> Any:
+    st = home.settings
+    return build_recognizer(home.app.sessions, index_dir=st.index_dir, models_dir=st.models_dir,
+                            **kw)
+
+
+def _library_frame(home: Any, rec: Any, k: int, t: float) -> tuple[Image.Image, Any]:
+    """Episode `k` of the ground truth at `t` s, decoded from its video, and its catalog entry."""
+    ep = home.ground_truth["episodes"][k]
+    img = Image.fromarray(read_frames_at(home.library / ep["path"], [t])[0])
+    path = (home.library / ep["path"]).resolve().as_posix()
+    return img, next(e for e in rec.catalog.episodes.values() if e.path == path)
+
+
 def _crops(home: Any, n: int, seed: int) -> list[tuple[Image.Image, str, float]]:
     rng = random.Random(seed)
     eps = home.ground_truth["episodes"]
@@ -277,9 +291,7 @@ def _crops(home: Any, n: int, seed: int) -> list[tuple[Image.Image, str, float]]
 
 
 def test_quarter_crop_is_recognised_with_regions(indexed_home: Any) -> None:
-    st = indexed_home.settings
-    rec = build_recognizer(indexed_home.app.sessions, index_dir=st.index_dir,
-                           models_dir=st.models_dir)
+    rec = _recognizer(indexed_home)
     assert rec.index.regions is not None  # the shared fixture indexes with regions (default)
     crops = _crops(indexed_home, 10, seed=5)
 
@@ -313,21 +325,17 @@ def test_a_located_crop_is_checked_at_every_width(indexed_home: Any) -> None:
     from core.framing import query_views
     from core.recognizer import REGION_GATE, _Cluster
 
-    st = indexed_home.settings
-    rec = build_recognizer(indexed_home.app.sessions, index_dir=st.index_dir,
-                           models_dir=st.models_dir)
+    rec = _recognizer(indexed_home)
     rng = random.Random(11)
     eps = indexed_home.ground_truth["episodes"]
     checked = []
     for k in range(6):
         ep = eps[k % len(eps)]
         t = rng.uniform(6.0, ep["duration"] - 2.0)
-        img = Image.fromarray(read_frames_at(indexed_home.library / ep["path"], [t])[0])
+        img, em = _library_frame(indexed_home, rec, k % len(eps), t)
         w, h = img.size
         x, y = rng.randint(0, w // 3), rng.randint(0, h // 3)
         q = img.crop((x, y, x + w * 3 // 5, y + h * 3 // 5))  # 36% of the frame
-        em = next(e for e in rec.catalog.episodes.values()
-                  if e.path == (indexed_home.library / ep["path"]).resolve().as_posix())
         for located in (True, False):
             c = _Cluster(ep=em.id, start=t, anchor_t=t, score=REGION_GATE + 0.02, row=0,
                          located=located)
@@ -349,14 +357,9 @@ def test_a_whole_frame_that_fits_is_checked_at_full_width_only(indexed_home: Any
     from core.framing import query_views
     from core.recognizer import CHECK_SIZE, CHECK_WHOLE_FIT, REGION_GATE, _Cluster
 
-    st = indexed_home.settings
-    rec = build_recognizer(indexed_home.app.sessions, index_dir=st.index_dir,
-                           models_dir=st.models_dir)
-    ep = indexed_home.ground_truth["episodes"][1]
+    rec = _recognizer(indexed_home)
     t = 7.3
-    img = Image.fromarray(read_frames_at(indexed_home.library / ep["path"], [t])[0])
-    em = next(e for e in rec.catalog.episodes.values()
-              if e.path == (indexed_home.library / ep["path"]).resolve().as_posix())
+    img, em = _library_frame(indexed_home, rec, 1, t)
     widths = []
     calls: list[int] = []
     real = check_fit
@@ -394,9 +397,7 @@ def test_sub_crops_line_up_with_the_stored_windows(indexed_home: Any) -> None:
     from core.recognizer import REGION_SUBGRID
     from data.indexer import decode_thumbnail, region_arrays
 
-    st = indexed_home.settings
-    rec = build_recognizer(indexed_home.app.sessions, index_dir=st.index_dir,
-                           models_dir=st.models_dir)
+    rec = _recognizer(indexed_home)
     assert rec.subcrops  # on with the default (model-free) embedder
     emb, cat = rec.embedder, rec.catalog
     rng = random.Random(3)
@@ -434,12 +435,10 @@ def test_sub_crops_are_searched_only_where_they_pay(indexed_home: Any) -> None:
     sub-crops' (REGION_SUBCROP_K each, a cheaper search); off, the query's vectors only."""
     from core.recognizer import REGION_SUBCROP_K, REGION_SUBGRID
 
-    st = indexed_home.settings
     img, _, _ = _crops(indexed_home, 1, seed=2)[0]
     searched = {}
     for subcrops in (None, False):
-        rec = build_recognizer(indexed_home.app.sessions, index_dir=st.index_dir,
-                               models_dir=st.models_dir, subcrops=subcrops)
+        rec = _recognizer(indexed_home, subcrops=subcrops)
         assert rec.subcrops is (subcrops is None)
         seen: list[tuple[int, int]] = []
         search = rec.index.regions.search
@@ -465,15 +464,10 @@ def test_of_two_hits_at_one_place_the_better_one_is_located(indexed_home: Any) -
     from core.framing import query_views
     from core.recognizer import LOCATE_WEIGHT, REGION_MARGIN, _Cluster
 
-    st = indexed_home.settings
-    rec = build_recognizer(indexed_home.app.sessions, index_dir=st.index_dir,
-                           models_dir=st.models_dir)
-    ep = indexed_home.ground_truth["episodes"][2]
+    rec = _recognizer(indexed_home)
     t = 6.1
-    img = Image.fromarray(read_frames_at(indexed_home.library / ep["path"], [t])[0])
+    img, em = _library_frame(indexed_home, rec, 2, t)
     q = img.crop((img.width // 4, img.height // 4, img.width * 3 // 4, img.height * 3 // 4))
-    em = next(e for e in rec.catalog.episodes.values()
-              if e.path == (indexed_home.library / ep["path"]).resolve().as_posix())
     scores = []
     for order in ((0, 1), (1, 0)):
         made = [_Cluster(ep=em.id, start=t, anchor_t=t, score=0.40, row=0),
