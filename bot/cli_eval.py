@@ -105,7 +105,7 @@ def cmd_eval(app: Any, args: argparse.Namespace) -> int:
                             calibration_queries=args.calibration_queries,
                             baselines=not args.no_baselines, search_k=st.search_k,
                             match_threshold=st.match_threshold,
-                            unsure_threshold=st.unsure_threshold)
+                            unsure_threshold=st.unsure_threshold, subcrops=st.subcrops)
     except ValueError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

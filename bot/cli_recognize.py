@@ -34,7 +34,7 @@ def build_service(app: Any, *, rate: int = 1_000_000) -> Any:
         return build_recognizer(app.sessions, index_dir=st.index_dir, models_dir=st.models_dir,
                                 search_k=st.search_k, match_threshold=st.match_threshold,
                                 unsure_threshold=st.unsure_threshold,
-                                subcrops={"on": True, "off": False}.get(st.query_subcrops))
+                                subcrops=st.subcrops)
 
     limits = MediaLimits(max_bytes=st.max_upload_bytes, max_pixels=st.max_pixels,
                          max_frames=st.max_frames, max_seconds=st.max_clip_seconds)

@@ -115,6 +115,11 @@ class Settings(BaseSettings):
         return self.home / "previews"
 
     @property
+    def subcrops(self) -> bool | None:
+        """`query_subcrops` as `build_recognizer` takes it (None: decided by the embedder)."""
+        return {"on": True, "off": False}.get(self.query_subcrops)
+
+    @property
     def framestore_dir(self) -> Path:
         return self.home / "framestore"
 

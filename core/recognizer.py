@@ -42,6 +42,7 @@ from pathlib import Path
 from typing import Any, Protocol, Sequence
 
 import numpy as np
+import torch
 from PIL import Image
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -87,6 +88,11 @@ DETAIL_CELL = 16  # px: the answer's detail check compares cells of this size at
 DETAIL_SHIFT = 6  # px each cell may move on its own (characters move between stored frames)
 DETAIL_TEXTURE = 6.0  # grey-level std below which a cell is flat and says nothing
 DETAIL_FIT = 0.8  # a cell's correlation that counts as "this detail is there"
+DETAIL_NEIGHBOURS = True  # in an opening or ending, leave out the cells that move between the
+# shot's stored frames (the credits)...
+DETAIL_STILL_CELLS = 4  # ...unless fewer cells than this are left...
+DETAIL_STILL_MIN = 0.3  # ...or less than this share of them (a pan: everything moves)
+DETAIL_SAME = 3.0  # mean grey-level difference below which a cell has not moved (JPEG noise)
 TIE_SCORE = 0.01  # other places scoring this close to the best answer are a near-tie...
 TIE_TOP = 5  # ...of which this many (the best answer included) are settled by the detail check
 TIE_DETAIL = 0.1  # by how much another place's detail must beat the best answer's to win
@@ -120,16 +126,16 @@ class Calibration:
     Fitted by the evaluation harness (`anirec eval --calibrate` writes
     `<home>/models/calibration.json`, which wins). The defaults are that fit on the default
     sample library with the default embedder (1,200 separate queries, seed 7919); on the
-    evaluation queries it gives an expected calibration error of 0.0085. Frame agreement got
+    evaluation queries it gives an expected calibration error of 0.0082. Frame agreement got
     no weight in that fit (see `training.eval.fit_calibration`).
     """
 
-    bias: float = -15.4412
-    w_score: float = 11.1145
-    w_margin: float = 11.9479
+    bias: float = -16.1379
+    w_score: float = 11.3141
+    w_margin: float = 12.1473
     w_frames: float = 0.0
-    w_check: float = 4.8371  # files fitted before the check existed have none: 0
-    w_detail: float = 4.5140  # files fitted before the detail check existed have none: 0
+    w_check: float = 5.7528  # files fitted before the check existed have none: 0
+    w_detail: float = 4.0562  # files fitted before the detail check existed have none: 0
     fitted_on: str = "default sample library, default embedder, eval seed 7919, n=1200"
 
     def features(self, score: float, margin: float, agree: float, check: float = 0.0,
@@ -594,8 +600,29 @@ class Recognizer:
             return None
         c.detailed = True
         c.detail = detail_score(c.spot.view, full.astype(np.float64), c.spot,
-                                full.shape[1] / CHECK_SIZE[0])
+                                full.shape[1] / CHECK_SIZE[0], self._shot_neighbours(c))
         return c.detail
+
+    def _shot_neighbours(self, c: _Cluster) -> list[np.ndarray]:
+        """In an opening or ending, the stored frames just before and after the one the query
+        was found in, where they are of its shot ("detail" thumbnails; see `detail_score`).
+        There the credits are laid over the picture and change on their own (they scroll,
+        fade in and out), so a screenshot a second from the nearest stored frame shows other
+        lines. Elsewhere what changes is mostly the characters, and they are what tells a
+        look-alike episode (the same café, another character) from the right one."""
+        if c.oped not in (OPENING, ENDING) or c.spot is None or not DETAIL_NEIGHBOURS:
+            return []
+        ef = self._pack(c.ep)
+        if ef is None:
+            return []
+        i = c.spot.frame
+        out = []
+        for j in (i - 1, i + 1):
+            if 0 <= j < len(ef) and ef.shots[j] == ef.shots[i]:
+                nb = self._thumb(c.ep, j, "detail")
+                if nb is not None:
+                    out.append(nb)
+        return out
 
     def _settle_ties(self, out: list[Candidate], picked: list[_Cluster],
                      views: list[list[View]]) -> bool:
@@ -839,8 +866,6 @@ class Sheet:
                 yield corr, th, tw, tt, flipped
 
 
-
-
 def locate_scores(query: Any, grey: np.ndarray | Sheet, scales: Sequence[float] = REGION_SCALES
                   ) -> np.ndarray:
     """How well `query` (a PIL image) fits somewhere in each grey thumbnail [N, h, w]: the best
@@ -920,7 +945,61 @@ def check_score(query: Any, rgb: np.ndarray, sheet: Sheet | None = None,
     return check_fit(query, rgb, sheet, scales, templates)[0]
 
 
-def detail_score(query: Any, grey: np.ndarray, fit: Fit, scale: float = 1.0) -> float | None:
+def _cell_grid(t: np.ndarray) -> tuple[np.ndarray, np.ndarray, int, int, int]:
+    """A grey picture [th, tw] cut into DETAIL_CELL-pixel cells, centred: (cells [ny*nx, c, c],
+    the indices of the cells that are not flat, nx, oy, ox)."""
+    cell = DETAIL_CELL
+    th, tw = t.shape
+    ny, nx = th // cell, tw // cell
+    oy, ox = (th - ny * cell) // 2, (tw - nx * cell) // 2
+    cells = t[oy:oy + ny * cell, ox:ox + nx * cell].reshape(ny, cell, nx, cell).swapaxes(1, 2)
+    cells = cells.reshape(ny * nx, cell, cell)
+    return cells, np.flatnonzero(cells.std(axis=(1, 2)) >= DETAIL_TEXTURE), nx, oy, ox
+
+
+def _cell_fits(cells: np.ndarray, keep: np.ndarray, nx: int, grey: np.ndarray,
+               y0: int, x0: int) -> np.ndarray:
+    """For each of `cells[keep]` (laid out `nx` to a row, the grid's first cell at y0, x0 of
+    `grey` [H, W]), its best normalised correlation with `grey` within DETAIL_SHIFT pixels of
+    its place (-1 where every such window is flat or leaves the frame)."""
+    cell, shift = DETAIL_CELL, DETAIL_SHIFT
+    pz = cells[keep] - cells[keep].mean(axis=(1, 2), keepdims=True)
+    pz /= np.linalg.norm(pz, axis=(1, 2), keepdims=True)
+    # the area each cell may move in, from the frame padded so that every area is inside it
+    side, pad = cell + 2 * shift, cell + shift
+    g = np.pad(grey.astype(np.float64), pad)
+    a, b = np.divmod(keep, nx)
+    ys = y0 + a * cell + pad - shift
+    xs = x0 + b * cell + pad - shift
+    rows = ys[:, None, None] + np.arange(side)[None, :, None]
+    cols = xs[:, None, None] + np.arange(side)[None, None, :]
+    area = g[rows, cols]  # [k, side, side]
+    # correlation of each cell with every window of its area: one grouped convolution in
+    # single precision, on the area less its mean (which the zero-mean cell ignores); several
+    # times faster than FFTs in numpy
+    n = 2 * shift + 1
+    area -= area.mean(axis=(1, 2), keepdims=True)
+    with torch.no_grad():
+        num = torch.nn.functional.conv2d(torch.from_numpy(area.astype(np.float32))[None],
+                                         torch.from_numpy(pz.astype(np.float32))[:, None],
+                                         groups=len(keep))[0].numpy().astype(np.float64)
+    # the windows' norms, from their sums: band.T @ area @ band (cumulative sums are slower)
+    band = np.arange(side)[:, None] - np.arange(n)[None, :]
+    band = ((band >= 0) & (band < cell)).astype(np.float64)  # [side, n]
+    s1, s2 = band.T @ np.stack([area, area * area]) @ band
+    sd = np.sqrt(np.maximum(s2 - s1 * s1 / (cell * cell), 0.0))
+    # the windows wholly inside the frame, by their top-left corner
+    h, w = grey.shape
+    top, left = ys[:, None] + np.arange(n), xs[:, None] + np.arange(n)
+    inside = (((top >= pad) & (top + cell <= pad + h))[:, :, None]
+              & ((left >= pad) & (left + cell <= pad + w))[:, None, :])
+    ok = inside & (sd > 1e-3 * cell * cell)  # not flat
+    r = np.where(ok, num / np.maximum(sd, 1e-9), -1.0)
+    return r.reshape(len(keep), -1).max(axis=1)
+
+
+def detail_score(query: Any, grey: np.ndarray, fit: Fit, scale: float = 1.0,
+                 neighbours: Sequence[np.ndarray] = ()) -> float | None:
     """How much of the query's detail is in a stored frame where it was found: the query
     (a PIL image, mirrored when `fit` says so) is laid over `grey` [H, W] (the stored frame
     at its stored size; `fit` is in pixels `scale` times smaller) and cut into
@@ -929,49 +1008,64 @@ def detail_score(query: Any, grey: np.ndarray, fit: Fit, scale: float = 1.0) -> 
     correlation reaches DETAIL_FIT. The share of cells that count: a real copy, even
     re-encoded, tinted or partly covered by text, keeps most of its line art in place; a
     look-alike picture that fits a flat-coloured frame somewhere as a whole does not. None
-    when no cell has texture."""
+    when no cell has texture.
+
+    `neighbours`: the stored frames of the same shot next to `grey` (same size). Where the
+    stored picture itself changes between them (scrolling credits, a character walking
+    past, falling petals), the query, taken at another moment, need not fit, and a cell
+    that does fit may be chance: only the cells that stay as they are count, unless fewer
+    than DETAIL_STILL_CELLS, or DETAIL_STILL_MIN of them, would be left (a pan). The
+    recognizer passes them in openings and endings only (see `Recognizer._shot_neighbours`)."""
     q = query.transpose(Image.Transpose.FLIP_LEFT_RIGHT) if fit.flipped else query
     h, w = grey.shape
     th, tw = min(h, round(fit.th * scale)), min(w, round(fit.tw * scale))
     y0, x0 = round(fit.y * scale), round(fit.x * scale)
-    cell, shift = DETAIL_CELL, DETAIL_SHIFT
-    if th < cell or tw < cell:
+    if th < DETAIL_CELL or tw < DETAIL_CELL:
         return None
     t = np.asarray(q.convert("L").resize((tw, th), Image.BOX), np.float64)
-    ny, nx = th // cell, tw // cell
-    oy, ox = (th - ny * cell) // 2, (tw - nx * cell) // 2
-    cells = t[oy:oy + ny * cell, ox:ox + nx * cell].reshape(ny, cell, nx, cell).swapaxes(1, 2)
-    cells = cells.reshape(ny * nx, cell, cell)
-    keep = np.flatnonzero(cells.std(axis=(1, 2)) >= DETAIL_TEXTURE)
+    cells, keep, nx, oy, ox = _cell_grid(t)
     if not keep.size:
         return None
-    pz = cells[keep] - cells[keep].mean(axis=(1, 2), keepdims=True)
-    pz /= np.linalg.norm(pz, axis=(1, 2), keepdims=True)
-    # the area each cell may move in, from the frame padded so that every area is inside it
-    side, pad = cell + 2 * shift, cell + shift
-    g = np.pad(grey.astype(np.float64), pad)
-    inside = np.pad(np.ones_like(grey, dtype=np.float64), pad)
-    a, b = np.divmod(keep, nx)
-    ys = y0 + oy + a * cell + pad - shift
-    xs = x0 + ox + b * cell + pad - shift
-    rows = ys[:, None, None] + np.arange(side)[None, :, None]
-    cols = xs[:, None, None] + np.arange(side)[None, None, :]
-    area, valid = g[rows, cols], inside[rows, cols]  # [k, side, side]
-    # correlation of each cell with every window of its area (FFT), and the windows' norms
-    n = 2 * shift + 1
-    num = np.fft.irfft2(np.fft.rfft2(area) * np.conj(np.fft.rfft2(pz, s=(side, side))),
-                        s=(side, side))[:, :n, :n]
+    y0, x0 = y0 + oy, x0 + ox
+    fits = _cell_fits(cells, keep, nx, grey, y0, x0) >= DETAIL_FIT
+    if neighbours:
+        y0, x0 = min(y0, h - th + oy), min(x0, w - tw + ox)  # the grid inside the frame
+        still = _stills(grey.astype(np.float64), neighbours, keep, nx, y0, x0,
+                        cells.shape[0] // nx)
+        if still.sum() >= max(DETAIL_STILL_CELLS, DETAIL_STILL_MIN * keep.size):
+            return float((fits & still).sum() / still.sum())
+    return float(fits.mean())
 
-    def box(x: np.ndarray) -> np.ndarray:  # sums over every cell-sized window
-        c = np.zeros((x.shape[0], side + 1, side + 1))
-        c[:, 1:, 1:] = x.cumsum(1).cumsum(2)
-        return c[:, cell:, cell:] - c[:, :-cell, cell:] - c[:, cell:, :-cell] + c[:, :-cell, :-cell]
 
-    s1, s2, inn = box(area), box(area * area), box(valid)
-    sd = np.sqrt(np.maximum(s2 - s1 * s1 / (cell * cell), 0.0))
-    ok = (inn > cell * cell - 0.5) & (sd > 1e-3 * cell * cell)  # wholly inside, not flat
-    r = np.where(ok, num / np.maximum(sd, 1e-9), -1.0)
-    return float((r.reshape(len(keep), -1).max(axis=1) >= DETAIL_FIT).mean())
+def _stills(grey: np.ndarray, neighbours: Sequence[np.ndarray], keep: np.ndarray, nx: int,
+            y0: int, x0: int, ny: int) -> np.ndarray:
+    """Which of the grid's cells `keep` (nx by ny cells from y0, x0 of `grey`) stay as they
+    are in every neighbouring stored frame: the same but for JPEG noise, both flat, or each
+    finding the other within DETAIL_SHIFT pixels."""
+    cell = DETAIL_CELL
+
+    def grid(g: np.ndarray) -> np.ndarray:
+        p = g[y0:y0 + ny * cell, x0:x0 + nx * cell]
+        return p.reshape(ny, cell, nx, cell).swapaxes(1, 2).reshape(ny * nx, cell, cell)
+
+    here = grid(grey)
+    still = np.ones(keep.size, bool)
+    for nb in neighbours:
+        nb = nb.astype(np.float64)
+        there = grid(nb)
+        same = np.abs(here[keep] - there[keep]).mean(axis=(1, 2)) <= DETAIL_SAME
+        todo = np.flatnonzero(still & ~same)  # the rest are correlated, both ways
+        for a, b, g in ((here, there, nb), (there, here, grey)):
+            if not todo.size:
+                break
+            idx = keep[todo]
+            tex = a[idx].std(axis=(1, 2)) >= DETAIL_TEXTURE
+            ok = b[idx].std(axis=(1, 2)) < DETAIL_TEXTURE  # a flat cell: if the other one is
+            if tex.any():
+                ok[tex] = _cell_fits(a, idx[tex], nx, g, y0, x0) >= DETAIL_FIT
+            still[todo[~ok]] = False
+            todo = todo[ok]
+    return still
 
 
 def features_of(rec: Recognition) -> tuple[float, float, float, float, float]:

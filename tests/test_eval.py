@@ -168,6 +168,7 @@ def test_result_structure(run: dict[str, Any]) -> None:
                 "calibration", "splits", "ratios_vs_colorlayout", "per_query"):
         assert key in r, key
     assert r["queries"]["n"] == N and r["config"]["seed"] == 5
+    assert r["config"]["subcrops"] is True  # "auto" with the model-free default embedder
     assert r["machine"]["cpu_count"] and r["index"]["version"] and r["model"]["version"]
     assert r["library"]["episodes"] == 6 and r["library"]["indexed_frames"] > 0
     assert set(r["systems"]) == {"ours", "colorlayout", "phash", "untrained_cnn"}
@@ -256,6 +257,7 @@ def test_cli_eval(indexed_home: Any, tmp_path: Path, monkeypatch: pytest.MonkeyP
     from bot.cli import main
 
     monkeypatch.setenv("ANIREC_HOME", str(indexed_home.settings.home))
+    monkeypatch.setenv("ANIREC_QUERY_SUBCROPS", "off")  # the eval measures what the bot runs
     out = tmp_path / "e.json"
     assert main(["eval", "--queries", "12", "--seed", "2", "--no-baselines", "--json", str(out),
                  "--report", str(tmp_path / "rep")]) == 0
@@ -265,6 +267,7 @@ def test_cli_eval(indexed_home: Any, tmp_path: Path, monkeypatch: pytest.MonkeyP
     assert set(data["systems"]) == {"ours"} and data["queries"]["n"] == 12
     assert (tmp_path / "rep" / "report.md").exists()
     assert not data["calibration"]["calibrated"]
+    assert data["config"]["subcrops"] is False
 
 
 @pytest.mark.parametrize("argv", [["--queries", "0"], ["--calibration-queries", "-3"]])

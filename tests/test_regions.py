@@ -12,7 +12,7 @@ from typing import Any
 
 import numpy as np
 import pytest
-from PIL import Image, ImageDraw
+from PIL import Image, ImageDraw, ImageFont
 from sqlalchemy import select
 
 from core.config import Settings
@@ -203,6 +203,78 @@ def test_detail_check_tells_a_copy_from_a_look_alike() -> None:
     # a picture without texture says nothing
     flat = Image.new("RGB", (200, 120), (90, 140, 200))
     assert detail_score(flat, grey, Fit(0, 5, 5, 30, 50, False), 2.0) is None
+
+
+def _credits(frame: np.ndarray, top: int) -> np.ndarray:
+    """`frame` with a block of end credits over its right half, its first line at `top` (it
+    scrolls up from one moment to the next)."""
+    img = Image.fromarray(frame.astype(np.uint8))
+    d = ImageDraw.Draw(img)
+    font = ImageFont.load_default(size=13)
+    for k, line in enumerate(("Director", "Sora Amano", "Animation", "Riku Takahashi",
+                              "Music", "Kanon Kisaragi", "Art Director", "Mio Otonashi")):
+        d.text((150, top + 18 * k), line, fill=(250, 250, 250), font=font,
+               stroke_width=1, stroke_fill=(30, 30, 30))
+    return np.asarray(img, np.float64)
+
+
+def test_detail_check_leaves_out_what_moves_between_the_stored_frames() -> None:
+    """Scrolling credits over a still: the query was taken between two stored frames, so its
+    credit lines are nowhere in either. Those cells move between the shot's stored frames
+    and are left out; the still background decides, and a copy fits as well as one without
+    credits would. A look-alike with the same credits still does not fit, and when
+    everything moves (a pan) the plain share is kept."""
+    rng = np.random.default_rng(11)
+    still = _line_art(rng)
+    stored = [_grey(_credits(still, top)) for top in (70, 40, 10)]  # 1.5 s apart
+    moment = Image.fromarray(_credits(still, 25).astype(np.uint8))  # between the 2nd and 3rd
+    box = (96, 24, 256, 120)  # a crop over the credits and the background left of them
+    query = moment.crop(box).resize((320, 192), Image.BICUBIC)
+    fit = Fit(frame=0, y=box[1] // 2, x=box[0] // 2, th=(box[3] - box[1]) // 2,
+              tw=(box[2] - box[0]) // 2, flipped=False)
+    plain = detail_score(query, stored[1], fit, 2.0)
+    assert plain is not None and plain < 0.7  # the credit cells do not fit
+    moving = detail_score(query, stored[1], fit, 2.0, neighbours=[stored[0], stored[2]])
+    assert moving is not None and moving > 0.85 and moving > plain + 0.15
+    # a look-alike: the same layout and credits, other line art
+    other = _line_art(np.random.default_rng(11), lines=np.random.default_rng(78))
+    look = [_grey(_credits(other, top)) for top in (70, 40, 10)]
+    assert detail_score(query, look[1], fit, 2.0, neighbours=[look[0], look[2]]) < 0.4
+    # a pan: every cell moves, nothing would be left, and the plain share stands
+    pan = [np.roll(stored[1], s, axis=1) for s in (-24, 24)]
+    assert detail_score(query, stored[1], fit, 2.0, neighbours=pan) == plain
+
+
+def test_the_detail_check_takes_its_neighbours_from_the_same_shot(indexed_home: Any) -> None:
+    """In an opening or ending, the stored frames the detail check compares with are the ones
+    just before and after the answer's frame, and only those of its shot: across a cut the
+    picture changes whatever the query shows. Elsewhere there are none (what moves there is
+    mostly characters, and they tell a look-alike episode from the right one)."""
+    from core.recognizer import ENDING, OPENING, _Cluster
+
+    rec = _recognizer(indexed_home)
+    ep = next(iter(rec.catalog.episodes))
+    pack = rec.framestore.read(ep)
+    shots = pack.shots.tolist()
+    inner = next(i for i in range(1, len(shots) - 1) if shots[i - 1] == shots[i] == shots[i + 1])
+    first = next(i for i in range(1, len(shots) - 1) if shots[i - 1] != shots[i] == shots[i + 1])
+
+    def neighbours(i: int, oped: int = ENDING) -> list[np.ndarray]:
+        c = _Cluster(ep=ep, start=0.0, anchor_t=float(pack.times[i]), score=1.0, row=0,
+                     oped=oped)
+        c.spot = Fit(frame=i, y=0, x=0, th=72, tw=128, flipped=False)
+        return rec._shot_neighbours(c)
+
+    def stored(i: int) -> np.ndarray:
+        return np.asarray(pack.thumbnail(i).convert("L"))
+
+    got = neighbours(inner)
+    assert len(got) == 2
+    assert np.array_equal(got[0], stored(inner - 1)) and np.array_equal(got[1], stored(inner + 1))
+    assert len(neighbours(inner, OPENING)) == 2
+    got = neighbours(first)  # the first frame of a shot: the frame before it is another shot's
+    assert len(got) == 1 and np.array_equal(got[0], stored(first + 1))
+    assert neighbours(inner, oped=0) == []  # the main part of an episode
 
 
 def test_calibration_files_without_the_detail_check_still_load(tmp_path: Path) -> None:

@@ -108,6 +108,7 @@ class EvalConfig:
     search_k: int = 200
     match_threshold: float = 0.80
     unsure_threshold: float = 0.35
+    subcrops: bool | None = None  # search the query's sub-crops (None: as the embedder says)
 
     def __post_init__(self) -> None:
         if self.queries < 1:
@@ -810,7 +811,8 @@ def evaluate(sessions: sessionmaker[Session], *, index_dir: Path, models_dir: Pa
     t_start = time.perf_counter()
     rec = build_recognizer(sessions, index_dir=index_dir, models_dir=models_dir,
                            search_k=config.search_k, match_threshold=config.match_threshold,
-                           unsure_threshold=config.unsure_threshold, num_threads=1)
+                           unsure_threshold=config.unsure_threshold, num_threads=1,
+                           subcrops=config.subcrops)
     catalog = rec.catalog
     truth = load_truth(sessions, catalog, library)
     stored = stored_frame_numbers(catalog, truth)
@@ -960,6 +962,7 @@ def evaluate(sessions: sessionmaker[Session], *, index_dir: Path, models_dir: Pa
                    "baselines": config.baselines, "search_k": config.search_k,
                    "match_threshold": config.match_threshold,
                    "unsure_threshold": config.unsure_threshold,
+                   "subcrops": rec.subcrops,
                    "time_tolerance_s": TIME_TOLERANCE, "merge_window_s": MERGE_SECONDS},
         "queries": {"n": len(queries), "in_library": len(inl), "out_of_library": counts[OOL],
                     "per_category": counts},
