@@ -1042,25 +1042,27 @@ def _stills(grey: np.ndarray, neighbours: Sequence[np.ndarray], keep: np.ndarray
     """Which of the grid's cells `keep` (nx by ny cells from y0, x0 of `grey`) stay as they
     are in every neighbouring stored frame: the same but for JPEG noise, both flat, or each
     finding the other within DETAIL_SHIFT pixels."""
-    cell = DETAIL_CELL
+    box = (slice(y0, y0 + ny * DETAIL_CELL), slice(x0, x0 + nx * DETAIL_CELL))
 
-    def grid(g: np.ndarray) -> np.ndarray:
-        p = g[y0:y0 + ny * cell, x0:x0 + nx * cell]
-        return p.reshape(ny, cell, nx, cell).swapaxes(1, 2).reshape(ny * nx, cell, cell)
+    def grid(g: np.ndarray) -> tuple[np.ndarray, np.ndarray]:  # its cells, and which have texture
+        cells, textured = _cell_grid(g[box])[:2]
+        tex = np.zeros(len(cells), bool)
+        tex[textured] = True
+        return cells, tex
 
     here = grid(grey)
     still = np.ones(keep.size, bool)
     for nb in neighbours:
         nb = nb.astype(np.float64)
         there = grid(nb)
-        same = np.abs(here[keep] - there[keep]).mean(axis=(1, 2)) <= DETAIL_SAME
+        same = np.abs(here[0][keep] - there[0][keep]).mean(axis=(1, 2)) <= DETAIL_SAME
         todo = np.flatnonzero(still & ~same)  # the rest are correlated, both ways
-        for a, b, g in ((here, there, nb), (there, here, grey)):
+        for (a, tex_a), (_, tex_b), g in ((here, there, nb), (there, here, grey)):
             if not todo.size:
                 break
             idx = keep[todo]
-            tex = a[idx].std(axis=(1, 2)) >= DETAIL_TEXTURE
-            ok = b[idx].std(axis=(1, 2)) < DETAIL_TEXTURE  # a flat cell: if the other one is
+            tex = tex_a[idx]
+            ok = ~tex_b[idx]  # a flat cell stays when the other one is flat too
             if tex.any():
                 ok[tex] = _cell_fits(a, idx[tex], nx, g, y0, x0) >= DETAIL_FIT
             still[todo[~ok]] = False
