@@ -29,9 +29,23 @@ from core.index.protocol import VectorIndex
 from core.index.regions import REGION_SLOTS, REGIONS_DIR, RegionSpec, region_frame_ids
 
 __all__ = [
-    "BACKEND", "FORMAT_VERSION", "MANIFEST_NAME", "REGION_SLOTS", "REGIONS_DIR", "SPACES",
-    "DataFile", "HnswIndex", "HnswOptions", "IndexManifest", "ManifestRegions", "RegionSpec",
-    "Space", "VectorIndex", "open_index", "read_manifest", "region_frame_ids",
+    "BACKEND",
+    "FORMAT_VERSION",
+    "MANIFEST_NAME",
+    "REGIONS_DIR",
+    "REGION_SLOTS",
+    "SPACES",
+    "DataFile",
+    "HnswIndex",
+    "HnswOptions",
+    "IndexManifest",
+    "ManifestRegions",
+    "RegionSpec",
+    "Space",
+    "VectorIndex",
+    "open_index",
+    "read_manifest",
+    "region_frame_ids",
 ]
 
 logger = logging.getLogger(__name__)
