@@ -25,7 +25,6 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-
 ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
@@ -124,7 +123,8 @@ def prepare_home(app: Any, home: Path, library: Path, *, fresh: bool, result: di
         result["train_characters"]["wall_seconds"] = round(time.perf_counter() - t0, 1)
         print(json.dumps({k: result[k] for k in ("train_faces", "train_characters")}, indent=1), flush=True)
     else:  # models trained earlier in this home: record what their checkpoints say
-        from core.models.registry import load_character_embedder as _lc, load_face_detector as _lf
+        from core.models.registry import load_character_embedder as _lc
+        from core.models.registry import load_face_detector as _lf
 
         fd, ce = _lf(app.sessions, app.settings.models_dir), _lc(app.sessions, app.settings.models_dir)
         result["train_faces"] = {"version": fd.version, "train_seconds": fd.metrics.get("train_seconds"),

@@ -8,7 +8,15 @@ from typing import TypedDict
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 
-from core.db.models import Appearance, Character, CharacterReference, Episode, Frame, ModelVersion, Series
+from core.db.models import (
+    Appearance,
+    Character,
+    CharacterReference,
+    Episode,
+    Frame,
+    ModelVersion,
+    Series,
+)
 from core.errors import IndexUnavailable
 from core.framestore import FrameStore
 from core.index import read_manifest

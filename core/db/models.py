@@ -7,6 +7,7 @@ these models and the migrated schema agree.
 from __future__ import annotations
 
 import datetime as dt
+
 from sqlalchemy import (
     JSON,
     Boolean,
