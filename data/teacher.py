@@ -31,7 +31,7 @@ from collections import deque
 from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import IO, TYPE_CHECKING, Any, TypedDict
+from typing import IO, TYPE_CHECKING, Any, TypedDict, cast
 
 import numpy as np
 from PIL import Image
@@ -130,6 +130,21 @@ def pair_with_heads(teacher: np.ndarray, heads: np.ndarray, min_cover: float = 0
 
 # ----------------------------------------------------------------------------- the teacher process
 
+class _WorkerFace(TypedDict):
+    box: list[int]  # x0, y0, x1, y1
+    score: float
+
+
+class _WorkerMessage(TypedDict, total=False):
+    """A line from teacher_worker.py: its greeting or the answer to one request."""
+
+    ready: bool  # the greeting: the worker loaded animeface (plus its version fields)
+    error: str
+    id: int  # the request answered
+    faces: list[_WorkerFace]
+    pillow: str
+
+
 class AnimeFaceTeacher:
     """The animeface detector, run by `python` (an interpreter with animeface and Pillow < 12).
 
@@ -149,7 +164,7 @@ class AnimeFaceTeacher:
         self.scales = tuple(float(s) for s in scales)
         self.timeout = float(timeout)
         self.min_score = float(min_score)
-        self.info: dict[str, Any] = {}
+        self.info: dict[str, object] = {}  # the worker's greeting: versions of what it runs
         self._proc: subprocess.Popen[str] | None = None
         self._lines: queue.Queue[str | None] = queue.Queue()
         self._stderr: deque[str] = deque(maxlen=20)
@@ -196,7 +211,7 @@ class AnimeFaceTeacher:
         for line in stream:
             self._stderr.append(line.rstrip())
 
-    def _read(self, timeout: float, what: str) -> dict[str, Any]:
+    def _read(self, timeout: float, what: str) -> _WorkerMessage:
         try:
             line = self._lines.get(timeout=timeout)
         except queue.Empty:
@@ -211,7 +226,7 @@ class AnimeFaceTeacher:
             raise TeacherError(f"the teacher worker ({self.python}) exited (status {code}) {what}"
                                + (f": {tail}" if tail else ""))
         try:
-            return json.loads(line)
+            return cast(_WorkerMessage, json.loads(line))
         except json.JSONDecodeError:
             raise TeacherError(f"the teacher worker wrote something unexpected: {line[:200]!r}") from None
 
