@@ -25,7 +25,6 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-
 ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
@@ -90,33 +89,24 @@ def query_images(library: Path, n: int, held: list[str]) -> list[bytes]:
     return out
 
 
-def main(argv: list[str] | None = None) -> int:
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    """The command line."""
     ap = argparse.ArgumentParser()
     ap.add_argument("--home", default=None, help="a home with the library indexed and the models trained")
     ap.add_argument("--work", default=str(ROOT / "bench" / "work" / "characters"))
     ap.add_argument("--queries", type=int, default=100)
     ap.add_argument("--out", default=str(ROOT / "bench" / "results" / "characters.json"))
-    args = ap.parse_args(argv)
-    import torch
+    return ap.parse_args(argv)
 
-    torch.set_num_threads(1)
-    from bot.cli import App
+
+def prepare_home(app: Any, home: Path, library: Path, *, fresh: bool, result: dict[str, Any]) -> None:
+    """A fresh home: write the sample library, index it and train the face detector and the
+    character embedder. A home given on the command line: record what its checkpoints say."""
     from bot.cli_train import labels_path, train_characters_command, train_faces_command
-    from core.media import load_media
-    from core.recognizer import build_recognizer
-    from data import cast
     from data.indexer import Indexer
     from data.synth import generate_library
-    from training.facedata import read_labels, references
 
-    result: dict[str, Any] = {"benchmark": "characters on the default sample library",
-                              "date": datetime.now(UTC).isoformat(timespec="seconds"),
-                              "machine": machine_info(), "torch_threads": 1}
-    work = Path(args.work)
-    home = Path(args.home) if args.home else work / "home"
-    app = App(Settings(_env_file=None, home=home))  # type: ignore[call-arg]
-    library = work / "library"
-    if not args.home:
+    if fresh:
         if home.exists():
             shutil.rmtree(home)
         generate_library(library)
@@ -133,18 +123,18 @@ def main(argv: list[str] | None = None) -> int:
         result["train_characters"]["wall_seconds"] = round(time.perf_counter() - t0, 1)
         print(json.dumps({k: result[k] for k in ("train_faces", "train_characters")}, indent=1), flush=True)
     else:  # models trained earlier in this home: record what their checkpoints say
-        from core.models.registry import load_character_embedder as _lc, load_face_detector as _lf
+        from core.models.registry import load_character_embedder as _lc
+        from core.models.registry import load_face_detector as _lf
 
         fd, ce = _lf(app.sessions, app.settings.models_dir), _lc(app.sessions, app.settings.models_dir)
         result["train_faces"] = {"version": fd.version, "train_seconds": fd.metrics.get("train_seconds"),
                                  "steps": fd.metrics.get("steps"), "check": fd.metrics.get("check")}
         result["train_characters"] = {"version": ce.version, **{k: v for k, v in ce.metrics.items()
                                                                  if k != "train_episodes"}}
-    lf = labels_path(app, None)
-    library = lf.parent
-    labels = read_labels(lf)
 
-    # anirec eval characters
+
+def run_eval(app: Any, work: Path, result: dict[str, Any]) -> None:
+    """anirec eval characters, into result["eval"]."""
     import argparse as _a
 
     from bot.cli_eval import cmd_eval_characters
@@ -154,14 +144,14 @@ def main(argv: list[str] | None = None) -> int:
     result["eval"] = json.loads(eval_json.read_text())
     result["eval"].pop("detection_sweep", None)
 
-    # one-shot cast building: each character's reference image
-    from core.models.registry import load_character_embedder, load_face_detector
 
-    detector = load_face_detector(app.sessions, app.settings.models_dir)
-    embedder = load_character_embedder(app.sessions, app.settings.models_dir)
+def build_cast(app: Any, home: Path, refs: dict[str, dict[str, Path]], detector: Any,
+               embedder: Any, result: dict[str, Any]) -> None:
+    """One-shot cast building: each character's reference image."""
     from PIL import Image
 
-    refs = references(library, labels)
+    from data import cast
+
     known = {(r["series"], r["name"]) for r in cast.list_cast(app.sessions)}
     for series, castd in refs.items():
         for name, path in castd.items():
@@ -172,21 +162,26 @@ def main(argv: list[str] | None = None) -> int:
                                     detector=detector, embedder=embedder)
     result["cast"] = cast.list_cast(app.sessions)
 
-    # discover one series and measure cluster purity
-    first = sorted(refs)[0]
+
+def discover_series(app: Any, home: Path, library: Path, series: str, detector: Any,
+                    embedder: Any, out_dir: Path, result: dict[str, Any]) -> None:
+    """Discover one series' faces and measure the clusters' purity."""
+    from data import cast
+
     t0 = time.perf_counter()
-    d = cast.discover(app.sessions, home.resolve(), first, detector=detector, embedder=embedder)
+    d = cast.discover(app.sessions, home.resolve(), series, detector=detector, embedder=embedder)
     result["discover"] = {"series": d.series, "frames": d.frames, "faces": d.faces, "clusters": d.clusters,
                           "seconds": round(time.perf_counter() - t0, 1),
-                          **{k: v for k, v in cluster_purity(app, library, first).items()}}
-    out_dir = Path(args.out).with_suffix("")
-    out_dir.mkdir(parents=True, exist_ok=True)
+                          **{k: v for k, v in cluster_purity(app, library, series).items()}}
     if d.sheet_png:
         shutil.copy(d.sheet_png, out_dir / "contact_sheet.png")
 
-    # identify with and without step 9, same queries, same recognizer
-    held = [e["path"] for e in labels["episodes"] if e["path"] not in set(embedder.metrics.get("train_episodes", []))]
-    queries = query_images(library, args.queries, held)
+
+def measure_identify(app: Any, queries: list[bytes], out_dir: Path, result: dict[str, Any]) -> None:
+    """Identify with and without step 9, same queries, same recognizer."""
+    from core.media import load_media
+    from core.recognizer import build_recognizer
+
     rec = build_recognizer(app.sessions, index_dir=app.settings.index_dir, models_dir=app.settings.models_dir)
     assert rec.characters is not None, "the character recognizer did not load"
     chars = rec.characters
@@ -218,14 +213,51 @@ def main(argv: list[str] | None = None) -> int:
                                      "added_p50": round(p_on["p50"] - p_off["p50"], 2),
                                      "ratio_p50": round(p_on["p50"] / p_off["p50"], 2),
                                      "queries": len(queries), "named_faces": named}
+
+
+def targets(result: dict[str, Any]) -> dict[str, bool]:
+    """Which of the issue's targets the run met."""
     ev = result["eval"]
-    result["targets"] = {
+    return {
         "detection_recall>=0.90": ev["detection"]["recall"] >= 0.90,
         "detection_precision>=0.90": ev["detection"]["precision"] >= 0.90,
         "identification_top1_5shot>=0.90": ev["identification"]["shots_5"]["top1"] >= 0.90,
         "identification_top1_1shot>=0.75": ev["identification"]["shots_1"]["top1"] >= 0.75,
         "added_latency_p50<=80ms": result["identify_latency_ms"]["added_p50"] <= 80,
     }
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    import torch
+
+    torch.set_num_threads(1)
+    from bot.cli import App
+    from bot.cli_train import labels_path
+    from core.models.registry import load_character_embedder, load_face_detector
+    from training.facedata import read_labels, references
+
+    result: dict[str, Any] = {"benchmark": "characters on the default sample library",
+                              "date": datetime.now(UTC).isoformat(timespec="seconds"),
+                              "machine": machine_info(), "torch_threads": 1}
+    work = Path(args.work)
+    home = Path(args.home) if args.home else work / "home"
+    app = App(Settings(_env_file=None, home=home))  # type: ignore[call-arg]
+    prepare_home(app, home, work / "library", fresh=not args.home, result=result)
+    lf = labels_path(app, None)
+    library = lf.parent
+    labels = read_labels(lf)
+    run_eval(app, work, result)
+    detector = load_face_detector(app.sessions, app.settings.models_dir)
+    embedder = load_character_embedder(app.sessions, app.settings.models_dir)
+    refs = references(library, labels)
+    build_cast(app, home, refs, detector, embedder, result)
+    out_dir = Path(args.out).with_suffix("")
+    out_dir.mkdir(parents=True, exist_ok=True)
+    discover_series(app, home, library, sorted(refs)[0], detector, embedder, out_dir, result)
+    held = [e["path"] for e in labels["episodes"] if e["path"] not in set(embedder.metrics.get("train_episodes", []))]
+    measure_identify(app, query_images(library, args.queries, held), out_dir, result)
+    result["targets"] = targets(result)
     Path(args.out).write_text(json.dumps(result, indent=2, ensure_ascii=False) + "\n")
     print(json.dumps(result["targets"], indent=1))
     print(f"wrote {args.out}")

@@ -179,17 +179,10 @@ def percentiles_ms(times_ns: list[int]) -> dict[str, float]:
             "mean_ms": round(float(a.mean()), 4)}
 
 
-def main(argv: list[str] | None = None) -> int:
-    """Run the benchmark and write the result JSON; returns the exit code."""
-    cfg = parse_args(argv)
-    load_before = os.getloadavg()
-    print(f"hnsw bench: {cfg.count:,} x {cfg.dim}, {cfg.series} series, "
-          f"{cfg.clusters:,} clusters, "
-          f"M={cfg.M}, ef_construction={cfg.ef_construction}", flush=True)
-    gen = Generator(cfg)
+def make_data(cfg: Config, gen: Generator) -> tuple[np.ndarray, np.ndarray]:
+    """The stored vectors and the queries, generated up front so the build rate is the
+    index's alone."""
     rng = np.random.default_rng(cfg.seed + 1)
-
-    # 1. data (generated up front so the build rate is the index's alone)
     t0 = time.perf_counter()
     data = np.empty((cfg.count, cfg.dim), dtype=np.float32)
     for s in range(0, cfg.count, 100_000):
@@ -197,8 +190,11 @@ def main(argv: list[str] | None = None) -> int:
         data[s:s + n] = gen.draw(n, rng)
     queries = gen.draw(cfg.queries, np.random.default_rng(cfg.seed + 2))
     print(f"data generated in {time.perf_counter() - t0:.1f}s", flush=True)
+    return data, queries
 
-    # 2. build
+
+def build_index(cfg: Config, data: np.ndarray) -> tuple[HnswIndex, float]:
+    """Add every vector in batches of `cfg.batch`; the index and the build time (s)."""
     index = HnswIndex(cfg.dim, M=cfg.M, ef_construction=cfg.ef_construction,
                       embedder_name="bench-synthetic", embedder_version="1",
                       num_threads=cfg.build_threads)
@@ -213,49 +209,77 @@ def main(argv: list[str] | None = None) -> int:
             print(f"  built {done:,} ({done / (last - t0):,.0f}/s)", flush=True)
     build_s = time.perf_counter() - t0
     print(f"built in {build_s:.1f}s ({cfg.count / build_s:,.0f} vectors/s)", flush=True)
+    return index, build_s
 
-    # 3. exact neighbours
+
+def exact_neighbours(cfg: Config, data: np.ndarray, queries: np.ndarray
+                     ) -> tuple[np.ndarray, float]:
+    """The exact top-max(k) of every query, and how long that took (s)."""
     t0 = time.perf_counter()
     kmax = max(cfg.ks)
     truth = exact_topk(data, queries, kmax)
     exact_s = time.perf_counter() - t0
     print(f"exact top-{kmax} for {cfg.queries} queries in {exact_s:.1f}s", flush=True)
+    return truth, exact_s
 
-    # 4. latency + recall, batch 1, one search thread (what the bot does)
+
+def measure_search(cfg: Config, index: HnswIndex, queries: np.ndarray,
+                   truth: np.ndarray) -> list[dict[str, float]]:
+    """Latency and recall at batch 1 and one search thread (what the bot does), one row per
+    (k, ef)."""
     index.num_threads = 1
-    raw = index._index  # raw hnswlib, for the wrapper-overhead comparison only
     rows = []
     for k in cfg.ks:
         for ef in cfg.efs:
-            index.ef_search = ef
-            eff = max(ef, k + 1)
-            for q in queries[:20]:  # warm-up
-                index.search(q[None, :], k)
-            found = np.empty((cfg.queries, k), dtype=np.int64)
-            times: list[int] = []
-            for i, q in enumerate(queries):
-                qq = q[None, :]
-                t = time.perf_counter_ns()
-                got, _ = index.search(qq, k)
-                times.append(time.perf_counter_ns() - t)
-                found[i] = got[0]
-            raw.set_ef(eff)
-            raw_times: list[int] = []
-            for q in queries:
-                qq = q[None, :]
-                t = time.perf_counter_ns()
-                raw.knn_query(qq, k=k, num_threads=1)
-                raw_times.append(time.perf_counter_ns() - t)
-            row = {"k": k, "ef_search": ef, "ef_effective": eff, **percentiles_ms(times),
-                   "raw_hnswlib_p50_ms": percentiles_ms(raw_times)["p50_ms"],
-                   f"recall@{min(k, 10)}": round(recall_at(found, truth, min(k, 10)), 4)}
-            if k > 10:
-                row[f"recall@{k}"] = round(recall_at(found, truth, k), 4)
+            row = _search_row(index, queries, truth, k, ef)
             rows.append(row)
             print("  " + ", ".join(f"{a}={b}" for a, b in row.items()), flush=True)
     index.ef_search = 128
+    return rows
 
-    # 5. size on disk, save and load time
+
+def _search_row(index: HnswIndex, queries: np.ndarray, truth: np.ndarray, k: int,
+                ef: int) -> dict[str, float]:
+    raw = index._index  # raw hnswlib, for the wrapper-overhead comparison only
+    index.ef_search = ef
+    eff = max(ef, k + 1)
+    for q in queries[:20]:  # warm-up
+        index.search(q[None, :], k)
+    found = np.empty((len(queries), k), dtype=np.int64)
+    times: list[int] = []
+    for i, q in enumerate(queries):
+        qq = q[None, :]
+        t = time.perf_counter_ns()
+        got, _ = index.search(qq, k)
+        times.append(time.perf_counter_ns() - t)
+        found[i] = got[0]
+    raw.set_ef(eff)
+    raw_times: list[int] = []
+    for q in queries:
+        qq = q[None, :]
+        t = time.perf_counter_ns()
+        raw.knn_query(qq, k=k, num_threads=1)
+        raw_times.append(time.perf_counter_ns() - t)
+    row = {"k": k, "ef_search": ef, "ef_effective": eff, **percentiles_ms(times),
+           "raw_hnswlib_p50_ms": percentiles_ms(raw_times)["p50_ms"],
+           f"recall@{min(k, 10)}": round(recall_at(found, truth, min(k, 10)), 4)}
+    if k > 10:
+        row[f"recall@{k}"] = round(recall_at(found, truth, k), 4)
+    return row
+
+
+@dataclass(frozen=True)
+class Persistence:
+    """Size on disk and save/load times of the built index."""
+
+    files_bytes: int
+    save_s: float
+    load_s: float  # with checksum verification
+    load_noverify_s: float
+
+
+def measure_persistence(cfg: Config, index: HnswIndex) -> Persistence:
+    """Save the index to `cfg.workdir`, load it back with and without verification."""
     if cfg.workdir.exists():
         shutil.rmtree(cfg.workdir)
     t0 = time.perf_counter()
@@ -275,11 +299,17 @@ def main(argv: list[str] | None = None) -> int:
     del loaded
     if not cfg.keep:
         shutil.rmtree(cfg.workdir)
+    return Persistence(files_bytes, save_s, load_s, load_noverify_s)
 
-    bytes_per_vector = files_bytes / cfg.count
+
+def result_json(cfg: Config, *, index: HnswIndex, build_s: float, exact_s: float,
+                rows: list[dict[str, float]], disk: Persistence,
+                load_before: tuple[float, float, float]) -> dict[str, object]:
+    """The result file's content."""
+    bytes_per_vector = disk.files_bytes / cfg.count
     ok = [r for r in rows if r["k"] == 10 and r["p50_ms"] < TARGET_P50_MS
           and r["recall@10"] >= TARGET_RECALL10]
-    result = {
+    return {
         "benchmark": "hnsw",
         "date": datetime.now(UTC).isoformat(timespec="seconds"),
         "machine": machine_info(),
@@ -296,12 +326,12 @@ def main(argv: list[str] | None = None) -> int:
                   "capacity": index.capacity},
         "exact_search_seconds": round(exact_s, 2),
         "search": rows,
-        "size": {"index_bytes": files_bytes,
+        "size": {"index_bytes": disk.files_bytes,
                  "bytes_per_vector": round(bytes_per_vector, 1),
                  "raw_vector_bytes": cfg.dim * 4},
-        "save_seconds": round(save_s, 2),
-        "load_seconds_verified": round(load_s, 2),
-        "load_seconds_unverified": round(load_noverify_s, 2),
+        "save_seconds": round(disk.save_s, 2),
+        "load_seconds_verified": round(disk.load_s, 2),
+        "load_seconds_unverified": round(disk.load_noverify_s, 2),
         "max_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
         # The machine may be shared: a load above the core count inflates tail latency
         # and slows the build.
@@ -314,10 +344,27 @@ def main(argv: list[str] | None = None) -> int:
             "size_met": bytes_per_vector <= TARGET_BYTES_PER_VECTOR,
         },
     }
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the benchmark and write the result JSON; returns the exit code."""
+    cfg = parse_args(argv)
+    load_before = os.getloadavg()
+    print(f"hnsw bench: {cfg.count:,} x {cfg.dim}, {cfg.series} series, "
+          f"{cfg.clusters:,} clusters, "
+          f"M={cfg.M}, ef_construction={cfg.ef_construction}", flush=True)
+    data, queries = make_data(cfg, Generator(cfg))
+    index, build_s = build_index(cfg, data)
+    truth, exact_s = exact_neighbours(cfg, data, queries)
+    rows = measure_search(cfg, index, queries, truth)
+    disk = measure_persistence(cfg, index)
+    result = result_json(cfg, index=index, build_s=build_s, exact_s=exact_s, rows=rows,
+                         disk=disk, load_before=load_before)
     cfg.out.parent.mkdir(parents=True, exist_ok=True)
     cfg.out.write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
-    print(f"bytes/vector {bytes_per_vector:.0f}; save {save_s:.1f}s, load {load_s:.1f}s "
-          f"(verified) / {load_noverify_s:.1f}s; wrote {cfg.out}", flush=True)
+    print(f"bytes/vector {disk.files_bytes / cfg.count:.0f}; save {disk.save_s:.1f}s, "
+          f"load {disk.load_s:.1f}s (verified) / {disk.load_noverify_s:.1f}s; wrote {cfg.out}",
+          flush=True)
     return 0
 
 

@@ -14,7 +14,7 @@ import hmac
 import os
 import secrets
 from pathlib import Path
-from typing import Any
+from typing import TypedDict
 
 from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session, sessionmaker
@@ -35,6 +35,46 @@ def load_salt(home: Path) -> bytes:
     with os.fdopen(fd, "wb") as fh:
         fh.write(salt)
     return salt
+
+
+class QueryView(TypedDict):
+    """One stored answer as the operator pages and the feedback flow read it."""
+
+    id: str
+    platform: str
+    status: str
+    confidence: float
+    top5: list[dict[str, object]]  # the candidates' `to_json()` plus their episode_id
+    model_version: str
+    index_version: str
+    latency_ms: float
+    created_at: str  # ISO 8601
+    image_path: str | None
+
+
+class QueryWithTally(QueryView):
+    """A stored answer with its feedback tally (`FeedbackTally.as_dict()`)."""
+
+    tally: dict[str, object]
+
+
+class FeedbackView(TypedDict):
+    """One active vote on an answer."""
+
+    verdict: str
+    rank: int | None
+    user: str  # the first 12 characters of the user's hash
+    platform: str
+
+
+class FeedbackStats(TypedDict):
+    """Counts over the stored answers and votes."""
+
+    queries: int
+    queries_24h: int
+    feedback: int
+    marked_wrong: int
+    mean_latency_ms: float
 
 
 class FeedbackStore:
@@ -64,7 +104,7 @@ class FeedbackStore:
             s.commit()
         return qid
 
-    def get_query(self, query_id: str) -> dict[str, Any]:
+    def get_query(self, query_id: str) -> QueryView:
         with self.sessions() as s:
             q = s.get(Query, query_id)
             if q is None:
@@ -72,7 +112,7 @@ class FeedbackStore:
             return self._query_dict(q)
 
     @staticmethod
-    def _query_dict(q: Query) -> dict[str, Any]:
+    def _query_dict(q: Query) -> QueryView:
         return {"id": q.id, "platform": q.platform, "status": q.status, "confidence": q.confidence,
                 "top5": q.top5, "model_version": q.model_version, "index_version": q.index_version,
                 "latency_ms": q.latency_ms, "created_at": q.created_at.isoformat(),
@@ -132,7 +172,7 @@ class FeedbackStore:
                 picks[rank - 1] += n
         return FeedbackTally(correct=correct, wrong=wrong, picks=tuple(picks))  # type: ignore[arg-type]
 
-    def active_feedback(self, query_id: str) -> list[dict[str, Any]]:
+    def active_feedback(self, query_id: str) -> list[FeedbackView]:
         with self.sessions() as s:
             rows = s.scalars(select(Feedback).where(Feedback.query_id == query_id,
                                                     Feedback.active.is_(True))).all()
@@ -140,17 +180,13 @@ class FeedbackStore:
                      "platform": f.platform} for f in rows]
 
     # -- operator views -------------------------------------------------------------------------
-    def recent(self, limit: int = 50) -> list[dict[str, Any]]:
+    def recent(self, limit: int = 50) -> list[QueryWithTally]:
         with self.sessions() as s:
             qs = s.scalars(select(Query).order_by(Query.created_at.desc()).limit(limit)).all()
-            out = []
-            for q in qs:
-                d = self._query_dict(q)
-                d["tally"] = self.tally(q.id).as_dict()
-                out.append(d)
-            return out
+            return [QueryWithTally(**self._query_dict(q), tally=self.tally(q.id).as_dict())
+                    for q in qs]
 
-    def wrong_answers(self, limit: int = 50) -> list[dict[str, Any]]:
+    def wrong_answers(self, limit: int = 50) -> list[QueryWithTally]:
         """Answers someone marked wrong (❌) or corrected (a pick other than 1)."""
         with self.sessions() as s:
             ids = s.scalars(select(Feedback.query_id).where(
@@ -158,9 +194,9 @@ class FeedbackStore:
                 (Feedback.verdict == Verdict.WRONG.value)
                 | ((Feedback.verdict == Verdict.PICK.value) & (Feedback.rank != 1)))
                 .distinct().limit(limit)).all()
-        return [self.get_query(q) | {"tally": self.tally(q).as_dict()} for q in ids]
+        return [QueryWithTally(**self.get_query(q), tally=self.tally(q).as_dict()) for q in ids]
 
-    def stats(self) -> dict[str, Any]:
+    def stats(self) -> FeedbackStats:
         with self.sessions() as s:
             since = utcnow() - dt.timedelta(days=1)
             return {

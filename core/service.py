@@ -18,16 +18,27 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 from pathlib import Path
-from typing import Any
 
 from core.errors import Busy, IndexUnavailable, RateLimited
-from core.feedback import FeedbackStore
+from core.feedback import FeedbackStats, FeedbackStore
 from core.media import Media, MediaLimits, load_media
 from core.previews import Preview, PreviewMaker
 from core.recognizer import Recognizer
 from core.types import Candidate, FeedbackTally, Recognition, Source, Verdict
 
 logger = logging.getLogger(__name__)
+
+
+class ServiceStats(FeedbackStats):
+    """The stored answers' counts plus the running service's own state."""
+
+    ready: bool  # a recogniser is loaded
+    model_version: str | None
+    index_version: str | None
+    frames: int
+    queue: int  # requests in flight
+    served_since_start: int
+    uptime_s: int
 
 
 class _Window:
@@ -229,16 +240,16 @@ class RecognitionService:
         return await asyncio.get_running_loop().run_in_executor(self._io, self.store.tally, query_id)
 
     # -- operator ----------------------------------------------------------------------------------
-    async def stats(self) -> dict[str, Any]:
+    async def stats(self) -> ServiceStats:
         st = await asyncio.get_running_loop().run_in_executor(self._io, self.store.stats)
         eng = self._recognizer
-        st.update({
-            "ready": eng is not None,
-            "model_version": eng.model_version if eng else None,
-            "index_version": eng.index_version if eng else None,
-            "frames": len(eng.catalog) if eng else 0,
-            "queue": self._inflight,
-            "served_since_start": self.served,
-            "uptime_s": round(time.time() - self.started_at),
-        })
-        return st
+        return ServiceStats(
+            **st,
+            ready=eng is not None,
+            model_version=eng.model_version if eng else None,
+            index_version=eng.index_version if eng else None,
+            frames=len(eng.catalog) if eng else 0,
+            queue=self._inflight,
+            served_since_start=self.served,
+            uptime_s=round(time.time() - self.started_at),
+        )

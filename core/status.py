@@ -3,19 +3,66 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import TypedDict
 
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 
-from core.db.models import Appearance, Character, CharacterReference, Episode, Frame, ModelVersion, Series
+from core.db.models import (
+    Appearance,
+    Character,
+    CharacterReference,
+    Episode,
+    Frame,
+    ModelVersion,
+    Series,
+)
 from core.errors import IndexUnavailable
 from core.framestore import FrameStore
 from core.index import read_manifest
 
 
+class IndexStatus(TypedDict):
+    """The index as its manifest describes it."""
+
+    count: int
+    version: str
+    embedder: str  # e.g. "anirec-scene v3"
+    dim: int
+    bytes: int  # the index folder's size on disk
+    updated_at: str
+    region_vectors: int
+
+
+class CastStatus(TypedDict):
+    """How far the cast (characters and their faces) has been built."""
+
+    characters: int
+    references: int
+    faces_found: int
+    faces_named: int
+
+
+class LibraryStatus(TypedDict):
+    """What `library_status` reports."""
+
+    series: int
+    episodes: int
+    episodes_failed: int
+    episodes_pending: int
+    episode_errors: list[dict[str, str | None]]  # path, error
+    frames: int
+    video_hours: float
+    index: IndexStatus | None  # None: no readable index
+    framestore_bytes: int
+    models: dict[str, str]  # kind -> promoted version
+    cast: CastStatus
+    series_list: list[dict[str, str | int]]  # title, episodes, frames
+
+
 def library_status(sessions: sessionmaker[Session], index_dir: Path, framestore_dir: Path
-                   ) -> dict[str, Any]:
+                   ) -> LibraryStatus:
+    """Counts of the catalog, the index and the frame store, for `anirec status`."""
     with sessions() as s:
         n_series = s.scalar(select(func.count(Series.id))) or 0
         by_status = dict(s.execute(select(Episode.status, func.count(Episode.id))
@@ -30,23 +77,23 @@ def library_status(sessions: sessionmaker[Session], index_dir: Path, framestore_
             .join(Episode, Episode.series_id == Series.id, isouter=True)
             .join(Frame, Frame.episode_id == Episode.id, isouter=True)
             .group_by(Series.id).order_by(Series.title)).all()
-        cast = {"characters": s.scalar(select(func.count(Character.id))) or 0,
+        cast: CastStatus = {"characters": s.scalar(select(func.count(Character.id))) or 0,
                 "references": s.scalar(select(func.count(CharacterReference.id))) or 0,
                 "faces_found": s.scalar(select(func.count(Appearance.id))) or 0,
                 "faces_named": s.scalar(select(func.count(Appearance.id))
                                         .where(Appearance.character_id.is_not(None))) or 0}
         models = {mv.kind: mv.version for mv in s.scalars(
             select(ModelVersion).where(ModelVersion.promoted.is_(True)))}
-    index: dict[str, Any] | None
+    index: IndexStatus | None
     try:
         m = read_manifest(index_dir)
         size = sum(p.stat().st_size for p in Path(index_dir).rglob("*") if p.is_file())
         index = {"count": m.count, "version": m.version, "embedder": m.describe_embedder(),
                  "dim": m.dim, "bytes": size, "updated_at": m.updated_at,
-                 "region_vectors": int((m.regions or {}).get("count", 0))}
+                 "region_vectors": int(m.regions.get("count", 0)) if m.regions else 0}
     except (IndexUnavailable, FileNotFoundError, OSError):
         index = None
-    models.setdefault("scene", (index or {}).get("embedder", "default (untrained)"))
+    models.setdefault("scene", index["embedder"] if index is not None else "default (untrained)")
     return {
         "series": n_series,
         "episodes": by_status.get("indexed", 0),

@@ -15,9 +15,10 @@ import html
 import io
 import logging
 import re
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import TypedDict
 
 import numpy as np
 from PIL import Image, ImageDraw
@@ -27,7 +28,8 @@ from sqlalchemy.orm import Session, sessionmaker
 from core.characters import bytes_vector, label_font, vector_bytes
 from core.db.models import Appearance, Character, CharacterReference, Episode, Frame, Series
 from core.errors import AniRecError
-from core.models.characters import CharacterSpec, crop_face, whole_image_crop
+from core.models.characters import CharacterEmbedder, CharacterSpec, crop_face, whole_image_crop
+from core.models.faces import FaceDetector
 
 logger = logging.getLogger(__name__)
 
@@ -80,7 +82,7 @@ def _get_or_create(s: Session, series_id: int, name: str) -> Character:
 
 
 def _store_reference(s: Session, home: Path, ch: Character, crop: np.ndarray, source: str,
-                     embedder: Any | None, tag: str) -> CharacterReference:
+                     embedder: CharacterEmbedder | None, tag: str) -> CharacterReference:
     folder = _ref_dir(home, ch.series_id, ch.id)
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / f"{safe_name(tag)}.png"
@@ -105,8 +107,8 @@ class AddResult:
 
 
 def add_references(sessions: sessionmaker[Session], home: Path, series: str, name: str,
-                   images: Sequence[tuple[str, Image.Image]], *, detector: Any | None,
-                   embedder: Any | None) -> AddResult:
+                   images: Sequence[tuple[str, Image.Image]], *, detector: FaceDetector | None,
+                   embedder: CharacterEmbedder | None) -> AddResult:
     """One-shot cast building: 1–5 (or more) images of a character become its references.
 
     An image that is a screenshot is cropped to its most confident face; an image that is
@@ -168,12 +170,33 @@ def cluster_vectors(vecs: np.ndarray, threshold: float = CLUSTER_SIMILARITY) -> 
     return labels
 
 
+class ClusterSize(TypedDict):
+    """A discovered cluster's number and how many faces it holds."""
+
+    id: int
+    size: int
+
+
+class _Cluster(ClusterSize):
+    typical: list[int]  # positions of its faces, the most typical (nearest the centre) first
+
+
+class CastEntry(TypedDict):
+    """One character as `list_cast` reports it."""
+
+    id: int
+    series: str
+    name: str
+    references: int
+    appearances: int
+
+
 @dataclass
 class DiscoverResult:
     series: str
     frames: int
     faces: int
-    clusters: list[dict[str, Any]]  # id, size, named (character or None)
+    clusters: list[ClusterSize]
     sheet_png: Path | None
     sheet_html: Path | None
 
@@ -184,7 +207,7 @@ def _series_frames(s: Session, series_id: int, per_shot: int) -> dict[str, list[
                      .join(Frame, Frame.episode_id == Episode.id)
                      .where(Episode.series_id == series_id, Episode.status == "indexed")
                      .order_by(Episode.path, Frame.t)).all()
-    by_shot: dict[tuple[str, Any], list[tuple[int, int | None, float]]] = {}
+    by_shot: dict[tuple[str, int | str], list[tuple[int, int | None, float]]] = {}
     for path, fid, shot, t in rows:
         by_shot.setdefault((path, shot if shot is not None else f"f{fid}"), []).append((fid, shot, t))
     out: dict[str, list[tuple[int, int | None, float]]] = {}
@@ -194,7 +217,8 @@ def _series_frames(s: Session, series_id: int, per_shot: int) -> dict[str, list[
     return out
 
 
-def discover(sessions: sessionmaker[Session], home: Path, series: str, *, detector: Any, embedder: Any,
+def discover(sessions: sessionmaker[Session], home: Path, series: str, *, detector: FaceDetector,
+             embedder: CharacterEmbedder,
              per_shot: int = 3, threshold: float = CLUSTER_SIMILARITY,
              progress: Callable[[int, int], None] | None = None) -> DiscoverResult:
     """Find the faces of a series in its indexed frames, cluster them, write the contact sheet."""
@@ -237,17 +261,17 @@ def discover(sessions: sessionmaker[Session], home: Path, series: str, *, detect
             s.add(Appearance(frame_id=fid, shot_id=shot, x0=box[0], y0=box[1], x1=box[2], y1=box[3],
                              score=score, cluster=base + int(lab), embedding=vector_bytes(v)))
         s.commit()
-    clusters = []
+    clusters: list[_Cluster] = []
     for k in range(int(labels.max()) + 1 if len(labels) else 0):
         idx = np.flatnonzero(labels == k)
         centroid = vecs[idx].mean(0)
         typical = idx[np.argsort(-(vecs[idx] @ centroid))]
-        clusters.append({"id": base + k, "size": int(len(idx)), "typical": [int(i) for i in typical[:12]]})
+        clusters.append(_Cluster(id=base + k, size=int(len(idx)), typical=[int(i) for i in typical[:12]]))
     sheet_png, sheet_html = write_contact_sheet(home / "contact-sheets", title,
                                                 [(c["id"], c["size"], [found[i][5] for i in c["typical"]])
                                                  for c in clusters])
     return DiscoverResult(title, total, len(found),
-                          [{"id": c["id"], "size": c["size"]} for c in clusters], sheet_png, sheet_html)
+                          [ClusterSize(id=c["id"], size=c["size"]) for c in clusters], sheet_png, sheet_html)
 
 
 def write_contact_sheet(folder: Path, title: str, clusters: list[tuple[int, int, list[np.ndarray]]],
@@ -302,7 +326,7 @@ class NameResult:
 
 
 def name_cluster(sessions: sessionmaker[Session], home: Path, cluster: int, name: str, *,
-                 embedder: Any | None, max_refs: int = 5) -> NameResult:
+                 embedder: CharacterEmbedder | None, max_refs: int = 5) -> NameResult:
     """Name a discovered cluster: its faces become appearances of the character and its most
     typical faces (closest to the cluster's centre) become references."""
     from data.video import read_frames_at
@@ -344,13 +368,13 @@ def name_cluster(sessions: sessionmaker[Session], home: Path, cluster: int, name
         return NameResult(ch.id, ch.name, series.title, len(apps), n_refs)
 
 
-def list_cast(sessions: sessionmaker[Session], series: str | None = None) -> list[dict[str, Any]]:
+def list_cast(sessions: sessionmaker[Session], series: str | None = None) -> list[CastEntry]:
     with sessions() as s:
         q = select(Character, Series.title).join(Series, Series.id == Character.series_id)
         if series is not None:
             sid, _ = find_series(sessions, series)
             q = q.where(Character.series_id == sid)
-        out = []
+        out: list[CastEntry] = []
         for ch, title in s.execute(q.order_by(Series.title, Character.name)):
             n_app = s.scalar(select(func.count()).select_from(Appearance)
                              .where(Appearance.character_id == ch.id)) or 0

@@ -27,28 +27,29 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 import numpy as np
+from PIL import Image
 from sqlalchemy import delete, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from core.db.models import Episode, Frame, Series, Shot, utcnow
 from core.descriptors import tiny_descriptor
-from core.errors import IndexMismatch
 from core.framestore import FrameStore, encode_jpeg
-from core.index import HnswIndex, RegionSpec, open_index, read_manifest
+from core.index import HnswIndex, HnswOptions, RegionSpec, open_index, read_manifest
 from core.models.embedder import SceneEmbedder
 from data.library import EpisodeEntry, SeriesEntry, content_key, scan_library
 from data.oped import RULES_VERSION, EpisodeSignature, detect_oped, detect_recaps
-from data.video import EpisodeDecoder, VideoError, assign_shots, probe_video
-from PIL import Image
+from data.video import EpisodeDecoder, SampledFrame, VideoError, assign_shots, probe_video
 
 logger = logging.getLogger(__name__)
 
 #: in the frame store: the RULES_VERSION (data.oped) the stored frame flags were computed with
 FLAG_RULES_FILE = "flag-rules.json"
 SAVE_EVERY_SECONDS = 120.0  # save the index (and commit finished episodes) at least this often
+
+#: What the decoding thread hands over: a batch of frames, its error, or None at the end.
+_Batch = list[SampledFrame] | BaseException | None
 
 
 @dataclass
@@ -74,6 +75,15 @@ class IndexReport:
     def speed(self) -> float:
         """Indexing speed as a multiple of real time (video seconds per wall second)."""
         return self.video_seconds / self.wall_seconds if self.wall_seconds > 0 else 0.0
+
+
+@dataclass(frozen=True)
+class _Todo:
+    """An episode the scan found new or changed, and its catalog row if it has one."""
+
+    series: SeriesEntry
+    ep: EpisodeEntry
+    existing_id: int | None
 
 
 @dataclass
@@ -112,22 +122,23 @@ class Indexer:
     max_fps: float = 6.0
     batch_size: int = 32
     progress: Progress = field(default_factory=Progress)
-    index_options: dict[str, Any] = field(default_factory=dict)
+    index_options: HnswOptions = field(default_factory=HnswOptions)
     #: region vectors to keep (None: none); an existing index built otherwise is refused
     #: until `--reembed` (ANIREC_INDEX_REGIONS).
     regions: RegionSpec | None = field(default_factory=RegionSpec)
 
     # ------------------------------------------------------------------------------------------
     def open(self, *, reembed: bool = False) -> HnswIndex:
-        kw = dict(embedder_name=self.embedder.name, embedder_version=self.embedder.version,
-                  dim=self.embedder.dim)
+        """The index to write into: a new empty one for `reembed`, else the one on disk."""
+        emb = self.embedder
         if reembed:
-            index = HnswIndex(**kw, **self.index_options)  # type: ignore[arg-type]
+            index = HnswIndex(emb.dim, embedder_name=emb.name, embedder_version=emb.version,
+                              **self.index_options)
             if self.regions is not None:
                 index.enable_regions(self.regions)
             return index
-        return open_index(self.index_dir, **kw, regions=self.regions,  # type: ignore[arg-type]
-                          **self.index_options)
+        return open_index(self.index_dir, embedder_name=emb.name, embedder_version=emb.version,
+                          dim=emb.dim, regions=self.regions, **self.index_options)
 
     def run(self, root: Path, *, reembed: bool = False) -> IndexReport:
         """Index (or update) the library under `root`."""
@@ -136,21 +147,37 @@ class Indexer:
         report = IndexReport()
         if not root.is_dir():
             raise FileNotFoundError(f"library folder not found: {root}")
-        try:
-            index = self.open(reembed=reembed)
-        except IndexMismatch:
-            raise
+        index = self.open(reembed=reembed)  # IndexMismatch propagates: rebuild on purpose
         self._cleanup_pending(index)
         if reembed:
             report.frames_embedded += self._reembed_all(index)
         elif not self._consistent(index):
             report.warnings.append("index and catalog disagreed; repaired (stale vectors removed, "
                                    "episodes with lost vectors re-indexed)")
+        todo, touched_series = self._plan(root, index, report)
+        pending_done = self._index_episodes(todo, root, index, report, touched_series)
+        self._reflag(touched_series, reembed=reembed)
+        changed = bool(pending_done or report.removed or report.frames_removed or reembed
+                       or report.warnings or not (self.index_dir / "manifest.json").exists())
+        if changed:
+            self._commit(index, pending_done)
+        self.progress.close()
+        report.index_version = index.version
+        report.index_count = len(index)
+        report.region_count = len(index.regions) if index.regions is not None else 0
+        report.wall_seconds = time.perf_counter() - t_start
+        return report
 
+    def _plan(self, root: Path, index: HnswIndex, report: IndexReport
+              ) -> tuple[list[_Todo], set[int]]:
+        """Scan `root`: the episodes to (re)index, and drop the ones whose files are gone.
+
+        Returns the to-do list and the series whose episodes were removed.
+        """
         series_list = scan_library(root)
         touched_series: set[int] = set()
         seen_paths: set[str] = set()
-        todo: list[tuple[SeriesEntry, EpisodeEntry, int | None]] = []
+        todo: list[_Todo] = []
         with self.sessions() as s:
             for se in series_list:
                 series = self._upsert_series(s, se)
@@ -165,7 +192,7 @@ class Indexer:
                         if row.status == "failed":
                             report.failed.append((ep.relpath, row.error or "failed earlier"))
                             continue
-                    todo.append((se, ep, row.id if row is not None else None))
+                    todo.append(_Todo(se, ep, row.id if row is not None else None))
                     if row is not None:
                         row.series_id = series.id
             s.commit()
@@ -177,69 +204,75 @@ class Indexer:
                     report.frames_removed += self._drop_episode(s, index, row)
                     report.removed.append(row.path)
             s.commit()
+        return todo, touched_series
 
+    def _index_episodes(self, todo: list[_Todo], root: Path, index: HnswIndex,
+                        report: IndexReport, touched_series: set[int]) -> list[int]:
+        """Decode, embed and write each to-do episode, saving the index every
+        `SAVE_EVERY_SECONDS`; returns the episodes written since the last save."""
         durations: dict[str, float] = {}
-        for _, ep, _ in todo:
+        for item in todo:
             try:
-                durations[str(ep.path)] = probe_video(Path(ep.path)).duration
+                durations[str(item.ep.path)] = probe_video(Path(item.ep.path)).duration
             except VideoError:
-                durations[str(ep.path)] = 0.0
-        total = sum(durations.values())
-        self.progress.start(total, len(todo))
+                durations[str(item.ep.path)] = 0.0
+        self.progress.start(sum(durations.values()), len(todo))
         pending_done: list[int] = []
         last_save = time.perf_counter()
-        for se, ep, existing_id in todo:
-            rel = ep.relpath
-            dur = durations.get(str(ep.path), 0.0)
-            self.progress.episode(rel, dur)
-            try:
-                prepared = self._decode_embed(Path(ep.path))  # nothing is written until this works
-            except VideoError as exc:
-                self._record_failure(se, ep, existing_id, root, str(exc))
-                report.failed.append((rel, str(exc)))
-                logger.warning("skipped %s: %s", rel, exc)
-                self.progress.episode_done(dur)
-                continue
-            with self.sessions() as s:
-                row = None
-                if existing_id is not None:
-                    row = s.get(Episode, existing_id)
-                    assert row is not None
-                    report.frames_removed += self._clear_episode(s, index, row)
-                    report.updated.append(rel)
-                row = self._episode_row(s, se, ep, row, root)
-                s.commit()
-                eid = row.id
-                touched_series.add(row.series_id)
-            n = self._write_episode(eid, prepared, index)
-            if existing_id is None:
-                report.added.append(rel)
-            report.frames_added += n
-            report.frames_embedded += n
-            report.video_seconds += dur
-            pending_done.append(eid)
+        for item in todo:
+            dur = durations.get(str(item.ep.path), 0.0)
+            self.progress.episode(item.ep.relpath, dur)
+            eid = self._index_episode(item, root, index, report, touched_series)
+            if eid is not None:
+                report.video_seconds += dur
+                pending_done.append(eid)
             self.progress.episode_done(dur)
-            if time.perf_counter() - last_save > SAVE_EVERY_SECONDS:
+            if eid is not None and time.perf_counter() - last_save > SAVE_EVERY_SECONDS:
                 self._commit(index, pending_done)
                 pending_done = []
                 last_save = time.perf_counter()
+        return pending_done
 
+    def _index_episode(self, item: _Todo, root: Path, index: HnswIndex, report: IndexReport,
+                       touched_series: set[int]) -> int | None:
+        """One episode into the catalog (as `pending`), the index and the frame store; its id,
+        or None when it cannot be decoded (recorded as failed, nothing else written)."""
+        se, ep, existing_id = item.series, item.ep, item.existing_id
+        rel = ep.relpath
+        try:
+            prepared = self._decode_embed(Path(ep.path))  # nothing is written until this works
+        except VideoError as exc:
+            self._record_failure(se, ep, existing_id, root, str(exc))
+            report.failed.append((rel, str(exc)))
+            logger.warning("skipped %s: %s", rel, exc)
+            return None
+        with self.sessions() as s:
+            row = None
+            if existing_id is not None:
+                row = s.get(Episode, existing_id)
+                assert row is not None
+                report.frames_removed += self._clear_episode(s, index, row)
+                report.updated.append(rel)
+            row = self._episode_row(s, se, ep, row, root)
+            s.commit()
+            eid = row.id
+            touched_series.add(row.series_id)
+        n = self._write_episode(eid, prepared, index)
+        if existing_id is None:
+            report.added.append(rel)
+        report.frames_added += n
+        report.frames_embedded += n
+        return eid
+
+    def _reflag(self, touched_series: set[int], *, reembed: bool) -> None:
+        """Flag openings, endings and recaps again where the library changed (everywhere
+        after a re-embed or when the flag rules changed)."""
         stale_flags = self._flag_rules() != RULES_VERSION  # flagged by older rules (or never)
         if touched_series or reembed or stale_flags:
             if stale_flags and not touched_series:
                 logger.info("the opening/ending/recap rules changed: flagging every series again")
             self._update_oped(None if reembed or stale_flags else touched_series)
             self._save_flag_rules()
-        changed = bool(pending_done or report.removed or report.frames_removed or reembed
-                       or report.warnings or not (self.index_dir / "manifest.json").exists())
-        if changed:
-            self._commit(index, pending_done)
-        self.progress.close()
-        report.index_version = index.version
-        report.index_count = len(index)
-        report.region_count = len(index.regions) if index.regions is not None else 0
-        report.wall_seconds = time.perf_counter() - t_start
-        return report
 
     def reembed(self) -> IndexReport:
         """Rebuild the whole index with the current embedder from the frame store (after
@@ -279,7 +312,7 @@ class Indexer:
         key = content_key(Path(path))
         if key == row.content_key and row.size == ep.size:
             with self.sessions() as s:  # touched but identical: remember the new mtime
-                values: dict[str, Any] = {"mtime_ns": ep.mtime_ns}
+                values: dict[str, int | None] = {"mtime_ns": ep.mtime_ns}
                 if row.status == "indexed":
                     values["error"] = None
                 s.execute(update(Episode).where(Episode.id == row.id).values(**values))
@@ -366,9 +399,9 @@ class Indexer:
         return not stale and not missing
 
     # ------------------------------------------------------------------------------------------
-    def _decode(self, path: Path, out: queue.Queue[Any], dec: EpisodeDecoder) -> None:
+    def _decode(self, path: Path, out: queue.Queue[_Batch], dec: EpisodeDecoder) -> None:
         try:
-            batch: list[Any] = []
+            batch: list[SampledFrame] = []
             for fr in dec:
                 batch.append(fr)
                 if len(batch) >= self.batch_size:
@@ -396,7 +429,7 @@ class Indexer:
     def _decode_embed(self, path: Path) -> _Prepared:
         h, w = self.embedder.input_size
         dec = EpisodeDecoder(path, fps=self.fps, size=(h, w), max_fps=self.max_fps)
-        q: queue.Queue[Any] = queue.Queue(maxsize=4)
+        q: queue.Queue[_Batch] = queue.Queue(maxsize=4)
         th = threading.Thread(target=self._decode, args=(path, q, dec), daemon=True,
                               name=f"decode-{path.name[:20]}")
         th.start()
@@ -538,7 +571,7 @@ def region_arrays(frame: np.ndarray, spec: RegionSpec, size: tuple[int, int]) ->
     """The region windows of a frame, each resized to the embedder's (height, width)."""
     h, w = size
     img = Image.fromarray(frame)
-    return [np.asarray(img.crop(b).resize((w, h), Image.BILINEAR), dtype=np.uint8)
+    return [np.asarray(img.crop(b).resize((w, h), Image.Resampling.BILINEAR), dtype=np.uint8)
             for b in spec.boxes(img.width, img.height)]
 
 

@@ -25,7 +25,6 @@ import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
 
 from data.names import Kind, ParsedName, format_number, parse_release_name
 
@@ -96,7 +95,7 @@ class MetadataError(ValueError):
 _METADATA_KEYS = frozenset({"title", "titles", "anilist_id", "mal_id", "genres", "is_adult"})
 
 
-def parse_series_metadata(data: Any) -> tuple[SeriesMetadata, list[str]]:
+def parse_series_metadata(data: object) -> tuple[SeriesMetadata, list[str]]:
     """Validate the JSON value of a `series.json`.
 
     Schema: ``{"title": str, "titles": {lang: str}, "anilist_id": int, "mal_id": int,
@@ -273,7 +272,7 @@ def _walk_videos(root: Path) -> Iterator[tuple[Path, os.stat_result]]:
     yield from walk(root)
 
 
-def _episode_sort_key(e: EpisodeEntry) -> tuple[Any, ...]:
+def _episode_sort_key(e: EpisodeEntry) -> tuple[int, int, float, str]:
     return (_KIND_ORDER.get(e.kind, 9), e.season if e.season is not None else 1,
             e.episode if e.episode is not None else float("inf"), e.relpath)
 

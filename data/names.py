@@ -13,7 +13,7 @@ import logging
 import re
 import unicodedata
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Literal
 
 import anitopy
 
@@ -99,7 +99,7 @@ def _cjk_number(s: str) -> float | None:
         return float(n) if n is not None else None
 
 
-def _first(value: Any) -> str | None:
+def _first(value: object) -> str | None:
     if isinstance(value, list):
         value = value[0] if value else None
     return str(value) if value not in (None, "") else None
@@ -174,7 +174,8 @@ def _strip_type_words(title: str, found: list[str]) -> tuple[str, float | None]:
         title = title[:m.start()]
 
 
-def _safe_anitopy(name: str) -> dict[str, Any]:
+def _safe_anitopy(name: str) -> dict[str, object]:
+    """anitopy's fields for `name` (its values are strings or lists of strings)."""
     try:
         result = anitopy.parse(name)
     except Exception:  # noqa: BLE001 - a third-party parser must never break a scan

@@ -28,15 +28,19 @@ import tempfile
 import threading
 import time
 from collections import deque
+from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, Callable, Iterable
+from typing import IO, TYPE_CHECKING, Any, TypedDict, cast
 
 import numpy as np
 from PIL import Image
 
 from core.errors import AniRecError
 from core.models.faces import Face
+
+if TYPE_CHECKING:
+    from sqlalchemy.orm import Session, sessionmaker
 
 logger = logging.getLogger(__name__)
 
@@ -126,6 +130,21 @@ def pair_with_heads(teacher: np.ndarray, heads: np.ndarray, min_cover: float = 0
 
 # ----------------------------------------------------------------------------- the teacher process
 
+class _WorkerFace(TypedDict):
+    box: list[int]  # x0, y0, x1, y1
+    score: float
+
+
+class _WorkerMessage(TypedDict, total=False):
+    """A line from teacher_worker.py: its greeting or the answer to one request."""
+
+    ready: bool  # the greeting: the worker loaded animeface (plus its version fields)
+    error: str
+    id: int  # the request answered
+    faces: list[_WorkerFace]
+    pillow: str
+
+
 class AnimeFaceTeacher:
     """The animeface detector, run by `python` (an interpreter with animeface and Pillow < 12).
 
@@ -145,7 +164,7 @@ class AnimeFaceTeacher:
         self.scales = tuple(float(s) for s in scales)
         self.timeout = float(timeout)
         self.min_score = float(min_score)
-        self.info: dict[str, Any] = {}
+        self.info: dict[str, object] = {}  # the worker's greeting: versions of what it runs
         self._proc: subprocess.Popen[str] | None = None
         self._lines: queue.Queue[str | None] = queue.Queue()
         self._stderr: deque[str] = deque(maxlen=20)
@@ -183,16 +202,16 @@ class AnimeFaceTeacher:
         self.info = {k: v for k, v in hello.items() if k != "ready"}
 
     @staticmethod
-    def _pump(stream: Any, q: queue.Queue[str | None]) -> None:
+    def _pump(stream: IO[str], q: queue.Queue[str | None]) -> None:
         for line in stream:
             q.put(line)
         q.put(None)
 
-    def _drain(self, stream: Any) -> None:
+    def _drain(self, stream: IO[str]) -> None:
         for line in stream:
             self._stderr.append(line.rstrip())
 
-    def _read(self, timeout: float, what: str) -> dict[str, Any]:
+    def _read(self, timeout: float, what: str) -> _WorkerMessage:
         try:
             line = self._lines.get(timeout=timeout)
         except queue.Empty:
@@ -207,7 +226,7 @@ class AnimeFaceTeacher:
             raise TeacherError(f"the teacher worker ({self.python}) exited (status {code}) {what}"
                                + (f": {tail}" if tail else ""))
         try:
-            return json.loads(line)
+            return cast(_WorkerMessage, json.loads(line))
         except json.JSONDecodeError:
             raise TeacherError(f"the teacher worker wrote something unexpected: {line[:200]!r}") from None
 
@@ -234,7 +253,7 @@ class AnimeFaceTeacher:
     def __enter__(self) -> AnimeFaceTeacher:
         return self
 
-    def __exit__(self, *exc: Any) -> None:
+    def __exit__(self, *exc: object) -> None:
         self.close()
 
     def __del__(self) -> None:  # pragma: no cover - best effort
@@ -309,7 +328,20 @@ def _aligned_index(times: list[float], fps: float, start: float, end: float, tak
     return None
 
 
-def _plan(sessions: Any, per_shot: int) -> list[dict[str, Any]]:
+class _PlanEntry(TypedDict):
+    """One indexed episode to label and the frames picked from it."""
+
+    path: str
+    series: str
+    folder: str
+    season: int
+    episode: float
+    fps: float
+    duration: float | None
+    frames: list[tuple[int, int]]  # (frame index, shot idx or -1)
+
+
+def _plan(sessions: sessionmaker[Session], per_shot: int) -> list[_PlanEntry]:
     """Per indexed episode: its metadata and the frame indices to label [(index, shot idx)]."""
     from sqlalchemy import select
 
@@ -319,18 +351,18 @@ def _plan(sessions: Any, per_shot: int) -> list[dict[str, Any]]:
         eps = s.execute(select(Episode, Series.title, Series.folder).join(Series, Series.id == Episode.series_id)
                         .where(Episode.status == "indexed").order_by(Series.title, Episode.season,
                                                                      Episode.number, Episode.path)).all()
-        plan = []
+        plan: list[_PlanEntry] = []
         for ep, title, folder in eps:
             fps = float(ep.fps or 0) or 24.0
             shots = {sh.id: sh for sh in s.scalars(select(Shot).where(Shot.episode_id == ep.id))}
             rows = s.execute(select(Frame.shot_id, Frame.t).where(Frame.episode_id == ep.id, Frame.oped == 0)
                              .order_by(Frame.t)).all()
-            by_shot: dict[Any, list[float]] = {}
+            by_shot: dict[int | None, list[float]] = {}
             for shot_id, t in rows:
                 by_shot.setdefault(shot_id, []).append(float(t))
             picks: dict[int, int] = {}
             for shot_id, ts in by_shot.items():
-                sh = shots.get(shot_id)
+                sh = shots.get(shot_id) if shot_id is not None else None
                 start, end = (sh.start, sh.end) if sh is not None else (ts[0], ts[-1] + 1.0 / fps)
                 k = min(per_shot, len(ts))
                 spread = [ts[int(i)] for i in np.unique(np.linspace(0, len(ts) - 1, k).round().astype(int))]
@@ -346,13 +378,13 @@ def _plan(sessions: Any, per_shot: int) -> list[dict[str, Any]]:
     return plan
 
 
-def _write_atomic(path: Path, data: Any) -> None:
+def _write_atomic(path: Path, data: object) -> None:
     tmp = path.with_suffix(path.suffix + ".tmp")
     tmp.write_text(json.dumps(data) + "\n", encoding="utf-8")
     os.replace(tmp, path)
 
 
-def harvest_labels(sessions: Any, teacher: AnimeFaceTeacher, out: Path, per_shot: int = 2,
+def harvest_labels(sessions: sessionmaker[Session], teacher: AnimeFaceTeacher, out: Path, per_shot: int = 2,
                    progress: Callable[[int, int], None] | None = None, *,
                    mapping: HeadMapping = HEAD_FROM_FACE, keep_empty: bool = False) -> HarvestResult:
     """Run the teacher over up to `per_shot` indexed frames a shot and write a face-label file.

@@ -194,15 +194,15 @@ def test_crash_before_manifest_keeps_old_version(
     index.save(tmp_path)
     old_version = index.manifest.version
     index.add(np.array([1]), unit(rng, 1))
-    import core.index as mod
-    real = mod._commit_temp
+    import core.index.manifest as mod
+    real = mod.commit_temp
 
     def crash_on_manifest(tmp: Path, final: Path) -> object:
         if final.name == MANIFEST_NAME:
             raise OSError("disk full")
         return real(tmp, final)
 
-    monkeypatch.setattr(mod, "_commit_temp", crash_on_manifest)
+    monkeypatch.setattr(mod, "commit_temp", crash_on_manifest)
     with pytest.raises(OSError):
         index.save(tmp_path)
     monkeypatch.undo()

@@ -7,7 +7,6 @@ these models and the migrated schema agree.
 from __future__ import annotations
 
 import datetime as dt
-from typing import Any
 
 from sqlalchemy import (
     JSON,
@@ -41,7 +40,6 @@ def utcnow() -> dt.datetime:
 
 class Base(DeclarativeBase):
     metadata = MetaData(naming_convention=NAMING)
-    type_annotation_map = {dict[str, Any]: JSON, list[Any]: JSON}
 
 
 class Series(Base):
@@ -50,10 +48,10 @@ class Series(Base):
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     title: Mapped[str] = mapped_column(String(512), unique=True)
     folder: Mapped[str | None] = mapped_column(String(1024))  # relative to the library root
-    titles: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)  # lang -> title
+    titles: Mapped[dict[str, str]] = mapped_column(JSON, default=dict)  # lang -> title
     anilist_id: Mapped[int | None] = mapped_column(Integer)
     mal_id: Mapped[int | None] = mapped_column(Integer)
-    genres: Mapped[list[Any]] = mapped_column(JSON, default=list)
+    genres: Mapped[list[str]] = mapped_column(JSON, default=list)
     is_adult: Mapped[bool] = mapped_column(Boolean, default=False)
     created_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
 
@@ -186,7 +184,7 @@ class Query(Base):
     index_version: Mapped[str] = mapped_column(String(128), default="")
     status: Mapped[str] = mapped_column(String(16))
     confidence: Mapped[float] = mapped_column(Float)
-    top5: Mapped[list[Any]] = mapped_column(JSON, default=list)
+    top5: Mapped[list[dict[str, object]]] = mapped_column(JSON, default=list)  # candidates' JSON
     latency_ms: Mapped[float] = mapped_column(Float, default=0.0)
     created_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow, index=True)
 
@@ -222,6 +220,6 @@ class ModelVersion(Base):
     kind: Mapped[str] = mapped_column(String(32), index=True)  # scene / series / faces / characters
     version: Mapped[str] = mapped_column(String(128), unique=True)
     path: Mapped[str] = mapped_column(String(2048))
-    metrics: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    metrics: Mapped[dict[str, object]] = mapped_column(JSON, default=dict)  # the trainer's
     promoted: Mapped[bool] = mapped_column(Boolean, default=False)
     created_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)

@@ -39,7 +39,7 @@ class CharacterSpec:
     mean: tuple[float, float, float] = MEAN
     std: tuple[float, float, float] = STD
 
-    def to_dict(self) -> dict[str, Any]:
+    def to_dict(self) -> dict[str, object]:
         return asdict(self)
 
     @classmethod

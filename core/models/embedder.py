@@ -70,7 +70,7 @@ class EmbedderSpec:
     version: str = "default-seed0"
     seed: int = 0
 
-    def to_dict(self) -> dict[str, Any]:
+    def to_dict(self) -> dict[str, Any]:  # torch.load gives it back untyped
         d = asdict(self)
         d["input_size"] = list(self.input_size)
         d["mean"], d["std"] = list(self.mean), list(self.std)
@@ -195,7 +195,7 @@ class SceneEmbedder:
         return self.embed_arrays([self.prepare(im) for im in images], batch_size=batch_size)
 
     # -- persistence -------------------------------------------------------------------------------
-    def save(self, path: Path, *, extra: dict[str, Any] | None = None) -> None:
+    def save(self, path: Path, *, extra: dict[str, object] | None = None) -> None:
         """Write a self-contained checkpoint (atomically)."""
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_suffix(path.suffix + ".tmp")

@@ -49,7 +49,7 @@ class FaceNetSpec:
     max_faces: int = 64
     nms_iou: float = 0.45
 
-    def to_dict(self) -> dict[str, Any]:
+    def to_dict(self) -> dict[str, object]:
         d = asdict(self)
         return {k: list(v) if isinstance(v, tuple) else v for k, v in d.items()}
 
@@ -213,7 +213,7 @@ class FaceDetector:
         tmp.replace(path)
 
 
-def _plain(x: Any) -> Any:
+def _plain(x: object) -> object:
     """Metrics as plain Python values (so the checkpoint loads with weights_only=True)."""
     if isinstance(x, dict):
         return {str(k): _plain(v) for k, v in x.items()}

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, TypeVar
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
@@ -12,7 +13,14 @@ from sqlalchemy.orm import Session, sessionmaker
 from core.db.models import ModelVersion
 from core.models.embedder import SceneEmbedder, load_embedder
 
+if TYPE_CHECKING:
+    from core.models.characters import CharacterEmbedder
+    from core.models.faces import FaceDetector
+    from core.models.series import SeriesHead
+
 logger = logging.getLogger(__name__)
+
+_M = TypeVar("_M")
 
 
 def promoted(sessions: sessionmaker[Session], kind: str) -> ModelVersion | None:
@@ -41,7 +49,7 @@ def load_scene_embedder(sessions: sessionmaker[Session], models_dir: Path) -> Sc
 
 
 def register_model(sessions: sessionmaker[Session], *, kind: str, version: str, path: Path,
-                   metrics: dict[str, Any], promote: bool) -> None:
+                   metrics: dict[str, object], promote: bool) -> None:
     """Record a trained model; promoting it un-promotes earlier ones of the same kind."""
     with sessions() as s:
         if promote:
@@ -55,7 +63,7 @@ def register_model(sessions: sessionmaker[Session], *, kind: str, version: str, 
         s.commit()
 
 
-def load_series_head(sessions: sessionmaker[Session], models_dir: Path) -> Any:
+def load_series_head(sessions: sessionmaker[Session], models_dir: Path) -> SeriesHead | None:
     """The promoted series/genre head, or None until `anirec train series` has made one."""
     mv = promoted(sessions, "series")
     if mv is None:
@@ -69,7 +77,8 @@ def load_series_head(sessions: sessionmaker[Session], models_dir: Path) -> Any:
     return _load(path)
 
 
-def _load_promoted(sessions: sessionmaker[Session], models_dir: Path, kind: str, loader: Any) -> Any:
+def _load_promoted(sessions: sessionmaker[Session], models_dir: Path, kind: str,
+                   loader: Callable[[Path], _M]) -> _M | None:
     mv = promoted(sessions, kind)
     if mv is None:
         return None
@@ -80,14 +89,15 @@ def _load_promoted(sessions: sessionmaker[Session], models_dir: Path, kind: str,
     return loader(path)
 
 
-def load_face_detector(sessions: sessionmaker[Session], models_dir: Path) -> Any:
+def load_face_detector(sessions: sessionmaker[Session], models_dir: Path) -> FaceDetector | None:
     """The promoted face detector, or None until `anirec train faces` has made one."""
     from core.models.faces import load_face_detector as load
 
     return _load_promoted(sessions, models_dir, "faces", load)
 
 
-def load_character_embedder(sessions: sessionmaker[Session], models_dir: Path) -> Any:
+def load_character_embedder(sessions: sessionmaker[Session], models_dir: Path
+                            ) -> CharacterEmbedder | None:
     """The promoted character embedder, or None until `anirec train characters` has made one."""
     from core.models.characters import load_character_embedder as load
 
