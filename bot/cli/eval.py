@@ -1,4 +1,5 @@
-"""`anirec eval`: our recognizer and three baselines on the same perturbed queries."""
+"""`anirec eval [scene|characters]`: our recognizer and three baselines on the same perturbed
+queries, or face detection and character identification on the held-out labelled episodes."""
 
 from __future__ import annotations
 
@@ -6,41 +7,17 @@ import argparse
 import logging
 import sys
 from pathlib import Path
-from typing import Any
+
+from bot.app import App
+from bot.cli.progress import StageBars
 
 
-class StageBars:
-    """One tqdm bar (on stderr) per evaluation stage."""
-
-    def __init__(self) -> None:
-        from tqdm import tqdm
-
-        self._tqdm = tqdm
-        self.stage: str | None = None
-        self.bar: Any = None
-
-    def __call__(self, stage: str, done: int, total: int) -> None:
-        if stage != self.stage:
-            self.close()
-            self.stage = stage
-            self.bar = self._tqdm(total=total, desc=stage, unit="q" if "queries" not in stage
-                                  and "features" not in stage else "it", file=sys.stderr,
-                                  leave=False)
-        self.bar.total = total
-        self.bar.update(done - self.bar.n)  # redraws at most every `mininterval` seconds
-
-    def close(self) -> None:
-        if self.bar is not None:
-            self.bar.close()
-            self.bar = None
-
-
-def cmd_eval_characters(app: Any, args: argparse.Namespace) -> int:
+def cmd_eval_characters(app: App, args: argparse.Namespace) -> int:
     """Face detection and character identification on the held-out labelled episodes."""
     import numpy as np
     from PIL import Image
 
-    from bot.cli_train import labels_path
+    from training.promote import labels_path
     from core.characters import CastMember, CharacterRecognizer, Gallery, load_floor
     from core.models.registry import load_character_embedder, load_face_detector
     from training.characters import FaceSet, embed_faceset
@@ -53,7 +30,7 @@ def cmd_eval_characters(app: Any, args: argparse.Namespace) -> int:
     embedder = load_character_embedder(app.sessions, st.models_dir)
     if detector is None or embedder is None:
         raise SystemExit("anirec: train the models first: `anirec train faces` and `anirec train characters`")
-    lf = Path(args.labels) if args.labels else labels_path(app, None)
+    lf = Path(args.labels) if args.labels else labels_path(app.sessions, None)
     root, labels = lf.parent, read_labels(lf)
     refs = references(root, labels)
     # the gallery of the end-to-end check: each character's reference image + 4 training faces
@@ -91,7 +68,7 @@ def cmd_eval_characters(app: Any, args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_eval(app: Any, args: argparse.Namespace) -> int:
+def cmd_eval(app: App, args: argparse.Namespace) -> int:
     if args.what == "characters":
         app.configure_torch(default=1)
         return cmd_eval_characters(app, args)
@@ -132,7 +109,7 @@ def cmd_eval(app: Any, args: argparse.Namespace) -> int:
     return 0
 
 
-def register(sub: Any) -> None:
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     sp = sub.add_parser("eval", help="evaluate recognition (and baselines) on perturbed queries "
                                      "from the indexed sample library")
     sp.add_argument("what", nargs="?", choices=["scene", "characters"], default="scene",

@@ -6,12 +6,21 @@ import argparse
 import json
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
+
+from bot.app import App
+
+if TYPE_CHECKING:
+    from PIL import Image
+
+    from core.models.characters import CharacterEmbedder
+    from core.models.faces import FaceDetector
 
 MAX_REFERENCE_IMAGES = 20
 
 
-def _models(app: Any, *, need_detector: bool) -> tuple[Any, Any]:
+def _models(app: App, *, need_detector: bool
+            ) -> tuple[FaceDetector | None, CharacterEmbedder | None]:
     from core.models.registry import load_character_embedder, load_face_detector
 
     detector = load_face_detector(app.sessions, app.settings.models_dir)
@@ -24,7 +33,7 @@ def _models(app: Any, *, need_detector: bool) -> tuple[Any, Any]:
     return detector, embedder
 
 
-def _read_images(paths: list[str]) -> list[tuple[str, Any]]:
+def _read_images(paths: list[str]) -> list[tuple[str, Image.Image]]:
     from core.media import MediaLimits, load_media
 
     if len(paths) > MAX_REFERENCE_IMAGES:
@@ -40,7 +49,7 @@ def _read_images(paths: list[str]) -> list[tuple[str, Any]]:
     return out
 
 
-def cmd_characters(app: Any, args: argparse.Namespace) -> int:
+def cmd_characters(app: App, args: argparse.Namespace) -> int:
     from data import cast
 
     app.configure_torch(default=0)
@@ -100,7 +109,7 @@ def cmd_characters(app: Any, args: argparse.Namespace) -> int:
     raise SystemExit(f"anirec: unknown action {args.action}")
 
 
-def register(sub: Any) -> None:
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     sp = sub.add_parser("characters", help="build each series' cast: add, discover, name, list")
     acts = sp.add_subparsers(dest="action", metavar="ACTION", required=True)
     a = acts.add_parser("add", help="add a character from 1–5 reference images (one-shot)")
