@@ -47,6 +47,10 @@ class App:
             _, self._sessions = open_database(self.settings.db_url)
         return self._sessions
 
+    def open(self) -> None:
+        """Open the catalog now (bringing its schema up to date) rather than at first use."""
+        self.sessions  # noqa: B018 (the property opens it)
+
     def framestore(self) -> FrameStore:
         from core.framestore import FrameStore
 

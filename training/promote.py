@@ -159,7 +159,7 @@ def gate_scene(model: SceneEmbedder, current: SceneEmbedder, store: FrameStore, 
 def train_scene(sessions: sessionmaker[Session], store: FrameStore, models_dir: Path,
                 indexer_for: Callable[[SceneEmbedder], Indexer], *, steps: int, holdout_every: int,
                 resume: bool, arch: str, weights: str | None, force_promote: bool = False,
-                gate: GateParams = GateParams(), progress: TrainProgress = NoProgress()) -> SceneResult:
+                gate: GateParams = GateParams(), progress: TrainProgress | None = None) -> SceneResult:
     """Train, gate against the current model, promote if better (or forced), re-embed.
 
     `indexer_for(model)` gives the indexer that re-embeds the library with the new model."""
@@ -167,6 +167,7 @@ def train_scene(sessions: sessionmaker[Session], store: FrameStore, models_dir: 
     from training.scene import SceneTrainConfig
     from training.scene import train_scene as fit
 
+    progress = progress or NoProgress()
     split = split_episodes(sessions, holdout_every)
     if not split.train:
         raise NothingToTrain("nothing to train on; run `anirec index LIBRARY` first")
@@ -293,7 +294,8 @@ class FaceSplit:
 
 
 def _face_split(labels_file: Path, holdout_every: int) -> FaceSplit:
-    from training.facedata import read_labels, split_episodes as split_labelled
+    from training.facedata import read_labels
+    from training.facedata import split_episodes as split_labelled
 
     labels = read_labels(labels_file)
     train, held = split_labelled(labels, holdout_every)
@@ -321,12 +323,13 @@ class FacesResult:
 
 def train_faces(sessions: sessionmaker[Session], models_dir: Path, *, labels_file: Path,
                 steps: int | None, holdout_every: int, resume: bool,
-                progress: TrainProgress = NoProgress()) -> FacesResult:
+                progress: TrainProgress | None = None) -> FacesResult:
     """Train the face detector on labelled frames; promote it unless it is worse than the current one."""
     from core.models.registry import load_face_detector, register_model
     from training.facedata import iter_face_frames
     from training.faces import TrainConfig, evaluate_detector, train_face_detector
 
+    progress = progress or NoProgress()
     sp = _face_split(labels_file, holdout_every)
     cfg = TrainConfig() if steps is None else replace(TrainConfig(), steps=steps)
     frames = list(_counted(iter_face_frames(sp.root, sp.labels, sp.train, every=3), progress,
@@ -376,7 +379,7 @@ class CharactersResult:
 
 def train_characters(sessions: sessionmaker[Session], models_dir: Path, *, labels_file: Path,
                      steps: int, holdout_every: int, resume: bool, supervision: str,
-                     progress: TrainProgress = NoProgress()) -> CharactersResult:
+                     progress: TrainProgress | None = None) -> CharactersResult:
     """Train the character embedder on labelled face crops and promote it; the references are
     re-embedded with it when the recogniser next loads."""
     from core.models.registry import register_model
@@ -384,6 +387,7 @@ def train_characters(sessions: sessionmaker[Session], models_dir: Path, *, label
     from training.characters import train_characters as fit
     from training.facedata import iter_face_frames
 
+    progress = progress or NoProgress()
     sp = _face_split(labels_file, holdout_every)
     faces = FaceSet.from_frames(_counted(
         iter_face_frames(sp.root, sp.labels, sp.train, every=2, with_faces_only=True), progress,

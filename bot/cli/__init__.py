@@ -13,8 +13,8 @@ import sys
 from collections.abc import Callable, Sequence
 
 from bot.app import App
-from bot.cli import (characters, demo, eval as eval_cmd, faces, identify, index, run,
-                     sample_library, status, train)
+from bot.cli import characters, demo, faces, identify, index, run, sample_library, status, train
+from bot.cli import eval as eval_cmd
 from core.config import load_settings
 from core.errors import AniRecError, NothingToTrain
 
@@ -57,7 +57,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     setup_logging(args.log_level or settings.log_level)
     app = App.from_settings(settings)
     try:
-        app.sessions  # every command brings the catalog schema up to date first
+        app.open()  # every command brings the catalog schema up to date first
         return int(args.func(app, args) or 0)
     except KeyboardInterrupt:
         print("anirec: interrupted; re-run the same command to resume.", file=sys.stderr)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -50,63 +51,80 @@ def _read_images(paths: list[str]) -> list[tuple[str, Image.Image]]:
 
 
 def cmd_characters(app: App, args: argparse.Namespace) -> int:
+    app.configure_torch(default=0)
+    return ACTIONS[args.action](app, args, app.settings.home.resolve())
+
+
+def _add(app: App, args: argparse.Namespace, home: Path) -> int:
     from data import cast
 
-    app.configure_torch(default=0)
-    home = app.settings.home.resolve()
-    if args.action == "add":
-        detector, embedder = _models(app, need_detector=False)
-        res = cast.add_references(app.sessions, home, args.series, args.name, _read_images(args.images),
-                                  detector=detector, embedder=embedder)
-        print(f"{res.name} ({res.series}): {res.added} reference image(s) added")
-        for note in res.faces_found:
-            print("  " + note)
-        if embedder is None:
-            print("  (no character embedder yet: the references are embedded after "
-                  "`anirec train characters`)")
-        return 0
-    if args.action == "discover":
-        from tqdm import tqdm
+    detector, embedder = _models(app, need_detector=False)
+    res = cast.add_references(app.sessions, home, args.series, args.name, _read_images(args.images),
+                              detector=detector, embedder=embedder)
+    print(f"{res.name} ({res.series}): {res.added} reference image(s) added")
+    for note in res.faces_found:
+        print("  " + note)
+    if embedder is None:
+        print("  (no character embedder yet: the references are embedded after "
+              "`anirec train characters`)")
+    return 0
 
-        detector, embedder = _models(app, need_detector=True)
-        bar = tqdm(desc="finding faces", unit="frame", file=sys.stderr)
 
-        def progress(done: int, total: int) -> None:
-            bar.total = total
-            bar.update(done - bar.n)
+def _discover(app: App, args: argparse.Namespace, home: Path) -> int:
+    from tqdm import tqdm
 
-        try:
-            res = cast.discover(app.sessions, home, args.series, detector=detector, embedder=embedder,
-                                per_shot=args.per_shot, threshold=args.threshold, progress=progress)
-        finally:
-            bar.close()
-        print(f"{res.series}: {res.faces} faces in {res.frames} frames → {len(res.clusters)} clusters")
-        for c in res.clusters:
-            print(f"  cluster {c['id']:>5}: {c['size']} faces")
-        if res.sheet_png:
-            print(f"Contact sheet: {res.sheet_html} (and {res.sheet_png.name}); the web chat's "
-                  "operator page shows it too.")
-            print("Name a cluster: anirec characters name CLUSTER \"Character Name\"")
-        return 0
-    if args.action == "name":
-        _, embedder = _models(app, need_detector=False)
-        res = cast.name_cluster(app.sessions, home, args.cluster, args.name, embedder=embedder)
-        print(f"Cluster {args.cluster} is {res.name} ({res.series}): {res.faces} appearances labelled, "
-              f"{res.references} reference faces added")
-        return 0
-    if args.action == "list":
-        rows = cast.list_cast(app.sessions, args.series)
-        if args.json:
-            print(json.dumps(rows, ensure_ascii=False, indent=2))
-        elif not rows:
-            print("No characters yet: `anirec characters add SERIES NAME IMAGES...` or "
-                  "`anirec characters discover SERIES`.")
-        else:
-            for r in rows:
-                print(f"{r['series']}: {r['name']} — {r['references']} references, "
-                      f"{r['appearances']} appearances")
-        return 0
-    raise SystemExit(f"anirec: unknown action {args.action}")
+    from data import cast
+
+    detector, embedder = _models(app, need_detector=True)
+    bar = tqdm(desc="finding faces", unit="frame", file=sys.stderr)
+
+    def progress(done: int, total: int) -> None:
+        bar.total = total
+        bar.update(done - bar.n)
+
+    try:
+        res = cast.discover(app.sessions, home, args.series, detector=detector, embedder=embedder,
+                            per_shot=args.per_shot, threshold=args.threshold, progress=progress)
+    finally:
+        bar.close()
+    print(f"{res.series}: {res.faces} faces in {res.frames} frames → {len(res.clusters)} clusters")
+    for c in res.clusters:
+        print(f"  cluster {c['id']:>5}: {c['size']} faces")
+    if res.sheet_png:
+        print(f"Contact sheet: {res.sheet_html} (and {res.sheet_png.name}); the web chat's "
+              "operator page shows it too.")
+        print("Name a cluster: anirec characters name CLUSTER \"Character Name\"")
+    return 0
+
+
+def _name(app: App, args: argparse.Namespace, home: Path) -> int:
+    from data import cast
+
+    _, embedder = _models(app, need_detector=False)
+    res = cast.name_cluster(app.sessions, home, args.cluster, args.name, embedder=embedder)
+    print(f"Cluster {args.cluster} is {res.name} ({res.series}): {res.faces} appearances labelled, "
+          f"{res.references} reference faces added")
+    return 0
+
+
+def _list(app: App, args: argparse.Namespace, home: Path) -> int:
+    from data import cast
+
+    rows = cast.list_cast(app.sessions, args.series)
+    if args.json:
+        print(json.dumps(rows, ensure_ascii=False, indent=2))
+    elif not rows:
+        print("No characters yet: `anirec characters add SERIES NAME IMAGES...` or "
+              "`anirec characters discover SERIES`.")
+    else:
+        for r in rows:
+            print(f"{r['series']}: {r['name']} — {r['references']} references, "
+                  f"{r['appearances']} appearances")
+    return 0
+
+
+ACTIONS: dict[str, Callable[[App, argparse.Namespace, Path], int]] = {
+    "add": _add, "discover": _discover, "name": _name, "list": _list}
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:

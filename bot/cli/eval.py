@@ -17,13 +17,13 @@ def cmd_eval_characters(app: App, args: argparse.Namespace) -> int:
     import numpy as np
     from PIL import Image
 
-    from training.promote import labels_path
     from core.characters import CastMember, CharacterRecognizer, Gallery, load_floor
     from core.models.registry import load_character_embedder, load_face_detector
     from training.characters import FaceSet, embed_faceset
     from training.eval import write_json
     from training.eval_characters import evaluate_characters, format_table
     from training.facedata import iter_face_frames, read_labels, references
+    from training.promote import labels_path
 
     st = app.settings
     detector = load_face_detector(app.sessions, st.models_dir)

@@ -3,17 +3,25 @@
 from __future__ import annotations
 
 import sys
+from typing import TYPE_CHECKING
 
 from tqdm import tqdm
 
+from data.indexer import Progress
 
-class TqdmProgress:
+if TYPE_CHECKING:
+    from typing import Never
+
+    Bar = tqdm[Never]  # tqdm is generic in the items of what it wraps; these bars wrap nothing
+
+
+class TqdmProgress(Progress):
     """Indexing progress: an overall bar in video seconds (its rate is the multiple of real
     time) and a per-episode bar in frames."""
 
     def __init__(self) -> None:
-        self.overall: tqdm[object] | None = None
-        self.current: tqdm[object] | None = None
+        self.overall: Bar | None = None
+        self.current: Bar | None = None
 
     def start(self, total_seconds: float, episodes: int) -> None:
         self.overall = tqdm(total=round(total_seconds, 1), unit="s", unit_scale=False,
@@ -49,7 +57,7 @@ class TrainBars:
 
     def __init__(self, *, quiet: bool = False) -> None:
         self.quiet = quiet
-        self.bar: tqdm[object] | None = None
+        self.bar: Bar | None = None
 
     def begin(self, desc: str, total: int | None, unit: str) -> None:
         self.end()
@@ -73,7 +81,7 @@ class StageBars:
 
     def __init__(self) -> None:
         self.stage: str | None = None
-        self.bar: tqdm[object] | None = None
+        self.bar: Bar | None = None
 
     def __call__(self, stage: str, done: int, total: int) -> None:
         if stage != self.stage or self.bar is None:
@@ -81,6 +89,7 @@ class StageBars:
             self.stage = stage
             self.bar = tqdm(total=total, desc=stage, unit="q" if "queries" not in stage
                             and "features" not in stage else "it", file=sys.stderr, leave=False)
+        assert self.bar is not None
         self.bar.total = total
         self.bar.update(done - self.bar.n)  # redraws at most every `mininterval` seconds
 

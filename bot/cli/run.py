@@ -16,6 +16,7 @@ import logging
 import os
 import signal
 from collections.abc import Awaitable, Callable
+
 from bot.app import App
 
 logger = logging.getLogger("anirec.run")
