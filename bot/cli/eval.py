@@ -9,7 +9,6 @@ import sys
 from pathlib import Path
 
 from bot.app import App
-from bot.cli.progress import StageBars
 
 
 def cmd_eval_characters(app: App, args: argparse.Namespace) -> int:
@@ -17,6 +16,7 @@ def cmd_eval_characters(app: App, args: argparse.Namespace) -> int:
     import numpy as np
     from PIL import Image
 
+    from bot.cli.progress import StageBars
     from core.characters import CastMember, CharacterRecognizer, Gallery, load_floor
     from core.models.registry import load_character_embedder, load_face_detector
     from training.characters import FaceSet, embed_faceset
@@ -72,6 +72,7 @@ def cmd_eval(app: App, args: argparse.Namespace) -> int:
     if args.what == "characters":
         app.configure_torch(default=1)
         return cmd_eval_characters(app, args)
+    from bot.cli.progress import StageBars
     from training.eval import EvalConfig, evaluate, format_table, write_json, write_report
 
     app.configure_torch(default=1)

@@ -7,7 +7,6 @@ import argparse
 import json
 
 from bot.app import App
-from bot.cli.progress import TrainBars
 
 SCENE_STEPS = 300  # `--steps` default for the scene embedder
 CHARACTER_STEPS = 400  # `--steps` default for the character embedder
@@ -15,6 +14,7 @@ FACE_HOLDOUT = 3  # `--holdout-every` default for faces and characters
 
 
 def cmd_train(app: App, args: argparse.Namespace) -> int:
+    from bot.cli.progress import TrainBars
     from training import promote
 
     app.configure_torch(default=0)
