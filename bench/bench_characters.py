@@ -102,24 +102,24 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 def prepare_home(app: Any, home: Path, library: Path, *, fresh: bool, result: dict[str, Any]) -> None:
     """A fresh home: write the sample library, index it and train the face detector and the
     character embedder. A home given on the command line: record what its checkpoints say."""
-    from bot.cli_train import labels_path, train_characters_command, train_faces_command
-    from data.indexer import Indexer
     from data.synth import generate_library
+    from training.promote import labels_path, train_characters, train_faces
 
     if fresh:
         if home.exists():
             shutil.rmtree(home)
         generate_library(library)
-        Indexer(sessions=app.sessions, embedder=app.embedder(), index_dir=app.settings.index_dir,
-                framestore=app.framestore()).run(library)
-        lf = labels_path(app, None)
+        app.indexer().run(library)
+        lf = labels_path(app.sessions, None)
+        models = app.settings.models_dir
         t0 = time.perf_counter()
-        result["train_faces"] = train_faces_command(app, labels_file=lf, steps=None, holdout_every=3,
-                                                    resume=False, quiet=True)
+        result["train_faces"] = train_faces(app.sessions, models, labels_file=lf, steps=None,
+                                            holdout_every=3, resume=False).to_json()
         result["train_faces"]["wall_seconds"] = round(time.perf_counter() - t0, 1)
         t0 = time.perf_counter()
-        result["train_characters"] = train_characters_command(app, labels_file=lf, steps=400, holdout_every=3,
-                                                              resume=False, supervision="names", quiet=True)
+        result["train_characters"] = train_characters(app.sessions, models, labels_file=lf, steps=400,
+                                                      holdout_every=3, resume=False,
+                                                      supervision="names").to_json()
         result["train_characters"]["wall_seconds"] = round(time.perf_counter() - t0, 1)
         print(json.dumps({k: result[k] for k in ("train_faces", "train_characters")}, indent=1), flush=True)
     else:  # models trained earlier in this home: record what their checkpoints say
@@ -137,7 +137,7 @@ def run_eval(app: Any, work: Path, result: dict[str, Any]) -> None:
     """anirec eval characters, into result["eval"]."""
     import argparse as _a
 
-    from bot.cli_eval import cmd_eval_characters
+    from bot.cli.eval import cmd_eval_characters
 
     eval_json = work / "eval_characters.json"
     cmd_eval_characters(app, _a.Namespace(labels=None, json=str(eval_json), report=None))
@@ -180,9 +180,8 @@ def discover_series(app: Any, home: Path, library: Path, series: str, detector: 
 def measure_identify(app: Any, queries: list[bytes], out_dir: Path, result: dict[str, Any]) -> None:
     """Identify with and without step 9, same queries, same recognizer."""
     from core.media import load_media
-    from core.recognizer import build_recognizer
 
-    rec = build_recognizer(app.sessions, index_dir=app.settings.index_dir, models_dir=app.settings.models_dir)
+    rec = app.recognizer()
     assert rec.characters is not None, "the character recognizer did not load"
     chars = rec.characters
     on, off, step9, named = [], [], [], 0
@@ -232,8 +231,8 @@ def main(argv: list[str] | None = None) -> int:
     import torch
 
     torch.set_num_threads(1)
-    from bot.cli import App
-    from bot.cli_train import labels_path
+    from bot.app import App
+    from training.promote import labels_path
     from core.models.registry import load_character_embedder, load_face_detector
     from training.facedata import read_labels, references
 
@@ -242,9 +241,9 @@ def main(argv: list[str] | None = None) -> int:
                               "machine": machine_info(), "torch_threads": 1}
     work = Path(args.work)
     home = Path(args.home) if args.home else work / "home"
-    app = App(Settings(_env_file=None, home=home))  # type: ignore[call-arg]
+    app = App.from_settings(Settings(_env_file=None, home=home))  # type: ignore[call-arg]
     prepare_home(app, home, work / "library", fresh=not args.home, result=result)
-    lf = labels_path(app, None)
+    lf = labels_path(app.sessions, None)
     library = lf.parent
     labels = read_labels(lf)
     run_eval(app, work, result)

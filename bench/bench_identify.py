@@ -123,10 +123,7 @@ def main(argv: list[str] | None = None) -> int:
     import torch
 
     torch.set_num_threads(1)
-    from bot.cli import App
-    from core.index import RegionSpec
-    from core.recognizer import build_recognizer
-    from data.indexer import Indexer
+    from bot.app import App
     from data.synth import generate_library
 
     library = Path(args.work) / "sample-default"
@@ -136,12 +133,11 @@ def main(argv: list[str] | None = None) -> int:
                               "date": datetime.now(UTC).isoformat(timespec="seconds"),
                               "machine": machine_info(), "torch_threads": 1, "queries": len(queries)}
     with tempfile.TemporaryDirectory() as home:
-        app = App(Settings(_env_file=None, home=Path(home)))  # type: ignore[call-arg]
-        Indexer(sessions=app.sessions, embedder=app.embedder(), index_dir=app.settings.index_dir,
-                framestore=app.framestore(),
-                regions=None if args.no_regions else RegionSpec()).run(library)
-        rec = build_recognizer(app.sessions, index_dir=app.settings.index_dir,
-                               models_dir=app.settings.models_dir)
+        settings = Settings(_env_file=None, home=Path(home),  # type: ignore[call-arg]
+                            index_regions=not args.no_regions)
+        app = App.from_settings(settings)
+        app.indexer().run(library)
+        rec = app.recognizer()
         result["embedder"] = rec.model_version
         regions = getattr(rec.index, "regions", None)
         result["region_vectors"] = len(regions) if regions is not None else 0

@@ -82,12 +82,10 @@ def add_rate(vecs: np.ndarray) -> dict[str, float]:
 
 
 def end_to_end(library: Path, home: Path, fps: float) -> dict[str, Any]:
-    from bot.cli import App
-    from data.indexer import Indexer
+    from bot.app import App
 
-    app = App(Settings(_env_file=None, home=home))  # type: ignore[call-arg]
-    ix = Indexer(sessions=app.sessions, embedder=app.embedder(), index_dir=app.settings.index_dir,
-                 framestore=app.framestore(), fps=fps)
+    app = App.from_settings(Settings(_env_file=None, home=home))  # type: ignore[call-arg]
+    ix = app.indexer(fps=fps)
     rep = ix.run(library)
     index_bytes = sum(p.stat().st_size for p in app.settings.index_dir.iterdir())
     store_bytes = app.framestore().size_bytes()

@@ -69,3 +69,9 @@ class RateLimited(AniRecError):
 
 class NotFound(AniRecError):
     """A referenced object (query, series, cluster, ...) does not exist."""
+
+
+class NothingToTrain(AniRecError):
+    """Training has no input yet: no indexed episodes, or no face labels."""
+
+    user_message = "There is nothing to train on yet."

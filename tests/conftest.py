@@ -18,6 +18,7 @@ import torch
 torch.set_num_threads(1)
 os.environ.setdefault("PTB_TIMEDELTA", "true")
 
+from bot.app import App  # noqa: E402
 from core.config import Settings  # noqa: E402
 
 TEST_LIBRARY = dict(series=3, episodes=2, seconds=16.0, seed=3)
@@ -50,7 +51,7 @@ class IndexedHome:
     settings: Settings
     library: Path
     ground_truth: dict[str, Any]
-    app: Any  # bot.cli.App
+    app: App
 
     def frame_png(self, episode: int = 0, t: float = 5.0) -> bytes:
         """A clean PNG of the library frame at `t` seconds of ground-truth episode `episode`."""
@@ -84,14 +85,10 @@ def sample_library(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="session")
 def indexed_home(sample_library: Path, tmp_path_factory: pytest.TempPathFactory) -> IndexedHome:
-    from bot.cli import App
-    from data.indexer import Indexer
-
     home = tmp_path_factory.mktemp("home")
     settings = Settings(_env_file=None, home=home)  # type: ignore[call-arg]
-    app = App(settings)
-    Indexer(sessions=app.sessions, embedder=app.embedder(), index_dir=settings.index_dir,
-            framestore=app.framestore(), fps=settings.index_fps).run(sample_library)
+    app = App.from_settings(settings)
+    app.indexer().run(sample_library)
     gt = json.loads((sample_library / "ground_truth.json").read_text())
     return IndexedHome(settings=settings, library=sample_library, ground_truth=gt, app=app)
 
@@ -104,13 +101,11 @@ async def make_service(indexed_home: IndexedHome) -> AsyncIterator[Callable[...,
     """
     from dataclasses import replace
 
-    from bot.cli_recognize import build_service
-
     made: list[Any] = []
 
     async def factory(*, rate: int = 1_000_000, queue_size: int | None = None,
                       max_bytes: int | None = None) -> Any:
-        svc = build_service(indexed_home.app, rate=rate)
+        svc = indexed_home.app.service(user_rate=rate, chat_rate=rate)
         if queue_size is not None:
             svc.queue_size = queue_size
         if max_bytes is not None:

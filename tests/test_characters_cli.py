@@ -26,7 +26,8 @@ CHAR_STEPS = 40
 
 @pytest.fixture(scope="module")
 def cast_home(indexed_home: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
-    from bot.cli import App, main
+    from bot.app import App
+    from bot.cli import main
     from core.config import Settings
 
     home = tmp_path_factory.mktemp("cast") / "home"
@@ -35,7 +36,7 @@ def cast_home(indexed_home: Any, tmp_path_factory: pytest.TempPathFactory) -> It
         mp.setenv("ANIREC_HOME", str(home))
         assert main(["train", "faces", "--steps", str(FACE_STEPS), "--holdout-every", "2"]) == 0
         assert main(["train", "characters", "--steps", str(CHAR_STEPS), "--holdout-every", "2"]) == 0
-        app = App(Settings(_env_file=None, home=home))  # type: ignore[call-arg]
+        app = App.from_settings(Settings(_env_file=None, home=home))  # type: ignore[call-arg]
         yield {"home": home, "app": app, "library": indexed_home.library, "gt": indexed_home.ground_truth,
                "indexed": indexed_home}
 

@@ -15,7 +15,6 @@ from sqlalchemy import func, select
 from core.config import Settings
 from core.db.models import Episode, Frame, Shot
 from core.errors import IndexMismatch
-from core.framestore import FrameStore
 from core.index import HnswIndex
 from core.models.embedder import EmbedderSpec, build_embedder, default_embedder
 from data import indexer as indexer_mod
@@ -23,11 +22,10 @@ from data.indexer import Indexer
 
 
 def make_indexer(home: Path, embedder: Any = None) -> Indexer:
-    from bot.cli import App
+    from bot.app import App
 
-    app = App(Settings(_env_file=None, home=home))  # type: ignore[call-arg]
-    return Indexer(sessions=app.sessions, embedder=embedder or default_embedder(),
-                   index_dir=app.settings.index_dir, framestore=FrameStore(app.settings.framestore_dir))
+    app = App.from_settings(Settings(_env_file=None, home=home))  # type: ignore[call-arg]
+    return app.indexer(embedder=embedder or default_embedder())
 
 
 def load_index(ix: Indexer) -> HnswIndex:

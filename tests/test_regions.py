@@ -18,7 +18,6 @@ from sqlalchemy import select
 from core.config import Settings
 from core.db.models import Episode, Frame
 from core.errors import IndexMismatch
-from core.framestore import FrameStore
 from core.index import REGION_SLOTS, HnswIndex, RegionSpec, read_manifest, region_frame_ids
 from core.media import Media
 from core.models.embedder import default_embedder
@@ -29,13 +28,12 @@ from data.perturb import crop
 from data.video import read_frames_at
 
 
-def make_indexer(home: Path, regions: RegionSpec | None = RegionSpec()) -> Indexer:
-    from bot.cli import App
+def make_indexer(home: Path, regions: bool = True) -> Indexer:
+    """The indexer `anirec index` builds, with ANIREC_INDEX_REGIONS=`regions`."""
+    from bot.app import App
 
-    app = App(Settings(_env_file=None, home=home))  # type: ignore[call-arg]
-    return Indexer(sessions=app.sessions, embedder=default_embedder(),
-                   index_dir=app.settings.index_dir,
-                   framestore=FrameStore(app.settings.framestore_dir), regions=regions)
+    settings = Settings(_env_file=None, home=home, index_regions=regions)  # type: ignore[call-arg]
+    return App.from_settings(settings).indexer(embedder=default_embedder())
 
 
 def load_index(ix: Indexer, **kw: Any) -> HnswIndex:
@@ -320,13 +318,13 @@ def test_regions_follow_incremental_indexing_and_reembed(library: Path, tmp_path
     assert set(region_frame_ids(index.regions.ids()).tolist()) <= live  # type: ignore[union-attr]
     # regions off: refused with a clear message until --reembed, which drops them
     with pytest.raises(IndexMismatch, match="ANIREC_INDEX_REGIONS"):
-        make_indexer(home, regions=None).run(library)
-    make_indexer(home, regions=None).run(library, reembed=True)
+        make_indexer(home, regions=False).run(library)
+    make_indexer(home, regions=False).run(library, reembed=True)
     assert read_manifest(home / "index").regions is None
     assert load_index(ix, regions=None).regions is None
     # and on again; `reembed()` (after training) keeps what the index has
     make_indexer(home).run(library, reembed=True)
-    ix2 = make_indexer(home, regions=None)
+    ix2 = make_indexer(home, regions=False)
     ix2.reembed()
     index = load_index(ix2)
     assert index.regions is not None

@@ -21,8 +21,8 @@ def _no_proxy(no_proxy: None) -> None:
 
 @pytest.mark.timeout(120)
 async def test_both_bots_on_one_loop(indexed_home: Any) -> None:
-    from bot.cli import App
-    from bot.cli_run import serve
+    from bot.app import App
+    from bot.cli.run import serve
     from core.config import Settings
 
     async with FakeDiscord() as dc, FakeTelegram(token=TOKEN, bot_username="anirec_run_bot") as tg:
@@ -32,7 +32,7 @@ async def test_both_bots_on_one_loop(indexed_home: Any) -> None:
                             discord_auto_channels=[int(dc.text_channel["id"])])
         stop = asyncio.Event()
         started: dict[str, Any] = {}
-        task = asyncio.create_task(serve(App(settings), stop=stop, ready=started.update))
+        task = asyncio.create_task(serve(App.from_settings(settings), stop=stop, ready=started.update))
         await tg.wait_for("getUpdates", timeout=30)
         assert started["platforms"] == ["discord", "telegram"]
         png = indexed_home.frame_png(0, 6.0)
@@ -60,8 +60,8 @@ async def test_no_token_serves_the_web_chat(indexed_home: Any) -> None:
 
     import aiohttp
 
-    from bot.cli import App
-    from bot.cli_run import serve
+    from bot.app import App
+    from bot.cli.run import serve
     from core.config import Settings
 
     with socket.socket() as s:
@@ -70,7 +70,7 @@ async def test_no_token_serves_the_web_chat(indexed_home: Any) -> None:
     settings = Settings(_env_file=None, home=indexed_home.settings.home, web_port=port)  # type: ignore[call-arg]
     stop = asyncio.Event()
     started: dict[str, Any] = {}
-    task = asyncio.create_task(serve(App(settings), stop=stop, ready=started.update))
+    task = asyncio.create_task(serve(App.from_settings(settings), stop=stop, ready=started.update))
     for _ in range(100):
         if started:
             break

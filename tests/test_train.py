@@ -39,7 +39,8 @@ def test_info_nce_masks_twins() -> None:
 
 def test_train_scene_cli(indexed_home: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
                          capsys: pytest.CaptureFixture[str]) -> None:
-    from bot.cli import App, main
+    from bot.app import App
+    from bot.cli import main
     from core.config import Settings
 
     home = tmp_path / "home"
@@ -50,7 +51,7 @@ def test_train_scene_cli(indexed_home: Any, tmp_path: Path, monkeypatch: pytest.
     out = capsys.readouterr().out
     res = json.loads(out[: out.rindex("}") + 1])
     assert res["promoted"] and res["reembedded_frames"] > 0
-    app = App(Settings(_env_file=None, home=home))  # type: ignore[call-arg]
+    app = App.from_settings(Settings(_env_file=None, home=home))  # type: ignore[call-arg]
     with app.sessions() as s:
         mv = s.scalar(select(ModelVersion).where(ModelVersion.kind == "scene"))
         assert mv is not None and mv.promoted and mv.version == res["version"]
@@ -70,7 +71,8 @@ def test_train_series_head_cli(indexed_home: Any, tmp_path: Path, monkeypatch: p
                                capsys: pytest.CaptureFixture[str]) -> None:
     import numpy as np
 
-    from bot.cli import App, main
+    from bot.app import App
+    from bot.cli import main
     from core.config import Settings
     from core.recognizer import build_recognizer
 
@@ -87,7 +89,7 @@ def test_train_series_head_cli(indexed_home: Any, tmp_path: Path, monkeypatch: p
     assert set(res["genres"]) == library_genres  # every genre gets a threshold and P/R/F1
     for m in res["genres"].values():
         assert {"threshold", "precision", "recall", "f1"} <= set(m)
-    app = App(Settings(_env_file=None, home=home))  # type: ignore[call-arg]
+    app = App.from_settings(Settings(_env_file=None, home=home))  # type: ignore[call-arg]
     rec = build_recognizer(app.sessions, index_dir=home / "index", models_dir=home / "models")
     assert rec.series_head is not None and "+series:" in rec.model_version
     v = rec.embedder.embed_arrays(np.zeros((2, 144, 256, 3), np.uint8))

@@ -1,4 +1,5 @@
-"""`anirec identify` and `anirec demo`: recognition from the command line."""
+"""`anirec demo`: sample library → index → (train) → identify perturbed screenshots, then
+optionally the local web chat over them."""
 
 from __future__ import annotations
 
@@ -13,74 +14,10 @@ from typing import Any
 
 import numpy as np
 
-from core.errors import AniRecError
-from core.formatting import format_timestamp, summary_lines
-from core.types import Recognition, Source
-
-CLI_SOURCE = Source(platform="cli", chat_id="local", user_id="operator", allow_adult=True)
-
-
-def build_service(app: Any, *, rate: int = 1_000_000) -> Any:
-    """The same RecognitionService the bots use, with the settings' limits."""
-    from core.feedback import FeedbackStore, load_salt
-    from core.media import MediaLimits
-    from core.previews import PreviewMaker
-    from core.recognizer import build_recognizer
-    from core.service import RecognitionService
-
-    st = app.settings
-
-    def factory() -> Any:
-        return build_recognizer(app.sessions, index_dir=st.index_dir, models_dir=st.models_dir,
-                                search_k=st.search_k, match_threshold=st.match_threshold,
-                                unsure_threshold=st.unsure_threshold,
-                                subcrops=st.subcrops)
-
-    limits = MediaLimits(max_bytes=st.max_upload_bytes, max_pixels=st.max_pixels,
-                         max_frames=st.max_frames, max_seconds=st.max_clip_seconds)
-    return RecognitionService(factory, FeedbackStore(app.sessions, load_salt(st.home)),
-                              limits=limits, previews=PreviewMaker(st.previews_dir),
-                              queue_size=st.queue_size, user_rate_per_minute=rate,
-                              chat_rate_per_minute=rate,
-                              images_dir=(st.home / "query-images") if st.store_query_images else None)
-
-
-def cmd_identify(app: Any, args: argparse.Namespace) -> int:
-    app.configure_torch(default=1)
-    return asyncio.run(_identify(app, args))
-
-
-async def _identify(app: Any, args: argparse.Namespace) -> int:
-    service = build_service(app)
-    await service.start()
-    rc = 0
-    try:
-        for name in args.files:
-            path = Path(name)
-            try:
-                data = path.read_bytes()
-            except OSError as exc:
-                out = {"file": name, "error": f"cannot read: {exc.strerror}"}
-                rc = 1
-                print(json.dumps(out) if args.json else f"{name}: cannot read ({exc.strerror})")
-                continue
-            try:
-                rec = await service.recognize(data, source=CLI_SOURCE, with_preview=not args.no_preview)
-            except AniRecError as exc:
-                rc = 1
-                print(json.dumps({"file": name, "error": str(exc)}) if args.json
-                      else f"{name}: {exc}")
-                continue
-            if args.json:
-                print(json.dumps(rec.to_json(file=name), ensure_ascii=False))
-            else:
-                print(f"== {name}")
-                for line in summary_lines(rec):
-                    print("   " + line)
-            sys.stdout.flush()
-    finally:
-        await service.close()
-    return rc
+from bot.app import App
+from bot.cli.identify import CLI_SOURCE, cli_service
+from core.formatting import format_timestamp
+from core.types import Recognition
 
 
 # ----------------------------------------------------------------------------------------------
@@ -143,9 +80,8 @@ def judge(rec: Recognition, q: dict[str, Any], catalog: Any, library: Path) -> d
     return {"series": series_ok, "episode": ep_ok, "time": ep_ok and abs(top.time - q["time"]) <= 2.0}
 
 
-def cmd_demo(app: Any, args: argparse.Namespace) -> int:
-    from bot.cli import TqdmProgress
-    from data.indexer import Indexer
+def cmd_demo(app: App, args: argparse.Namespace) -> int:
+    from bot.cli.progress import TqdmProgress
     from data.synth import generate_library
 
     app.configure_torch()
@@ -157,14 +93,10 @@ def cmd_demo(app: Any, args: argparse.Namespace) -> int:
         generate_library(library, series=args.series, episodes=args.episodes, seconds=args.seconds,
                          seed=0, progress=lambda label, d, n: print(f"      wrote {d}/{n}: {label}"))
     print("[2/4] Indexing (incremental: unchanged episodes are skipped)")
-    emb = app.embedder()
-    rep = Indexer(sessions=app.sessions, embedder=emb, index_dir=st.index_dir,
-                  framestore=app.framestore(), fps=st.index_fps, max_fps=st.index_max_fps,
-                  batch_size=st.embed_batch,
-                  progress=TqdmProgress()).run(library)
+    rep = app.indexer(progress=TqdmProgress()).run(library)
     print(f"      {len(rep.added)} added, {rep.unchanged} unchanged, {rep.index_count} frames; "
           + (f"{rep.speed:.1f}x real time" if rep.video_seconds else "nothing new to index"))
-    print("[3/4] Models: " + _train_step(app, args))
+    print("[3/4] Models: " + _train_step(app, args.train_steps))
     if args.characters:
         print("      Characters: " + _characters_step(app, library))
     print(f"[4/4] Identifying {args.queries} perturbed screenshots and clips")
@@ -175,42 +107,57 @@ def cmd_demo(app: Any, args: argparse.Namespace) -> int:
     interactive = sys.stdin.isatty() and sys.stdout.isatty()
     serve_after = args.serve if args.serve is not None else interactive
     if serve_after:  # a person at a terminal: go on to the local web chat with these screenshots
-        from bot.cli_run import serve
+        from bot.cli.run import serve
 
         app.configure_torch(default=1)
         return asyncio.run(serve(app, web=True))
     return 0 if results else 1
 
 
-def _train_step(app: Any, args: argparse.Namespace) -> str:
-    try:
-        from bot.cli_train import demo_train
-    except ImportError:
-        return "no trainer yet; using the default embedder"
-    return demo_train(app, args)
+def _train_step(app: App, steps: int) -> str:
+    """The demo's training step: train a small scene model once (skipped when one exists)."""
+    from bot.cli.progress import TrainBars
+    from core.models.registry import promoted
+    from training.promote import train_scene
+
+    mv = promoted(app.sessions, "scene")
+    if mv is not None:
+        return f"using trained scene model {mv.version}"
+    if steps <= 0:
+        return "training skipped (--train-steps 0); using the default embedder"
+    res = train_scene(app.sessions, app.framestore(), app.settings.models_dir,
+                      lambda model: app.indexer(embedder=model), steps=steps, holdout_every=0,
+                      resume=True, arch="hybrid-mobilenet_v3_small", weights=None,
+                      progress=TrainBars())
+    state = "promoted" if res.promoted else "kept the default (not better)"
+    return (f"trained {res.version} in {res.train_seconds:.0f} s: check top-1 "
+            f"{res.gate.new_top1:.2f} vs default {res.gate.current_top1:.2f} → {state}")
 
 
-def _characters_step(app: Any, library: Path) -> str:
+def _characters_step(app: App, library: Path) -> str:
     """Train the face detector and character embedder once, then give every character of the
     sample library its one reference image (`anirec characters add`), so answers name them."""
     from PIL import Image
 
-    from bot.cli_train import labels_path, train_characters_command, train_faces_command
+    from bot.cli.progress import TrainBars
     from core.models.registry import load_character_embedder, load_face_detector, promoted
     from data import cast
     from training.facedata import read_labels, references
+    from training.promote import labels_path, train_characters, train_faces
 
     notes = []
-    lf = labels_path(app, str(library / "ground_truth.json"))
+    models = app.settings.models_dir
+    lf = labels_path(app.sessions, str(library / "ground_truth.json"))
     if promoted(app.sessions, "faces") is None:
-        r = train_faces_command(app, labels_file=lf, steps=None, holdout_every=3, resume=True)
-        notes.append(f"face detector P {r['precision']:.2f} / R {r['recall']:.2f}")
+        f = train_faces(app.sessions, models, labels_file=lf, steps=None, holdout_every=3,
+                        resume=True, progress=TrainBars())
+        notes.append(f"face detector P {f.precision:.2f} / R {f.recall:.2f}")
     if promoted(app.sessions, "characters") is None:
-        r = train_characters_command(app, labels_file=lf, steps=400, holdout_every=3, resume=True,
-                                     supervision="names")
-        notes.append(f"character embedder in {r['train_seconds']:.0f} s")
-    detector = load_face_detector(app.sessions, app.settings.models_dir)
-    embedder = load_character_embedder(app.sessions, app.settings.models_dir)
+        c = train_characters(app.sessions, models, labels_file=lf, steps=400, holdout_every=3,
+                             resume=True, supervision="names", progress=TrainBars())
+        notes.append(f"character embedder in {c.train_seconds:.0f} s")
+    detector = load_face_detector(app.sessions, models)
+    embedder = load_character_embedder(app.sessions, models)
     known = {(r["series"], r["name"]) for r in cast.list_cast(app.sessions)}
     added = 0
     for series, members in references(library, read_labels(lf)).items():
@@ -227,7 +174,7 @@ def _characters_step(app: Any, library: Path) -> str:
 
 
 async def _run_demo(app: Any, queries: list[dict[str, Any]], library: Path) -> dict[str, float]:
-    service = build_service(app)
+    service = cli_service(app)
     await service.start()
     rows, lat = [], []
     hits = {"series": 0, "episode": 0, "time": 0}
@@ -260,13 +207,7 @@ async def _run_demo(app: Any, queries: list[dict[str, Any]], library: Path) -> d
     return summary
 
 
-def register(sub: Any) -> None:
-    sp = sub.add_parser("identify", help="identify images, GIFs or clips")
-    sp.add_argument("files", nargs="+", help="image/GIF/clip files")
-    sp.add_argument("--json", action="store_true", help="one JSON object per input, per line")
-    sp.add_argument("--no-preview", action="store_true", help="skip cutting the preview clip")
-    sp.set_defaults(func=cmd_identify)
-
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     sp = sub.add_parser("demo", help="sample library → index → identify perturbed screenshots")
     sp.add_argument("--library", default=None, help="use this library instead of the sample one")
     sp.add_argument("--series", type=int, default=4)
@@ -275,7 +216,7 @@ def register(sub: Any) -> None:
     sp.add_argument("--queries", type=int, default=24)
     sp.add_argument("--train-steps", type=int, default=0,
                     help="also train a scene model for N steps (default 0: the trained model does "
-                         "not yet beat the default embedder on CPU-sized runs; see issue #5)")
+                         "not yet beat the default embedder on CPU-sized runs)")
     sp.add_argument("--characters", action="store_true",
                     help="also train the face detector and character embedder (~10 min here) and "
                          "name the sample cast from one reference image each")

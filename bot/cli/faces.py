@@ -10,12 +10,13 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
-from typing import Any
+
+from bot.app import App
 
 DEFAULT_OUT = "teacher-labels.json"  # under ANIREC_HOME
 
 
-def cmd_faces(app: Any, args: argparse.Namespace) -> int:
+def cmd_faces(app: App, args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
     from data.teacher import DEFAULT_TEACHER_PYTHON, AnimeFaceTeacher, harvest_labels
@@ -46,7 +47,7 @@ def cmd_faces(app: Any, args: argparse.Namespace) -> int:
     return 0
 
 
-def register(sub: Any) -> None:
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     sp = sub.add_parser("faces", help="face labels: harvest pseudo-labels with the animeface teacher")
     acts = sp.add_subparsers(dest="action", metavar="ACTION", required=True)
     h = acts.add_parser("harvest", help="run the animeface teacher over indexed frames and write a label file")

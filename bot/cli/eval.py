@@ -1,4 +1,5 @@
-"""`anirec eval`: our recognizer and three baselines on the same perturbed queries."""
+"""`anirec eval [scene|characters]`: our recognizer and three baselines on the same perturbed
+queries, or face detection and character identification on the held-out labelled episodes."""
 
 from __future__ import annotations
 
@@ -6,54 +7,30 @@ import argparse
 import logging
 import sys
 from pathlib import Path
-from typing import Any
+
+from bot.app import App
 
 
-class StageBars:
-    """One tqdm bar (on stderr) per evaluation stage."""
-
-    def __init__(self) -> None:
-        from tqdm import tqdm
-
-        self._tqdm = tqdm
-        self.stage: str | None = None
-        self.bar: Any = None
-
-    def __call__(self, stage: str, done: int, total: int) -> None:
-        if stage != self.stage:
-            self.close()
-            self.stage = stage
-            self.bar = self._tqdm(total=total, desc=stage, unit="q" if "queries" not in stage
-                                  and "features" not in stage else "it", file=sys.stderr,
-                                  leave=False)
-        self.bar.total = total
-        self.bar.update(done - self.bar.n)  # redraws at most every `mininterval` seconds
-
-    def close(self) -> None:
-        if self.bar is not None:
-            self.bar.close()
-            self.bar = None
-
-
-def cmd_eval_characters(app: Any, args: argparse.Namespace) -> int:
+def cmd_eval_characters(app: App, args: argparse.Namespace) -> int:
     """Face detection and character identification on the held-out labelled episodes."""
     import numpy as np
     from PIL import Image
 
-    from bot.cli_train import labels_path
+    from bot.cli.progress import StageBars
     from core.characters import CastMember, CharacterRecognizer, Gallery, load_floor
     from core.models.registry import load_character_embedder, load_face_detector
     from training.characters import FaceSet, embed_faceset
     from training.eval import write_json
     from training.eval_characters import evaluate_characters, format_table
     from training.facedata import iter_face_frames, read_labels, references
+    from training.promote import labels_path
 
     st = app.settings
     detector = load_face_detector(app.sessions, st.models_dir)
     embedder = load_character_embedder(app.sessions, st.models_dir)
     if detector is None or embedder is None:
         raise SystemExit("anirec: train the models first: `anirec train faces` and `anirec train characters`")
-    lf = Path(args.labels) if args.labels else labels_path(app, None)
+    lf = Path(args.labels) if args.labels else labels_path(app.sessions, None)
     root, labels = lf.parent, read_labels(lf)
     refs = references(root, labels)
     # the gallery of the end-to-end check: each character's reference image + 4 training faces
@@ -91,10 +68,11 @@ def cmd_eval_characters(app: Any, args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_eval(app: Any, args: argparse.Namespace) -> int:
+def cmd_eval(app: App, args: argparse.Namespace) -> int:
     if args.what == "characters":
         app.configure_torch(default=1)
         return cmd_eval_characters(app, args)
+    from bot.cli.progress import StageBars
     from training.eval import EvalConfig, evaluate, format_table, write_json, write_report
 
     app.configure_torch(default=1)
@@ -132,7 +110,7 @@ def cmd_eval(app: Any, args: argparse.Namespace) -> int:
     return 0
 
 
-def register(sub: Any) -> None:
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     sp = sub.add_parser("eval", help="evaluate recognition (and baselines) on perturbed queries "
                                      "from the indexed sample library")
     sp.add_argument("what", nargs="?", choices=["scene", "characters"], default="scene",

@@ -16,9 +16,8 @@ import logging
 import os
 import signal
 from collections.abc import Awaitable, Callable
-from typing import Any
 
-from bot.cli_recognize import build_service
+from bot.app import App
 
 logger = logging.getLogger("anirec.run")
 
@@ -33,8 +32,8 @@ async def _guard(name: str, coro: Awaitable[None], failures: list[str]) -> None:
         failures.append(name)
 
 
-async def serve(app: Any, *, web: bool | None = None, stop: asyncio.Event | None = None,
-                ready: Callable[[dict[str, Any]], None] | None = None,
+async def serve(app: App, *, web: bool | None = None, stop: asyncio.Event | None = None,
+                ready: Callable[[dict[str, object]], None] | None = None,
                 sync_commands: bool = False) -> int:
     """Run every configured front end until `stop` is set (or a signal arrives)."""
     st = app.settings
@@ -45,14 +44,13 @@ async def serve(app: Any, *, web: bool | None = None, stop: asyncio.Event | None
             loop.add_signal_handler(sig, stop.set)
         except (NotImplementedError, RuntimeError):  # not the main thread (tests)
             pass
-    service = build_service(app, rate=st.user_rate_per_minute)
-    service._chat_rate.per_minute = st.chat_rate_per_minute
+    service = app.service()
     await service.start()
     if not service.ready:
         logger.warning("no index yet: answers will say so until `anirec index LIBRARY` has run "
                        "and an owner sends reload")
     runners: list[tuple[str, Awaitable[None]]] = []
-    info: dict[str, Any] = {}
+    info: dict[str, object] = {}
     if st.discord_token is not None:
         from bot.discord_adapter import build_discord_bot, run_discord
 
@@ -106,12 +104,12 @@ async def _stop_when_all_failed(stop: asyncio.Event, failures: list[str], n: int
         await asyncio.sleep(0.5)
 
 
-def cmd_run(app: Any, args: argparse.Namespace) -> int:
+def cmd_run(app: App, args: argparse.Namespace) -> int:
     app.configure_torch(default=1)  # serving shares the cores: one torch thread
     return asyncio.run(serve(app, web=True if args.web else None, sync_commands=args.sync_commands))
 
 
-def register(sub: Any) -> None:
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     sp = sub.add_parser("run", help="run the Discord/Telegram bots (or the local web chat)")
     sp.add_argument("--web", action="store_true", help="also serve the local web chat")
     sp.add_argument("--sync-commands", action="store_true",

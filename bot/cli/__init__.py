@@ -1,0 +1,70 @@
+"""The `anirec` command: the parser, one module per command, and `main`.
+
+`main` reads the settings, builds the `App` (bot/app.py), brings the catalog schema up to
+date (so operators never run SQL) and runs the command, turning AniRec's own errors into a
+one-line message and an exit code.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from collections.abc import Callable, Sequence
+
+from bot.app import App
+from bot.cli import characters, demo, faces, identify, index, run, sample_library, status, train
+from bot.cli import eval as eval_cmd
+from core.config import load_settings
+from core.errors import AniRecError, NothingToTrain
+
+logger = logging.getLogger("anirec")
+
+Register = Callable[["argparse._SubParsersAction[argparse.ArgumentParser]"], None]
+
+# The commands, in the order `anirec --help` lists them.
+COMMANDS: tuple[Register, ...] = (
+    sample_library.register, index.register, status.register, identify.register,
+    demo.register, train.register, eval_cmd.register, run.register, characters.register,
+    faces.register,
+)
+
+
+def setup_logging(level: str) -> None:
+    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+                        stream=sys.stderr)
+    for noisy in ("httpx", "alembic", "discord.gateway", "discord.client", "PIL"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="anirec", description="AniRec: recognise anime scenes, "
+                                "series and characters from your own library.")
+    p.add_argument("--log-level", default=None, help="override ANIREC_LOG_LEVEL")
+    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for register in COMMANDS:
+        register(sub)
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        settings = load_settings()
+    except AniRecError as exc:
+        print(f"anirec: {exc}", file=sys.stderr)
+        return 2
+    setup_logging(args.log_level or settings.log_level)
+    app = App.from_settings(settings)
+    try:
+        app.open()  # every command brings the catalog schema up to date first
+        return int(args.func(app, args) or 0)
+    except KeyboardInterrupt:
+        print("anirec: interrupted; re-run the same command to resume.", file=sys.stderr)
+        return 130
+    except NothingToTrain as exc:
+        print(f"anirec: {exc}", file=sys.stderr)
+        return 1
+    except (AniRecError, FileNotFoundError) as exc:
+        print(f"anirec: {exc}", file=sys.stderr)
+        return 2

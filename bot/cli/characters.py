@@ -1,0 +1,148 @@
+"""`anirec characters add|discover|name|list`: build each series' cast."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from bot.app import App
+
+if TYPE_CHECKING:
+    from PIL import Image
+
+    from core.models.characters import CharacterEmbedder
+    from core.models.faces import FaceDetector
+
+MAX_REFERENCE_IMAGES = 20
+
+
+def _models(app: App, *, need_detector: bool
+            ) -> tuple[FaceDetector | None, CharacterEmbedder | None]:
+    from core.models.registry import load_character_embedder, load_face_detector
+
+    detector = load_face_detector(app.sessions, app.settings.models_dir)
+    embedder = load_character_embedder(app.sessions, app.settings.models_dir)
+    if need_detector and (detector is None or embedder is None):
+        missing = " and ".join(n for n, m in (("a face detector", detector), ("a character embedder", embedder))
+                               if m is None)
+        raise SystemExit(f"anirec: {missing} must be trained first: `anirec train faces` and "
+                         "`anirec train characters` (see README, Characters)")
+    return detector, embedder
+
+
+def _read_images(paths: list[str]) -> list[tuple[str, Image.Image]]:
+    from core.media import MediaLimits, load_media
+
+    if len(paths) > MAX_REFERENCE_IMAGES:
+        raise SystemExit(f"anirec: at most {MAX_REFERENCE_IMAGES} images at a time")
+    out = []
+    for p in paths:
+        try:
+            data = Path(p).read_bytes()
+        except OSError as exc:
+            raise SystemExit(f"anirec: cannot read {p}: {exc.strerror}") from None
+        media = load_media(data, MediaLimits(max_frames=1))  # typed error on bad input
+        out.append((Path(p).name, media.first))
+    return out
+
+
+def cmd_characters(app: App, args: argparse.Namespace) -> int:
+    app.configure_torch(default=0)
+    return ACTIONS[args.action](app, args, app.settings.home.resolve())
+
+
+def _add(app: App, args: argparse.Namespace, home: Path) -> int:
+    from data import cast
+
+    detector, embedder = _models(app, need_detector=False)
+    res = cast.add_references(app.sessions, home, args.series, args.name, _read_images(args.images),
+                              detector=detector, embedder=embedder)
+    print(f"{res.name} ({res.series}): {res.added} reference image(s) added")
+    for note in res.faces_found:
+        print("  " + note)
+    if embedder is None:
+        print("  (no character embedder yet: the references are embedded after "
+              "`anirec train characters`)")
+    return 0
+
+
+def _discover(app: App, args: argparse.Namespace, home: Path) -> int:
+    from tqdm import tqdm
+
+    from data import cast
+
+    detector, embedder = _models(app, need_detector=True)
+    bar = tqdm(desc="finding faces", unit="frame", file=sys.stderr)
+
+    def progress(done: int, total: int) -> None:
+        bar.total = total
+        bar.update(done - bar.n)
+
+    try:
+        res = cast.discover(app.sessions, home, args.series, detector=detector, embedder=embedder,
+                            per_shot=args.per_shot, threshold=args.threshold, progress=progress)
+    finally:
+        bar.close()
+    print(f"{res.series}: {res.faces} faces in {res.frames} frames → {len(res.clusters)} clusters")
+    for c in res.clusters:
+        print(f"  cluster {c['id']:>5}: {c['size']} faces")
+    if res.sheet_png:
+        print(f"Contact sheet: {res.sheet_html} (and {res.sheet_png.name}); the web chat's "
+              "operator page shows it too.")
+        print("Name a cluster: anirec characters name CLUSTER \"Character Name\"")
+    return 0
+
+
+def _name(app: App, args: argparse.Namespace, home: Path) -> int:
+    from data import cast
+
+    _, embedder = _models(app, need_detector=False)
+    res = cast.name_cluster(app.sessions, home, args.cluster, args.name, embedder=embedder)
+    print(f"Cluster {args.cluster} is {res.name} ({res.series}): {res.faces} appearances labelled, "
+          f"{res.references} reference faces added")
+    return 0
+
+
+def _list(app: App, args: argparse.Namespace, home: Path) -> int:
+    from data import cast
+
+    rows = cast.list_cast(app.sessions, args.series)
+    if args.json:
+        print(json.dumps(rows, ensure_ascii=False, indent=2))
+    elif not rows:
+        print("No characters yet: `anirec characters add SERIES NAME IMAGES...` or "
+              "`anirec characters discover SERIES`.")
+    else:
+        for r in rows:
+            print(f"{r['series']}: {r['name']} — {r['references']} references, "
+                  f"{r['appearances']} appearances")
+    return 0
+
+
+ACTIONS: dict[str, Callable[[App, argparse.Namespace, Path], int]] = {
+    "add": _add, "discover": _discover, "name": _name, "list": _list}
+
+
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    sp = sub.add_parser("characters", help="build each series' cast: add, discover, name, list")
+    acts = sp.add_subparsers(dest="action", metavar="ACTION", required=True)
+    a = acts.add_parser("add", help="add a character from 1–5 reference images (one-shot)")
+    a.add_argument("series", help="series title, folder name or id")
+    a.add_argument("name", help="the character's name")
+    a.add_argument("images", nargs="+", help="reference images (a head crop or a screenshot)")
+    d = acts.add_parser("discover", help="cluster the faces found in a series and write a contact sheet")
+    d.add_argument("series")
+    d.add_argument("--per-shot", type=int, default=3, help="frames read per shot (default 3)")
+    d.add_argument("--threshold", type=float, default=0.75,
+                   help="cosine similarity to merge clusters (default 0.75; higher: more, purer clusters)")
+    n = acts.add_parser("name", help="name a discovered cluster")
+    n.add_argument("cluster", type=int, help="the cluster number from the contact sheet")
+    n.add_argument("name")
+    lst = acts.add_parser("list", help="the characters of every (or one) series")
+    lst.add_argument("series", nargs="?", default=None)
+    lst.add_argument("--json", action="store_true")
+    sp.set_defaults(func=cmd_characters)

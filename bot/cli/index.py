@@ -1,0 +1,41 @@
+"""`anirec index LIBRARY`: index (or update) a library folder of episodes."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from bot.app import App
+
+
+def cmd_index(app: App, args: argparse.Namespace) -> int:
+    from bot.cli.progress import TqdmProgress
+    from data.indexer import Progress
+
+    app.configure_torch()
+    indexer = app.indexer(fps=args.fps, progress=Progress() if args.quiet else TqdmProgress())
+    rep = indexer.run(Path(args.library), reembed=args.reembed)
+    print(f"Indexed {args.library}: {len(rep.added)} added, {len(rep.updated)} updated, "
+          f"{len(rep.removed)} removed, {rep.unchanged} unchanged, {len(rep.failed)} failed")
+    print(f"Frames: +{rep.frames_added} -{rep.frames_removed}, embedded {rep.frames_embedded}; "
+          f"index {rep.index_count} vectors"
+          + (f" + {rep.region_count} region vectors" if rep.region_count else "")
+          + f", version {rep.index_version}")
+    if rep.video_seconds:
+        print(f"Speed: {rep.video_seconds:.0f} s of video in {rep.wall_seconds:.1f} s "
+              f"({rep.speed:.1f}x real time)")
+    for path, err in rep.failed:
+        print(f"FAILED {path}: {err}")
+    for w in rep.warnings:
+        print(f"warning: {w}")
+    return 1 if rep.failed and not (rep.added or rep.updated or rep.unchanged) else 0
+
+
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    sp = sub.add_parser("index", help="index (or update) a library folder of episodes")
+    sp.add_argument("library", help="folder of series folders / episode files")
+    sp.add_argument("--fps", type=float, default=None, help="frames sampled per second (default 2)")
+    sp.add_argument("--reembed", action="store_true",
+                    help="rebuild the whole index with the current embedder (from the frame store)")
+    sp.add_argument("--quiet", action="store_true", help="no progress bars")
+    sp.set_defaults(func=cmd_index)
