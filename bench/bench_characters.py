@@ -103,7 +103,7 @@ def main(argv: list[str] | None = None) -> int:
     from bot.cli import App
     from bot.cli_train import labels_path, train_characters_command, train_faces_command
     from core.media import load_media
-    from core.recognizer import build_recognizer
+    from core.recognition import build_recognizer
     from data import cast
     from data.indexer import Indexer
     from data.synth import generate_library

@@ -125,7 +125,7 @@ def main(argv: list[str] | None = None) -> int:
     torch.set_num_threads(1)
     from bot.cli import App
     from core.index import RegionSpec
-    from core.recognizer import build_recognizer
+    from core.recognition import build_recognizer
     from data.indexer import Indexer
     from data.synth import generate_library
 

@@ -25,7 +25,7 @@ def build_service(app: Any, *, rate: int = 1_000_000) -> Any:
     from core.feedback import FeedbackStore, load_salt
     from core.media import MediaLimits
     from core.previews import PreviewMaker
-    from core.recognizer import build_recognizer
+    from core.recognition import build_recognizer
     from core.service import RecognitionService
 
     st = app.settings

@@ -1,4 +1,4 @@
-"""Find the picture inside the picture.
+"""Find the picture inside the picture: the views of a query worth embedding.
 
 1. `trim_borders`: strip solid or near-solid borders (black bars, letterboxing, pillarboxing,
    white padding) from every side.
