@@ -7,17 +7,21 @@ still (faces boxed and named). The matching itself is `core.recognition.characte
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Sequence
+from typing import TYPE_CHECKING
 
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
-from core.db.models import Appearance, Character, CharacterReference
+from core.db.models import Appearance, Character
 from core.types import CharacterHit
+
+if TYPE_CHECKING:
+    from core.models.characters import CharacterEmbedder
 
 logger = logging.getLogger(__name__)
 
@@ -58,7 +62,8 @@ class Gallery:
         return out
 
 
-def load_gallery(sessions: sessionmaker[Session], embedder: Any, home: Path | None = None) -> Gallery:
+def load_gallery(sessions: sessionmaker[Session], embedder: CharacterEmbedder,
+                 home: Path | None = None) -> Gallery:
     """Read every character's references; references embedded by another embedder version are
     re-embedded from their image (and the new vector is stored)."""
     gal = Gallery(embedder_version=embedder.version)
@@ -107,7 +112,7 @@ class Floor:
         return self.one + (self.five - self.one) * (n_refs - 1) / 4
 
     @classmethod
-    def of(cls, value: Any) -> Floor:
+    def of(cls, value: Floor | float | dict[str, float]) -> Floor:
         """From a number, or a {"1": ..., "5": ...} mapping (checkpoint metrics, JSON)."""
         if isinstance(value, Floor):
             return value
@@ -119,7 +124,7 @@ class Floor:
 FLOOR_FILE = "characters-floor.json"
 
 
-def load_floor(models_dir: Path, embedder: Any) -> Floor:
+def load_floor(models_dir: Path, embedder: CharacterEmbedder) -> Floor:
     """The unknown-face floors: an operator's override in `models/characters-floor.json`
     (`{"embedder_version": ..., "floor": {"1": .., "5": ..}}`) for this embedder version, else
     the ones measured on held-out shots at training time, else the default."""
@@ -141,7 +146,7 @@ PALETTE = [(255, 82, 82), (64, 196, 255), (255, 214, 0), (105, 240, 174), (224, 
            (255, 145, 0), (83, 109, 254), (29, 233, 182)]
 
 
-def label_font(size: int) -> Any:
+def label_font(size: int) -> ImageFont.FreeTypeFont | ImageFont.ImageFont:
     for name in ("DejaVuSans-Bold.ttf", "DejaVuSans.ttf"):
         try:
             return ImageFont.truetype(name, size)

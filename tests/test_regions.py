@@ -443,7 +443,7 @@ def test_a_whole_frame_that_fits_is_checked_at_full_width_only(indexed_home: Any
         calls.append(len(a[3]))  # how many widths were tried
         return real(*a, **k)
 
-    import core.recognition.checks as checks
+    from core.recognition import checks
 
     checks.check_fit = counting  # type: ignore[assignment]
     try:

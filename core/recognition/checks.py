@@ -7,14 +7,21 @@ place, a look-alike does not), and near-ties between different episodes settled 
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
-from typing import Sequence
 
 import numpy as np
 
 from core.recognition.candidates import OPED, Hit
-from core.recognition.correlation import (DetailParams, Fit, FitParams, Sheet, TemplateCache,
-                                          check_fit, detail_score)
+from core.recognition.correlation import (
+    DetailParams,
+    Fit,
+    FitParams,
+    Sheet,
+    TemplateCache,
+    check_fit,
+    detail_score,
+)
 from core.recognition.framing import LUMA, View
 from core.recognition.thumbnails import Thumbnails
 from core.types import Candidate
@@ -74,7 +81,7 @@ def colour_check(hit: Hit, views: Sequence[Sequence[View]], thumbs: Thumbnails,
         nonlocal best, spot
         for v in views[hit.frame]:
             score, fit = check_fit(v.image, stack, sheet, scales,
-                                   templates.setdefault(id(v.image), {}), p.fit.refine)
+                                   templates.setdefault(id(v.image), TemplateCache()), p.fit.refine)
             if fit is not None and (best is None or score > best):
                 best = score
                 spot = replace(fit, frame=int(g.frames[fit.frame]), view=v.image)

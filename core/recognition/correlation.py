@@ -5,8 +5,8 @@ FFTs), its colour fit there, and the detail check (16-px cells that may each mov
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Any, Iterator, Sequence
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
 
 import numpy as np
 import torch
@@ -14,9 +14,22 @@ from PIL import Image
 
 from core.recognition.framing import LUMA
 
-#: a query image's resized and transformed templates, kept across the sheets it is correlated
-#: with (`Sheet.correlate`): PIL images, arrays and spectra by size and mirroring
-TemplateCache = dict[object, Any]
+
+@dataclass
+class TemplateCache:
+    """One query image's templates, resized and transformed once however many sheets of the
+    same size it is correlated with (`Sheet.correlate`, `check_fit`)."""
+
+    # the query in RGB, shrunk to at most twice a sheet's width once, by that width
+    shrunk: dict[int, Image.Image] = field(default_factory=dict)
+    # the query resized to a template's (width, height), RGB float64
+    resized: dict[tuple[int, int], np.ndarray] = field(default_factory=dict)
+    # by (sheet height, sheet width, template width, height, mirrored): the (mirrored) RGB
+    # template and the conjugate spectrum of its normalised grey
+    spectra: dict[tuple[int, int, int, int, bool], tuple[np.ndarray, np.ndarray]] = field(
+        default_factory=dict)
+    mirrored: Image.Image | None = None  # the query mirrored (`check_fit`'s refinement)
+    refine: dict[bool, TemplateCache] = field(default_factory=dict)  # by mirrored or not
 
 
 @dataclass(frozen=True)
@@ -49,6 +62,13 @@ class DetailParams:
 LOCATE_SCALES = (0.45, 0.55, 0.65, 0.8, 1.0)
 
 
+def _box_sums(c: np.ndarray, th: int, tw: int) -> np.ndarray:
+    """The sums over every th x tw window, from running sums `c` [N, h + 1, w + 1]."""
+    oh, ow = c.shape[1] - th, c.shape[2] - tw
+    return (c[:, th:th + oh, tw:tw + ow] - c[:, :oh, tw:tw + ow]
+            - c[:, th:th + oh, :ow] + c[:, :oh, :ow])
+
+
 class Sheet:
     """Grey thumbnails [N, h, w] prepared once for correlating any number of queries with them
     (their spectra and the running sums of values and squares)."""
@@ -78,16 +98,16 @@ class Sheet:
         kept), and mirrored, with FFTs. Yields (correlation [N, oh, ow], template height,
         width, the resized RGB template as float64, whether it was mirrored).
 
-        `templates`: a dict kept for one query image, so correlating it with several sheets of
+        `templates`: the caches kept for one query image, so correlating it with several sheets of
         the same size resizes and transforms each template once."""
         gh, gw = self.h, self.w
-        cache: TemplateCache = {} if templates is None else templates
-        q = cache.get(("q", gw))
+        cache = TemplateCache() if templates is None else templates
+        q = cache.shrunk.get(gw)
         if q is None:
             q = query.convert("RGB")
             if q.width > 2 * gw:  # shrink once; each width below is then a cheap resize
                 q = q.resize((2 * gw, max(1, round(q.height * 2 * gw / q.width))), Image.BOX)
-            cache[("q", gw)] = q
+            cache.shrunk[gw] = q
         for s in scales:
             tw = round(gw * s)
             th = round(tw * q.height / max(1, q.width))
@@ -96,25 +116,20 @@ class Sheet:
             if th < 4 or tw < 4 or tw > gw:
                 continue
             oh, ow = gh - th + 1, gw - tw + 1
-
-            def box(c: np.ndarray) -> np.ndarray:
-                return (c[:, th:th + oh, tw:tw + ow] - c[:, :oh, tw:tw + ow]
-                        - c[:, th:th + oh, :ow] + c[:, :oh, :ow])
-
-            s1, s2 = box(self.c1), box(self.c2)
+            s1, s2 = _box_sums(self.c1, th, tw), _box_sums(self.c2, th, tw)
             sd = np.sqrt(np.maximum(s2 - s1 * s1 / (th * tw), th * tw * 1.0))
             for flipped in ((False, True) if mirror else (False,)):
                 key = (gh, gw, tw, th, flipped)
-                hit = cache.get(key)
+                hit = cache.spectra.get(key)
                 if hit is None:
-                    rgb = cache.get((tw, th))
+                    rgb = cache.resized.get((tw, th))
                     if rgb is None:
-                        rgb = cache[(tw, th)] = np.asarray(q.resize((tw, th), Image.BOX), np.float64)
+                        rgb = cache.resized[(tw, th)] = np.asarray(q.resize((tw, th), Image.BOX), np.float64)
                     tt = rgb[:, ::-1] if flipped else rgb
                     tz = tt @ LUMA
                     tz -= tz.mean()
                     tz /= np.linalg.norm(tz) + 1e-6
-                    hit = cache[key] = (tt, np.conj(np.fft.rfft2(tz.astype(np.float32), s=(gh, gw))))
+                    hit = cache.spectra[key] = (tt, np.conj(np.fft.rfft2(tz.astype(np.float32), s=(gh, gw))))
                 tt, tspec = hit
                 corr = np.fft.irfft2(self.spectrum * tspec, s=(gh, gw))[:, :oh, :ow] / sd
                 yield corr, th, tw, tt, flipped
@@ -155,9 +170,9 @@ def check_fit(query: Image.Image, rgb: np.ndarray, sheet: Sheet | None = None,
     R, G and B of the per-channel correlation. Each channel is normalised on its own, so a
     tint, brightness or contrast change keeps the fit; other colours in similar shapes (a
     look-alike picture from another series) lower it. `sheet`: `Sheet(rgb @ LUMA)`, when
-    already made; `templates`: a dict kept for `query` across calls (see `Sheet.correlate`)."""
+    already made; `templates`: the caches kept for `query` across calls (see `Sheet.correlate`)."""
     sheet = sheet or Sheet(rgb @ LUMA)
-    templates = {} if templates is None else templates
+    templates = TemplateCache() if templates is None else templates
     best, spot = -2.0, None
     flipped = False
     for corr, th, tw, tt, fl in sheet.correlate(query, scales, templates=templates):
@@ -169,15 +184,15 @@ def check_fit(query: Image.Image, rgb: np.ndarray, sheet: Sheet | None = None,
         return 0.0, None
     i, tw0 = spot[0], spot[4]
     if flipped:  # the refinement correlates the mirrored query as it is
-        q = templates.get("mirrored")
+        q = templates.mirrored
         if q is None:
-            q = templates["mirrored"] = query.transpose(Image.Transpose.FLIP_LEFT_RIGHT)
+            q = templates.mirrored = query.transpose(Image.Transpose.FLIP_LEFT_RIGHT)
     else:
         q = query
     one = sheet.frame(i)
     for corr, th, tw, tt, _ in one.correlate(q, [tw0 / sheet.w + d for d in refine],
                                              mirror=False,
-                                             templates=templates.setdefault(("refine", flipped), {})):
+                                             templates=templates.refine.setdefault(flipped, TemplateCache())):
         k = int(np.argmax(corr))
         if corr.flat[k] > best:
             _, y, x = np.unravel_index(k, corr.shape)

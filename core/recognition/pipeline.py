@@ -23,13 +23,16 @@ from core.models.embedder import SceneEmbedder
 from core.recognition import candidates, checks, regions
 from core.recognition.calibration import Calibration
 from core.recognition.candidates import Hit
-from core.recognition.characters import (CharacterRecognizer, build_character_recognizer,
-                                         with_characters)
+from core.recognition.characters import (
+    CharacterRecognizer,
+    build_character_recognizer,
+    with_characters,
+)
 from core.recognition.checks import Ranked, Templates
 from core.recognition.framing import View, clip_views
 from core.recognition.params import RecognitionParams
 from core.recognition.thumbnails import Thumbnails
-from core.types import Recognition
+from core.types import Recognition, Status
 
 logger = logging.getLogger(__name__)
 
@@ -191,7 +194,7 @@ class Recognizer:
             detail = d if d is not None else check
         evidence = (score, max(0.0, score - second), agree, check, detail) if out else ()
         conf = self.calibration(*evidence) if out else 0.0
-        status = ("match" if conf >= self.match_threshold else
+        status: Status = ("match" if conf >= self.match_threshold else
                   "unsure" if conf >= self.unsure_threshold else "no_match")
         genres = (self.series_head.genres(q.vectors)
                   if status != "match" and self.series_head is not None else [])

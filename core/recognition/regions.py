@@ -8,8 +8,8 @@ within the shot; the best few are then re-ranked by the colour check.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
-from typing import Sequence
 
 import numpy as np
 from PIL import Image
@@ -127,9 +127,9 @@ def locate(hits: list[Hit], views: Sequence[Sequence[View]], cat: Catalog, thumb
         if any(e == h.ep and abs(t - h.anchor_t) <= p.same for e, t in seen):
             continue
         seen.append((h.ep, h.anchor_t))
-        g = thumbs.near(h.ep, h.anchor_t, p.window)
-        if g is not None:
-            todo.append((h, g.times, g.stack))
+        near = thumbs.near(h.ep, h.anchor_t, p.window)
+        if near is not None:
+            todo.append((h, near.times, near.stack))
     out: list[Hit] = []
     for fi in sorted({h.frame for h, _, _ in todo}):  # one batch per query frame
         batch = [x for x in todo if x[0].frame == fi]
