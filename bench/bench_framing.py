@@ -4,7 +4,7 @@ that was pasted into it?
 Frames of the sample library (generated in a temporary folder unless `--library` names one)
 are pasted into the evaluation suite's phone screenshots and memes (alone, and with JPEG or a
 colour shift, as in `anirec eval`), which record where they put the picture. A query counts
-as framed when one of its views (`core.framing.query_views`) covers the pasted picture with
+as framed when one of its views (`core.recognition.framing.query_views`) covers the pasted picture with
 an intersection over union of at least 0.9. Baselines, in the same run on the same images:
 border trimming alone (the trimmed view, no frame search), and the frame search AniRec used
 before (`previous_views`: the largest box of a video frame's shape bounded by edge lines,
@@ -34,7 +34,7 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from core.framing import (  # noqa: E402
+from core.recognition.framing import (  # noqa: E402
     WEAK_COST,
     WEAK_EDGE,
     Box,

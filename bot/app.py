@@ -20,7 +20,7 @@ if TYPE_CHECKING:
     from core.index import RegionSpec
     from core.media import MediaLimits
     from core.models.embedder import SceneEmbedder
-    from core.recognizer import Recognizer
+    from core.recognition import Recognizer
     from core.service import RecognitionService
     from data.indexer import Indexer, Progress
 
@@ -103,7 +103,7 @@ class App:
     def recognizer(self) -> Recognizer:
         """A recogniser over the promoted models and the index, with the settings' search
         and thresholds. Raises IndexUnavailable/IndexMismatch when the index is not ready."""
-        from core.recognizer import build_recognizer
+        from core.recognition import build_recognizer
 
         st = self.settings
         return build_recognizer(self.sessions, index_dir=st.index_dir, models_dir=st.models_dir,

@@ -1,32 +1,31 @@
-"""Who is in the picture: detect faces, embed them, match against the cast (a closed set).
-
-The cast of a series is its `characters` rows; each character has reference vectors
-(`character_references`: images the operator added, or faces of a cluster they named).
-A query face is matched only against the cast of the top candidates' series, with a bonus
-for characters known to appear in the matched shot (`appearances`); below the similarity
-floor it is "unknown" rather than the nearest name.
+"""The cast the character step matches faces against: each series' `characters` rows with
+their reference vectors (`character_references`: images the operator added, or faces of a
+cluster they named), the similarity floors below which a face is "unknown", and the annotated
+still (faces boxed and named). The matching itself is `core.recognition.characters`.
 """
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Sequence
+from typing import TYPE_CHECKING
 
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
-from core.db.models import Appearance, Character, CharacterReference
+from core.db.models import Appearance, Character
 from core.types import CharacterHit
+
+if TYPE_CHECKING:
+    from core.models.characters import CharacterEmbedder
 
 logger = logging.getLogger(__name__)
 
 DEFAULT_FLOOR = 0.55  # cosine similarity below which a face is "unknown" (tuned by `anirec eval characters`)
-SHOT_BONUS = 0.05  # similarity bonus for characters known to appear in the matched shot
-MAX_FACES = 8  # faces identified per query (the largest / most confident first)
 
 
 def vector_bytes(v: np.ndarray) -> bytes:
@@ -63,7 +62,8 @@ class Gallery:
         return out
 
 
-def load_gallery(sessions: sessionmaker[Session], embedder: Any, home: Path | None = None) -> Gallery:
+def load_gallery(sessions: sessionmaker[Session], embedder: CharacterEmbedder,
+                 home: Path | None = None) -> Gallery:
     """Read every character's references; references embedded by another embedder version are
     re-embedded from their image (and the new vector is stored)."""
     gal = Gallery(embedder_version=embedder.version)
@@ -112,7 +112,7 @@ class Floor:
         return self.one + (self.five - self.one) * (n_refs - 1) / 4
 
     @classmethod
-    def of(cls, value: Any) -> Floor:
+    def of(cls, value: Floor | float | dict[str, float]) -> Floor:
         """From a number, or a {"1": ..., "5": ...} mapping (checkpoint metrics, JSON)."""
         if isinstance(value, Floor):
             return value
@@ -121,55 +121,10 @@ class Floor:
         return cls(float(value), float(value))
 
 
-@dataclass
-class CharacterRecognizer:
-    """Face detector + character embedder + gallery."""
-
-    detector: Any  # core.models.faces.FaceDetector
-    embedder: Any  # core.models.characters.CharacterEmbedder
-    gallery: Gallery
-    floor: Floor = field(default_factory=Floor)
-    max_faces: int = MAX_FACES
-
-    def __post_init__(self) -> None:
-        self.floor = Floor.of(self.floor)  # a plain number works too
-
-    @property
-    def version(self) -> str:
-        return f"{self.detector.version}+{self.embedder.version}"
-
-    def recognize(self, image: Image.Image, series_ids: Sequence[int], series_titles: dict[int, str],
-                  shot_ids: Sequence[int] = ()) -> list[CharacterHit]:
-        """Faces in `image` and who they are among the cast of `series_ids` (in order of trust)."""
-        faces = self.detector.detect(image)[: self.max_faces]
-        if not faces:
-            return []
-        vecs = self.embedder.embed_faces(image, [f.box for f in faces])
-        cast = self.gallery.cast(series_ids)
-        in_shot: set[int] = set()
-        for sid in shot_ids:
-            in_shot |= self.gallery.shot_cast.get(int(sid), set())
-        hits = []
-        for face, v in zip(faces, vecs):
-            best, best_sim = None, -1.0
-            for m in cast:
-                sim = float((m.vectors @ v).max()) + (SHOT_BONUS if m.character_id in in_shot else 0.0)
-                if sim > best_sim:
-                    best, best_sim = m, sim
-            if best is not None and best_sim >= self.floor.at(len(best.vectors)):
-                hits.append(CharacterHit(name=best.name, series=series_titles.get(best.series_id),
-                                         score=min(1.0, best_sim), box=tuple(int(x) for x in face.box)))
-            else:
-                hits.append(CharacterHit(name="unknown", series=None, score=max(0.0, best_sim),
-                                         box=tuple(int(x) for x in face.box)))
-        hits.sort(key=lambda h: h.box[0])  # left to right, as people read the picture
-        return hits
-
-
 FLOOR_FILE = "characters-floor.json"
 
 
-def load_floor(models_dir: Path, embedder: Any) -> Floor:
+def load_floor(models_dir: Path, embedder: CharacterEmbedder) -> Floor:
     """The unknown-face floors: an operator's override in `models/characters-floor.json`
     (`{"embedder_version": ..., "floor": {"1": .., "5": ..}}`) for this embedder version, else
     the ones measured on held-out shots at training time, else the default."""
@@ -191,7 +146,7 @@ PALETTE = [(255, 82, 82), (64, 196, 255), (255, 214, 0), (105, 240, 174), (224, 
            (255, 145, 0), (83, 109, 254), (29, 233, 182)]
 
 
-def label_font(size: int) -> Any:
+def label_font(size: int) -> ImageFont.FreeTypeFont | ImageFont.ImageFont:
     for name in ("DejaVuSans-Bold.ttf", "DejaVuSans.ttf"):
         try:
             return ImageFont.truetype(name, size)

@@ -23,7 +23,7 @@ from core.errors import Busy, IndexUnavailable, RateLimited
 from core.feedback import FeedbackStats, FeedbackStore
 from core.media import Media, MediaLimits, load_media
 from core.previews import Preview, PreviewMaker
-from core.recognizer import Recognizer
+from core.recognition import Recognizer
 from core.types import Candidate, FeedbackTally, Recognition, Source, Verdict
 
 logger = logging.getLogger(__name__)

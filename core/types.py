@@ -9,6 +9,15 @@ from typing import Any, Literal
 Status = Literal["match", "unsure", "no_match"]
 
 
+class FrameFlag(enum.IntEnum):
+    """What a stored frame is part of, found at indexing time (data.oped) and stored per frame."""
+
+    NONE = 0  # the episode itself
+    OPENING = 1  # the opening sequence, repeated in the series' episodes
+    ENDING = 2  # the ending sequence
+    RECAP = 3  # footage of an earlier episode, shown again
+
+
 @dataclass(frozen=True)
 class SeriesInfo:
     """A series as shown to users."""
@@ -84,7 +93,7 @@ class Recognition:
     frames_used: int = 1
     annotated: str | None = None  # path of the query image with faces boxed and named
     # what `confidence` was computed from: (score, margin, frame agreement, colour check,
-    # detail check), see core.recognizer.Calibration; empty when nothing was found
+    # detail check), see core.recognition.Calibration; empty when nothing was found
     evidence: tuple[float, ...] = ()
 
     @property

@@ -14,7 +14,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-NONE, OPENING, ENDING, RECAP = 0, 1, 2, 3
+from core.types import FrameFlag
+
 #: the version of the rules below; bump it when they change, so that `anirec index` flags the
 #: frames of an existing library again (the flags are stored per frame at indexing time).
 #: 2: a title card in every episode is no longer recap footage.
@@ -52,13 +53,13 @@ def detect_oped(episodes: list[EpisodeSignature], *, match_rms: float = 0.035, z
     others = len(episodes) - 1
     need = 1 if others == 1 else max(2, math.ceil(0.6 * others))
     for a, ea in enumerate(episodes):
-        counts = {OPENING: np.zeros(len(ea.times), int), ENDING: np.zeros(len(ea.times), int)}
+        counts = {FrameFlag.OPENING: np.zeros(len(ea.times), int), FrameFlag.ENDING: np.zeros(len(ea.times), int)}
         ga = greys[a]
         for b in range(len(episodes)):
             if b == a or len(greys[b]) == 0 or len(ga) == 0:
                 continue
             gb = greys[b]
-            for kind, zi in ((OPENING, 0), (ENDING, 1)):
+            for kind, zi in ((FrameFlag.OPENING, 0), (FrameFlag.ENDING, 1)):
                 ia = np.nonzero(zones[a][zi] & informative[a])[0]
                 ib = np.nonzero(zones[b][zi] & informative[b])[0]
                 if ia.size == 0 or ib.size == 0:
@@ -68,7 +69,7 @@ def detect_oped(episodes: list[EpisodeSignature], *, match_rms: float = 0.035, z
                 rms = np.sqrt(np.maximum(d2, 0.0) / x.shape[1])
                 counts[kind][ia[rms.min(axis=1) < match_rms]] += 1
         flags = out[ea.episode_id]
-        for kind in (OPENING, ENDING):
+        for kind in (FrameFlag.OPENING, FrameFlag.ENDING):
             rep = counts[kind] >= need
             for t0, t1 in _runs(ea.times, rep, max_gap=max_gap):
                 # a stored frame stands for the footage up to the next one (a still ending
@@ -77,7 +78,7 @@ def detect_oped(episodes: list[EpisodeSignature], *, match_rms: float = 0.035, z
                 end = float(later.min()) if later.size else max(ea.duration, t1)
                 if end - t0 >= min_len:
                     sel = (ea.times >= t0) & (ea.times <= t1)
-                    flags[sel & (flags == NONE)] = kind
+                    flags[sel & (flags == FrameFlag.NONE)] = kind
     return out
 
 
@@ -95,14 +96,14 @@ def detect_recaps(episodes: list[EpisodeSignature], flags: dict[int, np.ndarray]
         eb = episodes[b]
         fb = flags[eb.episode_id]
         dur = max(eb.duration, float(eb.times.max()) if len(eb.times) else 0.0, 1e-6)
-        ib = np.nonzero((eb.times <= zone * dur) & (fb == NONE) & informative[b])[0]
+        ib = np.nonzero((eb.times <= zone * dur) & (fb == FrameFlag.NONE) & informative[b])[0]
         if ib.size == 0:
             continue
         hit = np.zeros(len(eb.times), bool)
         seen_in = np.zeros(len(eb.times), np.int32)  # how many other episodes show the frame
         for a in range(len(episodes)):
             fa = flags[episodes[a].episode_id]
-            ia = np.nonzero((fa == NONE) & informative[a])[0]
+            ia = np.nonzero((fa == FrameFlag.NONE) & informative[a])[0]
             if a == b or ia.size == 0:
                 continue
             x, y = greys[b][ib], greys[a][ia]
@@ -119,7 +120,7 @@ def detect_recaps(episodes: list[EpisodeSignature], flags: dict[int, np.ndarray]
         for t0, t1 in _runs(eb.times, hit, max_gap=max_gap):
             if t1 - t0 < min_len:
                 continue
-            fb[(eb.times >= t0) & (eb.times <= t1) & (fb == NONE)] = RECAP
+            fb[(eb.times >= t0) & (eb.times <= t1) & (fb == FrameFlag.NONE)] = FrameFlag.RECAP
 
 
 def _runs(times: np.ndarray, mask: np.ndarray, *, max_gap: float) -> list[tuple[float, float]]:
@@ -143,6 +144,6 @@ def _runs(times: np.ndarray, mask: np.ndarray, *, max_gap: float) -> list[tuple[
 def segments(times: np.ndarray, flags: np.ndarray) -> list[tuple[int, float, float]]:
     """(kind, start, end) segments from per-frame flags."""
     out: list[tuple[int, float, float]] = []
-    for kind in (OPENING, ENDING):
+    for kind in (FrameFlag.OPENING, FrameFlag.ENDING):
         out += [(kind, s, e) for s, e in _runs(times, flags == kind, max_gap=1e-9 + 1.0)]
     return sorted(out, key=lambda x: x[1])

@@ -10,7 +10,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from core.characters import CastMember, CharacterRecognizer, Gallery, annotate
+from core.characters import CastMember, Gallery, annotate
+from core.recognition import CharacterRecognizer
 from core.models.characters import (CharacterSpec, crop_face, load_character_embedder, new_embedder,
                                     whole_image_crop)
 from core.types import CharacterHit

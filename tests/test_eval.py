@@ -14,7 +14,7 @@ from PIL import Image, ImageOps
 
 from core.catalog import Catalog
 from core.framestore import FrameStore
-from core.recognizer import Calibration
+from core.recognition import Calibration
 from data.perturb import SUITE
 from data.video import read_frames_at
 from training.eval import (

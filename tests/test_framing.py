@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from PIL import Image, ImageDraw
 
-from core.framing import find_frame, iou, query_views, trim_borders
+from core.recognition.framing import find_frame, iou, query_views, trim_borders
 from data.perturb import borders, font, meme_caption, phone_screenshot
 
 
@@ -65,7 +65,7 @@ def test_no_frame_in_a_plain_picture() -> None:
 def test_search_is_bounded_on_hostile_pictures(kind: str) -> None:
     """A noisy picture has edges everywhere; the frame search must consider only the
     strongest few lines (it once looped over every pair of pairs and took minutes)."""
-    from core.framing import MAX_LINES, _edge_lines, _grey
+    from core.recognition.framing import MAX_LINES, _edge_lines, _grey
 
     rng = np.random.default_rng(0)
     if kind == "noise":
@@ -185,7 +185,7 @@ def test_no_frame_view_inside_a_clean_frame(library_frames: list[Image.Image], s
 def test_hostile_stripes_keep_the_ui_rows_bounded() -> None:
     """Flat bands between textured ones, over and over: every boundary looks like UI meeting
     picture, but only the strongest few are kept as candidate edges."""
-    from core.framing import MAX_LINES, _grey, _Lines, _ui_rows
+    from core.recognition.framing import MAX_LINES, _grey, _Lines, _ui_rows
 
     rng = np.random.default_rng(1)
     arr = (rng.random((1024, 512, 3)) * 255).astype(np.uint8)
@@ -197,7 +197,7 @@ def test_hostile_stripes_keep_the_ui_rows_bounded() -> None:
 
 
 def test_clip_views_cut_the_first_frames_boxes_from_every_frame() -> None:
-    from core.framing import clip_views
+    from core.recognition.framing import clip_views
 
     frames = [meme_caption(scene(s), random.Random(3)) for s in (1, 2, 3)]
     views = clip_views(frames)

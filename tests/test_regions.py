@@ -7,6 +7,7 @@ from __future__ import annotations
 import io
 import random
 import shutil
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -21,8 +22,11 @@ from core.errors import IndexMismatch
 from core.index import REGION_SLOTS, HnswIndex, RegionSpec, read_manifest, region_frame_ids
 from core.media import Media
 from core.models.embedder import default_embedder
-from core.recognizer import (LUMA, Calibration, Fit, build_recognizer, check_fit, check_score,
-                             detail_score, locate_scores)
+from core.recognition import LUMA, Calibration, RecognitionParams, build_recognizer
+from core.recognition.candidates import Hit
+from core.recognition.checks import colour_check, shot_neighbours, with_detail
+from core.recognition.correlation import Fit, check_fit, check_score, detail_score, locate_scores
+from core.recognition.regions import embed_subcrops, locate
 from data.indexer import Indexer
 from data.perturb import crop
 from data.video import read_frames_at
@@ -133,7 +137,7 @@ def _painted(rng: np.random.Generator, w: int = 128, h: int = 72) -> np.ndarray:
 
 
 def test_check_score_keeps_tints_and_drops_other_colours() -> None:
-    """Step 7b: a mirrored, tinted crop of a stored frame fits in colour (≈1); the same shapes
+    """The colour check: a mirrored, tinted crop of a stored frame fits in colour (≈1); the same shapes
     in other colours (a look-alike from outside the library) fit in grey but not in colour."""
     rng = np.random.default_rng(3)
     frames = np.stack([_painted(rng) for _ in range(3)])
@@ -248,7 +252,7 @@ def test_the_detail_check_takes_its_neighbours_from_the_same_shot(indexed_home: 
     just before and after the answer's frame, and only those of its shot: across a cut the
     picture changes whatever the query shows. Elsewhere there are none (what moves there is
     mostly characters, and they tell a look-alike episode from the right one)."""
-    from core.recognizer import ENDING, OPENING, _Cluster
+    from core.types import FrameFlag
 
     rec = _recognizer(indexed_home)
     ep = next(iter(rec.catalog.episodes))
@@ -257,11 +261,10 @@ def test_the_detail_check_takes_its_neighbours_from_the_same_shot(indexed_home: 
     inner = next(i for i in range(1, len(shots) - 1) if shots[i - 1] == shots[i] == shots[i + 1])
     first = next(i for i in range(1, len(shots) - 1) if shots[i - 1] != shots[i] == shots[i + 1])
 
-    def neighbours(i: int, oped: int = ENDING) -> list[np.ndarray]:
-        c = _Cluster(ep=ep, start=0.0, anchor_t=float(pack.times[i]), score=1.0, row=0,
-                     oped=oped)
-        c.spot = Fit(frame=i, y=0, x=0, th=72, tw=128, flipped=False)
-        return rec._shot_neighbours(c)
+    def neighbours(i: int, oped: FrameFlag = FrameFlag.ENDING) -> list[np.ndarray]:
+        c = Hit(ep=ep, start=0.0, anchor_t=float(pack.times[i]), score=1.0, row=0, oped=oped)
+        spot = Fit(frame=i, y=0, x=0, th=72, tw=128, flipped=False)
+        return shot_neighbours(c, spot, rec.thumbnails, rec.params.detail)
 
     def stored(i: int) -> np.ndarray:
         return np.asarray(pack.thumbnail(i).convert("L"))
@@ -269,10 +272,10 @@ def test_the_detail_check_takes_its_neighbours_from_the_same_shot(indexed_home: 
     got = neighbours(inner)
     assert len(got) == 2
     assert np.array_equal(got[0], stored(inner - 1)) and np.array_equal(got[1], stored(inner + 1))
-    assert len(neighbours(inner, OPENING)) == 2
+    assert len(neighbours(inner, FrameFlag.OPENING)) == 2
     got = neighbours(first)  # the first frame of a shot: the frame before it is another shot's
     assert len(got) == 1 and np.array_equal(got[0], stored(first + 1))
-    assert neighbours(inner, oped=0) == []  # the main part of an episode
+    assert neighbours(inner, oped=FrameFlag.NONE) == []  # the main part of an episode
 
 
 def test_calibration_files_without_the_detail_check_still_load(tmp_path: Path) -> None:
@@ -286,7 +289,7 @@ def test_calibration_files_without_the_detail_check_still_load(tmp_path: Path) -
 
 
 def test_calibration_files_without_the_check_still_load(tmp_path: Path) -> None:
-    """A calibration saved before step 7b existed has no check weight: it loads with weight 0
+    """A calibration saved before the colour check existed has no check weight: it loads with weight 0
     and gives the confidence it always gave."""
     old = tmp_path / "calibration.json"
     old.write_text('{"bias": -9.0, "w_score": 12.0, "w_margin": 7.0, "w_frames": 0.0, '
@@ -392,10 +395,10 @@ def test_a_located_crop_is_checked_at_every_width(indexed_home: Any) -> None:
     checks must still try every width. They once took any candidate scoring that high for a
     whole frame and checked it at full width only, so a right crop got a detail as low as a
     look-alike's and was hedged."""
-    from core.framing import query_views
-    from core.recognizer import REGION_GATE, _Cluster
+    from core.recognition import query_views
 
     rec = _recognizer(indexed_home)
+    gate = rec.params.regions.gate
     rng = random.Random(11)
     eps = indexed_home.ground_truth["episodes"]
     checked = []
@@ -407,11 +410,10 @@ def test_a_located_crop_is_checked_at_every_width(indexed_home: Any) -> None:
         x, y = rng.randint(0, w // 3), rng.randint(0, h // 3)
         q = img.crop((x, y, x + w * 3 // 5, y + h * 3 // 5))  # 36% of the frame
         for located in (True, False):
-            c = _Cluster(ep=em.id, start=t, anchor_t=t, score=REGION_GATE + 0.02, row=0,
-                         located=located)
-            rec._templates = {}  # one query's templates (`recognize` starts each query so)
-            check = rec._check(c, [query_views(q)])
-            checked.append((located, check, rec._detail(c)))
+            c = Hit(ep=em.id, start=t, anchor_t=t, score=gate + 0.02, row=0, located=located)
+            found = colour_check(c, [query_views(q)], rec.thumbnails, {}, rec.params.check, gate)
+            _, detail = with_detail(replace(c, checked=found), rec.thumbnails, rec.params.detail)
+            checked.append((located, found.colour, detail))
     print("(located, check, detail):", [(a, round(b, 2), round(c or 0, 2)) for a, b, c in checked])
     # (one may miss: the picture can move between the stored frames around t). The same
     # candidate taken for a whole frame does not fit at full width, so it is checked at every
@@ -423,11 +425,12 @@ def test_a_located_crop_is_checked_at_every_width(indexed_home: Any) -> None:
 
 def test_a_whole_frame_that_fits_is_checked_at_full_width_only(indexed_home: Any) -> None:
     """The colour check of a whole-frame hit tries the other widths only when the full width
-    does not fit (CHECK_WHOLE_FIT): a whole frame stays one cheap check."""
-    from core.framing import query_views
-    from core.recognizer import CHECK_SIZE, CHECK_WHOLE_FIT, REGION_GATE, _Cluster
+    does not fit (`CheckParams.whole_fit`): a whole frame stays one cheap check."""
+    from core.recognition import query_views
 
     rec = _recognizer(indexed_home)
+    gate = rec.params.regions.gate
+    whole_fit, size = rec.params.check.whole_fit, rec.params.thumbs.colour_size
     t = 7.3
     img, em = _library_frame(indexed_home, rec, 1, t)
     widths = []
@@ -438,23 +441,24 @@ def test_a_whole_frame_that_fits_is_checked_at_full_width_only(indexed_home: Any
         calls.append(len(a[3]))  # how many widths were tried
         return real(*a, **k)
 
-    import core.recognizer as R
+    from core.recognition import checks
 
-    R.check_fit = counting  # type: ignore[assignment]
+    checks.check_fit = counting  # type: ignore[assignment]
     try:
         for q in (img, img.crop((0, 0, img.width * 3 // 5, img.height * 3 // 5))):
-            c = _Cluster(ep=em.id, start=t, anchor_t=t, score=REGION_GATE + 0.05, row=0)
-            rec._templates = {}
+            c = Hit(ep=em.id, start=t, anchor_t=t, score=gate + 0.05, row=0)
             calls.clear()
-            check = rec._check(c, [query_views(q)])
-            widths.append((round(check, 3), list(calls), c.spot.tw if c.spot else None))
+            found = colour_check(c, [query_views(q)], rec.thumbnails, {}, rec.params.check, gate)
+            assert found.colour is not None
+            widths.append((round(found.colour, 3), list(calls),
+                           found.spot.tw if found.spot else None))
     finally:
-        R.check_fit = real  # type: ignore[assignment]
+        checks.check_fit = real  # type: ignore[assignment]
     print("(check, widths tried per call, fitted width):", widths)
     (whole_check, whole_calls, whole_tw), (crop_check, crop_calls, crop_tw) = widths
-    assert whole_check >= CHECK_WHOLE_FIT and whole_calls == [1] and whole_tw >= 0.9 * CHECK_SIZE[0]
-    assert crop_check >= CHECK_WHOLE_FIT and len(crop_calls) == 2 and crop_calls[1] > 1
-    assert crop_tw < 0.75 * CHECK_SIZE[0]
+    assert whole_check >= whole_fit and whole_calls == [1] and whole_tw >= 0.9 * size[0]
+    assert crop_check >= whole_fit and len(crop_calls) == 2 and crop_calls[1] > 1
+    assert crop_tw < 0.75 * size[0]
 
 
 def test_sub_crops_line_up_with_the_stored_windows(indexed_home: Any) -> None:
@@ -463,8 +467,7 @@ def test_sub_crops_line_up_with_the_stored_windows(indexed_home: Any) -> None:
     every window as a whole; of its nine sub-crops one lines up with a window of its own frame
     much better. (On the hard sample library this lifts
     25% crops from 71% to 87%: bench/results/eval_hard_library.json.)"""
-    from core.framing import clip_views
-    from core.recognizer import REGION_SUBGRID
+    from core.recognition import clip_views
     from data.indexer import decode_thumbnail, region_arrays
 
     rec = _recognizer(indexed_home)
@@ -477,7 +480,7 @@ def test_sub_crops_line_up_with_the_stored_windows(indexed_home: Any) -> None:
         ep = eps[k % len(eps)]
         em = next(e for e in cat.episodes.values()
                   if e.path == (indexed_home.library / ep["path"]).resolve().as_posix())
-        stored = rec._pack(em.id)
+        stored = rec.thumbnails.pack(em.id)
         i = rng.randrange(len(stored))
         thumb = decode_thumbnail(stored.jpeg(i))
         windows = emb.embed_arrays(np.stack(region_arrays(thumb, rec.index.region_spec,
@@ -490,8 +493,8 @@ def test_sub_crops_line_up_with_the_stored_windows(indexed_home: Any) -> None:
         views = clip_views([img.crop((x, y, x + w * 5 // 8, y + h * 5 // 8))])
         media = Media(kind="image", frames=(views[0][0].image,), times=(0.0,))
         whole, _, _ = rec.embed_views(media, views)
-        sub, owner = rec.embed_subcrops(views)
-        assert len(sub) == len(owner) == 2 * REGION_SUBGRID ** 2 * len(views[0]) and set(owner) == {0}
+        sub, owner = embed_subcrops(rec.embedder, views, rec.params.regions)
+        assert len(sub) == len(owner) == 2 * rec.params.regions.subgrid ** 2 * len(views[0]) and set(owner) == {0}
         assert np.allclose(np.linalg.norm(sub, axis=1), 1.0, atol=1e-4)
         gains.append(float((sub @ windows.T).max() - (whole @ windows.T).max()))
     print("own-window similarity, sub-crops minus whole query:", np.round(gains, 3))
@@ -502,8 +505,8 @@ def test_sub_crops_line_up_with_the_stored_windows(indexed_home: Any) -> None:
 def test_sub_crops_are_searched_only_where_they_pay(indexed_home: Any) -> None:
     """`build_recognizer` turns sub-crops on for the model-free embedder only (unless told);
     on, the region search gets the query's vectors (search_k neighbours each) and then its
-    sub-crops' (REGION_SUBCROP_K each, a cheaper search); off, the query's vectors only."""
-    from core.recognizer import REGION_SUBCROP_K, REGION_SUBGRID
+    sub-crops' (`RegionParams.subcrop_k` each, a cheaper search); off, the query's vectors only."""
+    p = RecognitionParams().regions
 
     img, _, _ = _crops(indexed_home, 1, seed=2)[0]
     searched = {}
@@ -525,26 +528,26 @@ def test_sub_crops_are_searched_only_where_they_pay(indexed_home: Any) -> None:
     on, off = searched[None], searched[False]
     assert len(off) == 1 and off[0][0] <= 4 and off[0][1] == rec.search_k  # views and mirrors
     assert on[0] == off[0] and len(on) == 2
-    assert on[1][1] == REGION_SUBCROP_K and on[1][0] == 2 * REGION_SUBGRID ** 2 * (off[0][0] // 2)
+    assert on[1][1] == p.subcrop_k and on[1][0] == 2 * p.subgrid ** 2 * (off[0][0] // 2)
 
 
 def test_of_two_hits_at_one_place_the_better_one_is_located(indexed_home: Any) -> None:
     """A crop's whole-frame hit and its (stronger) region hit at the same place are located
     once; the located score keeps the stronger evidence, whichever list it came from."""
-    from core.framing import query_views
-    from core.recognizer import LOCATE_WEIGHT, REGION_MARGIN, _Cluster
+    from core.recognition import query_views
 
     rec = _recognizer(indexed_home)
+    p = rec.params.regions
     t = 6.1
     img, em = _library_frame(indexed_home, rec, 2, t)
     q = img.crop((img.width // 4, img.height // 4, img.width * 3 // 4, img.height * 3 // 4))
     scores = []
     for order in ((0, 1), (1, 0)):
-        made = [_Cluster(ep=em.id, start=t, anchor_t=t, score=0.40, row=0),
-                _Cluster(ep=em.id, start=t + 0.3, anchor_t=t + 0.3, score=0.85, row=0, region=True)]
-        out = rec._locate([made[i] for i in order], [query_views(q)])
-        assert len(out) == 1 and out[0] is made[1], out  # the region hit, in either order
+        made = [Hit(ep=em.id, start=t, anchor_t=t, score=0.40, row=0),
+                Hit(ep=em.id, start=t + 0.3, anchor_t=t + 0.3, score=0.85, row=0, region=True)]
+        out = locate([made[i] for i in order], [query_views(q)], rec.catalog, rec.thumbnails, p)
+        assert len(out) == 1 and out[0].region and out[0].located, out  # the region hit, in either order
         scores.append(out[0].score)
-    located = (scores[0] + REGION_MARGIN - (1 - LOCATE_WEIGHT) * 0.85) / LOCATE_WEIGHT
+    located = (scores[0] + p.margin - (1 - p.locate_weight) * 0.85) / p.locate_weight
     print("located scores:", scores, "localisation", located)
     assert scores[0] == scores[1] and 0.8 < located <= 1.0 + 1e-6

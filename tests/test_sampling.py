@@ -10,7 +10,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from data.oped import ENDING, OPENING, RECAP, EpisodeSignature, _runs, detect_oped, detect_recaps
+from core.types import FrameFlag
+from data.oped import EpisodeSignature, _runs, detect_oped, detect_recaps
 from data.video import EpisodeDecoder
 from tests.fakes.media import clip_of
 
@@ -64,8 +65,8 @@ def test_a_still_ending_stored_sparsely_is_an_ending() -> None:
     flags = detect_oped(sigs)
     for s in sigs:
         f = flags[s.episode_id]
-        assert (f[:6] == OPENING).all()
-        assert (f[-2:] == ENDING).all()
+        assert (f[:6] == FrameFlag.OPENING).all()
+        assert (f[-2:] == FrameFlag.ENDING).all()
         assert (f[6:-2] == 0).all()
 
 
@@ -94,6 +95,6 @@ def test_a_title_card_after_a_recap_is_not_recap_footage() -> None:
     sigs = [_sig(1, e1_times, e1, 23.0), _sig(2, e2_times, e2, 21.0)]
     flags = {1: np.zeros(len(e1_times), np.int8), 2: np.zeros(len(e2_times), np.int8)}
     detect_recaps(sigs, flags)
-    assert (flags[2][8:12] == RECAP).all(), flags[2]  # the recap
+    assert (flags[2][8:12] == FrameFlag.RECAP).all(), flags[2]  # the recap
     assert flags[2][12] == 0, flags[2]  # its title card
     assert (flags[2][13:] == 0).all() and (flags[1] == 0).all()

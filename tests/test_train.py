@@ -61,7 +61,7 @@ def test_train_scene_cli(indexed_home: Any, tmp_path: Path, monkeypatch: pytest.
     assert model.version == res["version"] and model.spec.arch == "hybrid-mobilenet_v3_small"
     assert read_manifest(home / "index").embedder_version == res["version"]
     # the recogniser now loads the trained model and its re-embedded index
-    from core.recognizer import build_recognizer
+    from core.recognition import build_recognizer
 
     rec = build_recognizer(app.sessions, index_dir=home / "index", models_dir=home / "models")
     assert rec.embedder.version == res["version"]
@@ -74,7 +74,7 @@ def test_train_series_head_cli(indexed_home: Any, tmp_path: Path, monkeypatch: p
     from bot.app import App
     from bot.cli import main
     from core.config import Settings
-    from core.recognizer import build_recognizer
+    from core.recognition import build_recognizer
 
     home = tmp_path / "home"
     shutil.copytree(indexed_home.settings.home, home)

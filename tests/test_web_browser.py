@@ -185,7 +185,7 @@ async def test_chat_in_a_real_browser(make_service: Callable[..., Any], indexed_
         await off_loop(click, first_sample)
         await off_loop(wait, lambda d: len(d.find_elements(By.CSS_SELECTOR, ".answer")) == 3)
         # Something that is not in the library: "Not sure…", still with the candidates.
-        # (A smooth drawing: random noise would also do, but core.framing spends minutes on it.)
+        # (A smooth drawing: random noise would also do, but core.recognition.framing spends minutes on it.)
         x = np.linspace(0.0, 1.0, 480)[None, :, None]
         y = np.linspace(0.0, 1.0, 270)[:, None, None]
         sky = np.concatenate([x * 255 + 0 * y, y * 200 + 0 * x, (1 - x) * 180 + 40 + 0 * y], axis=2)

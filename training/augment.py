@@ -11,7 +11,7 @@ import random
 
 from PIL import Image
 
-from core.framing import query_views
+from core.recognition import query_views
 from data import perturb
 
 

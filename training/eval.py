@@ -46,7 +46,7 @@ from core.descriptors import phash
 from core.errors import AniRecError
 from core.framestore import FrameStore
 from core.media import Media, load_media
-from core.recognizer import Calibration, Recognizer, build_recognizer, features_of
+from core.recognition import Calibration, Recognizer, build_recognizer, features_of
 from core.types import Recognition
 from data.perturb import SUITE, apply
 from data.synth import render_out_of_library

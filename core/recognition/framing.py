@@ -1,4 +1,4 @@
-"""Find the picture inside the picture.
+"""Find the picture inside the picture: the views of a query worth embedding.
 
 1. `trim_borders`: strip solid or near-solid borders (black bars, letterboxing, pillarboxing,
    white padding) from every side.
@@ -13,8 +13,8 @@ all the frames of a GIF or clip.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Sequence
 
 import numpy as np
 from PIL import Image

@@ -1,0 +1,169 @@
+"""Crops: when no whole frame fits well, the region vectors of keyframes are searched too (a
+quarter of a frame finds the window it came from; so do nine sub-crops of the query, one of
+which lines up with a stored window better than the whole query), and whole-frame and region
+candidates are re-ranked by locating the query inside the stored thumbnails around each hit
+(normalised cross-correlation over positions, scales and mirroring), which also pins the time
+within the shot; the best few are then re-ranked by the colour check.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
+
+import numpy as np
+from PIL import Image
+
+from core.catalog import Catalog
+from core.index import VectorIndex, region_frame_ids
+from core.media import Media
+from core.models.embedder import SceneEmbedder
+from core.recognition.candidates import GroupParams, Hit, Neighbours, group
+from core.recognition.checks import CheckParams, Templates, rerank
+from core.recognition.correlation import LOCATE_SCALES, Sheet, locate_scores
+from core.recognition.framing import View
+from core.recognition.thumbnails import Thumbnails
+from core.types import FrameFlag
+
+
+@dataclass(frozen=True)
+class RegionParams:
+    """The region search and the localisation in thumbnails."""
+
+    gate: float = 0.90  # below this whole-frame score the query may be a crop: regions are searched
+    top: int = 16  # candidates of each kind (whole-frame, region) located in the thumbnails
+    # seconds either side of a hit whose thumbnails are searched (a crop's hit is often a few
+    # seconds off: its group spans ±5 s, and its best whole frame may be another)
+    window: float = 2.0
+    same: float = 1.0  # s: a candidate this close to one already located (same episode) is the same
+    # the query's sub-crops searched among region vectors: this share of its width and height,
+    # at `subgrid` x `subgrid` positions (corners, edges' middles, centre). A stored window is
+    # half the frame on a quarter-frame grid, and a crop of a quarter of the frame can sit an
+    # eighth of the frame off it; some sub-crop is much closer to it.
+    subcrop: float = 0.8
+    subgrid: int = 3
+    subcrop_k: int = 50  # neighbours searched for each sub-crop (the query's own: search_k)
+    scales: tuple[float, ...] = LOCATE_SCALES  # query width as a share of the frame width
+    locate_weight: float = 0.8  # share of the localisation score in a located candidate's score
+    margin: float = 0.04  # handicap of a located score against a whole-frame similarity
+
+
+def embed_subcrops(embedder: SceneEmbedder, views: Sequence[Sequence[View]], p: RegionParams
+                   ) -> tuple[np.ndarray, list[int]]:
+    """Vectors of the `p.subgrid`² sub-crops (`p.subcrop` of the width and height) of every
+    view of every frame, and of their mirror images; the frame each came from. A view is
+    resized to the input size once and cut there (each sub-crop stretched back to the input
+    size)."""
+    e = embedder
+    h, w = e.input_size
+    ch, cw = round(h * p.subcrop), round(w * p.subcrop)
+    ys = np.linspace(0, h - ch, p.subgrid).round().astype(int).tolist()
+    xs = np.linspace(0, w - cw, p.subgrid).round().astype(int).tolist()
+    arrays, owner = [], []
+    for fi, frame_views in enumerate(views):
+        for v in frame_views:
+            img = Image.fromarray(e.prepare(v.image))
+            for y in ys:
+                for x in xs:
+                    a = np.asarray(img.crop((x, y, x + cw, y + ch)).resize((w, h), Image.BILINEAR))
+                    arrays += [a, np.ascontiguousarray(a[:, ::-1])]
+                    owner += [fi, fi]
+    if not arrays:
+        return np.zeros((0, e.dim), np.float32), []
+    return e.embed_arrays(np.stack(arrays)), owner
+
+
+def search_regions(regions: VectorIndex, embedder: SceneEmbedder, cat: Catalog, media: Media,
+                   views: Sequence[Sequence[View]], vecs: np.ndarray, owner: Sequence[int],
+                   k: int, subcrops: bool, p: RegionParams, grouping: GroupParams) -> list[Hit]:
+    """Places found through region vectors: the query's own vectors (`k` neighbours each)
+    and, when `subcrops`, its sub-crops' (only their best hits count: fewer neighbours each,
+    a cheaper search)."""
+    k = min(k, len(regions))
+    rids, rsims = regions.search(vecs, k)
+    sub, sub_owner = embed_subcrops(embedder, views, p) if subcrops else (vecs[:0], [])
+    if len(sub):
+        sids, ssims = regions.search(sub, min(k, p.subcrop_k))
+        pad = ((0, 0), (0, k - sids.shape[1]))
+        rids = np.concatenate([rids, np.pad(sids, pad, constant_values=-1)])
+        rsims = np.concatenate([rsims, np.pad(ssims, pad, constant_values=-1.0)])
+    return group(cat, media, Neighbours(region_frame_ids(rids), rsims),
+                 list(owner) + sub_owner, grouping, region=True)
+
+
+def _located(h: Hit, ts: np.ndarray, sc: np.ndarray, cat: Catalog, p: RegionParams) -> Hit:
+    """A hit scored by where the query fits best in its thumbnails (times `ts`, scores
+    `sc`), that place's time pinned unless the time pinned so far fits as well."""
+    j = int(np.argmax(sc))
+    own = int(np.argmin(np.abs(ts - h.anchor_t)))
+    # the evidence so far (whole-frame or region similarity) and the localisation both count:
+    # neither a weak embedding hit nor a lucky correlation wins alone. A located score is
+    # handicapped by `p.margin` (a picture from outside the library fits somewhere too, a
+    # little); a whole-frame hit keeps at least its own score, so full frames are answered as
+    # before
+    prior = h.score
+    score = p.locate_weight * float(sc[j]) + (1 - p.locate_weight) * prior - p.margin
+    if not h.region:
+        score = max(score, prior)
+    h = replace(h, located=True, score=score)
+    if sc[own] >= sc[j] - 0.02:  # the time pinned so far fits as well: keep it
+        return h
+    t = float(ts[j])
+    sl = cat.window(h.ep, t - 1e-3, t + 1e-3)
+    if sl.stop > sl.start:
+        h = replace(h, row=sl.start, oped=FrameFlag(int(cat.oped[sl.start])))
+    return replace(h, start=h.start + (t - h.anchor_t), anchor_t=t, t_from=t, t_to=t)
+
+
+def locate(hits: list[Hit], views: Sequence[Sequence[View]], cat: Catalog, thumbs: Thumbnails,
+           p: RegionParams) -> list[Hit]:
+    """Score each hit by how well the query fits somewhere inside the stored thumbnails
+    within ±`p.window` s of it; the best frame pins the time. Best first."""
+    todo: list[tuple[Hit, np.ndarray, np.ndarray]] = []  # hit, times, thumbnails
+    seen: list[tuple[int, float]] = []
+    # of two candidates at one place (a whole-frame and a region hit), the better one is
+    # located: its evidence so far counts in the located score
+    for h in sorted(hits, key=lambda h: -h.score):
+        if any(e == h.ep and abs(t - h.anchor_t) <= p.same for e, t in seen):
+            continue
+        seen.append((h.ep, h.anchor_t))
+        near = thumbs.near(h.ep, h.anchor_t, p.window)
+        if near is not None:
+            todo.append((h, near.times, near.stack))
+    out: list[Hit] = []
+    for fi in sorted({h.frame for h, _, _ in todo}):  # one batch per query frame
+        batch = [x for x in todo if x[0].frame == fi]
+        stack = np.concatenate([g for _, _, g in batch]).astype(np.float32)
+        # every view: a meme's or phone shot's inner frame too
+        sheet = Sheet(stack)
+        scores = np.max([locate_scores(v.image, sheet, p.scales) for v in views[fi]], axis=0)
+        at = 0
+        for h, ts, g in batch:
+            out.append(_located(h, ts, scores[at:at + len(g)], cat, p))
+            at += len(g)
+    out.sort(key=lambda h: -h.score)
+    return out
+
+
+def crops(hits: list[Hit], regions: VectorIndex | None, embedder: SceneEmbedder, cat: Catalog,
+          media: Media, views: Sequence[Sequence[View]], vecs: np.ndarray, owner: Sequence[int],
+          k: int, subcrops: bool, thumbs: Thumbnails, templates: Templates, p: RegionParams,
+          grouping: GroupParams, check: CheckParams) -> list[Hit] | None:
+    """The whole-frame hits merged with the region hits and re-ranked, or None when the
+    regions are not searched (no region vectors, or a whole frame fits: full frames are
+    answered as they are)."""
+    if regions is None or len(regions) == 0:
+        return None
+    if hits and hits[0].score >= p.gate:
+        return None
+    found = search_regions(regions, embedder, cat, media, views, vecs, owner, k, subcrops, p,
+                           grouping)
+    if thumbs.framestore is None:  # nothing to locate the crop in: merge on similarity
+        return sorted(hits + found, key=lambda h: -h.score)
+    # the best of each kind are located in the thumbnails around them; the rest rank below
+    # those
+    located = locate(hits[:p.top] + found[:p.top], views, cat, thumbs, p)
+    floor = min((h.score for h in located), default=0.0)
+    rest = [replace(h, score=min(h.score, floor - 0.01)) for h in hits[p.top:] + found[p.top:]]
+    merged = located + sorted(rest, key=lambda h: -h.score)
+    return rerank(merged, views, thumbs, templates, check, p.gate)
