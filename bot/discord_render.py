@@ -38,7 +38,7 @@ from typing import Any
 import discord
 from discord.utils import escape_markdown
 
-from bot.common import CORRECT_EMOJI, RANK_EMOJI, WRONG_EMOJI
+from bot.chat.feedback import CORRECT_EMOJI, RANK_EMOJI, WRONG_EMOJI
 from core.formatting import (
     STATUS_TEXT,
     candidate_line,

@@ -19,7 +19,7 @@ from typing import Any
 
 from telegram import InlineKeyboardButton, InlineKeyboardMarkup
 
-from bot.common import CORRECT_EMOJI, WRONG_EMOJI, encode_feedback
+from bot.chat.feedback import CORRECT_EMOJI, WRONG_EMOJI, encode_feedback
 from core.formatting import (
     STATUS_TEXT,
     candidate_line,
@@ -213,15 +213,6 @@ def rank_buttons(markup: InlineKeyboardMarkup | None) -> int:
             if data.startswith("fb:") and data[-1:].isdigit():
                 n += 1
     return n
-
-
-def feedback_toast(verdict: Verdict, rank: int | None = None) -> str:
-    """The short "thanks" a button press gets (answerCallbackQuery text, ≤ 200 chars)."""
-    if verdict is Verdict.CORRECT:
-        return "Thanks! Marked as right ✅"
-    if verdict is Verdict.WRONG:
-        return "Thanks! Marked as wrong ❌ (tap a number if one of the others is right)"
-    return f"Thanks! Noted: it was answer {rank}."
 
 
 # -- operator and help texts -----------------------------------------------------------------------
