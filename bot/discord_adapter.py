@@ -187,7 +187,7 @@ class RecognitionCog(commands.Cog):
                                   error: app_commands.AppCommandError) -> None:
         await self.report(error, InteractionReplier(interaction))
 
-    async def cog_command_error(self, ctx: commands.Context[commands.Bot], error: Exception) -> None:
+    async def cog_command_error(self, ctx: commands.Context[Any], error: Exception) -> None:
         await self.report(error, None)
 
     # -- recognise and answer ----------------------------------------------------------------------
@@ -493,15 +493,17 @@ class AniRecBot(commands.Bot):
         super().__init__(command_prefix=commands.when_mentioned, **client_kwargs)
         self.service = service
         self.sync_commands = sync_commands
-        self.owner_ids = tuple(owner_ids)
-        self.auto_channels = tuple(auto_channels)
-        self.max_images = max_images
-        self.allow_private_urls = allow_private_urls
+        # (not `owner_ids`: commands.Bot has its own, for its prefix-command owner checks)
+        self._cog_owner_ids = tuple(owner_ids)
+        self._cog_auto_channels = tuple(auto_channels)
+        self._cog_max_images = max_images
+        self._cog_allow_private_urls = allow_private_urls
 
     async def setup_hook(self) -> None:
         await self.add_cog(RecognitionCog(
-            self, self.service, owner_ids=self.owner_ids, auto_channels=self.auto_channels,
-            max_images=self.max_images, allow_private_urls=self.allow_private_urls))
+            self, self.service, owner_ids=self._cog_owner_ids,
+            auto_channels=self._cog_auto_channels, max_images=self._cog_max_images,
+            allow_private_urls=self._cog_allow_private_urls))
         if self.sync_commands:
             synced = await self.tree.sync()
             logger.info("discord: synced %d application commands", len(synced))

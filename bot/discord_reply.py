@@ -6,15 +6,14 @@ from __future__ import annotations
 import contextlib
 import logging
 from collections.abc import AsyncIterator, Sequence
-from typing import TypeAlias, TypedDict
+from typing import Any, TypeAlias
 
 import discord
-from discord.ext import commands
 
 logger = logging.getLogger(__name__)
 
-#: Interactions of the bot (the cog only runs inside `AniRecBot`).
-Interaction: TypeAlias = discord.Interaction[commands.Bot]
+#: Interactions of the bot (discord.py's `Cog` hooks take any client type).
+Interaction: TypeAlias = discord.Interaction[Any]
 
 
 class Replier:
@@ -29,15 +28,10 @@ class Replier:
         return contextlib.nullcontext()
 
 
-class _Parts(TypedDict, total=False):
-    content: str
-    embed: discord.Embed
-    files: list[discord.File]
-
-
-def _message_kwargs(embed: discord.Embed | None, files: Sequence[discord.File]) -> _Parts:
-    """Only the parts that are there (discord.py treats an explicit None differently)."""
-    kwargs: _Parts = {}
+def _message_kwargs(embed: discord.Embed | None, files: Sequence[discord.File]) -> dict[str, Any]:
+    """Only the parts that are there (discord.py treats an explicit None differently). The
+    values go to discord.py's overloaded `send`, which a narrower type cannot pick."""
+    kwargs: dict[str, Any] = {}
     if embed is not None:
         kwargs["embed"] = embed
     if files:

@@ -15,11 +15,11 @@ from __future__ import annotations
 import html
 import re
 from collections.abc import Iterable, Mapping
-from typing import Any
 
 from telegram import InlineKeyboardButton, InlineKeyboardMarkup
 
 from bot.chat.feedback import CORRECT_EMOJI, WRONG_EMOJI, encode_feedback
+from bot.chat.texts import FEEDBACK_HINT, NO_MATCH_WITH_GUESSES, stats_lines
 from core.formatting import (
     STATUS_TEXT,
     candidate_line,
@@ -37,8 +37,6 @@ MAX_CAPTION = 1024
 #: Library text (titles, names) is cut to this many characters so an answer always fits.
 MAX_FIELD = 200
 
-NO_MATCH_WITH_GUESSES = "Not sure — nothing matched well; the closest I have"
-FEEDBACK_HINT = "Right? Tap ✅ or ❌ — or the number of the right answer."
 ADULT_MARK = " (18+)"
 
 _TAG = re.compile(r"<[^>]+>")
@@ -237,19 +235,10 @@ def help_text(bot_username: str | None) -> str:
     ])
 
 
-def render_stats(stats: Mapping[str, Any]) -> str:
+def render_stats(stats: Mapping[str, object]) -> str:
     """/stats: the service's numbers as a <pre> block."""
-    width = max((len(str(k)) for k in stats), default=0)
-    body = "\n".join(f"{str(k).ljust(width)}  {_fmt(v)}" for k, v in stats.items())
+    body = stats_lines(stats)
     return f"<b>AniRec status</b>\n<pre>{html.escape(body, quote=False)}</pre>"
-
-
-def _fmt(v: Any) -> str:
-    if isinstance(v, float):
-        return f"{v:.1f}"
-    if isinstance(v, (list, tuple)):
-        return ", ".join(map(str, v))
-    return str(v)
 
 
 def plain_lines(lines: Iterable[str]) -> str:

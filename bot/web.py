@@ -8,10 +8,11 @@ an adapter like the others: request → bytes + `Source(platform="web")` → the
 
 Nothing the browser receives names a file on the machine: preview clips, stills, the
 picture with the characters' faces marked, and sample pictures are served under opaque
-random tokens (`MediaTokens`), errors are the same friendly texts the bots send
+random tokens (`bot.web_render.MediaTokens`), errors are the same friendly texts the bots send
 (`bot.chat.texts.user_error_text`), and stack traces only go to the log.
 
-The operator pages (`/admin`) answer loopback clients only (unless `local_only=False`), and
+Pages come from Jinja2 templates in `bot/templates/` (autoescape on): `chat.html` here, the
+operator page `admin.html` in `bot.web_admin`. The operator pages (`/admin`) answer loopback clients only (unless `local_only=False`), and
 only under a loopback host name, so a web page elsewhere cannot reach them by DNS rebinding.
 State-changing POSTs from another origin are refused.
 """
@@ -35,7 +36,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from bot.chat.adapter import Launch
 from bot.chat.feedback import feedback_toast
 from bot.chat.media import content_type
-from bot.chat.texts import user_error_text
+from bot.chat.texts import FEEDBACK_HINT, user_error_text
 from bot.web_admin import add_admin_routes
 from bot.web_common import (
     CTX,
@@ -47,7 +48,7 @@ from bot.web_common import (
     parse_vote,
     read_json_body,
 )
-from bot.web_render import FEEDBACK_HINT, answer_view
+from bot.web_render import answer_view
 from core.errors import (
     AniRecError,
     Busy,

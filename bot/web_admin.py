@@ -5,6 +5,7 @@ The page is the `admin.html` template over `bot.web_render.admin_view`."""
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Sequence
 from pathlib import Path
 
 import aiohttp_jinja2
@@ -41,7 +42,7 @@ def contact_sheets(folder: Path | None) -> list[str]:
         return []
 
 
-def _admin_data(ctx: WebContext) -> tuple[Row, list[Row], list[Row], dict[str, int]]:
+def _admin_data(ctx: WebContext) -> tuple[Row, Sequence[Row], Sequence[Row], dict[str, int]]:
     from core.status import library_status
 
     status = library_status(ctx.sessions, ctx.index_dir, ctx.framestore_dir)

@@ -81,6 +81,7 @@ class UploadError(Exception):
 
 
 async def read_json_body(request: web.Request) -> dict[str, object]:
+    """The request's JSON object; UploadError(400) when it is not one."""
     try:
         body = await request.json()
     except ValueError:
@@ -91,6 +92,7 @@ async def read_json_body(request: web.Request) -> dict[str, object]:
 
 
 def parse_vote(body: Mapping[str, object]) -> tuple[str, Verdict, int | None]:
+    """The query id, verdict and rank (picks only) of a vote body; UploadError when bad."""
     qid = body.get("query_id")
     if not isinstance(qid, str) or not _QUERY_ID.match(qid):
         raise UploadError(404, "That answer is no longer known.")
@@ -98,10 +100,10 @@ def parse_vote(body: Mapping[str, object]) -> tuple[str, Verdict, int | None]:
         verdict = Verdict(body.get("verdict"))
     except ValueError:
         raise UploadError(400, "Unknown verdict: use correct, wrong or pick.") from None
-    rank = body.get("rank")
+    raw = body.get("rank")
+    rank: int | None = None
     if verdict is Verdict.PICK:
-        if isinstance(rank, bool) or not isinstance(rank, int) or not 1 <= rank <= 5:
+        if isinstance(raw, bool) or not isinstance(raw, int) or not 1 <= raw <= 5:
             raise UploadError(400, "A pick needs a rank from 1 to 5.")
-    else:
-        rank = None
+        rank = raw
     return qid, verdict, rank

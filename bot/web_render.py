@@ -8,10 +8,11 @@ import collections
 import datetime as dt
 import re
 import secrets
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from bot.chat.texts import FEEDBACK_HINT, NO_MATCH_WITH_GUESSES
 from core.formatting import (
     STATUS_TEXT,
     candidate_line,
@@ -23,9 +24,6 @@ from core.formatting import (
     time_range,
 )
 from core.types import FeedbackTally, Recognition
-
-NO_MATCH_WITH_GUESSES = "Not sure — nothing matched well; the closest I have"
-FEEDBACK_HINT = "Right? Tap ✅ or ❌ — or the number of the right answer."
 
 _TOKEN = re.compile(r"^[A-Za-z0-9_-]{16,64}$")
 
@@ -224,7 +222,7 @@ def _query_view(q: Row) -> dict[str, object]:
             "tally": _tally_text(q.get("tally"))}
 
 
-def admin_view(status: Row, stats: Row, recent: list[Row], wrong: list[Row],
+def admin_view(status: Row, stats: Row, recent: Sequence[Row], wrong: Sequence[Row],
                operator_picks: Mapping[str, int], sheets: list[str] | None) -> dict[str, object]:
     """The values of the operator page (`admin.html`; the template escapes every one)."""
     wrong_cards = []

@@ -1,9 +1,16 @@
-"""The texts a chat user sees when something failed, the same on every platform (never a
-path or a stack trace)."""
+"""Texts the chat front ends share: what a user sees when something failed (never a path or
+a stack trace), the answer's shared phrases, and the operator's stats as aligned lines."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 from core.errors import AniRecError, Busy, InvalidMedia, MediaTooLarge, RateLimited
+
+#: The header of a "no match" answer that still lists the closest guesses (Telegram, web).
+NO_MATCH_WITH_GUESSES = "Not sure — nothing matched well; the closest I have"
+#: The line under an answer that asks for feedback (Telegram, web).
+FEEDBACK_HINT = "Right? Tap ✅ or ❌ — or the number of the right answer."
 
 
 def user_error_text(exc: BaseException) -> str:
@@ -25,3 +32,17 @@ def too_long(seconds: float, max_seconds: float) -> MediaTooLarge:
     """The refusal for a clip over the length limit."""
     return MediaTooLarge(f"That clip is too long ({seconds:.0f} s); I read clips up to "
                          f"{max_seconds:.0f} s.")
+
+
+def _stat_value(v: object) -> str:
+    if isinstance(v, float):
+        return f"{v:.1f}"
+    if isinstance(v, (list, tuple)):
+        return ", ".join(map(str, v))
+    return str(v)
+
+
+def stats_lines(stats: Mapping[str, object]) -> str:
+    """The service's numbers as "name  value" lines, the names padded to one width."""
+    width = max((len(str(k)) for k in stats), default=0)
+    return "\n".join(f"{str(k).ljust(width)}  {_stat_value(v)}" for k, v in stats.items())
