@@ -17,9 +17,8 @@ Up to `max_images` media per message are answered, one reply each; the person is
 more were skipped. The bot ignores its own messages and every other bot's.
 
 Downloads: an attachment's declared size is checked against the service's byte limit BEFORE
-it is downloaded; links are fetched with aiohttp (10 s total, a streamed size cap, the
-content type checked, redirects followed by hand and only to http(s), and by default only to
-public addresses).
+it is downloaded; links go through `bot.chat.fetch.LinkFetcher` (public addresses only).
+Which media a message carries is `bot.discord_media`; where replies go, `bot.discord_reply`.
 
 Feedback: the bot adds ✅ ❌ 1️⃣–n️⃣ to each answer; raw reaction events (so uncached messages
 work) from people become `service.record_feedback` rows (a new vote replaces the person's
@@ -40,27 +39,31 @@ so the runner can host Discord, Telegram and the web chat on one loop.
 from __future__ import annotations
 
 import asyncio
-import collections
 import contextlib
-import ipaddress
 import logging
-import re
-import socket
-from collections.abc import AsyncIterator, Coroutine, Iterable, Sequence
+from collections.abc import Coroutine, Iterable
 from dataclasses import dataclass
-from pathlib import PurePosixPath
+from pathlib import Path
 from typing import Any
-from urllib.parse import unquote
 
 import aiohttp
 import discord
-import yarl
-from aiohttp.abc import AbstractResolver, ResolveResult
 from discord import app_commands
 from discord.ext import commands
 from pydantic import SecretStr
 
-from bot.common import emoji_feedback, user_error_text
+from bot.chat.adapter import Launch
+from bot.chat.feedback import emoji_feedback
+from bot.chat.fetch import DownloadFailed, LinkFetcher
+from bot.chat.state import AnswerMemory, Owners, UserLocks
+from bot.chat.texts import too_large, user_error_text
+from bot.discord_media import (
+    UNSUPPORTED_FILE,
+    Found,
+    MediaRef,
+    find_media,
+    is_media_attachment,
+)
 from bot.discord_render import (
     HELP_TEXT,
     MENTION_HINT,
@@ -73,355 +76,37 @@ from bot.discord_render import (
     render_stats,
     skipped_text,
 )
-from core.errors import (
-    AniRecError,
-    Busy,
-    ConfigError,
-    MediaTooLarge,
-    NotFound,
-    RateLimited,
-    UnsupportedMedia,
-)
+from bot.discord_reply import Interaction, InteractionReplier, MessageReplier, Replier
+from core.errors import AniRecError, Busy, ConfigError, NotFound, RateLimited, UnsupportedMedia
 from core.service import RecognitionService
 from core.types import Recognition, Source
 
 logger = logging.getLogger(__name__)
 
-#: Answers remembered for reactions (message id → query id).
-ANSWER_MAP_SIZE = 10_000
-#: Message ids known not to be answers (so a reaction there does not fetch it again).
-NOT_OURS_SIZE = 10_000
-#: Link downloads: total time, redirects followed.
-LINK_TIMEOUT_S = 10.0
-MAX_REDIRECTS = 3
-#: Attachment and sticker downloads from Discord's CDN (files can be up to the byte limit).
-ATTACHMENT_TIMEOUT_S = 30.0
-#: Media answered per message (more are skipped with a note).
-MAX_IMAGES = 4
 CONTEXT_MENU_NAME = "Identify anime"
 
-IMAGE_EXTS = frozenset({".png", ".jpg", ".jpeg", ".jfif", ".gif", ".webp", ".bmp"})
-CLIP_EXTS = frozenset({".mp4", ".webm", ".mov", ".m4v"})
-_CLIP_TYPES = frozenset({"video/mp4", "video/webm", "video/quicktime", "video/x-m4v"})
-_BINARY_TYPES = frozenset({"application/octet-stream", "binary/octet-stream", ""})
-DISCORD_CDN_HOSTS = frozenset({"cdn.discordapp.com", "media.discordapp.net"})
-_URL = re.compile(r"https?://[^\s<>|\"']+", re.IGNORECASE)
-_REDIRECTS = frozenset({301, 302, 303, 307, 308})
 
-UNSUPPORTED_FILE = ("That file isn't a picture or a clip. Send a screenshot, GIF, sticker or "
-                    "short video (PNG, JPEG, WebP, GIF, MP4 or WebM).")
-LOTTIE_STICKER = ("That's an animated (Lottie) sticker; I can only read picture stickers. "
-                  "Send a screenshot of it instead.")
-
-
-class DownloadFailed(AniRecError):
-    """The file or link could not be fetched (timeout, HTTP error, not an image)."""
-
-    user_message = "I couldn't download that picture. Try again, or attach the file itself."
-
-
-# -- which media -------------------------------------------------------------------------------
 
 @dataclass(frozen=True)
-class MediaRef:
-    """One thing to recognise: an attachment, a sticker or a link."""
+class DiscordParams:
+    """Sizes and time limits of the Discord bot."""
 
-    kind: str  # "attachment", "sticker", "link"
-    name: str
-    size: int | None = None  # declared bytes (attachments)
-    attachment: discord.Attachment | None = None
-    sticker: discord.StickerItem | None = None
-    url: str | None = None
-
-    @property
-    def is_sticker(self) -> bool:
-        return self.kind == "sticker"
+    #: Answers remembered for reactions (message id → query id).
+    answer_memory: int = 10_000
+    #: Message ids known not to be answers (so a reaction there does not fetch it again).
+    not_ours_memory: int = 10_000
+    #: Seconds for an attachment or sticker download from Discord's CDN.
+    attachment_timeout_s: float = 30.0
+    #: Media answered per message (more are skipped with a note).
+    max_images: int = 4
 
 
-@dataclass
-class Found:
-    """The media in one message, and the first thing that could not be used."""
-
-    refs: list[MediaRef]
-    problem: AniRecError | None = None
+DEFAULTS = DiscordParams()
 
 
-def _ext(name: str) -> str:
-    return PurePosixPath(name.lower()).suffix
+# -- where and who ----------------------------------------------------------------------------
 
-
-def is_media_attachment(att: discord.Attachment) -> bool:
-    """Images and clips, by content type, else by file name."""
-    ctype = (att.content_type or "").split(";")[0].strip().lower()
-    if ctype.startswith("image/") or ctype in _CLIP_TYPES:
-        return ctype != "image/svg+xml"
-    ext = _ext(att.filename)
-    return ctype in _BINARY_TYPES and ext in IMAGE_EXTS | CLIP_EXTS
-
-
-def media_link(url: str) -> bool:
-    """An http(s) URL whose path ends in an image/clip extension, or a Discord CDN
-    attachment link."""
-    try:
-        u = yarl.URL(url)
-    except ValueError:
-        return False
-    if u.scheme not in ("http", "https") or not u.host:
-        return False
-    if _ext(unquote(u.path)) in IMAGE_EXTS | CLIP_EXTS:
-        return True
-    return u.host.lower() in DISCORD_CDN_HOSTS and u.path.startswith(
-        ("/attachments/", "/ephemeral-attachments/"))
-
-
-def links_in(text: str) -> list[str]:
-    """Media links in a message's text, in order, without duplicates."""
-    out: list[str] = []
-    for m in _URL.finditer(text or ""):
-        url = m.group(0).rstrip(".,;:!?)]}>*_~")
-        if media_link(url) and url not in out:
-            out.append(url)
-    return out
-
-
-def find_media(message: discord.Message) -> Found:
-    """Attachments, stickers and links in `message` that AniRec can look at."""
-    refs: list[MediaRef] = []
-    problem: AniRecError | None = None
-    for att in message.attachments:
-        if is_media_attachment(att):
-            refs.append(MediaRef("attachment", att.filename, size=att.size, attachment=att))
-        elif problem is None:
-            problem = UnsupportedMedia(UNSUPPORTED_FILE)
-    for st in message.stickers:
-        if st.format is discord.StickerFormatType.lottie:
-            problem = problem or UnsupportedMedia(LOTTIE_STICKER)
-        else:
-            refs.append(MediaRef("sticker", st.name, sticker=st))
-    for url in links_in(message.content):
-        refs.append(MediaRef("link", url.rsplit("/", 1)[-1][:64], url=url))
-    return Found(refs, problem)
-
-
-def too_large(size: int, limit: int) -> MediaTooLarge:
-    return MediaTooLarge(f"That file is too large ({size / 1e6:.1f} MB); I can read files up to "
-                         f"{limit / 1e6:.0f} MB.")
-
-
-# -- link downloads ------------------------------------------------------------------------------
-
-def _public(host: str) -> bool:
-    try:
-        return ipaddress.ip_address(host.split("%", 1)[0]).is_global
-    except ValueError:
-        return False
-
-
-class PublicResolver(AbstractResolver):
-    """A resolver that only returns public addresses, so a posted link cannot make the bot
-    fetch from the operator's own network (checked on the addresses actually connected to,
-    so DNS rebinding does not get around it)."""
-
-    def __init__(self) -> None:
-        self._inner = aiohttp.ThreadedResolver()
-
-    async def resolve(self, host: str, port: int = 0,
-                      family: socket.AddressFamily = socket.AF_INET) -> list[ResolveResult]:
-        found = await self._inner.resolve(host, port, family)
-        ok = [r for r in found if _public(r["host"])]
-        if not ok:
-            raise OSError(f"{host} does not resolve to a public address")
-        return ok
-
-    async def close(self) -> None:
-        await self._inner.close()
-
-
-class LinkFetcher:
-    """Downloads media links: http(s) only, a total timeout, a streamed size cap."""
-
-    def __init__(self, *, timeout: float = LINK_TIMEOUT_S, allow_private: bool = False,
-                 max_redirects: int = MAX_REDIRECTS) -> None:
-        self.timeout = timeout
-        self.allow_private = allow_private
-        self.max_redirects = max_redirects
-        self._session: aiohttp.ClientSession | None = None
-
-    def _get_session(self) -> aiohttp.ClientSession:
-        if self._session is None or self._session.closed:
-            connector = aiohttp.TCPConnector(
-                limit=16, resolver=None if self.allow_private else PublicResolver())
-            self._session = aiohttp.ClientSession(
-                connector=connector, timeout=aiohttp.ClientTimeout(total=self.timeout),
-                headers={"User-Agent": "AniRec (self-hosted anime recognition bot)"})
-        return self._session
-
-    async def close(self) -> None:
-        if self._session is not None:
-            await self._session.close()
-            self._session = None
-
-    def check_url(self, url: yarl.URL) -> None:
-        """Only http(s) URLs with a host; literal IPs must be public (unless allowed)."""
-        if url.scheme not in ("http", "https") or not url.host:
-            raise DownloadFailed("I only follow http(s) links to pictures.")
-        if not self.allow_private:
-            host = url.host.strip("[]")
-            try:
-                ipaddress.ip_address(host.split("%", 1)[0])
-            except ValueError:
-                return  # a name: PublicResolver checks what it resolves to
-            if not _public(host):
-                raise DownloadFailed("I can't fetch pictures from that address.")
-
-    async def fetch(self, url: str, limit: int) -> bytes:
-        """The bytes at `url` (at most `limit`), following up to `max_redirects` redirects.
-
-        Raises:
-            DownloadFailed: bad scheme or address, HTTP error, timeout, a web page.
-            MediaTooLarge: more than `limit` bytes (declared or streamed).
-        """
-        try:
-            async with asyncio.timeout(self.timeout):
-                return await self._fetch(yarl.URL(url), limit)
-        except TimeoutError:
-            raise DownloadFailed("That link took too long to download.") from None
-        except (aiohttp.ClientError, OSError, ValueError) as exc:
-            logger.info("link download failed: %s: %s", type(exc).__name__, exc)
-            raise DownloadFailed() from None
-
-    async def _fetch(self, url: yarl.URL, limit: int) -> bytes:
-        session = self._get_session()
-        for _ in range(self.max_redirects + 1):
-            self.check_url(url)
-            async with session.get(url, allow_redirects=False) as resp:
-                if resp.status in _REDIRECTS:
-                    location = resp.headers.get("Location")
-                    if not location:
-                        raise DownloadFailed()
-                    url = url.join(yarl.URL(location))
-                    continue
-                if resp.status != 200:
-                    raise DownloadFailed(f"That link answered with an error ({resp.status}).")
-                ctype = (resp.content_type or "").lower()
-                if not (ctype.startswith("image/") or ctype in _CLIP_TYPES
-                        or ctype in _BINARY_TYPES):
-                    raise UnsupportedMedia("That link is not a picture or a clip "
-                                           f"({ctype or 'unknown type'}).")
-                if resp.content_length is not None and resp.content_length > limit:
-                    raise too_large(resp.content_length, limit)
-                buf = bytearray()
-                async for chunk in resp.content.iter_chunked(64 * 1024):
-                    buf += chunk
-                    if len(buf) > limit:
-                        raise too_large(len(buf), limit)
-                return bytes(buf)
-        raise DownloadFailed("That link redirects too many times.")
-
-
-# -- replies ---------------------------------------------------------------------------------------
-
-class Replier:
-    """Where answers go: a reply to a message, or an interaction's follow-ups."""
-
-    async def send(self, *, content: str | None = None, embed: discord.Embed | None = None,
-                   files: Sequence[discord.File] = ()) -> discord.Message | None:
-        raise NotImplementedError
-
-    def working(self) -> contextlib.AbstractAsyncContextManager[None]:
-        """Shown while recognising (typing indicator; interactions show "thinking")."""
-        return contextlib.nullcontext()
-
-
-def _message_kwargs(embed: discord.Embed | None, files: Sequence[discord.File]) -> dict[str, Any]:
-    """Only the parts that are there (discord.py treats an explicit None differently)."""
-    kwargs: dict[str, Any] = {}
-    if embed is not None:
-        kwargs["embed"] = embed
-    if files:
-        kwargs["files"] = list(files)
-    return kwargs
-
-
-class MessageReplier(Replier):
-    def __init__(self, message: discord.Message) -> None:
-        self.message = message
-
-    async def send(self, *, content: str | None = None, embed: discord.Embed | None = None,
-                   files: Sequence[discord.File] = ()) -> discord.Message | None:
-        return await self.message.channel.send(
-            content, reference=self.message.to_reference(fail_if_not_exists=False),
-            mention_author=False, **_message_kwargs(embed, files))
-
-    def working(self) -> contextlib.AbstractAsyncContextManager[None]:
-        return typing_in(self.message.channel)
-
-
-class InteractionReplier(Replier):
-    def __init__(self, interaction: discord.Interaction[Any]) -> None:
-        self.interaction = interaction
-
-    async def send(self, *, content: str | None = None, embed: discord.Embed | None = None,
-                   files: Sequence[discord.File] = ()) -> discord.Message | None:
-        kwargs = _message_kwargs(embed, files)
-        if content is not None:
-            kwargs["content"] = content
-        response = self.interaction.response
-        if not response.is_done():
-            # Nothing deferred yet (an error before any work): tell only the person who asked.
-            await response.send_message(ephemeral=embed is None, **kwargs)
-            return await self.interaction.original_response()
-        return await self.interaction.followup.send(wait=True, **kwargs)
-
-
-@contextlib.asynccontextmanager
-async def typing_in(channel: Any) -> AsyncIterator[None]:
-    """``async with channel.typing()`` that never fails the answer over a cosmetic call."""
-    cm = channel.typing()
-    try:
-        await cm.__aenter__()
-    except discord.HTTPException as exc:
-        logger.info("typing indicator failed: %s", exc)
-        yield
-        return
-    try:
-        yield
-    finally:
-        await cm.__aexit__(None, None, None)
-
-
-# -- state -----------------------------------------------------------------------------------------
-
-class LRU:
-    """A bounded LRU map int → str (message id → query id)."""
-
-    def __init__(self, size: int) -> None:
-        self.size = size
-        self._d: collections.OrderedDict[int, str] = collections.OrderedDict()
-
-    def put(self, key: int, value: str) -> None:
-        self._d[key] = value
-        self._d.move_to_end(key)
-        while len(self._d) > self.size:
-            self._d.popitem(last=False)
-
-    def get(self, key: int) -> str | None:
-        v = self._d.get(key)
-        if v is not None:
-            self._d.move_to_end(key)
-        return v
-
-    def pop(self, key: int) -> None:
-        self._d.pop(key, None)
-
-    def __contains__(self, key: object) -> bool:
-        return key in self._d
-
-    def __len__(self) -> int:
-        return len(self._d)
-
-
-def _nsfw(channel: Any) -> bool:
+def _nsfw(channel: object) -> bool:
     """NSFW channels (and threads in them) allow adult titles; DMs do not."""
     check = getattr(channel, "is_nsfw", None)
     try:
@@ -430,7 +115,7 @@ def _nsfw(channel: Any) -> bool:
         return False
 
 
-def source_of(user_id: int, guild_id: int | None, channel_id: int | None, channel: Any) -> Source:
+def source_of(user_id: int, guild_id: int | None, channel_id: int | None, channel: object) -> Source:
     """Per-user and per-guild (per-DM) limits come from the service."""
     return Source(platform="discord", chat_id=str(guild_id or channel_id or 0),
                   user_id=str(user_id), allow_adult=_nsfw(channel))
@@ -445,20 +130,20 @@ class RecognitionCog(commands.Cog):
 
     def __init__(self, bot: commands.Bot, service: RecognitionService, *,
                  owner_ids: Iterable[int] = (), auto_channels: Iterable[int] = (),
-                 max_images: int = MAX_IMAGES, allow_private_urls: bool = False,
-                 answer_map_size: int = ANSWER_MAP_SIZE) -> None:
+                 max_images: int = DEFAULTS.max_images, allow_private_urls: bool = False,
+                 answer_map_size: int = DEFAULTS.answer_memory) -> None:
         if max_images < 1:
             raise ValueError("max_images must be at least 1")
         self.bot = bot
         self.service = service
-        self.owner_ids = frozenset(int(x) for x in owner_ids)
+        self.owners = Owners(owner_ids)
         self.auto_channels = frozenset(int(x) for x in auto_channels)
         self.max_images = max_images
-        self.answers = LRU(answer_map_size)
-        self._not_ours = LRU(NOT_OURS_SIZE)
+        self.answers: AnswerMemory[int, str] = AnswerMemory(answer_map_size)
+        self._not_ours: AnswerMemory[int, str] = AnswerMemory(DEFAULTS.not_ours_memory)
         self.links = LinkFetcher(allow_private=allow_private_urls)
-        self._locks: dict[int, asyncio.Lock] = {}
-        self._tasks: set[asyncio.Task[Any]] = set()
+        self._locks = UserLocks()
+        self._tasks: set[asyncio.Task[None]] = set()
         self.ctx_menu = app_commands.ContextMenu(name=CONTEXT_MENU_NAME,
                                                  callback=self.identify_message)
         self.ctx_menu.error(self._context_menu_error)
@@ -494,11 +179,11 @@ class RecognitionCog(commands.Cog):
         except discord.HTTPException as exc:
             logger.info("could not send the error text: %s", exc)
 
-    async def cog_app_command_error(self, interaction: discord.Interaction[Any],
+    async def cog_app_command_error(self, interaction: Interaction,
                                     error: app_commands.AppCommandError) -> None:
         await self.report(error, InteractionReplier(interaction))
 
-    async def _context_menu_error(self, interaction: discord.Interaction[Any],
+    async def _context_menu_error(self, interaction: Interaction,
                                   error: app_commands.AppCommandError) -> None:
         await self.report(error, InteractionReplier(interaction))
 
@@ -517,10 +202,10 @@ class RecognitionCog(commands.Cog):
             raise too_large(ref.size, limit)
         try:
             if ref.attachment is not None:
-                async with asyncio.timeout(ATTACHMENT_TIMEOUT_S):
+                async with asyncio.timeout(DEFAULTS.attachment_timeout_s):
                     data = await ref.attachment.read()
             elif ref.sticker is not None:
-                async with asyncio.timeout(ATTACHMENT_TIMEOUT_S):
+                async with asyncio.timeout(DEFAULTS.attachment_timeout_s):
                     data = await ref.sticker.read()
             elif ref.url is not None:
                 data = await self.links.fetch(ref.url, limit)
@@ -575,12 +260,12 @@ class RecognitionCog(commands.Cog):
         for emoji in rendered.rank_emoji:
             await target.add_reaction(emoji)
 
-    def _spawn(self, coro: Coroutine[Any, Any, None]) -> None:
+    def _spawn(self, coro: Coroutine[object, object, None]) -> None:
         task = asyncio.get_running_loop().create_task(coro)
         self._tasks.add(task)
         task.add_done_callback(self._task_done)
 
-    def _task_done(self, task: asyncio.Task[Any]) -> None:
+    def _task_done(self, task: asyncio.Task[None]) -> None:
         self._tasks.discard(task)
         if task.cancelled():
             return
@@ -592,7 +277,7 @@ class RecognitionCog(commands.Cog):
 
     # -- messages ----------------------------------------------------------------------------------
 
-    def _is_auto(self, channel: Any) -> bool:
+    def _is_auto(self, channel: object) -> bool:
         ids = {getattr(channel, "id", None), getattr(channel, "parent_id", None)}
         return bool(ids & self.auto_channels)
 
@@ -645,7 +330,7 @@ class RecognitionCog(commands.Cog):
 
     # -- app commands ------------------------------------------------------------------------------
 
-    def _interaction_source(self, interaction: discord.Interaction[Any]) -> Source:
+    def _interaction_source(self, interaction: Interaction) -> Source:
         return source_of(interaction.user.id, interaction.guild_id, interaction.channel_id,
                          interaction.channel)
 
@@ -653,7 +338,7 @@ class RecognitionCog(commands.Cog):
                                                      "picture, GIF or clip")
     @app_commands.describe(image="A screenshot, GIF or short clip",
                            url="A link to a picture, GIF or clip")
-    async def anime(self, interaction: discord.Interaction[Any],
+    async def anime(self, interaction: Interaction,
                     image: discord.Attachment | None = None, url: str | None = None) -> None:
         """/anime image:<file> or url:<link>."""
         refs: list[MediaRef] = []
@@ -674,7 +359,7 @@ class RecognitionCog(commands.Cog):
         await self.answer_all(Found(refs), self._interaction_source(interaction),
                               InteractionReplier(interaction))
 
-    async def identify_message(self, interaction: discord.Interaction[Any],
+    async def identify_message(self, interaction: Interaction,
                                message: discord.Message) -> None:
         """Message context menu → Apps → "Identify anime"."""
         me = self.bot.user
@@ -689,14 +374,14 @@ class RecognitionCog(commands.Cog):
         await self.answer_all(found, self._interaction_source(interaction),
                               InteractionReplier(interaction))
 
-    async def _owner(self, interaction: discord.Interaction[Any]) -> bool:
-        if interaction.user.id in self.owner_ids:
+    async def _owner(self, interaction: Interaction) -> bool:
+        if self.owners.allows(interaction.user.id):
             return True
         await interaction.response.send_message(OWNER_ONLY, ephemeral=True)
         return False
 
     @anirec.command(name="stats", description="Operator: service and feedback numbers")
-    async def stats(self, interaction: discord.Interaction[Any]) -> None:
+    async def stats(self, interaction: Interaction) -> None:
         if not await self._owner(interaction):
             return
         stats = await self.service.stats()
@@ -705,7 +390,7 @@ class RecognitionCog(commands.Cog):
         await interaction.response.send_message(render_stats(stats), ephemeral=True)
 
     @anirec.command(name="reload", description="Operator: load the current models and index")
-    async def reload(self, interaction: discord.Interaction[Any]) -> None:
+    async def reload(self, interaction: Interaction) -> None:
         if not await self._owner(interaction):
             return
         await interaction.response.defer(ephemeral=True, thinking=True)
@@ -713,13 +398,6 @@ class RecognitionCog(commands.Cog):
         await interaction.followup.send(f"Reloaded: {what}", ephemeral=True)
 
     # -- feedback reactions ------------------------------------------------------------------------
-
-    def _user_lock(self, user_id: int) -> asyncio.Lock:
-        """Serialises one person's votes so add-then-remove keeps its order."""
-        if len(self._locks) > 10_000:
-            for k in [k for k, v in self._locks.items() if not v.locked()]:
-                del self._locks[k]
-        return self._locks.setdefault(user_id, asyncio.Lock())
 
     async def query_for(self, channel_id: int, message_id: int) -> str | None:
         """The query an answer message belongs to: the LRU, else the message's footer."""
@@ -763,7 +441,7 @@ class RecognitionCog(commands.Cog):
                         chat_id=str(payload.guild_id or payload.channel_id),
                         user_id=str(payload.user_id))
         try:
-            async with self._user_lock(payload.user_id):
+            async with self._locks(payload.user_id):
                 qid = await self.query_for(payload.channel_id, payload.message_id)
                 if qid is None:
                     return
@@ -806,7 +484,7 @@ class AniRecBot(commands.Bot):
     when asked: syncing is rate-limited, so the operator does it on deploys)."""
 
     def __init__(self, service: RecognitionService, *, owner_ids: Iterable[int] = (),
-                 auto_channels: Iterable[int] = (), max_images: int = MAX_IMAGES,
+                 auto_channels: Iterable[int] = (), max_images: int = DEFAULTS.max_images,
                  sync_commands: bool = False, allow_private_urls: bool = False,
                  **client_kwargs: Any) -> None:
         client_kwargs.setdefault("intents", intents())
@@ -815,12 +493,17 @@ class AniRecBot(commands.Bot):
         super().__init__(command_prefix=commands.when_mentioned, **client_kwargs)
         self.service = service
         self.sync_commands = sync_commands
-        self._cog_args: dict[str, Any] = dict(owner_ids=owner_ids, auto_channels=auto_channels,
-                                              max_images=max_images,
-                                              allow_private_urls=allow_private_urls)
+        # (not `owner_ids`: commands.Bot has its own, for its prefix-command owner checks)
+        self._cog_owner_ids = tuple(owner_ids)
+        self._cog_auto_channels = tuple(auto_channels)
+        self._cog_max_images = max_images
+        self._cog_allow_private_urls = allow_private_urls
 
     async def setup_hook(self) -> None:
-        await self.add_cog(RecognitionCog(self, self.service, **self._cog_args))
+        await self.add_cog(RecognitionCog(
+            self, self.service, owner_ids=self._cog_owner_ids,
+            auto_channels=self._cog_auto_channels, max_images=self._cog_max_images,
+            allow_private_urls=self._cog_allow_private_urls))
         if self.sync_commands:
             synced = await self.tree.sync()
             logger.info("discord: synced %d application commands", len(synced))
@@ -837,7 +520,7 @@ class AniRecBot(commands.Bot):
 
 
 def build_discord_bot(service: RecognitionService, *, owner_ids: Iterable[int] = (),
-                      auto_channels: Iterable[int] = (), max_images: int = MAX_IMAGES,
+                      auto_channels: Iterable[int] = (), max_images: int = DEFAULTS.max_images,
                       **client_kwargs: Any) -> AniRecBot:
     """The Discord bot, ready for `run_discord`.
 
@@ -872,16 +555,42 @@ async def run_discord(bot: commands.Bot, token: str | SecretStr, stop: asyncio.E
                 await runner  # re-raises a failed login/connection
 
 
+
+class DiscordAdapter:
+    """The Discord platform for `anirec run` (see `bot.chat.adapter.PlatformAdapter`)."""
+
+    name = "discord"
+    url: str | None = None
+
+    def __init__(self, bot: AniRecBot, token: SecretStr | str) -> None:
+        self.bot = bot
+        self.token = token
+
+    @classmethod
+    def from_launch(cls, launch: Launch) -> DiscordAdapter:
+        """The bot from the settings; slash commands are synced on the first start (syncing
+        is rate-limited), or when `launch.sync_commands` asks for it."""
+        st = launch.settings
+        assert st.discord_token is not None
+        marker: Path = st.home / "discord-commands.synced"
+        sync = launch.sync_commands or not marker.exists()
+        bot = build_discord_bot(launch.service, owner_ids=st.discord_owner_ids,
+                                auto_channels=st.discord_auto_channels, sync_commands=sync)
+        if sync:
+            marker.parent.mkdir(parents=True, exist_ok=True)
+            marker.write_text("slash commands synced; delete this file or use --sync-commands "
+                              "to sync again\n")
+        return cls(bot, st.discord_token)
+
+    async def run(self, stop: asyncio.Event) -> None:
+        await run_discord(self.bot, self.token, stop)
+
+
 __all__ = [
     "AniRecBot",
-    "DownloadFailed",
-    "LinkFetcher",
-    "MediaRef",
+    "DiscordAdapter",
     "RecognitionCog",
     "build_discord_bot",
-    "find_media",
     "intents",
-    "links_in",
-    "media_link",
     "run_discord",
 ]

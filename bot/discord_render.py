@@ -33,12 +33,12 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 import discord
 from discord.utils import escape_markdown
 
-from bot.common import CORRECT_EMOJI, RANK_EMOJI, WRONG_EMOJI
+from bot.chat.feedback import CORRECT_EMOJI, RANK_EMOJI, WRONG_EMOJI
+from bot.chat.texts import stats_lines
 from core.formatting import (
     STATUS_TEXT,
     candidate_line,
@@ -352,17 +352,7 @@ def skipped_text(answered: int, skipped: int) -> str:
             "message.")
 
 
-def render_stats(stats: Mapping[str, Any]) -> str:
+def render_stats(stats: Mapping[str, object]) -> str:
     """/anirec stats: the service's numbers as a code block."""
-    width = max((len(str(k)) for k in stats), default=0)
-    body = "\n".join(f"{str(k).ljust(width)}  {_fmt(v)}" for k, v in stats.items())
-    body = body.replace("```", "'''")
+    body = stats_lines(stats).replace("```", "'''")
     return cut(f"**AniRec status**\n```\n{body}\n```", 2000)
-
-
-def _fmt(v: Any) -> str:
-    if isinstance(v, float):
-        return f"{v:.1f}"
-    if isinstance(v, (list, tuple)):
-        return ", ".join(map(str, v))
-    return str(v)

@@ -15,11 +15,11 @@ from __future__ import annotations
 import html
 import re
 from collections.abc import Iterable, Mapping
-from typing import Any
 
 from telegram import InlineKeyboardButton, InlineKeyboardMarkup
 
-from bot.common import CORRECT_EMOJI, WRONG_EMOJI, encode_feedback
+from bot.chat.feedback import CORRECT_EMOJI, WRONG_EMOJI, encode_feedback
+from bot.chat.texts import FEEDBACK_HINT, NO_MATCH_WITH_GUESSES, stats_lines
 from core.formatting import (
     STATUS_TEXT,
     candidate_line,
@@ -37,8 +37,6 @@ MAX_CAPTION = 1024
 #: Library text (titles, names) is cut to this many characters so an answer always fits.
 MAX_FIELD = 200
 
-NO_MATCH_WITH_GUESSES = "Not sure — nothing matched well; the closest I have"
-FEEDBACK_HINT = "Right? Tap ✅ or ❌ — or the number of the right answer."
 ADULT_MARK = " (18+)"
 
 _TAG = re.compile(r"<[^>]+>")
@@ -215,15 +213,6 @@ def rank_buttons(markup: InlineKeyboardMarkup | None) -> int:
     return n
 
 
-def feedback_toast(verdict: Verdict, rank: int | None = None) -> str:
-    """The short "thanks" a button press gets (answerCallbackQuery text, ≤ 200 chars)."""
-    if verdict is Verdict.CORRECT:
-        return "Thanks! Marked as right ✅"
-    if verdict is Verdict.WRONG:
-        return "Thanks! Marked as wrong ❌ (tap a number if one of the others is right)"
-    return f"Thanks! Noted: it was answer {rank}."
-
-
 # -- operator and help texts -----------------------------------------------------------------------
 
 def help_text(bot_username: str | None) -> str:
@@ -246,19 +235,10 @@ def help_text(bot_username: str | None) -> str:
     ])
 
 
-def render_stats(stats: Mapping[str, Any]) -> str:
+def render_stats(stats: Mapping[str, object]) -> str:
     """/stats: the service's numbers as a <pre> block."""
-    width = max((len(str(k)) for k in stats), default=0)
-    body = "\n".join(f"{str(k).ljust(width)}  {_fmt(v)}" for k, v in stats.items())
+    body = stats_lines(stats)
     return f"<b>AniRec status</b>\n<pre>{html.escape(body, quote=False)}</pre>"
-
-
-def _fmt(v: Any) -> str:
-    if isinstance(v, float):
-        return f"{v:.1f}"
-    if isinstance(v, (list, tuple)):
-        return ", ".join(map(str, v))
-    return str(v)
 
 
 def plain_lines(lines: Iterable[str]) -> str:

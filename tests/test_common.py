@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from bot.common import (RANK_EMOJI, emoji_feedback, encode_feedback, parse_feedback,
-                        user_error_text)
+from bot.chat.feedback import RANK_EMOJI, emoji_feedback, encode_feedback, parse_feedback
+from bot.chat.texts import user_error_text
 from core.errors import Busy, InvalidMedia
 from core.types import Verdict
 

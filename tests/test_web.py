@@ -15,13 +15,13 @@ from sqlalchemy import func, select
 
 from bot.web import (
     CTX,
-    MediaTokens,
     build_web_app,
     is_local_host,
     is_loopback,
     run_web,
     same_origin,
 )
+from bot.web_render import MediaTokens
 from core.db.models import Feedback, Query
 from core.errors import MediaTooLarge
 from core.media import MediaLimits
@@ -445,11 +445,12 @@ async def test_run_web_serves_until_stopped(make_service: Callable[..., Any],
 
 
 def test_static_assets_are_local_only() -> None:
-    from bot.web import STATIC_DIR
+    from bot.web import STATIC_DIR, TEMPLATE_DIR
 
-    names = {p.name for p in STATIC_DIR.iterdir()}
-    assert {"index.html", "app.js", "style.css", "admin.js"} <= names
-    for p in STATIC_DIR.iterdir():
+    names = {p.name for p in STATIC_DIR.iterdir()} | {p.name for p in TEMPLATE_DIR.iterdir()}
+    assert {"chat.html", "admin.html", "app.js", "style.css", "admin.js"} <= names
+    for p in [*STATIC_DIR.iterdir(), *TEMPLATE_DIR.iterdir()]:
         text = p.read_text()
         assert "http://" not in text and "https://" not in text and "//cdn" not in text
-    assert "<script>" not in (STATIC_DIR / "index.html").read_text()  # CSP: no inline scripts
+    for page in ("chat.html", "admin.html"):  # CSP: no inline scripts
+        assert "<script>" not in (TEMPLATE_DIR / page).read_text()

@@ -13,11 +13,12 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
-import os
 import signal
 from collections.abc import Awaitable, Callable
 
 from bot.app import App
+from bot.chat.adapter import Launch
+from bot.platforms import PLATFORMS
 
 logger = logging.getLogger("anirec.run")
 
@@ -49,39 +50,14 @@ async def serve(app: App, *, web: bool | None = None, stop: asyncio.Event | None
     if not service.ready:
         logger.warning("no index yet: answers will say so until `anirec index LIBRARY` has run "
                        "and an owner sends reload")
+    launch = Launch(settings=st, service=service, sessions=app.sessions, sync_commands=sync_commands)
     runners: list[tuple[str, Awaitable[None]]] = []
     info: dict[str, object] = {}
-    if st.discord_token is not None:
-        from bot.discord_adapter import build_discord_bot, run_discord
-
-        marker = st.home / "discord-commands.synced"
-        sync = sync_commands or not marker.exists()  # slash commands: register once, not every start
-        bot = build_discord_bot(service, owner_ids=st.discord_owner_ids,
-                                auto_channels=st.discord_auto_channels, sync_commands=sync)
-        if sync:
-            marker.parent.mkdir(parents=True, exist_ok=True)
-            marker.write_text("slash commands synced; delete this file or use --sync-commands "
-                              "to sync again\n")
-        runners.append(("discord", run_discord(bot, st.discord_token, stop)))
-    if st.telegram_token is not None:
-        os.environ.setdefault("PTB_TIMEDELTA", "true")
-        from bot.telegram_adapter import build_telegram_application, run_telegram
-
-        tg = build_telegram_application(st.telegram_token, service, owner_ids=st.telegram_owner_ids,
-                                        state_file=st.home / "telegram.json",
-                                        base_url=st.telegram_api_url, base_file_url=st.telegram_file_url)
-        runners.append(("telegram", run_telegram(tg, stop, webhook_url=st.telegram_webhook_url,
-                                                 port=st.telegram_webhook_port)))
-    if web or (web is None and not runners):
-        from bot.web import build_web_app, run_web
-
-        samples = st.home / "demo-queries"
-        web_app = build_web_app(service, sessions=app.sessions, index_dir=st.index_dir,
-                                framestore_dir=st.framestore_dir,
-                                samples_dir=samples if samples.is_dir() else None)
-        runners.append(("web", run_web(web_app, st.web_host, st.web_port, stop)))
-        info["web"] = f"http://{st.web_host}:{st.web_port}/"
-        print(f"AniRec web chat: {info['web']}  (Ctrl-C to stop)", flush=True)
+    for adapter in PLATFORMS.build(launch, fallback=web):
+        runners.append((adapter.name, adapter.run(stop)))
+        if adapter.url is not None:
+            info[adapter.name] = adapter.url
+            print(f"AniRec {adapter.name} chat: {adapter.url}  (Ctrl-C to stop)", flush=True)
     info["platforms"] = [n for n, _ in runners]
     if ready is not None:
         ready(info)

@@ -1,11 +1,11 @@
-"""Pure helpers shared by the chat adapters: feedback payloads, reaction emoji, user texts."""
+"""Feedback mapping shared by the chat front ends: button payloads ("fb:<query_id>:<code>"),
+reaction emoji → verdict, and the short "thanks" a vote gets."""
 
 from __future__ import annotations
 
 import re
 from dataclasses import dataclass
 
-from core.errors import AniRecError, Busy, InvalidMedia, RateLimited
 from core.types import Verdict
 
 # Telegram: InlineKeyboardButton callback_data is at most 64 bytes; Discord custom_id 100 chars.
@@ -74,10 +74,13 @@ def emoji_feedback(emoji: str) -> tuple[Verdict, int | None] | None:
     return None
 
 
-def user_error_text(exc: BaseException) -> str:
-    """What to tell a chat user when something failed (never a path or a stack trace)."""
-    if isinstance(exc, (Busy, RateLimited, InvalidMedia)):
-        return str(exc)
-    if isinstance(exc, AniRecError):
-        return exc.user_message
-    return "Sorry, something went wrong while looking that up. Please try again later."
+def feedback_toast(verdict: Verdict, rank: int | None = None, withdrawn: bool = False) -> str:
+    """The short "thanks" a button press gets (Telegram's answerCallbackQuery text, ≤ 200
+    chars, and the web chat's toast)."""
+    if withdrawn:
+        return "Your vote was taken back."
+    if verdict is Verdict.CORRECT:
+        return "Thanks! Marked as right ✅"
+    if verdict is Verdict.WRONG:
+        return "Thanks! Marked as wrong ❌ (tap a number if one of the others is right)"
+    return f"Thanks! Noted: it was answer {rank}."

@@ -1,0 +1,162 @@
+"""State every chat front end keeps: which message answered which query (so a later reaction
+or button press becomes feedback on the right query), one lock per person (so one person's
+votes keep their order), who the operators are, and the chats where every picture is
+answered."""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import json
+import logging
+import os
+from collections.abc import Callable, Hashable, Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Generic, TypeVar
+
+logger = logging.getLogger(__name__)
+
+K = TypeVar("K", bound=Hashable)
+V = TypeVar("V")
+
+
+@dataclass(frozen=True)
+class JournalCodec(Generic[K, V]):
+    """How one remembered answer is written to (and read back from) a JSON-lines journal."""
+
+    #: (key, value) → a JSON-able list.
+    encode: Callable[[K, V], list[object]]
+    #: the list back to (key, value); raises ValueError/TypeError on a malformed line.
+    decode: Callable[[list[object]], tuple[K, V]]
+
+
+class AnswerMemory(Generic[K, V]):
+    """A bounded LRU map from a sent answer (its message) to what it answered.
+
+    With `journal` and `codec`, every entry is also appended to a JSON-lines file that is read
+    back on start (and compacted when it doubles), so feedback on answers sent before a
+    restart still counts.
+    """
+
+    def __init__(self, size: int, journal: Path | None = None,
+                 codec: JournalCodec[K, V] | None = None) -> None:
+        if journal is not None and codec is None:
+            raise ValueError("a journal needs a codec")
+        self.size = size
+        self.journal = journal
+        self._codec = codec
+        self._d: collections.OrderedDict[K, V] = collections.OrderedDict()
+        self._lines = 0
+        if journal is not None and codec is not None and journal.exists():
+            for line in journal.read_text(encoding="utf-8").splitlines():
+                try:
+                    key, value = codec.decode(json.loads(line))
+                except (ValueError, TypeError):
+                    continue  # a torn last line after a crash: skip it
+                self._remember(key, value)
+                self._lines += 1
+
+    def _remember(self, key: K, value: V) -> None:
+        self._d[key] = value
+        self._d.move_to_end(key)
+        while len(self._d) > self.size:
+            self._d.popitem(last=False)
+
+    def put(self, key: K, value: V) -> None:
+        self._remember(key, value)
+        if self.journal is None or self._codec is None:
+            return
+        try:
+            self._append(key, value, self.journal, self._codec)
+        except OSError as exc:
+            logger.warning("could not save the answer journal: %s", exc)
+
+    def _append(self, key: K, value: V, path: Path, codec: JournalCodec[K, V]) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        if self._lines >= 2 * self.size:  # compact: rewrite only what is remembered
+            tmp = path.with_suffix(".tmp")
+            tmp.write_text("".join(json.dumps(codec.encode(k, v)) + "\n"
+                                   for k, v in self._d.items()), encoding="utf-8")
+            tmp.replace(path)
+            self._lines = len(self._d)
+        else:
+            with open(path, "a", encoding="utf-8") as fh:
+                fh.write(json.dumps(codec.encode(key, value)) + "\n")
+            self._lines += 1
+
+    def get(self, key: K) -> V | None:
+        value = self._d.get(key)
+        if value is not None:
+            self._d.move_to_end(key)
+        return value
+
+    def pop(self, key: K) -> None:
+        self._d.pop(key, None)
+
+    def __contains__(self, key: object) -> bool:
+        return key in self._d
+
+    def __len__(self) -> int:
+        return len(self._d)
+
+
+class UserLocks:
+    """One asyncio.Lock per person, so add-then-remove votes keep their order even though
+    events are handled concurrently (asyncio.Lock is FIFO). Idle locks are dropped once
+    more than `max_idle` people are tracked."""
+
+    def __init__(self, max_idle: int = 10_000) -> None:
+        self.max_idle = max_idle
+        self._locks: dict[Hashable, asyncio.Lock] = {}
+
+    def __call__(self, user_id: Hashable) -> asyncio.Lock:
+        if len(self._locks) > self.max_idle:
+            for k in [k for k, v in self._locks.items() if not v.locked()]:
+                del self._locks[k]
+        return self._locks.setdefault(user_id, asyncio.Lock())
+
+    def __len__(self) -> int:
+        return len(self._locks)
+
+
+class Owners:
+    """The platform user ids allowed to run the operator commands (stats, reload)."""
+
+    def __init__(self, ids: Iterable[int] = ()) -> None:
+        self.ids = frozenset(int(x) for x in ids)
+
+    def allows(self, user_id: int | None) -> bool:
+        return user_id is not None and user_id in self.ids
+
+    def __contains__(self, user_id: object) -> bool:
+        return user_id in self.ids
+
+
+class AutoAnswerChats:
+    """Group chats where every picture is answered; saved to `path` (JSON) when given."""
+
+    def __init__(self, path: Path | None = None) -> None:
+        self.path = path
+        self._ids: set[int] = set()
+        if path is not None and path.exists():
+            try:
+                data = json.loads(path.read_text(encoding="utf-8"))
+                self._ids = {int(x) for x in data.get("autoanswer_chats", [])}
+            except (OSError, ValueError, TypeError, AttributeError) as exc:
+                logger.warning("cannot read %s (%s); auto-answer starts off everywhere", path, exc)
+
+    def enabled(self, chat_id: int) -> bool:
+        return chat_id in self._ids
+
+    def set(self, chat_id: int, on: bool) -> None:
+        (self._ids.add if on else self._ids.discard)(chat_id)
+        self._save()
+
+    def _save(self) -> None:
+        if self.path is None:
+            return
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = self.path.with_suffix(self.path.suffix + ".tmp")
+        tmp.write_text(json.dumps({"autoanswer_chats": sorted(self._ids)}), encoding="utf-8")
+        os.replace(tmp, self.path)

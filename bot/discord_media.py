@@ -1,0 +1,95 @@
+"""Which media a Discord message carries: image and clip attachments, picture stickers (a
+Lottie sticker is refused with a friendly text) and media links in the text."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from urllib.parse import unquote
+
+import discord
+import yarl
+
+from bot.chat.media import MEDIA_EXTS, extension, media_kind
+from core.errors import AniRecError, UnsupportedMedia
+
+DISCORD_CDN_HOSTS = frozenset({"cdn.discordapp.com", "media.discordapp.net"})
+_URL = re.compile(r"https?://[^\s<>|\"']+", re.IGNORECASE)
+
+UNSUPPORTED_FILE = ("That file isn't a picture or a clip. Send a screenshot, GIF, sticker or "
+                    "short video (PNG, JPEG, WebP, GIF, MP4 or WebM).")
+LOTTIE_STICKER = ("That's an animated (Lottie) sticker; I can only read picture stickers. "
+                  "Send a screenshot of it instead.")
+
+
+@dataclass(frozen=True)
+class MediaRef:
+    """One thing to recognise: an attachment, a sticker or a link."""
+
+    kind: str  # "attachment", "sticker", "link"
+    name: str
+    size: int | None = None  # declared bytes (attachments)
+    attachment: discord.Attachment | None = None
+    sticker: discord.StickerItem | None = None
+    url: str | None = None
+
+    @property
+    def is_sticker(self) -> bool:
+        return self.kind == "sticker"
+
+
+@dataclass
+class Found:
+    """The media in one message, and the first thing that could not be used."""
+
+    refs: list[MediaRef]
+    problem: AniRecError | None = None
+
+
+def is_media_attachment(att: discord.Attachment) -> bool:
+    """Images and clips, by content type, else by file name."""
+    return media_kind(att.content_type, att.filename) is not None
+
+
+def media_link(url: str) -> bool:
+    """An http(s) URL whose path ends in an image/clip extension, or a Discord CDN
+    attachment link."""
+    try:
+        u = yarl.URL(url)
+    except ValueError:
+        return False
+    if u.scheme not in ("http", "https") or not u.host:
+        return False
+    if extension(unquote(u.path)) in MEDIA_EXTS:
+        return True
+    return u.host.lower() in DISCORD_CDN_HOSTS and u.path.startswith(
+        ("/attachments/", "/ephemeral-attachments/"))
+
+
+def links_in(text: str) -> list[str]:
+    """Media links in a message's text, in order, without duplicates."""
+    out: list[str] = []
+    for m in _URL.finditer(text or ""):
+        url = m.group(0).rstrip(".,;:!?)]}>*_~")
+        if media_link(url) and url not in out:
+            out.append(url)
+    return out
+
+
+def find_media(message: discord.Message) -> Found:
+    """Attachments, stickers and links in `message` that AniRec can look at."""
+    refs: list[MediaRef] = []
+    problem: AniRecError | None = None
+    for att in message.attachments:
+        if is_media_attachment(att):
+            refs.append(MediaRef("attachment", att.filename, size=att.size, attachment=att))
+        elif problem is None:
+            problem = UnsupportedMedia(UNSUPPORTED_FILE)
+    for st in message.stickers:
+        if st.format is discord.StickerFormatType.lottie:
+            problem = problem or UnsupportedMedia(LOTTIE_STICKER)
+        else:
+            refs.append(MediaRef("sticker", st.name, sticker=st))
+    for url in links_in(message.content):
+        refs.append(MediaRef("link", url.rsplit("/", 1)[-1][:64], url=url))
+    return Found(refs, problem)

@@ -1,0 +1,324 @@
+"""Getting Telegram media in and answers out: which file a message carries (checked against
+the byte and length limits before any download), whether it is addressed to the bot and who
+asked, the download, the chat action shown while working, and sending an answer (preview clip, still or text, with the feedback keyboard)
+followed by the named-faces photo."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import datetime as dt
+import logging
+import warnings
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TypeAlias, TypedDict
+
+from telegram import Bot, InlineKeyboardMarkup, Message, MessageEntity, ReplyParameters
+from telegram.constants import ChatAction, ChatType, ParseMode
+from telegram.error import BadRequest, TelegramError
+
+from bot.chat.media import media_kind
+from bot.chat.state import AnswerMemory, JournalCodec
+from bot.chat.texts import too_large, too_long
+from bot.telegram_render import (
+    MAX_CAPTION,
+    answer_needs_spoiler,
+    characters_caption,
+    feedback_keyboard,
+    render_answer,
+    render_short_caption,
+    visible_length,
+)
+from core.errors import UnsupportedMedia
+from core.types import Recognition, Source
+
+logger = logging.getLogger(__name__)
+
+#: A chat action shows for ~5 s; refresh it while recognising takes longer.
+CHAT_ACTION_REFRESH_S = 4.5
+#: Animated (.tgs) stickers sent as files.
+TG_STICKER_MIME = "application/x-tgsticker"
+
+
+# -- answer memory --------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class AnswerRef:
+    """What a sent answer refers to: the query, how many candidates, where its keyboard is."""
+
+    query_id: str
+    n_candidates: int
+    keyboard_message_id: int | None
+
+
+def _encode(key: tuple[int, int], ref: AnswerRef) -> list[object]:
+    return [key[0], key[1], ref.query_id, ref.n_candidates, ref.keyboard_message_id]
+
+
+def _decode(row: list[object]) -> tuple[tuple[int, int], AnswerRef]:
+    c, m, q, n, k = row
+    keyboard = int(str(k)) if k is not None else None
+    return (int(str(c)), int(str(m))), AnswerRef(str(q), int(str(n)), keyboard)
+
+
+#: The journal line of one answer: [chat id, message id, query id, candidates, keyboard id].
+ANSWER_CODEC: JournalCodec[tuple[int, int], AnswerRef] = JournalCodec(_encode, _decode)
+#: Sent answers: (chat id, message id) → what they answered.
+Answers: TypeAlias = AnswerMemory[tuple[int, int], AnswerRef]
+
+
+def answer_memory(size: int, journal: Path | None = None) -> Answers:
+    """The answer memory, journaled to `journal` when given (so it survives a restart)."""
+    return AnswerMemory(size, journal, ANSWER_CODEC)
+
+
+class _Common(TypedDict):
+    parse_mode: str
+    reply_parameters: ReplyParameters
+
+
+# -- which media, and is it small enough -----------------------------------------------------------
+
+@dataclass(frozen=True)
+class MediaRef:
+    """A file to download: its id, declared size and kind."""
+
+    file_id: str
+    file_size: int | None
+    kind: str  # photo, animation, video, video_note, sticker, document
+    sticker: bool = False
+
+
+def _seconds(value: dt.timedelta | float | None) -> float | None:
+    if value is None:
+        return None
+    if isinstance(value, dt.timedelta):
+        return value.total_seconds()
+    return float(value)
+
+
+def _duration(obj: object) -> float | None:
+    """A media object's duration in seconds, with or without PTB_TIMEDELTA."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return _seconds(getattr(obj, "duration", None))
+
+
+def _check(size: int | None, limit: int, duration: float | None = None,
+           max_seconds: float | None = None) -> None:
+    if size is not None and size > limit:
+        raise too_large(size, limit)
+    if duration is not None and max_seconds is not None and duration > max_seconds:
+        raise too_long(duration, max_seconds)
+
+
+def has_media(msg: Message | None) -> bool:
+    """Whether a message carries something AniRec could look at (or a file to refuse)."""
+    return msg is not None and bool(msg.photo or msg.animation or msg.video or msg.video_note
+                                    or msg.sticker or msg.document)
+
+
+def media_ref(msg: Message, limit: int, max_seconds: float | None = None) -> MediaRef | None:
+    """The file to recognise in `msg`, checked against `limit` bytes BEFORE any download.
+
+    Photos: the largest size whose file fits. Documents: only images and clips (by MIME type,
+    else by file name). Returns None when the message has no media at all.
+
+    Raises:
+        MediaTooLarge: the file (or every photo size) is over the limit, or a clip is too long.
+        UnsupportedMedia: a document that is not an image or clip.
+    """
+    if msg.photo:
+        sizes = sorted(msg.photo, key=lambda p: p.width * p.height, reverse=True)
+        for p in sizes:
+            if p.file_size is None or p.file_size <= limit:
+                return MediaRef(p.file_id, p.file_size, "photo")
+        raise too_large(min(p.file_size or 0 for p in sizes), limit)
+    if msg.animation:  # also has .document; check it first
+        a = msg.animation
+        _check(a.file_size, limit, _duration(a), max_seconds and max_seconds * 4)
+        return MediaRef(a.file_id, a.file_size, "animation")
+    if msg.video:
+        v = msg.video
+        _check(v.file_size, limit, _duration(v), max_seconds)
+        return MediaRef(v.file_id, v.file_size, "video")
+    if msg.video_note:
+        vn = msg.video_note
+        _check(vn.file_size, limit, _duration(vn), max_seconds)
+        return MediaRef(vn.file_id, vn.file_size, "video_note")
+    if msg.sticker:
+        s = msg.sticker
+        _check(s.file_size, limit)
+        return MediaRef(s.file_id, s.file_size, "sticker", sticker=True)
+    if msg.document:
+        d = msg.document
+        kind = media_kind(d.mime_type, d.file_name or "", svg=True)
+        if kind is None and (d.mime_type or "").lower() != TG_STICKER_MIME:
+            raise UnsupportedMedia(
+                "That file isn't a picture or a clip. Send a screenshot, GIF, sticker or "
+                "short video (as a photo, video or image file).")
+        _check(d.file_size, limit)
+        return MediaRef(d.file_id, d.file_size, "document")
+    return None
+
+
+
+# -- addressing ------------------------------------------------------------------------------------
+
+def _entities(msg: Message) -> dict[MessageEntity, str]:
+    if msg.text is not None:
+        return msg.parse_entities()
+    if msg.caption is not None:
+        return msg.parse_caption_entities()
+    return {}
+
+
+def addressed(msg: Message, bot_username: str | None, bot_id: int) -> bool:
+    """True when the text or caption has /anime (or /anime@this_bot) or mentions this bot."""
+    me = (bot_username or "").lower()
+    for ent, text in _entities(msg).items():
+        if ent.type == MessageEntity.BOT_COMMAND:
+            name, _, target = text[1:].partition("@")
+            if name.lower() == "anime" and (not target or target.lower() == me):
+                return True
+        elif ent.type == MessageEntity.MENTION and me and text[1:].lower() == me:
+            return True
+        elif ent.type == MessageEntity.TEXT_MENTION and ent.user is not None:
+            if ent.user.id == bot_id:
+                return True
+    return False
+
+
+def ignored(msg: Message, bot_id: int) -> bool:
+    """Messages from this bot itself, and from other bots (no bot-to-bot loops). Anonymous
+    group admins write as a bot (GroupAnonymousBot) with `sender_chat` set: not ignored."""
+    u = msg.from_user
+    if u is None:
+        return False
+    if u.id == bot_id:
+        return True
+    return u.is_bot and msg.sender_chat is None
+
+
+def source_of(msg: Message) -> Source:
+    """Who asked, where. Private chats allow adult titles; groups get spoilers instead."""
+    chat = msg.chat
+    if msg.sender_chat is not None:
+        user = f"chat:{msg.sender_chat.id}"
+    else:
+        user = str(msg.from_user.id) if msg.from_user else f"chat:{chat.id}"
+    return Source(platform="telegram", chat_id=str(chat.id), user_id=user,
+                  allow_adult=chat.type == ChatType.PRIVATE)
+
+
+# -- sending
+
+@contextlib.asynccontextmanager
+async def chat_action(bot: Bot, chat_id: int, action: str) -> AsyncIterator[None]:
+    """Show `action` ("typing", ...) in the chat until the block ends (refreshed every 4.5 s)."""
+
+    async def keep() -> None:
+        while True:
+            await show_action(bot, chat_id, action)
+            await asyncio.sleep(CHAT_ACTION_REFRESH_S)
+
+    task = asyncio.create_task(keep())
+    try:
+        yield
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+
+
+async def show_action(bot: Bot, chat_id: int, action: str) -> None:
+    """One chat action, best effort (it is cosmetic)."""
+    try:
+        await bot.send_chat_action(chat_id, action)
+    except TelegramError as exc:
+        logger.debug("send_chat_action failed: %s", exc)
+
+
+async def download(bot: Bot, ref: MediaRef, limit: int) -> bytes:
+    try:
+        f = await bot.get_file(ref.file_id)
+    except BadRequest as exc:
+        if "too big" in str(exc).lower():
+            raise too_large(ref.file_size or limit + 1, limit) from None
+        raise
+    _check(f.file_size, limit)
+    return bytes(await f.download_as_bytearray())
+
+
+def reply_to(msg: Message) -> ReplyParameters:
+    return ReplyParameters(message_id=msg.message_id, allow_sending_without_reply=True)
+
+
+async def send_answer(bot: Bot, answers: Answers, request: Message, rec: Recognition, *,
+                      adult_ok: bool) -> list[Message]:
+    """Reply with the preview clip (or still, or text) captioned with the answer, plus the
+    keyboard; the answer goes in its own message when it is too long for a caption. Then,
+    when characters were named, the named-faces photo (`send_characters`)."""
+    text = render_answer(rec, adult_ok=adult_ok)
+    markup: InlineKeyboardMarkup | None = None
+    n = len(rec.candidates[:5])
+    if rec.query_id:
+        markup = feedback_keyboard(rec.query_id, n)
+    best = rec.best
+    spoiler = answer_needs_spoiler(rec, adult_ok=adult_ok)
+    clip = Path(best.preview) if best and best.preview else None
+    still = Path(best.still) if best and best.still else None
+    fits = visible_length(text) <= MAX_CAPTION
+    caption = text if fits else render_short_caption(rec, adult_ok=adult_ok)
+    common = _Common(parse_mode=ParseMode.HTML, reply_parameters=reply_to(request))
+    sent: list[Message] = []
+    media_msg: Message | None = None
+    try:
+        if clip is not None and clip.is_file():
+            await show_action(bot, request.chat_id, ChatAction.UPLOAD_VIDEO)
+            media_msg = await request.reply_video(
+                video=clip, caption=caption, supports_streaming=True, has_spoiler=spoiler,
+                reply_markup=markup if fits else None, **common)
+        elif still is not None and still.is_file():
+            await show_action(bot, request.chat_id, ChatAction.UPLOAD_PHOTO)
+            media_msg = await request.reply_photo(
+                photo=still, caption=caption, has_spoiler=spoiler,
+                reply_markup=markup if fits else None, **common)
+    except BadRequest as exc:  # e.g. the preview could not be processed: the text still goes
+        logger.warning("sending the preview failed (%s); answering with text", exc)
+        media_msg = None
+    if media_msg is not None:
+        sent.append(media_msg)
+    if media_msg is None or not fits:
+        sent.append(await request.reply_text(text, reply_markup=markup, **common))
+    if rec.query_id:
+        keyboard_id = sent[-1].message_id
+        for m in sent:
+            answers.put((m.chat_id, m.message_id), AnswerRef(rec.query_id, n, keyboard_id))
+    await send_characters(sent[-1], rec, adult_ok=adult_ok, spoiler=spoiler)
+    return sent
+
+
+async def send_characters(answer: Message, rec: Recognition, *, adult_ok: bool,
+                          spoiler: bool) -> Message | None:
+    """After an answer that went out: the query picture with the faces boxed and named, as a
+    photo replying to `answer` (only when someone was recognised). Best effort: a missing
+    file or a failed call is logged and the answer stands as it is."""
+    if not rec.annotated:
+        return None
+    caption = characters_caption(rec, adult_ok=adult_ok)
+    if caption is None:
+        return None
+    path = Path(rec.annotated)
+    try:
+        if not path.is_file():
+            logger.info("the named-faces picture is gone; not sending it")
+            return None
+        return await answer.reply_photo(
+            photo=path, caption=caption, parse_mode=ParseMode.HTML, has_spoiler=spoiler,
+            reply_parameters=reply_to(answer))
+    except (TelegramError, OSError) as exc:
+        logger.warning("sending the named-faces picture failed: %s", exc)
+        return None

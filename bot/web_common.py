@@ -1,0 +1,109 @@
+"""What the web chat's handlers share: the per-application context, JSON errors, reading a
+vote from a request body, and the operator's identity."""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from aiohttp import web
+from sqlalchemy.orm import Session, sessionmaker
+
+from bot.web_render import MediaTokens
+from core.service import RecognitionService
+from core.types import Source, Verdict
+
+#: Who the operator is when they pick the right candidate on /admin.
+OPERATOR = Source(platform="web", chat_id="admin", user_id="operator", allow_adult=True)
+
+_QUERY_ID = re.compile(r"^[A-Za-z0-9_-]{1,40}$")
+
+
+def retry_after_header(seconds: float) -> str:
+    return str(max(1, math.ceil(seconds)))
+
+
+@dataclass
+class WebContext:
+    """What the handlers share (one per application)."""
+
+    service: RecognitionService
+    sessions: sessionmaker[Session]
+    index_dir: Path
+    framestore_dir: Path
+    samples_dir: Path | None
+    contact_sheets_dir: Path | None
+    local_only: bool
+    media: MediaTokens = field(default_factory=MediaTokens)
+    samples: MediaTokens = field(default_factory=lambda: MediaTokens(256))
+    thumbs: dict[str, bytes] = field(default_factory=dict)
+    url: str | None = None  # set by run_web once listening
+
+
+CTX = web.AppKey("anirec_web", WebContext)
+
+
+def ctx_of(request: web.Request) -> WebContext:
+    return request.app[CTX]
+
+
+def json_error(status: int, message: str, *, retry_after: float | None = None
+               ) -> web.Response:
+    body: dict[str, object] = {"error": message}
+    headers = {}
+    if retry_after is not None:
+        body["retry_after"] = max(1, math.ceil(retry_after))
+        headers["Retry-After"] = retry_after_header(retry_after)
+    return web.json_response(body, status=status, headers=headers)
+
+
+def _wants_json(request: web.Request) -> bool:
+    return request.path.startswith(("/api/", "/media/", "/samples/", "/admin/api/"))
+
+
+def error_response(request: web.Request, status: int, message: str) -> web.Response:
+    if _wants_json(request):
+        return json_error(status, message)
+    return web.Response(status=status, text=message, content_type="text/plain")
+
+
+
+class UploadError(Exception):
+    """A request the chat cannot use: its HTTP status and the text to show."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+
+
+async def read_json_body(request: web.Request) -> dict[str, object]:
+    """The request's JSON object; UploadError(400) when it is not one."""
+    try:
+        body = await request.json()
+    except ValueError:
+        raise UploadError(400, "That request was not understood.") from None
+    if not isinstance(body, dict):
+        raise UploadError(400, "That request was not understood.")
+    return body
+
+
+def parse_vote(body: Mapping[str, object]) -> tuple[str, Verdict, int | None]:
+    """The query id, verdict and rank (picks only) of a vote body; UploadError when bad."""
+    qid = body.get("query_id")
+    if not isinstance(qid, str) or not _QUERY_ID.match(qid):
+        raise UploadError(404, "That answer is no longer known.")
+    try:
+        verdict = Verdict(body.get("verdict"))
+    except ValueError:
+        raise UploadError(400, "Unknown verdict: use correct, wrong or pick.") from None
+    raw = body.get("rank")
+    rank: int | None = None
+    if verdict is Verdict.PICK:
+        if isinstance(raw, bool) or not isinstance(raw, int) or not 1 <= raw <= 5:
+            raise UploadError(400, "A pick needs a rank from 1 to 5.")
+        rank = raw
+    return qid, verdict, rank
