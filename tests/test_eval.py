@@ -25,7 +25,6 @@ from training.eval import (
     Guess,
     Judge,
     Query,
-    _split_of,
     build_baselines,
     build_queries,
     categories,
@@ -33,6 +32,7 @@ from training.eval import (
     format_table,
     load_truth,
     places_of,
+    split_of,
     stored_frame_numbers,
     tracemoe_color_layout,
     write_json,
@@ -66,7 +66,7 @@ def run(indexed_home: Any, tmp_path_factory: pytest.TempPathFactory) -> dict[str
                       calibration_path=out / "calibration.json")
     write_json(result, out / "eval.json")
     paths = write_report(result, out / "report")
-    return {"result": result, "dir": out, "paths": paths, "stages": stages}
+    return {"result": result.to_json(), "dir": out, "paths": paths, "stages": stages}
 
 
 # ----------------------------------------------------------------------------------------------
@@ -119,9 +119,9 @@ def test_identical_footage_counts_as_the_same_place(truth: Any, catalog: Catalog
 
 
 def test_held_out_split_from_the_model_metrics(truth: Any) -> None:
-    assert _split_of(truth, None) is None
+    assert split_of(truth, None) is None
     first = truth.episodes[0]["path"]
-    split = _split_of(truth, [first])
+    split = split_of(truth, [first])
     assert split is not None and split[first] == "train"
     assert sum(v == "held_out" for v in split.values()) == len(truth.episodes) - 1
 
