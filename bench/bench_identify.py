@@ -18,9 +18,7 @@ vectors (3.8 per frame on the sample library), which take ~40 minutes to build h
 from __future__ import annotations
 
 import argparse
-import io
 import json
-import random
 import sys
 import tempfile
 import time
@@ -50,23 +48,9 @@ def percentiles(values: list[float]) -> dict[str, float]:
 
 
 def make_queries(library: Path, n: int, seed: int = 11) -> list[bytes]:
-    from PIL import Image
+    from training.eval.queries import bench_queries
 
-    from data.perturb import SUITE, apply
-    from data.video import read_frames_at
-
-    gt = json.loads((library / "ground_truth.json").read_text())
-    rng = random.Random(seed)
-    names = [k for k in SUITE]
-    out = []
-    for i in range(n):
-        ep = rng.choice(gt["episodes"])
-        t = rng.uniform(0.5, ep["duration"] - 1)
-        img = apply(names[i % len(names)], Image.fromarray(read_frames_at(library / ep["path"], [t])[0]), i)
-        buf = io.BytesIO()
-        img.save(buf, format="JPEG", quality=90)
-        out.append(buf.getvalue())
-    return out
+    return bench_queries(library, n, seed)
 
 
 def run_queries(recognizer: Any, queries: list[bytes]) -> dict[str, Any]:

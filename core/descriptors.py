@@ -3,7 +3,7 @@
 - `tiny_descriptor`: a 16x9 colour thumbnail (432 bytes), stored per indexed frame and used to
   verify and pin candidates and to find repeated footage (openings/endings).
 - `phash`: a 64-bit DCT perceptual hash, an evaluation baseline. (trace.moe's ColorLayout
-  baseline lives with the evaluation, `training/eval.py`, in LIRE's exact form.)
+  baseline lives with the evaluation, `training/eval/baselines.py`, in LIRE's exact form.)
 """
 
 from __future__ import annotations

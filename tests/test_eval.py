@@ -25,14 +25,16 @@ from training.eval import (
     Guess,
     Judge,
     Query,
-    _split_of,
+    bench_queries,
     build_baselines,
     build_queries,
     categories,
+    demo_queries,
     evaluate,
     format_table,
     load_truth,
     places_of,
+    split_of,
     stored_frame_numbers,
     tracemoe_color_layout,
     write_json,
@@ -66,7 +68,7 @@ def run(indexed_home: Any, tmp_path_factory: pytest.TempPathFactory) -> dict[str
                       calibration_path=out / "calibration.json")
     write_json(result, out / "eval.json")
     paths = write_report(result, out / "report")
-    return {"result": result, "dir": out, "paths": paths, "stages": stages}
+    return {"result": result.to_json(), "dir": out, "paths": paths, "stages": stages}
 
 
 # ----------------------------------------------------------------------------------------------
@@ -88,6 +90,22 @@ def test_queries_cover_the_suite_and_avoid_stored_frames(truth: Any, catalog: Ca
     clip = next(q for q in qs if q.category == CLIP)
     assert clip.data[:6] in (b"GIF87a", b"GIF89a")
     assert build_queries(truth, stored, n=N, seed=11)[7].data == qs[7].data  # seeded
+
+
+def test_demo_and_benchmark_queries_come_from_the_same_maker(truth: Any, catalog: Catalog) -> None:
+    library = Path(truth.roots[0])
+    qs = demo_queries(library, n=9, seed=7)
+    assert [q.suffix for q in qs] == [".jpg"] * 7 + [".gif", ".jpg"]
+    assert qs[7].qid == "q07-clip" and qs[7].category == CLIP and qs[0].qid == "q00-crop50"
+    assert all(len(q.places) == 1 and q.episode_number is not None for q in qs)
+    assert [q.data for q in demo_queries(library, n=9, seed=7)] == [q.data for q in qs]  # seeded
+    judge = Judge(catalog)
+    by_path = {em.path: em.id for em in catalog.episodes.values()}
+    q = qs[0]
+    assert q.t is not None and judge(q, [Guess(by_path[q.places[0].path], q.t + 1.0, 0.9)]).time_2s_strict
+    shots = bench_queries(library, 3)
+    assert len(shots) == 3 and all(b[:2] == b"\xff\xd8" for b in shots)
+    assert bench_queries(library, 3) == shots
 
 
 def test_identical_footage_counts_as_the_same_place(truth: Any, catalog: Catalog) -> None:
@@ -119,9 +137,9 @@ def test_identical_footage_counts_as_the_same_place(truth: Any, catalog: Catalog
 
 
 def test_held_out_split_from_the_model_metrics(truth: Any) -> None:
-    assert _split_of(truth, None) is None
+    assert split_of(truth, None) is None
     first = truth.episodes[0]["path"]
-    split = _split_of(truth, [first])
+    split = split_of(truth, [first])
     assert split is not None and split[first] == "train"
     assert sum(v == "held_out" for v in split.values()) == len(truth.episodes) - 1
 

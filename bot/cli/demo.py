@@ -5,79 +5,28 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
-import random
 import sys
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from bot.app import App
 from bot.cli.identify import CLI_SOURCE, cli_service
 from core.formatting import format_timestamp
-from core.types import Recognition
+
+if TYPE_CHECKING:
+    from training.eval.queries import Query
 
 
 # ----------------------------------------------------------------------------------------------
-def make_demo_queries(library: Path, out_dir: Path, *, n: int, seed: int = 7) -> list[dict[str, Any]]:
-    """Perturbed screenshots (and a few GIFs) at random times of the sample library, with truth."""
-    from PIL import Image
+def make_demo_queries(library: Path, out_dir: Path, *, n: int, seed: int = 7) -> list[tuple[Path, Query]]:
+    """Perturbed screenshots (and a few GIFs) at random times of the sample library, with truth,
+    written to `out_dir`."""
+    from training.eval.queries import demo_queries, write_query_files
 
-    from data.perturb import SUITE, apply
-    from data.video import read_frames_at
-
-    gt = json.loads((library / "ground_truth.json").read_text())
-    rng = random.Random(seed)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    names = [k for k in SUITE if k != "clean"]
-    plan: dict[str, list[tuple[int, float, str]]] = {}
-    for i in range(n):
-        ep = rng.choice(gt["episodes"])
-        t = rng.uniform(0.5, ep["duration"] - 2.5)
-        kind = "gif" if i % 8 == 7 else names[i % len(names)]
-        plan.setdefault(ep["path"], []).append((i, t, kind))
-    queries: list[dict[str, Any]] = []
-    for rel, items in plan.items():
-        ep = next(e for e in gt["episodes"] if e["path"] == rel)
-        times = []
-        for _, t, kind in items:
-            times += [t, t + 0.7, t + 1.4] if kind == "gif" else [t]
-        frames = read_frames_at(library / rel, times)
-        fi = 0
-        for i, t, kind in items:
-            if kind == "gif":
-                imgs = [Image.fromarray(f).resize((320, 180)) for f in frames[fi:fi + 3]]
-                fi += 3
-                path = out_dir / f"q{i:02d}-clip.gif"
-                imgs[0].save(path, save_all=True, append_images=imgs[1:], duration=700, loop=0)
-            else:
-                img = apply(kind, Image.fromarray(frames[fi]), seed * 1000 + i)
-                fi += 1
-                path = out_dir / f"q{i:02d}-{kind.replace('+', '_')}.jpg"
-                img.save(path, quality=92)
-            queries.append({"file": str(path), "perturbation": kind, "series": ep["series"],
-                            "episode": ep["episode"], "path": rel, "time": t,
-                            "opening": bool(ep.get("opening") and ep["opening"][0] <= t <= ep["opening"][1])})
-    queries.sort(key=lambda q: q["file"])
-    return queries
-
-
-def judge(rec: Recognition, q: dict[str, Any], catalog: Any, library: Path) -> dict[str, bool]:
-    """Was the answer right? Series / episode / time within ±2 s (an opening counts by series)."""
-    want = (library / q["path"]).resolve().as_posix()
-    top = rec.candidates[0] if rec.candidates else None
-    if top is None:
-        return {"series": False, "episode": False, "time": False}
-    em = catalog.episodes.get(top.episode_id)
-    got = em.path if em else ""
-    want_series = next((e.series_id for e in catalog.episodes.values() if e.path == want), None)
-    series_ok = top.series.id == want_series
-    if q["opening"] and top.is_opening_or_ending:
-        return {"series": series_ok, "episode": series_ok, "time": series_ok}
-    ep_ok = got == want
-    return {"series": series_ok, "episode": ep_ok, "time": ep_ok and abs(top.time - q["time"]) <= 2.0}
+    return write_query_files(demo_queries(library, n=n, seed=seed), out_dir)
 
 
 def cmd_demo(app: App, args: argparse.Namespace) -> int:
@@ -101,7 +50,7 @@ def cmd_demo(app: App, args: argparse.Namespace) -> int:
         print("      Characters: " + _characters_step(app, library))
     print(f"[4/4] Identifying {args.queries} perturbed screenshots and clips")
     queries = make_demo_queries(library, st.home / "demo-queries", n=args.queries)
-    results = asyncio.run(_run_demo(app, queries, library))
+    results = asyncio.run(_run_demo(app, queries))
     print(f"\nDone in {time.perf_counter() - t_all:.0f} s. Try your own: anirec identify "
           f"{st.home / 'demo-queries'}/q00-*.jpg, or `anirec run` for the local web chat.")
     interactive = sys.stdin.isatty() and sys.stdout.isatty()
@@ -173,28 +122,30 @@ def _characters_step(app: App, library: Path) -> str:
     return "; ".join(notes)
 
 
-async def _run_demo(app: Any, queries: list[dict[str, Any]], library: Path) -> dict[str, float]:
+async def _run_demo(app: App, queries: list[tuple[Path, Query]]) -> dict[str, float]:
+    from training.eval.judging import Judge, Judgement, guesses_of
+
     service = cli_service(app)
     await service.start()
     rows, lat = [], []
     hits = {"series": 0, "episode": 0, "time": 0}
     try:
-        catalog = service._recognizer.catalog if service._recognizer else None
+        judge = Judge(service._recognizer.catalog) if service._recognizer else None
         print(f"{'query':34} {'truth':30} {'answer':36} {'conf':>5} ok")
-        for q in queries:
-            rec = await service.recognize(Path(q["file"]).read_bytes(), source=CLI_SOURCE,
-                                          with_preview=False)
-            ok = judge(rec, q, catalog, library)
+        for file, q in queries:
+            rec = await service.recognize(file.read_bytes(), source=CLI_SOURCE, with_preview=False)
+            j = judge(q, guesses_of(rec)) if judge else Judgement()
+            ok = {"series": j.series_top1, "episode": j.episode_top1, "time": j.time_2s_strict}
             for k in hits:
                 hits[k] += ok[k]
             lat.append(rec.timings_ms.get("total", 0.0))
             top = rec.best
-            truth = f"{q['series'][:16]} ep{q['episode']} {format_timestamp(q['time'])}"
+            truth = f"{(q.series or '')[:16]} ep{q.episode_number} {format_timestamp(q.t or 0.0)}"
             ans = (f"{top.series.title[:16]} {top.episode_label} {format_timestamp(top.time)}"
                    + (" OP" if top.is_opening_or_ending else "")) if top else "-"
             mark = "✔" if ok["episode"] and ok["time"] else ("~" if ok["series"] else "✘")
             rows.append(mark)
-            print(f"{Path(q['file']).name[:34]:34} {truth:30} {ans:36} {rec.confidence:5.2f} {mark}")
+            print(f"{file.name[:34]:34} {truth:30} {ans:36} {rec.confidence:5.2f} {mark}")
             if rec.characters:
                 print(" " * 35 + "characters: " + ", ".join(h.name for h in rec.characters))
     finally:

@@ -96,11 +96,11 @@ def cmd_eval(app: App, args: argparse.Namespace) -> int:
                           config=config, progress=bars)
     finally:
         bars.close()
-    result["command"] = " ".join(
+    result = result.with_command(" ".join(
         ["anirec", "eval", "--queries", str(args.queries), "--seed", str(args.seed)]
         + (["--calibrate"] if args.calibrate else [])
         + (["--calibration-queries", str(args.calibration_queries)] if args.calibration_queries else [])
-        + (["--no-baselines"] if args.no_baselines else []))
+        + (["--no-baselines"] if args.no_baselines else [])))
     print(format_table(result))
     if args.json:
         write_json(result, Path(args.json))
