@@ -55,6 +55,7 @@ class QueryView(TypedDict):
     created_at: str  # ISO 8601
     image_path: str | None
     resolved: bool  # the operator marked it resolved in the wrong-answers queue
+    frames: list[int]  # the stored frame behind each candidate (empty for older answers)
 
 
 class QueryWithTally(QueryView):
@@ -125,7 +126,8 @@ class FeedbackStore:
                 "top5": q.top5, "model_version": q.model_version, "index_version": q.index_version,
                 "latency_ms": q.latency_ms, "created_at": q.created_at.isoformat(),
                 "image_path": q.image_path,
-                "resolved": q.resolved_at is not None}
+                "resolved": q.resolved_at is not None,
+                "frames": [int(f) for f in (q.trace or {}).get("frames") or []]}
 
     # -- feedback -----------------------------------------------------------------------------
     def record(self, query_id: str, source: Source, verdict: Verdict, rank: int | None = None

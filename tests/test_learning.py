@@ -327,3 +327,50 @@ def test_hot_swap_under_a_stream_of_requests(home: Any) -> None:
         stored = {q.id: q.model_version for q in s.scalars(select(Query))}
     assert {stored[r.query_id] for r in results} <= {versions[0], versions[1]}
     assert all(stored[r.query_id] == r.model_version for r in results)
+
+
+async def test_admin_queue_shows_pictures_frames_and_resolves(home: Any) -> None:
+    from aiohttp.test_utils import TestClient, TestServer
+
+    from bot.web import build_web_app
+
+    app = home.app
+    st = app.settings
+    svc = app.service(user_rate=10**6, chat_rate=10**6)
+    svc.images_dir = home.path / "query-images"
+    await svc.start()
+    kept = await svc.recognize(home.ih.frame_png(1, 6.0), source=ALICE, with_preview=False)
+    svc.images_dir = None
+    unkept = await svc.recognize(home.ih.frame_png(3, 6.0), source=ALICE, with_preview=False)
+    for r in (kept, unkept):
+        await svc.record_feedback(r.query_id, Verdict.WRONG, source=BOB)
+    web_app = build_web_app(svc, sessions=app.sessions, index_dir=st.index_dir,
+                            framestore_dir=st.framestore_dir, samples_dir=None, contact_sheets_dir=None)
+    client = TestClient(TestServer(web_app, host="127.0.0.1"))
+    await client.start_server()
+    try:
+        page = await (await client.get("/admin")).text()
+        assert f"/admin/query/{kept.query_id}/image" in page
+        assert f"/admin/query/{unkept.query_id}/image" not in page and "was not kept" in page
+        assert f"/admin/query/{kept.query_id}/frame/1" in page
+        r = await client.get(f"/admin/query/{kept.query_id}/image")
+        assert r.status == 200 and r.content_type == "image/png"
+        assert await r.read() == home.ih.frame_png(1, 6.0)
+        assert (await client.get(f"/admin/query/{unkept.query_id}/image")).status == 404
+        r = await client.get(f"/admin/query/{kept.query_id}/frame/1")
+        assert r.status == 200 and r.content_type == "image/jpeg" and (await r.read())[:2] == b"\xff\xd8"
+        assert (await client.get(f"/admin/query/{kept.query_id}/frame/9")).status == 404
+        assert (await client.get("/admin/query/nope/frame/1")).status == 404
+        hdr = {"X-AniRec-Admin": "1"}
+        r = await client.post("/admin/api/resolve", json={"query_id": kept.query_id})
+        assert r.status == 403
+        r = await client.post("/admin/api/resolve", json={"query_id": "nope"}, headers=hdr)
+        assert r.status == 404
+        r = await client.post("/admin/api/resolve", json={"query_id": kept.query_id}, headers=hdr)
+        assert r.status == 200
+        page = await (await client.get("/admin")).text()
+        assert f"id='q-{kept.query_id}'" not in page and f"id='q-{unkept.query_id}'" in page
+        assert len(app.feedback_store().active_feedback(kept.query_id)) == 1  # the vote stays
+    finally:
+        await client.close()
+        await svc.close()

@@ -23,8 +23,10 @@ from core.catalog import Catalog
 from core.types import Recognition
 
 from data.perturb import crop, font, jpeg
+from training.eval.judging import Guess, Judge
 from training.eval.queries import PNG, Draw, render_draws
-from training.eval.truth import Truth, TruthEpisode
+from training.eval.queries import Query as EvalQuery
+from training.eval.truth import Truth, TruthEpisode, places_of, segment_at
 
 if TYPE_CHECKING:
     from core.service import RecognitionService
@@ -39,7 +41,8 @@ def strong_tint(img: Image.Image, rng: random.Random) -> Image.Image:
     return Image.blend(img.convert("RGB"), Image.new("RGB", img.size, tint), rng.uniform(0.4, 0.55))
 
 
-def busy_ui(img: Image.Image, rng: random.Random) -> Image.Image:
+def busy_ui(img: Image.Image, rng: random.Random, share: tuple[float, float] = (0.28, 0.36)
+            ) -> Image.Image:
     """The picture small inside a busy desktop: coloured panels, buttons and text around it."""
     w, h = 960, 600
     canvas = Image.new("RGB", (w, h), tuple(rng.randint(0, 255) for _ in range(3)))
@@ -51,11 +54,31 @@ def busy_ui(img: Image.Image, rng: random.Random) -> Image.Image:
     for _ in range(25):
         d.text((rng.randint(0, w - 100), rng.randint(0, h - 20)), "chat · reply · like",
                font=font(rng.randint(12, 22)), fill=tuple(rng.randint(0, 255) for _ in range(3)))
-    pw = int(w * rng.uniform(0.28, 0.36))
+    pw = int(w * rng.uniform(*share))
     ph = int(pw * img.height / img.width)
     canvas.paste(img.resize((pw, ph), Image.Resampling.BILINEAR),
                  (rng.randint(0, w - pw), rng.randint(0, h - ph)))
     return canvas
+
+
+def heavy_tint(img: Image.Image, rng: random.Random) -> Image.Image:
+    """A very heavy colour filter: 65-75% of a saturated colour over the picture."""
+    tint = tuple(int(255 * c) for c in colorsys.hsv_to_rgb(rng.random(), 0.9, 1.0))
+    return Image.blend(img.convert("RGB"), Image.new("RGB", img.size, tint), rng.uniform(0.65, 0.75))
+
+
+def night_mode(img: Image.Image, rng: random.Random) -> Image.Image:
+    """A dark, low-contrast, warm screen (night mode, brightness down): JPEG-compressed."""
+    from PIL import ImageEnhance
+
+    img = ImageEnhance.Brightness(img.convert("RGB")).enhance(rng.uniform(0.25, 0.35))
+    img = ImageEnhance.Contrast(img).enhance(rng.uniform(0.5, 0.7))
+    img = Image.blend(img, Image.new("RGB", img.size, (255, 140, 40)), 0.25)
+    return _jpeg(img, rng)
+
+
+def _busy_big(img: Image.Image, rng: random.Random) -> Image.Image:
+    return busy_ui(img, rng, share=(0.5, 0.6))
 
 
 _crop15 = crop(0.12, 0.18)
@@ -68,17 +91,18 @@ def tight_crop(img: Image.Image, rng: random.Random) -> Image.Image:
 
 
 HARD_KINDS: dict[str, Perturb] = {"strong_tint": strong_tint, "busy_ui": busy_ui,
-                                  "crop15": tight_crop}
+                                  "crop15": tight_crop, "heavy_tint": heavy_tint,
+                                  "night_mode": night_mode, "busy_ui_big": _busy_big}
 
 
 @dataclass(frozen=True)
 class SimQuery:
-    """One simulated screenshot and where its footage really is."""
+    """One simulated screenshot and where its footage really is (every place showing it: an
+    opening, a recap), as the evaluation judges it."""
 
     data: bytes = field(repr=False)
     kind: str
-    episode: str  # the episode's absolute path (as the catalog stores it)
-    t: float
+    truth: EvalQuery
 
 
 def make_queries(truth: Truth, kinds: Sequence[str], n_per_kind: int, seed: int
@@ -100,7 +124,9 @@ def make_queries(truth: Truth, kinds: Sequence[str], n_per_kind: int, seed: int
         img = HARD_KINDS[kind](img, random.Random(f"{seed}:{d.index}"))
         buf = io.BytesIO()
         img.save(buf, format="PNG", compress_level=1)
-        out.append(SimQuery(buf.getvalue(), kind, str(ep["abs"]), t))
+        out.append(SimQuery(buf.getvalue(), kind, EvalQuery(
+            qid=f"sim{d.index}", category=kind, perturbation=kind, data=b"", episode=ep["path"],
+            series=ep["series"], t=t, segment=segment_at(ep, t), places=places_of(ep, t, truth))))
     return out
 
 
@@ -137,11 +163,11 @@ def vote_for(right_rank: int, n_cands: int, voter: Voter, rng: random.Random
     return ("wrong", None)
 
 
-def right_rank(rec: Recognition, q: SimQuery, cat: Catalog, seconds: float = 2.0) -> int:
-    """1-based rank of the first candidate at the query's place (episode, ±`seconds`); 0: none."""
+def right_rank(rec: Recognition, q: SimQuery, judge: Judge) -> int:
+    """1-based rank of the first candidate at a place showing the query's footage, with the
+    time right (as the evaluation's `time_2s`); 0: none of them."""
     for i, c in enumerate(rec.candidates[:5], 1):
-        em = cat.episodes.get(c.episode_id)
-        if em is not None and em.path == q.episode and abs(c.time - q.t) <= seconds:
+        if judge(q.truth, [Guess(c.episode_id, c.time, c.score, c.is_opening_or_ending)]).time_2s:
             return i
     return 0
 
@@ -166,10 +192,11 @@ def score(recognize: Callable[[bytes], Recognition], queries: Sequence[SimQuery]
           ) -> dict[str, KindScore]:
     """Per kind: accuracy of the top answer and how often a right answer is a "match"."""
     out: dict[str, KindScore] = {}
+    judge = Judge(cat)
     for q in queries:
         rec = recognize(q.data)
         k = out.setdefault(q.kind, KindScore())
-        ok = right_rank(rec, q, cat) == 1
+        ok = right_rank(rec, q, judge) == 1
         k.n += 1
         k.right += ok
         k.right_match += ok and rec.status == "match"
@@ -196,14 +223,14 @@ async def send_and_vote(service: RecognitionService, queries: Sequence[SimQuery]
     rng = random.Random(f"anirec-votes:{seed}")
     log = VoteLog()
     assert service.recognizer is not None, "start the service first"
-    cat = service.recognizer.catalog
+    judge = Judge(service.recognizer.catalog)
     for i, q in enumerate(queries):
         sender = Source(platform=platform, chat_id="sim-chat", user_id=f"sender{i % 5}")  # type: ignore[arg-type]
         rec = await service.recognize(q.data, source=sender, with_preview=False)
         if rec.query_id is None:
             continue
         log.answers += 1
-        rank = right_rank(rec, q, cat)
+        rank = right_rank(rec, q, judge)
         for v in voters:
             said = vote_for(rank, len(rec.candidates), v, rng)
             if said is None or not rec.candidates:
