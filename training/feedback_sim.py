@@ -77,6 +77,11 @@ def night_mode(img: Image.Image, rng: random.Random) -> Image.Image:
     return _jpeg(img, rng)
 
 
+def sideways(img: Image.Image, rng: random.Random) -> Image.Image:
+    """A sideways phone picture: the frame turned a quarter (clockwise), JPEG-compressed."""
+    return _jpeg(img.convert("RGB").transpose(Image.Transpose.ROTATE_270), rng)
+
+
 def _busy_big(img: Image.Image, rng: random.Random) -> Image.Image:
     return busy_ui(img, rng, share=(0.5, 0.6))
 
@@ -92,7 +97,8 @@ def tight_crop(img: Image.Image, rng: random.Random) -> Image.Image:
 
 HARD_KINDS: dict[str, Perturb] = {"strong_tint": strong_tint, "busy_ui": busy_ui,
                                   "crop15": tight_crop, "heavy_tint": heavy_tint,
-                                  "night_mode": night_mode, "busy_ui_big": _busy_big}
+                                  "night_mode": night_mode, "busy_ui_big": _busy_big,
+                                  "sideways": sideways}
 
 
 @dataclass(frozen=True)
@@ -215,15 +221,19 @@ class VoteLog:
 
 
 async def send_and_vote(service: RecognitionService, queries: Sequence[SimQuery],
-                        voters: Sequence[Voter], seed: int, platform: str = "telegram") -> VoteLog:
+                        voters: Sequence[Voter], seed: int, platform: str = "telegram",
+                        operator_share: float = 0.5) -> VoteLog:
     """Every query sent through the service (stored with its vectors) by a rotating sender,
-    then voted on by the simulated people."""
+    then voted on by the simulated people; the operator labels `operator_share` of the
+    answers that got a ❌ with the truth, as from the wrong-answers queue."""
+    from core.feedback_ops import CLI_OPERATOR, record_truth
     from core.types import Source, Verdict
 
     rng = random.Random(f"anirec-votes:{seed}")
     log = VoteLog()
     assert service.recognizer is not None, "start the service first"
     judge = Judge(service.recognizer.catalog)
+    episode_ids = {em.path: em.id for em in service.recognizer.catalog.episodes.values()}
     for i, q in enumerate(queries):
         sender = Source(platform=platform, chat_id="sim-chat", user_id=f"sender{i % 5}")  # type: ignore[arg-type]
         rec = await service.recognize(q.data, source=sender, with_preview=False)
@@ -241,4 +251,11 @@ async def send_and_vote(service: RecognitionService, queries: Sequence[SimQuery]
             log.votes += 1
             log.by_kind[verdict] = log.by_kind.get(verdict, 0) + 1
             log.abusive_votes += v.abusive
+        if rank != 1 and rng.random() < operator_share:
+            place = q.truth.places[0] if q.truth.places else None
+            ep = episode_ids.get(place.path) if place is not None else None
+            if place is not None and ep is not None:
+                record_truth(service.store, rec.query_id, CLI_OPERATOR, episode_id=ep, t=place.t)
+                log.votes += 1
+                log.by_kind["truth"] = log.by_kind.get("truth", 0) + 1
     return log

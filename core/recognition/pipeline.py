@@ -92,7 +92,8 @@ class Recognizer:
     # gains little from them for 2x the cost of a crop query on CPU (see `build_recognizer`)
     subcrops: bool = True
     params: RecognitionParams = field(default_factory=RecognitionParams)
-    # learnt from votes (`anirec retrain`): moves the query's vectors, never the library's
+    # learnt from votes (`anirec retrain`): the query's vectors mapped by it are searched
+    # beside the raw ones (the library's vectors never change); None: the default path
     adapter: QueryAdapter | None = None
     _thumbnails: Thumbnails | None = field(default=None, repr=False)
 
@@ -139,7 +140,10 @@ class Recognizer:
         t0 = time.perf_counter()
         views = clip_views(media.frames)  # found once, used by every step
         raw, owner, tinies = self.embed_views(media, views)
-        vecs = self.adapter(raw) if self.adapter is not None else raw
+        vecs = raw
+        if self.adapter is not None:  # the adapted vectors searched beside the raw ones
+            vecs = np.concatenate([raw, self.adapter(raw)])
+            owner, tinies = owner + owner, tinies + tinies
         q = Query(media, views, vecs, owner, tinies, {}, t0, raw=raw)
         t = q.lap("embed", t0)
         n = len(self.index)
@@ -224,7 +228,7 @@ class Recognizer:
                 sims = q.vectors @ stored
                 mask = np.array(q.owner) == hits[0].frame
                 sims = np.where(mask, sims, -np.inf) if mask.any() else sims
-                winner = int(np.argmax(sims))
+                winner = int(np.argmax(sims)) % len(raw)  # adapted rows follow the raw ones
             except (KeyError, IndexError, RuntimeError, ValueError):
                 winner = -1
         views = tuple((fi, tuple(int(x) for x in v.box), v.kind)
