@@ -25,7 +25,6 @@ import json
 import os
 import resource
 import shutil
-import sys
 import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -33,12 +32,10 @@ from pathlib import Path
 
 import numpy as np
 
-ROOT = Path(__file__).resolve().parent.parent
-if str(ROOT) not in sys.path:  # allow `python bench/bench_hnsw.py` as well as `-m`
-    sys.path.insert(0, str(ROOT))
+from core.index import HnswIndex
+from core.sysinfo import machine_info
 
-from core.index import HnswIndex  # noqa: E402
-from core.sysinfo import machine_info  # noqa: E402
+ROOT = Path(__file__).resolve().parent.parent
 
 # Targets from the issue.
 TARGET_P50_MS = 2.0

@@ -28,12 +28,10 @@ from typing import Any
 
 import numpy as np
 
-ROOT = Path(__file__).resolve().parent.parent
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
+from core.config import Settings
+from core.sysinfo import machine_info
 
-from core.sysinfo import machine_info  # noqa: E402
-from core.config import Settings  # noqa: E402
+ROOT = Path(__file__).resolve().parent.parent
 
 # "check" and "detail" (step 7b, the colour and detail checks of the top answer) are timed
 # inside "rank"

@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 import time
 from dataclasses import replace
 from datetime import UTC, datetime
@@ -32,12 +31,8 @@ from typing import Any
 import numpy as np
 import torch
 
-ROOT = Path(__file__).resolve().parent.parent
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
-
-from core.sysinfo import machine_info  # noqa: E402
-from data.teacher import (  # noqa: E402
+from core.sysinfo import machine_info
+from data.teacher import (
     DEFAULT_TEACHER_PYTHON,
     HEAD_FROM_FACE,
     RAW,
@@ -46,7 +41,7 @@ from data.teacher import (  # noqa: E402
     fit_mapping,
     pair_with_heads,
 )
-from training.facedata import (  # noqa: E402
+from training.facedata import (
     FaceFrame,
     FaceLabel,
     iter_face_frames,
@@ -54,7 +49,9 @@ from training.facedata import (  # noqa: E402
     read_labels,
     split_episodes,
 )
-from training.faces import SMALL, box_iou, evaluate_detector, match_detections  # noqa: E402
+from training.faces import SMALL, box_iou, evaluate_detector, match_detections
+
+ROOT = Path(__file__).resolve().parent.parent
 
 THRESHOLDS = (0.0, 0.5, 0.8, 0.9)
 

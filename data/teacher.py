@@ -449,7 +449,7 @@ def harvest_labels(sessions: sessionmaker[Session], teacher: AnimeFaceTeacher, o
         data["episodes"].append({"series": p["series"], "season": p["season"], "episode": p["episode"],
                                  "path": p["path"], "fps": p["fps"], "duration": p["duration"],
                                  "frames_gt": gt})
-        data["created"] = dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
+        data["created"] = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
         _write_atomic(out, data)
     return HarvestResult(out, len(data["episodes"]), n_frames, n_labelled, n_faces,
                          len(plan) - len(todo), round(time.perf_counter() - t0, 1))

@@ -9,9 +9,9 @@ frame is always kept at least every `max_gap` seconds and right after a cut.
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterator
 
 import av
 import numpy as np

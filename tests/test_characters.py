@@ -11,13 +11,11 @@ import pytest
 from PIL import Image
 
 from core.characters import CastMember, Gallery, annotate
+from core.models.characters import CharacterSpec, crop_face, load_character_embedder, new_embedder, whole_image_crop
 from core.recognition import CharacterRecognizer
-from core.models.characters import (CharacterSpec, crop_face, load_character_embedder, new_embedder,
-                                    whole_image_crop)
 from core.types import CharacterHit
 from data.cast import CastError, cluster_vectors, safe_name
-from training.characters import (CharacterTrainConfig, FaceSet, identify, supcon, train_characters,
-                                 tune_floor)
+from training.characters import CharacterTrainConfig, FaceSet, identify, supcon, train_characters, tune_floor
 from training.facedata import iter_face_frames, read_labels, references, split_episodes
 
 

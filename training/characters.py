@@ -19,17 +19,16 @@ import logging
 import math
 import random
 import time
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterable, Sequence
+from typing import Any
 
 import numpy as np
 import torch
 from PIL import Image, ImageFilter
-from torch.nn import functional as F
 
-from core.models.characters import (CharacterEmbedder, CharacterSpec, crop_face, new_embedder,
-                                    version_of)
+from core.models.characters import CharacterEmbedder, CharacterSpec, crop_face, new_embedder, version_of
 from training.facedata import FaceFrame
 from training.schedule import get_lr
 

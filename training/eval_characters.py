@@ -9,8 +9,9 @@ face), then faces of the training episodes for 5 and "all" references.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 

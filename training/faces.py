@@ -390,7 +390,7 @@ def tune_threshold(detector: FaceDetector, frames: Iterable[FaceFrame], iou: flo
     cands = np.unique(np.round(m.det_scores, 4))
     if not len(cands):
         return detector.threshold
-    best = max(((m.at(t)["f1"], -t) for t in cands.tolist()))
+    best = max((m.at(t)["f1"], -t) for t in cands.tolist())
     return float(-best[1])
 
 

@@ -18,8 +18,8 @@ def cmd_eval_characters(app: App, args: argparse.Namespace) -> int:
 
     from bot.cli.progress import StageBars
     from core.characters import CastMember, Gallery, load_floor
-    from core.recognition import CharacterRecognizer
     from core.models.registry import load_character_embedder, load_face_detector
+    from core.recognition import CharacterRecognizer
     from training.characters import FaceSet, embed_faceset
     from training.eval import write_json
     from training.eval_characters import evaluate_characters, format_table
