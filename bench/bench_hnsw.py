@@ -163,7 +163,7 @@ def exact_topk(data: np.ndarray, queries: np.ndarray, k: int,
 
 def recall_at(found: np.ndarray, truth: np.ndarray, k: int) -> float:
     """Mean fraction of the true top-k found in the first k results."""
-    hits = sum(len(set(f[:k].tolist()) & set(t[:k].tolist())) for f, t in zip(found, truth))
+    hits = sum(len(set(f[:k].tolist()) & set(t[:k].tolist())) for f, t in zip(found, truth, strict=True))
     return hits / (k * len(truth))
 
 

@@ -128,7 +128,7 @@ def main() -> None:
             info = teacher.info
             fit_faces, _ = run_teacher(teacher, fit_frames)
             held_faces, ms = run_teacher(teacher, held)
-        pairs = [p for f, tf in zip(fit_frames, fit_faces)
+        pairs = [p for f, tf in zip(fit_frames, fit_faces, strict=True)
                  for p in pair_with_heads(np.array([x.box for x in tf]), gt_boxes(f))]
         fit = fit_mapping(pairs)
         raw_iou = [float(box_iou(np.array([t]), np.array([g]))[0, 0]) for t, g in pairs]
@@ -144,7 +144,7 @@ def main() -> None:
                     "median_iou_mapped": round(float(np.median(fit_iou)), 4) if fit_iou else None},
             "vs_ground_truth": {}}
         for label, mp in (("raw", RAW), ("fitted", fit), ("shipped", HEAD_FROM_FACE)):
-            ev = [(*mapped(tf, mp, f.image.size), gt_boxes(f)) for f, tf in zip(held, held_faces)]
+            ev = [(*mapped(tf, mp, f.image.size), gt_boxes(f)) for f, tf in zip(held, held_faces, strict=True)]
             entry["vs_ground_truth"][label] = [prf(ev, t) for t in THRESHOLDS]
             if label == "shipped":
                 f1 = max(r["f1"] for r in entry["vs_ground_truth"][label])
@@ -167,7 +167,7 @@ def main() -> None:
         for name, faces in teacher_boxes.items():
             for label, mp in (("mapped", HEAD_FROM_FACE), ("raw", RAW)):
                 frames = [replace(f, faces=[FaceLabel("", mp.apply(x.box, f.image.size)) for x in tf])
-                          for f, tf in zip(held, faces)]
+                          for f, tf in zip(held, faces, strict=True)]
                 ev = evaluate_detector(det, frames, latency_samples=0)
                 out["vs_teacher"][f"scales_{name}_{label}"] = {k: ev[k] for k in (*keys, "faces")}
         result["detector"] = out

@@ -90,7 +90,7 @@ class Catalog:
             change = np.nonzero(np.diff(self.ep))[0] + 1
             starts = np.concatenate([[0], change])
             ends = np.concatenate([change, [len(self.ep)]])
-            for a, b in zip(starts.tolist(), ends.tolist()):
+            for a, b in zip(starts.tolist(), ends.tolist(), strict=True):
                 self._ep_bounds[int(self.ep[a])] = (a, b)
 
     def rows(self, ids: np.ndarray) -> np.ndarray:

@@ -194,7 +194,7 @@ def _load_video(data: bytes, fmt: str, limits: MediaLimits) -> Media:
                 raise InvalidMedia("I could not decode any frame of that clip.")
             # de-duplicate identical times (a target list denser than the clip's frames)
             uniq: dict[float, Image.Image] = {}
-            for t, f in zip(times, frames):
+            for t, f in zip(times, frames, strict=True):
                 uniq.setdefault(round(t, 3), f)
             t0 = min(uniq)
             return Media(kind="video", frames=tuple(f.convert("RGB") for f in uniq.values()),

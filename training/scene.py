@@ -151,7 +151,7 @@ def evaluate(embedder: SceneEmbedder, table: FrameTable, query_idx: list[int], s
     qv = embedder.embed_arrays(np.stack(queries), batch_size=64)
     top = (qv @ gallery.T).argmax(axis=1)
     ok = 0
-    for qi, gi in zip(query_idx, top.tolist()):
+    for qi, gi in zip(query_idx, top.tolist(), strict=True):
         same = table.episodes[gi] == table.episodes[qi] and abs(table.times[gi] - table.times[qi]) <= 2.0
         twin = float(np.sqrt(((table.tiny[gi] - table.tiny[qi]) ** 2).mean())) < 0.035
         ok += same or twin

@@ -88,13 +88,13 @@ def crop_face(image: Image.Image, box: Sequence[float], spec: CharacterSpec) -> 
     x0, y0, x1, y1 = (float(v) for v in box)
     cx, cy = (x0 + x1) / 2, (y0 + y1) / 2
     side = max(x1 - x0, y1 - y0, 2.0) * (1 + 2 * spec.margin)
-    l, t = cx - side / 2, cy - side / 2
+    left, t = cx - side / 2, cy - side / 2
     img = image.convert("RGB")
-    crop = img.crop((round(l), round(t), round(l + side), round(t + side)))  # pads with black
-    inside = (max(0, -round(l)), max(0, -round(t)))
-    if (round(l) < 0 or round(t) < 0 or round(l + side) > img.width or round(t + side) > img.height):
+    crop = img.crop((round(left), round(t), round(left + side), round(t + side)))  # pads with black
+    inside = (max(0, -round(left)), max(0, -round(t)))
+    if (round(left) < 0 or round(t) < 0 or round(left + side) > img.width or round(t + side) > img.height):
         bg = Image.new("RGB", crop.size, (128, 128, 128))
-        vis = img.crop((max(0, round(l)), max(0, round(t)), min(img.width, round(l + side)),
+        vis = img.crop((max(0, round(left)), max(0, round(t)), min(img.width, round(left + side)),
                         min(img.height, round(t + side))))
         bg.paste(vis, inside)
         crop = bg

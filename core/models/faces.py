@@ -195,7 +195,7 @@ class FaceDetector:
         arr, scale = self.prepare(image)
         boxes, scores = self.detect_arrays(arr[None], thr)[0]
         faces = []
-        for (x0, y0, x1, y1), s in zip((boxes / scale).tolist(), scores.tolist()):
+        for (x0, y0, x1, y1), s in zip((boxes / scale).tolist(), scores.tolist(), strict=True):
             bx0, by0 = min(max(0, round(x0)), w), min(max(0, round(y0)), h)
             bx1, by1 = min(max(0, round(x1)), w), min(max(0, round(y1)), h)
             if bx1 > bx0 and by1 > by0:

@@ -71,7 +71,7 @@ class CharacterRecognizer:
         for sid in shot_ids:
             in_shot |= self.gallery.shot_cast.get(int(sid), set())
         hits = []
-        for face, v in zip(faces, vecs):
+        for face, v in zip(faces, vecs, strict=True):
             best, best_sim = None, -1.0
             for m in cast:
                 sim = float((m.vectors @ v).max()) + (self.shot_bonus if m.character_id in in_shot else 0.0)
