@@ -295,7 +295,7 @@ def write_contact_sheet(folder: Path, title: str, clusters: list[tuple[int, int,
         draw.text((8, y + thumb // 2 + 4), faces, fill=(90, 90, 100), font=label_font(12))
         cells = []
         for k, crop in enumerate(crops[:per_row]):
-            im = Image.fromarray(crop).resize((thumb, thumb), Image.LANCZOS)
+            im = Image.fromarray(crop).resize((thumb, thumb), Image.Resampling.LANCZOS)
             sheet.paste(im, (label_w + k * (thumb + 4), y))
             buf = io.BytesIO()
             im.save(buf, format="PNG")

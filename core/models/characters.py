@@ -98,7 +98,7 @@ def crop_face(image: Image.Image, box: Sequence[float], spec: CharacterSpec) -> 
                         min(img.height, round(t + side))))
         bg.paste(vis, inside)
         crop = bg
-    return np.asarray(crop.resize((spec.size, spec.size), Image.BILINEAR), dtype=np.uint8)
+    return np.asarray(crop.resize((spec.size, spec.size), Image.Resampling.BILINEAR), dtype=np.uint8)
 
 
 def whole_image_crop(image: Image.Image, spec: CharacterSpec) -> np.ndarray:
@@ -107,7 +107,7 @@ def whole_image_crop(image: Image.Image, spec: CharacterSpec) -> np.ndarray:
     side = max(img.size)
     sq = Image.new("RGB", (side, side), (128, 128, 128))
     sq.paste(img, ((side - img.width) // 2, (side - img.height) // 2))
-    return np.asarray(sq.resize((spec.size, spec.size), Image.BILINEAR), dtype=np.uint8)
+    return np.asarray(sq.resize((spec.size, spec.size), Image.Resampling.BILINEAR), dtype=np.uint8)
 
 
 @dataclass
