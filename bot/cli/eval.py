@@ -74,8 +74,10 @@ def cmd_eval(app: App, args: argparse.Namespace) -> int:
         app.configure_torch(default=1)
         return cmd_eval_characters(app, args)
     from bot.cli.progress import StageBars
-    from training.eval import EvalConfig, evaluate, format_table, write_json, write_report
+    from training.eval import EvalConfig, evaluate, format_table, require_plotting, write_json, write_report
 
+    if args.report:
+        require_plotting()  # refused before the run rather than after it
     app.configure_torch(default=1)
     logging.getLogger("matplotlib").setLevel(logging.WARNING)
     st = app.settings
