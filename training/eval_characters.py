@@ -9,8 +9,9 @@ face), then faces of the training episodes for 5 and "all" references.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 
@@ -35,7 +36,7 @@ def end_to_end(recognizer: Any, frames: list[FaceFrame], series_ids: dict[str, i
         gt_total += len(fr.faces)
         det_gt, _ = match_detections([h.box for h in hits], [h.score for h in hits],
                                      [f.box for f in fr.faces])
-        for h, g in zip(hits, det_gt):
+        for h, g in zip(hits, det_gt, strict=True):
             if g < 0:
                 continue
             matched += 1

@@ -25,6 +25,7 @@ from typing import Any
 
 import numpy as np
 import torch
+from numpy.typing import ArrayLike
 from PIL import Image, ImageDraw, ImageFilter
 
 from core.models.faces import FaceDetector, FaceNet, FaceNetSpec, build_face_detector, weights_digest
@@ -105,12 +106,12 @@ def augment(rgb: np.ndarray, boxes: np.ndarray, rng: random.Random, crop: tuple[
     # the part of the source that lands in the canvas
     fill = rng.choice(((0, 0, 0), (0, 0, 0), (255, 255, 255), (30, 30, 30),
                        tuple(rng.randrange(256) for _ in range(3))))
-    canvas = Image.new("RGB", (cw, ch), fill)  # type: ignore[arg-type]
+    canvas = Image.new("RGB", (cw, ch), fill)
     dx0, dy0 = max(0, math.ceil(-ox)), max(0, math.ceil(-oy))
     dx1, dy1 = min(cw, math.floor(sw - ox)), min(ch, math.floor(sh - oy))
     if dx1 - dx0 >= 1 and dy1 - dy0 >= 1:
         src = ((dx0 + ox) / s, (dy0 + oy) / s, (dx1 + ox) / s, (dy1 + oy) / s)
-        part = img.resize((dx1 - dx0, dy1 - dy0), Image.BILINEAR, box=src)
+        part = img.resize((dx1 - dx0, dy1 - dy0), Image.Resampling.BILINEAR, box=src)
         canvas.paste(part, (dx0, dy0))
     b = boxes * s - np.array([ox, oy, ox, oy], np.float32)
     clipped = b.copy()
@@ -123,7 +124,7 @@ def augment(rgb: np.ndarray, boxes: np.ndarray, rng: random.Random, crop: tuple[
     ignore = clipped[~keep & (vis > 0)]
     boxes_out = clipped[keep]
     if rng.random() < 0.5:  # mirror
-        canvas = canvas.transpose(Image.FLIP_LEFT_RIGHT)
+        canvas = canvas.transpose(Image.Transpose.FLIP_LEFT_RIGHT)
         boxes_out = boxes_out[:, [2, 1, 0, 3]] * np.array([-1, 1, -1, 1], np.float32) + \
             np.array([cw, 0, cw, 0], np.float32)
         ignore = ignore[:, [2, 1, 0, 3]] * np.array([-1, 1, -1, 1], np.float32) + \
@@ -146,7 +147,7 @@ def augment(rgb: np.ndarray, boxes: np.ndarray, rng: random.Random, crop: tuple[
                 rw, rh = rng.uniform(0.05, 0.35) * cw, rng.uniform(0.05, 0.35) * ch
                 rx, ry = rng.uniform(0, cw - rw), rng.uniform(0, ch - rh)
                 r = (rx, ry, rx + rw, ry + rh)
-            d.rectangle(r, fill=colour)  # type: ignore[arg-type]
+            d.rectangle(r, fill=colour)
             rects.append(r)
         if len(boxes_out):  # a face more than half hidden is no longer a label
             hidden = np.zeros(len(boxes_out))
@@ -162,8 +163,8 @@ def augment(rgb: np.ndarray, boxes: np.ndarray, rng: random.Random, crop: tuple[
         canvas = canvas.filter(ImageFilter.GaussianBlur(rng.uniform(0.4, 1.4)))
     if rng.random() < 0.2:
         f = rng.uniform(0.4, 0.8)
-        canvas = canvas.resize((max(1, int(cw * f)), max(1, int(ch * f))), Image.BILINEAR) \
-            .resize((cw, ch), Image.BILINEAR)
+        canvas = canvas.resize((max(1, int(cw * f)), max(1, int(ch * f))), Image.Resampling.BILINEAR) \
+            .resize((cw, ch), Image.Resampling.BILINEAR)
     if rng.random() < 0.4:
         buf = io.BytesIO()
         canvas.save(buf, format="JPEG", quality=rng.randint(25, 90))
@@ -266,10 +267,11 @@ class FramePool:
               ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         samples = []
         with_faces = [i for i, b in enumerate(self.boxes) if len(b)]
+        crop_h, crop_w = cfg.crop
         for _ in range(cfg.batch):
             pool = with_faces if with_faces and rng.random() < 0.85 else range(len(self.rgb))
             i = rng.choice(pool)
-            samples.append(augment(self.rgb[i], self.boxes[i], rng, tuple(cfg.crop), cfg.min_visible))
+            samples.append(augment(self.rgb[i], self.boxes[i], rng, (crop_h, crop_w), cfg.min_visible))
         x = detector.to_tensor(np.stack([s.rgb for s in samples]))
         hw = (x.shape[-2], x.shape[-1])
         parts = [make_targets(s.boxes, s.ignore, hw) for s in samples]
@@ -292,7 +294,7 @@ def box_iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return inter / np.maximum(area_a[:, None] + area_b[None, :] - inter, 1e-9)
 
 
-def match_detections(boxes: np.ndarray, scores: np.ndarray, gt: np.ndarray, iou: float = 0.5
+def match_detections(boxes: ArrayLike, scores: ArrayLike, gt: ArrayLike, iou: float = 0.5
                      ) -> tuple[np.ndarray, np.ndarray]:
     """Greedy matching, best score first (VOC rule): each ground-truth box matches at most
     one detection. Returns (matched gt index per detection or -1, in the given order;
@@ -390,7 +392,7 @@ def tune_threshold(detector: FaceDetector, frames: Iterable[FaceFrame], iou: flo
     cands = np.unique(np.round(m.det_scores, 4))
     if not len(cands):
         return detector.threshold
-    best = max(((m.at(t)["f1"], -t) for t in cands.tolist()))
+    best = max((m.at(t)["f1"], -t) for t in cands.tolist())
     return float(-best[1])
 
 
@@ -400,7 +402,7 @@ def latency(detector: FaceDetector, frames: list[FaceFrame], width: int = 640, s
     imgs = []
     for f in frames[:samples]:
         im = f.image
-        imgs.append(im.resize((width, max(1, round(im.height * width / im.width))), Image.BILINEAR))
+        imgs.append(im.resize((width, max(1, round(im.height * width / im.width))), Image.Resampling.BILINEAR))
     if not imgs:
         return {"p50_ms": 0.0, "p95_ms": 0.0, "images": 0, "width": width}
     detector.detect(imgs[0])
