@@ -28,6 +28,7 @@ import numpy as np
 import torch
 from PIL import Image, ImageFilter
 
+from core.characters import Floor
 from core.models.characters import CharacterEmbedder, CharacterSpec, crop_face, new_embedder, version_of
 from training.facedata import FaceFrame
 from training.schedule import get_lr
@@ -282,7 +283,8 @@ def _galleries(emb: CharacterEmbedder, train: FaceSet, train_vecs: np.ndarray,
 
 
 def evaluate_identification(emb: CharacterEmbedder, train: FaceSet, held: FaceSet,
-                            refs: dict[str, dict[str, Path]], *, floor: Any = None,
+                            refs: dict[str, dict[str, Path]], *,
+                            floor: Floor | float | dict[str, float] | None = None,
                             seed: int = 0) -> dict[str, Any]:
     """Top-1 identification of held-out faces against their series' cast (the closed set when
     the scene is recognised), with 1, 5 and all references per character, and the rate at
@@ -318,8 +320,6 @@ def evaluate_identification(emb: CharacterEmbedder, train: FaceSet, held: FaceSe
         if floor_used is None:
             f = tune_floor(sims_ok, unk_sims)
         else:
-            from core.characters import Floor
-
             f = Floor.of(floor_used).at(shots or 5)
         accepted = [s >= f for s in sims_ok]
         entry.update({"floor": f, "known_accepted": float(np.mean(accepted)) if accepted else 0.0,

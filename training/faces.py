@@ -80,6 +80,40 @@ def _frame_boxes(frame: FaceFrame) -> np.ndarray:
     return np.array([f.box for f in frame.faces], np.float32).reshape(-1, 4)
 
 
+def _occlude(canvas: Image.Image, boxes_out: np.ndarray, ignore: np.ndarray, rng: random.Random,
+             cw: int, ch: int) -> tuple[np.ndarray, np.ndarray]:
+    """Random blocks drawn on `canvas`, some over a face; a face more than half hidden is
+    moved from the labels to the ignored boxes. Returns (boxes, ignored)."""
+    d = ImageDraw.Draw(canvas)
+    rects: list[tuple[float, float, float, float]] = []
+    for _ in range(rng.randint(1, 3)):
+        colour = tuple(rng.randrange(256) for _ in range(3))
+        if len(boxes_out) and rng.random() < 0.5:
+            x0, y0, x1, y1 = boxes_out[rng.randrange(len(boxes_out))].tolist()
+            fw, fh = x1 - x0, y1 - y0
+            side = rng.randrange(4)  # cover up to ~40% from one side
+            f = rng.uniform(0.15, 0.4)
+            r = [(x0 - fw, y0 - fh, x0 + f * fw, y1 + fh), (x1 - f * fw, y0 - fh, x1 + fw, y1 + fh),
+                 (x0 - fw, y1 - f * fh, x1 + fw, y1 + fh), (x0 - fw, y0 - fh, x1 + fw, y0 + f * fh)][side]
+        else:
+            rw, rh = rng.uniform(0.05, 0.35) * cw, rng.uniform(0.05, 0.35) * ch
+            rx, ry = rng.uniform(0, cw - rw), rng.uniform(0, ch - rh)
+            r = (rx, ry, rx + rw, ry + rh)
+        d.rectangle(r, fill=colour)
+        rects.append(r)
+    if len(boxes_out):  # a face more than half hidden is no longer a label
+        hidden = np.zeros(len(boxes_out))
+        for r in rects:
+            ix = (np.minimum(boxes_out[:, 2], r[2]) - np.maximum(boxes_out[:, 0], r[0])).clip(0)
+            iy = (np.minimum(boxes_out[:, 3], r[3]) - np.maximum(boxes_out[:, 1], r[1])).clip(0)
+            hidden += ix * iy
+        area = (boxes_out[:, 2] - boxes_out[:, 0]) * (boxes_out[:, 3] - boxes_out[:, 1])
+        gone = hidden > 0.5 * area
+        ignore = np.concatenate([ignore, boxes_out[gone]])
+        boxes_out = boxes_out[~gone]
+    return boxes_out, ignore
+
+
 def augment(rgb: np.ndarray, boxes: np.ndarray, rng: random.Random, crop: tuple[int, int],
             min_visible: float = 0.45) -> Sample:
     """A randomly damaged `crop`-sized view of a labelled frame, with its boxes moved along."""
@@ -132,33 +166,7 @@ def augment(rgb: np.ndarray, boxes: np.ndarray, rng: random.Random, crop: tuple[
     if rng.random() < 0.2:
         canvas = perturb.subtitles(canvas, rng)
     if rng.random() < 0.35:  # occluders: random blocks, some over a face
-        d = ImageDraw.Draw(canvas)
-        rects: list[tuple[float, float, float, float]] = []
-        for _ in range(rng.randint(1, 3)):
-            colour = tuple(rng.randrange(256) for _ in range(3))
-            if len(boxes_out) and rng.random() < 0.5:
-                x0, y0, x1, y1 = boxes_out[rng.randrange(len(boxes_out))].tolist()
-                fw, fh = x1 - x0, y1 - y0
-                side = rng.randrange(4)  # cover up to ~40% from one side
-                f = rng.uniform(0.15, 0.4)
-                r = [(x0 - fw, y0 - fh, x0 + f * fw, y1 + fh), (x1 - f * fw, y0 - fh, x1 + fw, y1 + fh),
-                     (x0 - fw, y1 - f * fh, x1 + fw, y1 + fh), (x0 - fw, y0 - fh, x1 + fw, y0 + f * fh)][side]
-            else:
-                rw, rh = rng.uniform(0.05, 0.35) * cw, rng.uniform(0.05, 0.35) * ch
-                rx, ry = rng.uniform(0, cw - rw), rng.uniform(0, ch - rh)
-                r = (rx, ry, rx + rw, ry + rh)
-            d.rectangle(r, fill=colour)
-            rects.append(r)
-        if len(boxes_out):  # a face more than half hidden is no longer a label
-            hidden = np.zeros(len(boxes_out))
-            for r in rects:
-                ix = (np.minimum(boxes_out[:, 2], r[2]) - np.maximum(boxes_out[:, 0], r[0])).clip(0)
-                iy = (np.minimum(boxes_out[:, 3], r[3]) - np.maximum(boxes_out[:, 1], r[1])).clip(0)
-                hidden += ix * iy
-            area = (boxes_out[:, 2] - boxes_out[:, 0]) * (boxes_out[:, 3] - boxes_out[:, 1])
-            gone = hidden > 0.5 * area
-            ignore = np.concatenate([ignore, boxes_out[gone]])
-            boxes_out = boxes_out[~gone]
+        boxes_out, ignore = _occlude(canvas, boxes_out, ignore, rng, cw, ch)
     if rng.random() < 0.15:
         canvas = canvas.filter(ImageFilter.GaussianBlur(rng.uniform(0.4, 1.4)))
     if rng.random() < 0.2:
