@@ -83,6 +83,11 @@ class FeedbackStats(TypedDict):
     mean_latency_ms: float
 
 
+def _frames(trace: dict[str, object] | None) -> list[int]:
+    frames = (trace or {}).get("frames")
+    return [int(f) for f in frames if isinstance(f, int)] if isinstance(frames, list) else []
+
+
 class FeedbackStore:
     """Synchronous store; the async service calls it on a worker thread."""
 
@@ -127,7 +132,7 @@ class FeedbackStore:
                 "latency_ms": q.latency_ms, "created_at": q.created_at.isoformat(),
                 "image_path": q.image_path,
                 "resolved": q.resolved_at is not None,
-                "frames": [int(f) for f in (q.trace or {}).get("frames") or []]}
+                "frames": _frames(q.trace)}
 
     # -- feedback -----------------------------------------------------------------------------
     def record(self, query_id: str, source: Source, verdict: Verdict, rank: int | None = None

@@ -97,14 +97,15 @@ def forget(store: FeedbackStore, platform: str, raw_user_id: str) -> tuple[int, 
                                                          Query.user_hash != user).limit(1))
                 if others is None:
                     Path(q.image_path).unlink(missing_ok=True)
-        votes = s.execute(delete(Feedback).where(Feedback.user_hash == user,
-                                                 Feedback.platform == platform)).rowcount
+        res = s.execute(delete(Feedback).where(Feedback.user_hash == user,
+                                               Feedback.platform == platform))
+        votes: int = getattr(res, "rowcount", 0) or 0
         ids = [q.id for q in qs]
         if ids:
             s.execute(delete(Feedback).where(Feedback.query_id.in_(ids)))
             s.execute(delete(Query).where(Query.id.in_(ids)))
         s.commit()
-    return len(ids), int(votes or 0)
+    return len(ids), votes
 
 
 def _votes(s: Any, ids: list[str]) -> dict[str, list[Vote]]:
@@ -125,7 +126,8 @@ def labelled(store: FeedbackStore) -> list[LabelledQuery]:
         out = []
         for q in qs:
             trace = dict(q.trace or {})
-            dim = int(trace.get("dim") or 0)
+            d = trace.get("dim")
+            dim = d if isinstance(d, int) else 0
             raw = q.vectors or b""
             if not dim or len(raw) % (2 * dim):
                 continue

@@ -179,12 +179,12 @@ def test_retrain_with_no_usable_votes_changes_nothing(home: Any, capsys: pytest.
 
 def _voted_home(home: Any, n: int = 18) -> list[Any]:
     """Clean and tinted frames asked and voted on by three agreeing people and one troll."""
+    import io
+    import random
+
     from PIL import Image
 
     from training.feedback_sim import strong_tint
-
-    import io
-    import random
 
     datas = []
     for i in range(n):

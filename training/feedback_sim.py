@@ -21,7 +21,6 @@ from PIL import Image, ImageDraw
 
 from core.catalog import Catalog
 from core.types import Recognition
-
 from data.perturb import crop, font, jpeg
 from training.eval.judging import Guess, Judge
 from training.eval.queries import PNG, Draw, render_draws
@@ -125,7 +124,7 @@ def make_queries(truth: Truth, kinds: Sequence[str], n_per_kind: int, seed: int
             meta.append((kind, ep, t))
     clean = render_draws(draws)
     out = []
-    for d, (kind, ep, t) in zip(draws, meta):
+    for d, (kind, ep, t) in zip(draws, meta, strict=True):
         img = Image.open(io.BytesIO(clean[d.index])).convert("RGB")
         img = HARD_KINDS[kind](img, random.Random(f"{seed}:{d.index}"))
         buf = io.BytesIO()

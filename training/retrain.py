@@ -24,6 +24,7 @@ import hashlib
 import math
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from typing import Protocol, cast
 
 import numpy as np
 
@@ -34,6 +35,22 @@ from core.index import VectorIndex
 from core.models.adapter import QueryAdapter
 from core.recognition.calibration import Calibration
 from core.types import Verdict
+
+
+class StoredIndex(VectorIndex, Protocol):
+    """A vector index that can also list its ids and say whether it holds one (HnswIndex)."""
+
+    def ids(self) -> np.ndarray: ...
+
+    def __contains__(self, id_: object) -> bool: ...
+
+
+def stored(index: VectorIndex) -> StoredIndex:
+    """`index` as a `StoredIndex` (TypeError when it cannot list its ids)."""
+    if not (hasattr(index, "ids") and hasattr(index, "__contains__")):
+        raise TypeError(f"{type(index).__name__} cannot list its vectors; retraining needs that")
+    return cast(StoredIndex, index)
+
 
 PLACE_SECONDS = 2.0  # two labels within this of each other (same episode) name one place
 
@@ -95,7 +112,8 @@ def _cand_place(q: LabelledQuery, rank: int) -> tuple[int, float] | None:
     if not 1 <= rank <= len(q.top5):
         return None
     c = q.top5[rank - 1]
-    return (int(c.get("episode_id", -1)), float(c.get("time", 0.0)))  # type: ignore[arg-type]
+    ep, t = c.get("episode_id", -1), c.get("time", 0.0)
+    return (int(ep) if isinstance(ep, int) else -1, float(t) if isinstance(t, (int, float)) else 0.0)
 
 
 def _cand_frame(q: LabelledQuery, rank: int) -> int | None:
@@ -233,7 +251,7 @@ def held_out(query_id: str, share: float) -> bool:
 
 
 # ------------------------------------------------------------------------------ the adapter
-def _library_sample(index: VectorIndex, n: int, seed: int) -> np.ndarray:
+def _library_sample(index: StoredIndex, n: int, seed: int) -> np.ndarray:
     ids = index.ids()
     if len(ids) == 0:
         return np.zeros((0, index.dim), np.float32)
@@ -241,7 +259,7 @@ def _library_sample(index: VectorIndex, n: int, seed: int) -> np.ndarray:
     return index.vectors(np.sort(pick))
 
 
-def fit_adapter(signals: Sequence[Signal], index: VectorIndex, *, version: str,
+def fit_adapter(signals: Sequence[Signal], index: StoredIndex, *, version: str,
                 embedder_version: str, params: RetrainParams = RetrainParams()) -> QueryAdapter:
     """Learn the residual map on the signals' winning query vectors (see the module doc)."""
     import torch
@@ -311,7 +329,7 @@ def retrieval_accuracy(signals: Sequence[Signal], index: VectorIndex, cat: Catal
     return (right / judged if judged else 0.0), judged
 
 
-def preference_accuracy(signals: Sequence[Signal], index: VectorIndex,
+def preference_accuracy(signals: Sequence[Signal], index: StoredIndex,
                         adapter: QueryAdapter | None) -> tuple[float, int]:
     """Share of the signals with a voted frame and other candidates where the query (through
     `adapter`) is nearer the voted frame than every other candidate's frame and every ❌'d
@@ -356,7 +374,7 @@ def refit_calibration(cal: Calibration, signals: Sequence[Signal], params: Retra
     ys = {y for _, _, y in rows}
     if len(rows) < params.min_calibration or len(ys) < 2:
         return None
-    w, z, y = (np.array(c, np.float64) for c in zip(*rows))
+    w, z, y = (np.array(c, np.float64) for c in zip(*rows, strict=True))
     a, b = 1.0, 0.0
     for _ in range(50):  # Newton on (a, b), a ridge towards (1, 0)
         pr = 1 / (1 + np.exp(-np.clip(a * z + b, -50, 50)))
@@ -376,7 +394,7 @@ def refit_calibration(cal: Calibration, signals: Sequence[Signal], params: Retra
 
 
 # ------------------------------------------------------------ the closed-form nuisance map
-def _nuisance(signals: Sequence[Signal], index: VectorIndex) -> tuple[np.ndarray, float]:
+def _nuisance(signals: Sequence[Signal], index: StoredIndex) -> tuple[np.ndarray, float]:
     """The weighted covariance of how confirmed/corrected queries deviate from their frames."""
     sig = [s for s in signals if s.pos is not None and s.pos in index]
     if not sig:
@@ -393,7 +411,7 @@ def shrink_map(cov: np.ndarray, beta: float) -> np.ndarray:
     return np.linalg.inv(np.eye(cov.shape[0]) + beta * cov).astype(np.float32)
 
 
-def fit_nuisance_adapter(signals: Sequence[Signal], index: VectorIndex, *, version: str,
+def fit_nuisance_adapter(signals: Sequence[Signal], index: StoredIndex, *, version: str,
                          embedder_version: str, betas: Sequence[float] = (0.0, 1, 3, 10, 30, 100, 300),
                          folds: int = 4) -> tuple[QueryAdapter, float]:
     """Pick the shrinkage strength by cross-validation on the training signals (preference

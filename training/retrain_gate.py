@@ -66,7 +66,7 @@ def suite_metrics(rec: Recognizer, medias: Sequence[Media], queries: Sequence[Ev
     from training.eval.judging import guesses_of
 
     n_in = right = right_match = ool = false_match = 0
-    for q, m in zip(queries, medias):
+    for q, m in zip(queries, medias, strict=True):
         r = rec.recognize(m)
         if not q.in_library:
             ool += 1
@@ -107,7 +107,9 @@ def _stored_frame_suite(current: Recognizer, candidate: Recognizer, gate: Retrai
                         ) -> dict[str, object]:
     import numpy as np
 
-    ids = current.index.ids()
+    from training.retrain import stored
+
+    ids = stored(current.index).ids()
     pick = np.random.default_rng(gate.suite_seed).choice(ids, size=min(gate.suite_queries, len(ids)),
                                                          replace=False)
     vecs = current.index.vectors(np.sort(pick))
@@ -198,8 +200,8 @@ def retrain_from_feedback(sessions: sessionmaker[Session], store: FeedbackStore,
     cal = rt.refit_calibration(current.calibration, train, params, f"votes: {len(train)} answers")
     if cal is not None and held and rt.calibration_loss(cal, held) > rt.calibration_loss(current.calibration, held):
         cal = None  # the refit does not generalise: keep the current calibration
-    fb_old, fb_n = rt.preference_accuracy(held, current.index, current.adapter)
-    fb_new, _ = rt.preference_accuracy(held, current.index, adapter)
+    fb_old, fb_n = rt.preference_accuracy(held, rt.stored(current.index), current.adapter)
+    fb_new, _ = rt.preference_accuracy(held, rt.stored(current.index), adapter)
     nn_old, nn_n = rt.retrieval_accuracy(held, current.index, current.catalog, current.adapter)
     nn_new, _ = rt.retrieval_accuracy(held, current.index, current.catalog, adapter)
     candidate = replace(current, adapter=adapter, calibration=cal or current.calibration)
@@ -234,14 +236,14 @@ def _fit(train: Sequence[Signal], current: Recognizer, version: str, params: Ret
     emb = current.embedder.version
     fit_on = [s for i, s in enumerate(train) if i % 5 != 4] if len(train) >= 10 else list(train)
     val = [s for i, s in enumerate(train) if i % 5 == 4] if len(train) >= 10 else list(train)
-    grad = rt.fit_adapter(fit_on, current.index, version=version, embedder_version=emb, params=params)
-    shrink, beta = rt.fit_nuisance_adapter(fit_on, current.index, version=version, embedder_version=emb)
-    g, _ = rt.preference_accuracy(val, current.index, grad)
-    n, _ = rt.preference_accuracy(val, current.index, shrink)
+    grad = rt.fit_adapter(fit_on, rt.stored(current.index), version=version, embedder_version=emb, params=params)
+    shrink, beta = rt.fit_nuisance_adapter(fit_on, rt.stored(current.index), version=version, embedder_version=emb)
+    g, _ = rt.preference_accuracy(val, rt.stored(current.index), grad)
+    n, _ = rt.preference_accuracy(val, rt.stored(current.index), shrink)
     if n > g:
-        return rt.fit_nuisance_adapter(train, current.index, version=version, embedder_version=emb)[0], \
+        return rt.fit_nuisance_adapter(train, rt.stored(current.index), version=version, embedder_version=emb)[0], \
             f"nuisance shrinkage, beta {beta:g}; validation {n:.3f} vs contrastive {g:.3f}"
-    return (rt.fit_adapter(train, current.index, version=version, embedder_version=emb, params=params),
+    return (rt.fit_adapter(train, rt.stored(current.index), version=version, embedder_version=emb, params=params),
             f"contrastive residual; validation {g:.3f} vs shrinkage {n:.3f}")
 
 

@@ -15,10 +15,10 @@ from core.models.embedder import SceneEmbedder, load_embedder
 
 if TYPE_CHECKING:
     from core.models.adapter import QueryAdapter
-    from core.recognition.calibration import Calibration
     from core.models.characters import CharacterEmbedder
     from core.models.faces import FaceDetector
     from core.models.series import SeriesHead
+    from core.recognition.calibration import Calibration
 
 logger = logging.getLogger(__name__)
 
