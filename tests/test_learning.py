@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 import pytest
-from sqlalchemy import func, select, update
+from sqlalchemy import delete, func, select, update
 
 from core.db.models import Feedback, ModelVersion, Query
 from core.types import Source, Verdict
@@ -36,6 +36,11 @@ def home(indexed_home: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> 
     monkeypatch.setenv("ANIREC_HOME", str(h))
     monkeypatch.setenv("ANIREC_RETRAIN_SUITE_QUERIES", "24")
     app = App.from_settings(Settings(_env_file=None, home=h, retrain_suite_queries=24))  # type: ignore[call-arg]
+    with app.sessions() as s:  # the shared home holds other tests' answers: start empty
+        s.execute(delete(Feedback))
+        s.execute(delete(Query))
+        s.execute(delete(ModelVersion).where(ModelVersion.kind == "adapter"))
+        s.commit()
     yield type("Home", (), {"app": app, "path": h, "ih": indexed_home})()
 
 
@@ -61,7 +66,7 @@ def _counts(app: Any) -> tuple[int, int, int]:
     with app.sessions() as s:
         return (s.scalar(select(func.count(Query.id))) or 0,
                 s.scalar(select(func.count(Feedback.id))) or 0,
-                s.scalar(select(func.count(ModelVersion.id))) or 0)
+                s.scalar(select(func.count(ModelVersion.id)).where(ModelVersion.kind == "adapter")) or 0)
 
 
 def test_query_keeps_vectors_views_and_candidates(home: Any) -> None:
@@ -173,7 +178,7 @@ def test_retrain_with_no_usable_votes_changes_nothing(home: Any, capsys: pytest.
     rc, out, err = _cli(["retrain"], capsys)
     assert rc == 1 and "No usable votes" in err
     assert _counts(home.app)[2] == 0 and not (home.path / "models" / "retrain").exists()
-    rc, out, _ = _cli(["models", "list"], capsys)
+    rc, out, _ = _cli(["models", "list", "--kind", "adapter"], capsys)
     assert "built-in defaults" in out
 
 
