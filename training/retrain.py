@@ -433,3 +433,22 @@ def fit_nuisance_adapter(signals: Sequence[Signal], index: StoredIndex, *, versi
             best, best_beta = score, float(beta)
     cov, _ = _nuisance(usable, index)
     return QueryAdapter(shrink_map(cov, best_beta), version, embedder_version), best_beta
+
+
+# ------------------------------------------------------------------ the ridge (least squares)
+def fit_ridge_adapter(signals: Sequence[Signal], index: StoredIndex, *, version: str,
+                      embedder_version: str, lam: float = 0.3) -> QueryAdapter:
+    """The map M minimising Σ w·|M q − f|² + lam·|M − I|² (q: a query's winning vector, f:
+    its voted frame's stored vector), in closed form. Consistent distortions of the query
+    (a picture turned sideways, a fixed filter) are linear in these vectors, so a few dozen
+    labelled answers pin them down."""
+    sig = [s for s in signals if s.pos is not None and s.pos in index]
+    dim = index.dim
+    if not sig:
+        return QueryAdapter(np.eye(dim, dtype=np.float32), version, embedder_version)
+    q = np.stack([s.vector for s in sig]).astype(np.float64)
+    f = index.vectors(np.array([s.pos for s in sig], np.int64)).astype(np.float64)
+    w = np.array([s.weight for s in sig], np.float64)[:, None]
+    eye = np.eye(dim)
+    m = ((f * w).T @ q + lam * eye) @ np.linalg.inv((q * w).T @ q + lam * eye)
+    return QueryAdapter(m.astype(np.float32), version, embedder_version)

@@ -229,22 +229,25 @@ def retrain_from_feedback(sessions: sessionmaker[Session], store: FeedbackStore,
 
 def _fit(train: Sequence[Signal], current: Recognizer, version: str, params: RetrainParams
          ) -> tuple[QueryAdapter, str]:
-    """Two ways to learn the map, the better on a validation part of the training votes
-    (every 5th): the contrastive residual map and the closed-form nuisance shrinkage."""
+    """Three ways to learn the map; the best on a validation part of the training votes
+    (every 5th answer; ties go to the earlier one), refitted on all of them: the closed-form
+    ridge map, the contrastive residual map, the closed-form nuisance shrinkage."""
     from training import retrain as rt
 
-    emb = current.embedder.version
+    emb, index = current.embedder.version, rt.stored(current.index)
     fit_on = [s for i, s in enumerate(train) if i % 5 != 4] if len(train) >= 10 else list(train)
     val = [s for i, s in enumerate(train) if i % 5 == 4] if len(train) >= 10 else list(train)
-    grad = rt.fit_adapter(fit_on, rt.stored(current.index), version=version, embedder_version=emb, params=params)
-    shrink, beta = rt.fit_nuisance_adapter(fit_on, rt.stored(current.index), version=version, embedder_version=emb)
-    g, _ = rt.preference_accuracy(val, rt.stored(current.index), grad)
-    n, _ = rt.preference_accuracy(val, rt.stored(current.index), shrink)
-    if n > g:
-        return rt.fit_nuisance_adapter(train, rt.stored(current.index), version=version, embedder_version=emb)[0], \
-            f"nuisance shrinkage, beta {beta:g}; validation {n:.3f} vs contrastive {g:.3f}"
-    return (rt.fit_adapter(train, rt.stored(current.index), version=version, embedder_version=emb, params=params),
-            f"contrastive residual; validation {g:.3f} vs shrinkage {n:.3f}")
+    ways = {
+        "ridge": lambda sig: rt.fit_ridge_adapter(sig, index, version=version, embedder_version=emb),
+        "contrastive": lambda sig: rt.fit_adapter(sig, index, version=version, embedder_version=emb,
+                                                  params=params),
+        "nuisance shrinkage": lambda sig: rt.fit_nuisance_adapter(sig, index, version=version,
+                                                                  embedder_version=emb)[0],
+    }
+    scores = {name: rt.preference_accuracy(val, index, fit(fit_on))[0] for name, fit in ways.items()}
+    best = max(scores, key=lambda k: scores[k])  # the first of equals
+    note = ", ".join(f"{k} {v:.3f}" for k, v in scores.items())
+    return ways[best](list(train)), f"{best}; validation: {note}"
 
 
 def _voter_weights(voted: Sequence[LabelledQuery], current: Recognizer, params: RetrainParams,
