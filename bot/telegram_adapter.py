@@ -56,7 +56,7 @@ from telegram import (
     ReactionTypeEmoji,
     Update,
 )
-from telegram.constants import ChatAction, ChatMemberStatus, ChatType, ParseMode
+from telegram.constants import ChatAction, ChatType, ParseMode
 from telegram.error import BadRequest, TelegramError
 from telegram.ext import (
     AIORateLimiter,
@@ -74,8 +74,10 @@ from telegram.ext import (
 )
 
 from bot.chat.adapter import Launch
+from bot.chat.answer import answer_text
 from bot.chat.feedback import emoji_feedback, feedback_toast, parse_feedback
-from bot.chat.state import AutoAnswerChats, Owners, UserLocks
+from bot.chat.settings import ChatSettings
+from bot.chat.state import AnswerMemory, AutoAnswerChats, Owners, UserLocks
 from bot.chat.texts import user_error_text
 from bot.telegram_io import (
     AnswerRef,
@@ -91,7 +93,15 @@ from bot.telegram_io import (
     send_answer,
     source_of,
 )
-from bot.telegram_render import feedback_keyboard, help_text, rank_buttons, render_stats
+from bot.telegram_prefs import closest_memory, is_group_admin, on_closest, on_lang, prefs_for
+from bot.telegram_render import (
+    closest_html,
+    feedback_keyboard,
+    help_text,
+    link_buttons,
+    rank_buttons,
+    render_stats,
+)
 from core.errors import AniRecError, Busy, ConfigError, InvalidMedia, RateLimited
 from core.service import RecognitionService
 from core.types import Source, Verdict
@@ -113,6 +123,7 @@ BOT_COMMANDS = (
     BotCommand("anime", "Reply to a picture with this to find its anime"),
     BotCommand("help", "How to use AniRec"),
     BotCommand("autoanswer", "Group admins: answer every picture (on/off)"),
+    BotCommand("lang", "Language of answers and titles: en, ja, zh"),
 )
 
 
@@ -149,6 +160,8 @@ class BotState:
     #: Serialises one person's feedback, so add-then-remove reactions keep their order even
     #: though updates are handled concurrently.
     user_lock: UserLocks = field(default_factory=UserLocks)
+    settings: ChatSettings = field(default_factory=lambda: ChatSettings(None, lambda p, r: r))
+    closest: AnswerMemory[str, str] = field(default_factory=closest_memory)
 
 
 class CustomContext(CallbackContext[ExtBot[None], dict[Any, Any], dict[Any, Any], dict[Any, Any]]):
@@ -205,8 +218,13 @@ async def recognize_and_reply(context: CustomContext, media_msg: Message, reques
         return
     if not explicit and rec.status == "no_match":
         return
+    prefs = await prefs_for(context, request)
+    lang = prefs.lang or "en"
     await send_answer(context.bot, context.state.answers, request, rec,
-                      adult_ok=source.allow_adult)
+                      adult_ok=source.allow_adult, lang=lang, title_lang=prefs.title_lang)
+    if rec.query_id and rec.status == "no_match" and rec.candidates:
+        a = answer_text(rec, lang=lang, title_lang=prefs.title_lang)
+        context.state.closest.put(rec.query_id, closest_html(a, adult_ok=source.allow_adult))
 
 
 # -- handlers --------------------------------------------------------------------------------------
@@ -271,17 +289,6 @@ async def on_help(update: Update, context: CustomContext) -> None:
                                         parse_mode=ParseMode.HTML)
 
 
-async def _is_admin(context: CustomContext, msg: Message) -> bool:
-    if msg.from_user is not None and context.state.owners.allows(msg.from_user.id):
-        return True
-    if msg.sender_chat is not None and msg.sender_chat.id == msg.chat_id:
-        return True  # an anonymous admin writing as the group
-    if msg.from_user is None:
-        return False
-    member = await context.bot.get_chat_member(msg.chat_id, msg.from_user.id)
-    return member.status in (ChatMemberStatus.ADMINISTRATOR, ChatMemberStatus.OWNER)
-
-
 async def on_autoanswer(update: Update, context: CustomContext) -> None:
     """/autoanswer on|off (group admins): answer every picture in this group."""
     msg = update.message
@@ -297,7 +304,7 @@ async def on_autoanswer(update: Update, context: CustomContext) -> None:
         await msg.reply_text(f"Auto-answer is {state} here. Admins: /autoanswer on or "
                              "/autoanswer off.", reply_parameters=reply_to(msg))
         return
-    if not await _is_admin(context, msg):
+    if not await is_group_admin(context, msg):
         await msg.reply_text("Only group admins can change auto-answer.",
                              reply_parameters=reply_to(msg))
         return
@@ -367,12 +374,13 @@ async def on_feedback_button(update: Update, context: CustomContext) -> None:
     await query.answer(feedback_toast(action.verdict, action.rank))
     if msg is None:
         return
-    n = rank_buttons(msg.reply_markup if isinstance(msg.reply_markup, InlineKeyboardMarkup)
-                     else None)
+    markup = msg.reply_markup if isinstance(msg.reply_markup, InlineKeyboardMarkup) else None
+    n = rank_buttons(markup)
     context.state.answers.put((chat_id, msg.message_id),
                               AnswerRef(action.query_id, n, msg.message_id))
     try:
-        await query.edit_message_reply_markup(feedback_keyboard(action.query_id, n, tally))
+        await query.edit_message_reply_markup(
+            feedback_keyboard(action.query_id, n, tally, links=link_buttons(markup)))
     except BadRequest as exc:  # "not modified" (same tally), or a message too old to edit
         if not _not_modified(exc):
             logger.info("could not update the tally on %s: %s", msg.message_id, exc)
@@ -497,7 +505,8 @@ def build_telegram_application(
     journal = state_file.with_name(state_file.stem + "-answers.jsonl") if state_file else None
     app.bot_data[_STATE_KEY] = BotState(service=service, owners=Owners(owner_ids),
                                         answers=answer_memory(answer_map_size, journal),
-                                        auto=AutoAnswerChats(state_file))
+                                        auto=AutoAnswerChats(state_file),
+                                        settings=ChatSettings.of(service))
     new = filters.UpdateType.MESSAGE
     media = (filters.PHOTO | filters.ANIMATION | filters.VIDEO | filters.VIDEO_NOTE
              | filters.Sticker.ALL | filters.Document.ALL)
@@ -512,7 +521,9 @@ def build_telegram_application(
                                | filters.Entity(MessageEntity.TEXT_MENTION)), on_mention_reply))
     app.add_handler(MessageHandler(new & filters.ChatType.PRIVATE & filters.TEXT & ~filters.COMMAND,
                                    on_private_text))
+    app.add_handler(CommandHandler("lang", on_lang, filters=new))
     app.add_handler(CallbackQueryHandler(on_feedback_button, pattern=r"^fb:"))
+    app.add_handler(CallbackQueryHandler(on_closest, pattern=r"^cl:"))
     app.add_handler(MessageReactionHandler(on_reaction))
     app.add_error_handler(on_error)
     return app

@@ -1,0 +1,242 @@
+"""What a person sees, on Telegram and Discord (real clients against the fakes), for the
+answers issue #22 is about: a close rival, a no-match, the link buttons, a title in
+Japanese, private answers, and an error that never shows a path.
+
+Each test also writes what the fake recorded to bench/results/chat/*.json (the evidence the
+issue asks for; the web chat's screenshots come from tests/test_web_chat_ux.py).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from core.errors import IndexUnavailable
+from core.media import MediaLimits
+from core.sysinfo import machine_info
+from core.types import Candidate, Recognition, SeriesInfo
+from tests import discord_helpers, telegram_helpers
+from tests.discord_helpers import answer_to as discord_answer
+from tests.discord_helpers import buttons_of, embed_of, eventually, png_attachment
+from tests.discord_helpers import running as discord_running
+from tests.fakes.discord_server import FakeDiscord
+from tests.fakes.telegram_server import FakeTelegram
+from tests.telegram_helpers import answer_to, keyboard, running, shown
+
+tg = telegram_helpers.tg
+dc = discord_helpers.dc
+_no_proxy = telegram_helpers._no_proxy
+
+pytestmark = pytest.mark.timeout(90)
+
+EVIDENCE = Path(__file__).resolve().parent.parent / "bench" / "results" / "chat"
+
+SHOW = SeriesInfo(7, "Crimson Harbor", {"en": "Crimson Harbor", "ja": "紅の港", "zh": "红港"},
+                  anilist_id=101, mal_id=202, synopsis="A lighthouse keeper's daughter "
+                  "finds a letter.")
+OTHER = SeriesInfo(8, "Quiet Meadow", {"ja": "静かな草原"}, anilist_id=303)
+
+
+def cand(series: SeriesInfo, ep: int, t: float, score: float, **kw: Any) -> Candidate:
+    return Candidate(series=series, episode_id=series.id * 100 + ep, season=1, episode=ep,
+                     episode_label=f"{ep:02d}", time=t, time_from=t - 1, time_to=t + 1,
+                     score=score, **kw)
+
+
+def same_episode_rival(preview: str | None = None) -> Recognition:
+    """The issue's case: episode 3 at 00:14 (0.90) and the same episode at 00:25 (0.89)."""
+    return Recognition(status="match", confidence=0.99, query_id="rivalQ01", candidates=(
+        cand(SHOW, 3, 14.0, 0.90, preview=preview), cand(SHOW, 3, 25.0, 0.89),
+        cand(OTHER, 1, 80.0, 0.60)))
+
+
+def elsewhere_rival() -> Recognition:
+    return Recognition(status="match", confidence=0.93, query_id="rivalQ02", candidates=(
+        cand(SHOW, 3, 14.0, 0.90), cand(OTHER, 5, 300.0, 0.88)))
+
+
+def no_match(preview: str | None) -> Recognition:
+    return Recognition(status="no_match", confidence=0.08, query_id="nomatchQ1", candidates=(
+        cand(SHOW, 2, 40.0, 0.31, preview=preview, still=preview), cand(OTHER, 1, 9.0, 0.29)))
+
+
+class StubService:
+    """What the adapters call for recognition; `recognize` returns/raises the next result."""
+
+    def __init__(self, *results: Recognition | BaseException) -> None:
+        self.limits = MediaLimits()
+        self.results = list(results)
+
+    async def recognize(self, data: bytes, *, source: Any, sticker: bool = False,
+                        with_preview: bool = True) -> Recognition:
+        r = self.results.pop(0) if len(self.results) > 1 else self.results[0]
+        if isinstance(r, BaseException):
+            raise r
+        return r
+
+
+def save(name: str, what: str, calls: list[dict[str, Any]]) -> None:
+    EVIDENCE.mkdir(parents=True, exist_ok=True)
+    (EVIDENCE / f"{name}.json").write_text(json.dumps(
+        {"what": what, "machine": machine_info(), "recorded": calls},
+        ensure_ascii=False, indent=1, default=str) + "\n", encoding="utf-8")
+
+
+def tg_record(call: Any) -> dict[str, Any]:
+    return {"method": call.method, "params": {k: v for k, v in call.params.items()
+                                              if k not in ("video", "photo")},
+            "shown": shown(call)}
+
+
+def png() -> bytes:
+    import io
+
+    from PIL import Image
+    out = io.BytesIO()
+    Image.new("RGB", (64, 48), (90, 120, 200)).save(out, format="PNG")
+    return out.getvalue()
+
+
+# -- Telegram -----------------------------------------------------------------------------------
+
+async def test_telegram_close_rivals_are_said_and_one_confidence(tg: FakeTelegram) -> None:
+    alice = tg.user(1001, "Alice", "alice")
+    async with running(tg, StubService(same_episode_rival(), elsewhere_rival())):
+        chat = tg.private_chat(alice)
+        first = tg.photo_message(chat, alice, png())
+        tg.push_update(first)
+        a = await answer_to(tg, first["message"]["message_id"])
+        second = tg.photo_message(chat, alice, png())
+        tg.push_update(second)
+        b = await answer_to(tg, second["message"]["message_id"])
+    text_a, text_b = shown(a), shown(b)
+    assert "Found it — two moments of this episode fit · Confidence 99%" in text_a
+    assert "Episode 3 · 00:00:14 or 00:00:25" in text_a
+    assert text_a.count("%") == 1  # one number, labelled; candidate lines carry none
+    assert "Probably this — another scene fits almost as well · Confidence 93%" in text_b
+    assert "Could also be: Quiet Meadow — Episode 5 @ 00:05:00" in text_b
+    assert keyboard(a)[-1] == ["AniList", "MyAnimeList"]
+    urls = [btn["url"] for btn in a.params["reply_markup"]["inline_keyboard"][-1]]
+    assert urls == ["https://anilist.co/anime/101", "https://myanimelist.net/anime/202"]
+    save("telegram_close_rival", "Telegram: a close rival in the same episode, then elsewhere; "
+         "the AniList / MyAnimeList buttons", [tg_record(a), tg_record(b)])
+
+
+async def test_telegram_no_match_has_no_preview_no_votes_and_a_closest_button(
+        tg: FakeTelegram, tmp_path: Path, indexed_home: Any) -> None:
+    clip = tmp_path / "p.mp4"
+    clip.write_bytes(b"\0" * 100)  # never sent: a no-match has no preview
+    alice = tg.user(1001, "Alice", "alice")
+    async with running(tg, StubService(no_match(str(clip)))):
+        upd = tg.photo_message(tg.private_chat(alice), alice, png())
+        tg.push_update(upd)
+        ans = await answer_to(tg, upd["message"]["message_id"])
+        assert ans.method == "sendMessage" and not tg.calls("sendVideo")
+        assert keyboard(ans) == [["Show closest scenes"]]
+        assert "Crimson Harbor" not in shown(ans) and "%" not in shown(ans)
+        assert shown(ans).startswith("No match")
+        msg = tg.get_message(ans.result["chat"]["id"], ans.result["message_id"])
+        tg.push_update(tg.callback_query(alice, msg, "cl:nomatchQ1"))
+        for _ in range(200):
+            if tg.calls("editMessageText"):
+                break
+            await asyncio.sleep(0.05)
+        [edit] = tg.calls("editMessageText")
+    after = shown(edit)
+    assert "Closest scenes (none fits well)" in after
+    assert "1. Crimson Harbor — Episode 2 @ 00:00:40" in after and "2. Quiet Meadow" in after
+    assert keyboard(edit) == []  # still no votes: nobody was offered these as an answer
+    save("telegram_no_match", "Telegram: a no-match, then 'Show closest scenes' pressed",
+         [tg_record(ans), tg_record(edit)])
+
+
+async def test_telegram_lang_ja_gives_japanese_titles_and_text(tg: FakeTelegram) -> None:
+    alice = tg.user(1001, "Alice", "alice")
+    async with running(tg, StubService(same_episode_rival())):
+        chat = tg.private_chat(alice)
+        cmd = tg.text_message(chat, alice, "/lang ja")
+        tg.push_update(cmd)
+        said = await answer_to(tg, cmd["message"]["message_id"])
+        assert shown(said).startswith("言語: 日本語")
+        upd = tg.photo_message(chat, alice, png())
+        tg.push_update(upd)
+        ans = await answer_to(tg, upd["message"]["message_id"])
+        bad = tg.text_message(chat, alice, "/lang xx")
+        tg.push_update(bad)
+        usage = await answer_to(tg, bad["message"]["message_id"])
+    text = shown(ans)
+    assert text.splitlines()[0].startswith("見つかりました")
+    assert "確信度 99%" in text and "紅の港" in text.splitlines()[1]
+    assert "第3話" in text
+    assert "/lang en" in shown(usage)
+    save("telegram_japanese", "Telegram: /lang ja, then an answer with the Japanese title",
+         [tg_record(said), tg_record(ans)])
+
+
+async def test_telegram_errors_never_show_a_path(tg: FakeTelegram) -> None:
+    alice = tg.user(1001, "Alice", "alice")
+    err = IndexUnavailable("No index in /srv/anirec/var/index (no manifest.json)")
+    async with running(tg, StubService(err)):
+        upd = tg.photo_message(tg.private_chat(alice), alice, png())
+        tg.push_update(upd)
+        ans = await answer_to(tg, upd["message"]["message_id"])
+    assert "/srv" not in shown(ans) and "manifest" not in shown(ans)
+    assert "not ready" in shown(ans)
+
+
+# -- Discord ------------------------------------------------------------------------------------
+
+async def test_discord_no_match_closest_button_and_japanese(dc: FakeDiscord) -> None:
+    alice = dc.users[0]
+    async with discord_running(dc, StubService(no_match(None), same_episode_rival())):
+        msg = dc.message_create(dc.text_channel, alice, "?", attachments=[png_attachment(dc, png())])
+        [post] = await discord_answer(dc, msg)
+        embed = embed_of(post)
+        assert embed["title"] == "No match — nothing in the library fits well"
+        assert buttons_of(post) == [["Show closest scenes"]] and "fields" not in embed
+        assert not post.files
+        press = dc.interaction_component(dc.users[1], post.response["id"], "cl:nomatchQ1")
+        await eventually(lambda: len(dc.interaction_callbacks(press)) == 1)
+        [cb] = dc.interaction_callbacks(press)
+        assert cb["type"] == 7 and cb["data"]["components"] == []
+        [field] = cb["data"]["embeds"][0]["fields"]
+        assert field["name"] == "Closest scenes (none fits well)"
+        assert field["value"].startswith("1. Crimson Harbor — Episode 2 @ 00:00:40")
+
+        settings = dc.interaction_slash(alice, dc.text_channel, "settings", {"language": "ja"})
+        await eventually(lambda: len(dc.interaction_callbacks(settings)) == 1)
+        [said] = dc.interaction_callbacks(settings)
+        assert said["data"]["content"].startswith("言語: 日本語") and said["data"]["flags"] == 64
+        msg2 = dc.message_create(dc.text_channel, alice, "?", attachments=[png_attachment(dc, png())])
+        [ja] = await discord_answer(dc, msg2)
+    e = embed_of(ja)
+    assert e["title"] == "紅の港" and "確信度 99%" in e["description"]
+    assert "第3話 · 00:00:14 または 00:00:25" in e["description"]
+    assert buttons_of(ja)[-1] == ["AniList", "MyAnimeList"]
+    save("discord_answers", "Discord: a no-match with 'Show closest scenes' pressed, then "
+         "/settings language:ja and a close-rival answer in Japanese with the link buttons",
+         [{"answer": post.json, "button_press_update": cb},
+          {"settings_reply": said}, {"answer": ja.json}])
+
+
+async def test_discord_private_answers_by_server_setting(dc: FakeDiscord) -> None:
+    owner, member = dc.users
+    async with discord_running(dc, StubService(elsewhere_rival())):
+        app = dc.application["id"]
+        denied = dc.interaction_slash(member, dc.text_channel, "settings", {"private": True})
+        await eventually(lambda: len(dc.interaction_callbacks(denied)) == 1)
+        assert "server managers" in dc.interaction_callbacks(denied)[0]["data"]["content"]
+        on = dc.interaction_slash(owner, dc.text_channel, "settings", {"private": True})
+        await eventually(lambda: len(dc.interaction_callbacks(on)) == 1)
+        assert "private" in dc.interaction_callbacks(on)[0]["data"]["content"]
+        att = png_attachment(dc, png())
+        slash = dc.interaction_slash(member, dc.text_channel, "anime", {"image": att})
+        cb = await dc.wait_for("POST", rf"^/interactions/{slash['id']}/[^/]+/callback$")
+        assert cb.json == {"type": 5, "data": {"flags": 64}}  # "thinking", only for the asker
+        answer = await dc.wait_for("POST", rf"^/webhooks/{app}/{slash['token']}$", timeout=20)
+    assert answer.json["flags"] & 64
+    assert "Probably this" in embed_of(answer)["description"]
