@@ -13,6 +13,7 @@ from telegram.error import BadRequest
 from bot.chat.i18n import LANG_NAMES, LANGS, text
 from bot.chat.settings import Prefs
 from bot.chat.state import AnswerMemory
+from bot.telegram_io import reply_to
 from bot.telegram_render import CLOSEST_PREFIX
 
 if TYPE_CHECKING:
@@ -63,10 +64,11 @@ async def on_lang(update: Update, context: CustomContext) -> None:
         scope, args = "chat", args[1:]
     current = await prefs_for(context, msg)
     if not args or args[0] not in LANGS or (len(args) > 1 and args[1] not in TITLE_LANGS):
-        await msg.reply_text(text(current.lang, "lang.usage"))
+        await msg.reply_text(text(current.lang, "lang.usage"), reply_parameters=reply_to(msg))
         return
     if scope == "chat" and not await is_group_admin(context, msg):
-        await msg.reply_text("Only the group's admins can set its language.")
+        await msg.reply_text("Only the group's admins can set its language.",
+                             reply_parameters=reply_to(msg))
         return
     lang = args[0]
     title = None if len(args) < 2 or args[1] == "default" else args[1]
@@ -75,7 +77,7 @@ async def on_lang(update: Update, context: CustomContext) -> None:
     raw = str(msg.from_user.id) if scope == "user" else str(msg.chat_id)
     await context.state.settings.set(scope, "telegram", raw, lang=lang, title_lang=title)
     titles = LANG_NAMES.get(title or lang, title or lang)
-    await msg.reply_text(text(lang, "lang.set", titles=titles))
+    await msg.reply_text(text(lang, "lang.set", titles=titles), reply_parameters=reply_to(msg))
 
 
 async def on_closest(update: Update, context: CustomContext) -> None:

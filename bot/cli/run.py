@@ -40,9 +40,13 @@ async def serve(app: App, *, web: bool | None = None, stop: asyncio.Event | None
     st = app.settings
     stop = stop or asyncio.Event()
     loop = asyncio.get_running_loop()
+    def on_signal(sig: signal.Signals) -> None:
+        logger.info("%s received: stopping", sig.name)
+        stop.set()
+
     for sig in (signal.SIGINT, signal.SIGTERM):
         try:
-            loop.add_signal_handler(sig, stop.set)
+            loop.add_signal_handler(sig, on_signal, sig)
         except (NotImplementedError, RuntimeError):  # not the main thread (tests)
             pass
     service = app.service()
@@ -69,6 +73,7 @@ async def serve(app: App, *, web: bool | None = None, stop: asyncio.Event | None
             tg_.create_task(_stop_when_all_failed(stop, failures, len(runners)))
     finally:
         await service.close()
+        logger.info("stopped")
     return 1 if failures and len(failures) == len(runners) else 0
 
 
