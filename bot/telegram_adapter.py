@@ -76,6 +76,7 @@ from telegram.ext import (
 from bot.chat.adapter import Launch
 from bot.chat.answer import answer_text
 from bot.chat.feedback import emoji_feedback, feedback_toast, parse_feedback
+from bot.chat.fetch import LinkFetcher
 from bot.chat.settings import ChatSettings
 from bot.chat.state import AnswerMemory, AutoAnswerChats, Owners, UserLocks
 from bot.chat.texts import user_error_text
@@ -93,6 +94,7 @@ from bot.telegram_io import (
     send_answer,
     source_of,
 )
+from bot.telegram_links import answer_link, message_links, on_private_text
 from bot.telegram_prefs import closest_memory, is_group_admin, on_closest, on_lang, prefs_for
 from bot.telegram_render import (
     closest_html,
@@ -162,6 +164,7 @@ class BotState:
     user_lock: UserLocks = field(default_factory=UserLocks)
     settings: ChatSettings = field(default_factory=lambda: ChatSettings(None, lambda p, r: r))
     closest: AnswerMemory[str, str] = field(default_factory=closest_memory)
+    links: LinkFetcher = field(default_factory=LinkFetcher)
 
 
 class CustomContext(CallbackContext[ExtBot[None], dict[Any, Any], dict[Any, Any], dict[Any, Any]]):
@@ -251,6 +254,10 @@ async def on_anime_command(update: Update, context: CustomContext) -> None:
     if msg is None or ignored(msg, context.bot.id):
         return
     target = msg.reply_to_message
+    urls = message_links(msg) or (message_links(target) if not has_media(target) else [])
+    if urls:
+        await answer_link(context, urls[0], msg)
+        return
     if not has_media(target):
         await msg.reply_text(
             "Reply to a picture, GIF, sticker or clip with /anime and I'll look it up"
@@ -272,15 +279,6 @@ async def on_mention_reply(update: Update, context: CustomContext) -> None:
     if has_media(target):
         assert target is not None
         await recognize_and_reply(context, target, msg, explicit=True)
-
-
-async def on_private_text(update: Update, context: CustomContext) -> None:
-    """Plain text in a private chat: say what to send."""
-    msg = update.message
-    if msg is None or ignored(msg, context.bot.id):
-        return
-    await msg.reply_text("Send me a screenshot, GIF, sticker or short clip and I'll tell you "
-                         "which anime it is from. /help explains more.")
 
 
 async def on_help(update: Update, context: CustomContext) -> None:
@@ -466,6 +464,7 @@ def build_telegram_application(
     base_file_url: str | None = None,
     rate_limiter: bool | BaseRateLimiter[Any] = True,
     state_file: Path | None = None,
+    allow_private_urls: bool = False,
     concurrent_updates: int = CONCURRENT_UPDATES,
     answer_map_size: int = ANSWER_MAP_SIZE,
 ) -> TelegramApp:
@@ -480,6 +479,7 @@ def build_telegram_application(
         rate_limiter: True for `AniRecRateLimiter(max_retries=3)` (an AIORateLimiter: 429s
             with retry_after are retried), False for none, or a limiter of your own.
         state_file: JSON file for the per-group auto-answer flag (None: in memory only).
+        allow_private_urls: let picture links point at private addresses (tests).
         concurrent_updates: updates handled at once (the service bounds inference).
         answer_map_size: answers remembered for reactions (in memory, LRU).
     """
@@ -506,7 +506,8 @@ def build_telegram_application(
     app.bot_data[_STATE_KEY] = BotState(service=service, owners=Owners(owner_ids),
                                         answers=answer_memory(answer_map_size, journal),
                                         auto=AutoAnswerChats(state_file),
-                                        settings=ChatSettings.of(service))
+                                        settings=ChatSettings.of(service),
+                                        links=LinkFetcher(allow_private=allow_private_urls))
     new = filters.UpdateType.MESSAGE
     media = (filters.PHOTO | filters.ANIMATION | filters.VIDEO | filters.VIDEO_NOTE
              | filters.Sticker.ALL | filters.Document.ALL)
@@ -573,6 +574,7 @@ async def run_telegram(app: TelegramApp, stop: asyncio.Event, *, webhook_url: st
         finally:
             if app.running:
                 await app.stop()
+            await app.bot_data[_STATE_KEY].links.close()
 
 
 class TelegramAdapter:

@@ -2,14 +2,19 @@
 answers issue #22 is about: a close rival, a no-match, the link buttons, a title in
 Japanese, private answers, and an error that never shows a path.
 
-Each test also writes what the fake recorded to bench/results/chat/*.json (the evidence the
-issue asks for; the web chat's screenshots come from tests/test_web_chat_ux.py).
+With ANIREC_CHAT_EVIDENCE=1 the tests also write what the fakes recorded to
+bench/results/chat/*.json (the evidence the issue asks for; the web chat's screenshots come
+from tests/test_web_chat_ux.py the same way):
+
+    ANIREC_CHAT_EVIDENCE=1 python -m pytest tests/test_chat_answers.py tests/test_web_chat_ux.py
 """
 
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 import json
+import os
 from pathlib import Path
 from typing import Any
 
@@ -34,6 +39,7 @@ _no_proxy = telegram_helpers._no_proxy
 pytestmark = pytest.mark.timeout(90)
 
 EVIDENCE = Path(__file__).resolve().parent.parent / "bench" / "results" / "chat"
+SAVE = bool(os.environ.get("ANIREC_CHAT_EVIDENCE"))
 
 SHOW = SeriesInfo(7, "Crimson Harbor", {"en": "Crimson Harbor", "ja": "紅の港", "zh": "红港"},
                   anilist_id=101, mal_id=202, synopsis="A lighthouse keeper's daughter "
@@ -80,9 +86,12 @@ class StubService:
 
 
 def save(name: str, what: str, calls: list[dict[str, Any]]) -> None:
+    if not SAVE:
+        return
     EVIDENCE.mkdir(parents=True, exist_ok=True)
+    when = dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
     (EVIDENCE / f"{name}.json").write_text(json.dumps(
-        {"what": what, "machine": machine_info(), "recorded": calls},
+        {"what": what, "date": when, "machine": machine_info(), "recorded": calls},
         ensure_ascii=False, indent=1, default=str) + "\n", encoding="utf-8")
 
 
@@ -240,3 +249,59 @@ async def test_discord_private_answers_by_server_setting(dc: FakeDiscord) -> Non
         answer = await dc.wait_for("POST", rf"^/webhooks/{app}/{slash['token']}$", timeout=20)
     assert answer.json["flags"] & 64
     assert "Probably this" in embed_of(answer)["description"]
+
+
+# -- more ways in: links in Telegram, embeds and Tenor clips in Discord ---------------------------
+
+web_server = discord_helpers.web_server
+
+
+class Recording(StubService):
+    def __init__(self, result: Recognition) -> None:
+        super().__init__(result)
+        self.got: list[bytes] = []
+
+    async def recognize(self, data: bytes, **kw: Any) -> Recognition:
+        self.got.append(data)
+        return await super().recognize(data, **kw)
+
+
+async def test_telegram_answers_a_picture_link(tg: FakeTelegram, web_server: str,
+                                               indexed_home: Any) -> None:
+    from bot.telegram_adapter import build_telegram_application, run_telegram
+    from tests.telegram_helpers import TOKEN
+
+    svc = Recording(elsewhere_rival())
+    app = build_telegram_application(TOKEN, svc, base_url=tg.base_url,
+                                     base_file_url=tg.base_file_url, allow_private_urls=True)
+    stop = asyncio.Event()
+    mark = len(tg.requests)
+    task = asyncio.create_task(run_telegram(app, stop, poll_timeout=1))
+    try:
+        await tg.wait_for("getUpdates", since=mark, timeout=15)
+        alice = tg.user(1001, "Alice", "alice")
+        upd = tg.text_message(tg.private_chat(alice), alice, f"what is this? {web_server}/image.png")
+        tg.push_update(upd)
+        ans = await answer_to(tg, upd["message"]["message_id"])
+        hint = tg.text_message(tg.private_chat(alice), alice, "hello")
+        tg.push_update(hint)
+        plain = await answer_to(tg, hint["message"]["message_id"])
+    finally:
+        stop.set()
+        await asyncio.wait_for(task, 15)
+    assert svc.got == [indexed_home.frame_png(0, 6.0)]  # the linked picture, fetched
+    assert "Probably this" in shown(ans) and "Send me a screenshot" in shown(plain)
+
+
+async def test_discord_reads_pictures_inside_embeds_and_tenor_clips(
+        dc: FakeDiscord, web_server: str, indexed_home: Any) -> None:
+    svc = Recording(elsewhere_rival())
+    tenor = {"type": "gifv", "url": "https://tenor.com/view/some-gif-123",
+             "video": {"url": f"{web_server}/image.png"},
+             "thumbnail": {"url": f"{web_server}/image.png"}}
+    async with discord_running(dc, svc):
+        msg = dc.message_create(dc.text_channel, dc.users[0], "https://tenor.com/view/some-gif-123",
+                                embeds=[tenor])
+        [post] = await discord_answer(dc, msg)
+    assert svc.got == [indexed_home.frame_png(0, 6.0)]
+    assert "Probably this" in embed_of(post)["description"]

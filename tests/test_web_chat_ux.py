@@ -16,7 +16,7 @@ import pytest
 
 from bot.web import CTX, build_web_app, run_web
 from core.types import Recognition
-from tests.test_chat_answers import EVIDENCE, elsewhere_rival, no_match, same_episode_rival
+from tests.test_chat_answers import EVIDENCE, SAVE, elsewhere_rival, no_match, same_episode_rival
 from tests.test_web_browser import MISSING, _driver, off_loop, require_browser
 
 pytestmark = [pytest.mark.skipif(MISSING is not None, reason=MISSING or ""),
@@ -57,7 +57,8 @@ async def test_language_switch_rivals_links_and_closest(
     stop = asyncio.Event()
     server = asyncio.create_task(run_web(app, "127.0.0.1", 0, stop))
     driver = await off_loop(_driver, browser, driver_bin, tmp_path / "profile")
-    EVIDENCE.mkdir(parents=True, exist_ok=True)
+    shots = EVIDENCE if SAVE else tmp_path
+    shots.mkdir(parents=True, exist_ok=True)
     try:
         for _ in range(250):
             if app[CTX].url or server.done():
@@ -95,7 +96,7 @@ async def test_language_switch_rivals_links_and_closest(
         assert "確信度" in ja.find_element(By.CSS_SELECTOR, ".conf").text
         assert meta["title"] in ja.find_element(By.CSS_SELECTOR, ".alt-titles").text
         await asyncio.sleep(0.5)
-        await off_loop(ja.screenshot, str(EVIDENCE / "web_japanese_title.png"))
+        await off_loop(ja.screenshot, str(shots / "web_japanese_title.png"))
 
         # Back to English: a close rival says so, and the link buttons are there.
         lang.select_by_value("en")
@@ -108,10 +109,10 @@ async def test_language_switch_rivals_links_and_closest(
         links = rival.find_elements(By.CSS_SELECTOR, "a.link-button")
         assert [a.text for a in links] == ["AniList", "MyAnimeList"]
         assert links[0].get_attribute("href") == "https://anilist.co/anime/101"
-        await off_loop(rival.screenshot, str(EVIDENCE / "web_close_rival_same_episode.png"))
+        await off_loop(rival.screenshot, str(shots / "web_close_rival_same_episode.png"))
         other = await send(3)
         assert "Probably this" in other.text and "Could also be: Quiet Meadow" in other.text
-        await off_loop(other.screenshot, str(EVIDENCE / "web_close_rival_elsewhere.png"))
+        await off_loop(other.screenshot, str(shots / "web_close_rival_elsewhere.png"))
 
         # A no-match: no preview, no votes; the guesses only after "Show closest scenes".
         svc.script = [no_match(None)]
@@ -120,13 +121,13 @@ async def test_language_switch_rivals_links_and_closest(
         assert not nothing.find_elements(By.CSS_SELECTOR, "video, button.fb")
         closest = nothing.find_element(By.CSS_SELECTOR, ".closest")
         assert not closest.is_displayed() and "Crimson Harbor" not in nothing.text
-        await off_loop(nothing.screenshot, str(EVIDENCE / "web_no_match.png"))
+        await off_loop(nothing.screenshot, str(shots / "web_no_match.png"))
         button = nothing.find_element(By.CSS_SELECTOR, "button.show-closest")
         assert button.text == "Show closest scenes"
         await off_loop(button.click)
         await off_loop(wait, lambda d: closest.is_displayed())
         assert "1\nCrimson Harbor — Episode 2 @ 00:00:40" in closest.text
-        await off_loop(nothing.screenshot, str(EVIDENCE / "web_no_match_closest_shown.png"))
+        await off_loop(nothing.screenshot, str(shots / "web_no_match_closest_shown.png"))
 
         # The choice is remembered by the page.
         await off_loop(driver.refresh)
