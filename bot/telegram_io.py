@@ -1,7 +1,7 @@
 """Getting Telegram media in and answers out: which file a message carries (checked against
 the byte and length limits before any download), whether it is addressed to the bot and who
-asked, the download, the chat action shown while working, and sending an answer (preview clip, still or text, with the feedback keyboard)
-followed by the named-faces photo."""
+asked, the download, the chat action shown while working, and sending an answer (preview clip,
+still or text, with the feedback keyboard) followed by the named-faces photo."""
 
 from __future__ import annotations
 

@@ -12,9 +12,10 @@ random tokens (`bot.web_render.MediaTokens`), errors are the same friendly texts
 (`bot.chat.texts.user_error_text`), and stack traces only go to the log.
 
 Pages come from Jinja2 templates in `bot/templates/` (autoescape on): `chat.html` here, the
-operator page `admin.html` in `bot.web_admin`. The operator pages (`/admin`) answer loopback clients only (unless `local_only=False`), and
-only under a loopback host name, so a web page elsewhere cannot reach them by DNS rebinding.
-State-changing POSTs from another origin are refused.
+operator page `admin.html` in `bot.web_admin`. The operator pages (`/admin`) answer loopback
+clients only (unless `local_only=False`), and only under a loopback host name, so a web page
+elsewhere cannot reach them by DNS rebinding. State-changing POSTs from another origin are
+refused.
 """
 
 from __future__ import annotations
@@ -378,8 +379,8 @@ async def sample_thumb(request: web.Request) -> web.StreamResponse:
 
 # -- assembly -------------------------------------------------------------------------------------
 
-def build_web_app(service: RecognitionService, *, sessions: sessionmaker[Session], index_dir: Path, framestore_dir: Path,
-                  samples_dir: Path | None = None, local_only: bool = True,
+def build_web_app(service: RecognitionService, *, sessions: sessionmaker[Session], index_dir: Path,
+                  framestore_dir: Path, samples_dir: Path | None = None, local_only: bool = True,
                   contact_sheets_dir: Path | None = None) -> web.Application:
     """The web chat and operator pages over a started `RecognitionService`.
 

@@ -102,7 +102,7 @@ def _load_image(data: bytes, fmt: str, limits: MediaLimits, sticker: bool) -> Me
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
-            img = Image.open(io.BytesIO(data))
+            img: Image.Image = Image.open(io.BytesIO(data))
             _check_pixels(img.width, img.height, limits)
             n = int(getattr(img, "n_frames", 1) or 1)
             if n > limits.max_animation_frames:
@@ -146,7 +146,7 @@ def _load_video(data: bytes, fmt: str, limits: MediaLimits) -> Media:
     import av
 
     try:
-        with av.open(io.BytesIO(data), metadata_errors="ignore") as c:
+        with av.open(io.BytesIO(data), mode="r", metadata_errors="ignore") as c:
             if not c.streams.video:
                 raise UnsupportedMedia("That file has no video in it.")
             s = c.streams.video[0]
@@ -194,7 +194,7 @@ def _load_video(data: bytes, fmt: str, limits: MediaLimits) -> Media:
                 raise InvalidMedia("I could not decode any frame of that clip.")
             # de-duplicate identical times (a target list denser than the clip's frames)
             uniq: dict[float, Image.Image] = {}
-            for t, f in zip(times, frames):
+            for t, f in zip(times, frames, strict=True):
                 uniq.setdefault(round(t, 3), f)
             t0 = min(uniq)
             return Media(kind="video", frames=tuple(f.convert("RGB") for f in uniq.values()),

@@ -140,7 +140,7 @@ class Source:
     allow_adult: bool = False  # NSFW channel / chat that allows adult titles
 
 
-class Verdict(str, enum.Enum):
+class Verdict(str, enum.Enum):  # noqa: UP042 -- StrEnum would change str() of the members (behaviour)
     """A person's judgement of an answer."""
 
     CORRECT = "correct"  # ✅ the top answer is right

@@ -338,9 +338,9 @@ def scan_library(root: Path) -> list[SeriesEntry]:
             mtime_ns=st.st_mtime_ns,
         )
         if len(rel.parts) > 1:
-            folder = root / rel.parts[0]
+            series_dir = root / rel.parts[0]
             key = "dir:" + rel.parts[0]
-            title, series_folder = _series_title_from_folder(rel.parts[0]), folder
+            title, series_folder = _series_title_from_folder(rel.parts[0]), series_dir
         else:
             title = parsed.title or path.stem
             key = "file:" + " ".join(title.casefold().split())
