@@ -89,7 +89,7 @@ def save(name: str, what: str, calls: list[dict[str, Any]]) -> None:
     if not SAVE:
         return
     EVIDENCE.mkdir(parents=True, exist_ok=True)
-    when = dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
+    when = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
     (EVIDENCE / f"{name}.json").write_text(json.dumps(
         {"what": what, "date": when, "machine": machine_info(), "recorded": calls},
         ensure_ascii=False, indent=1, default=str) + "\n", encoding="utf-8")

@@ -20,7 +20,6 @@ import discord
 import pytest
 from discord.utils import escape_markdown
 
-from bot.chat.feedback import RANK_EMOJI
 from bot.chat.state import AnswerMemory
 from bot.discord_adapter import CONTEXT_MENU_NAME, build_discord_bot, run_discord
 from bot.discord_media import LOTTIE_STICKER, UNSUPPORTED_FILE
@@ -38,13 +37,13 @@ from tests.discord_helpers import (
     HEARTBEAT_MS,
     adult_episode,
     answer_to,
+    buttons_of,
     dispatch_time,
     embed_of,
     eventually,
     feedback_rows,
     gif_of,
     png_attachment,
-    buttons_of,
     qid_of,
     replies,
     running,
