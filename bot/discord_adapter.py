@@ -1,8 +1,8 @@
 """The Discord bot (discord.py 2.7): a thin adapter over `RecognitionService`.
 
 Flow: event → which media, and should we answer? → size check → download → bytes + `Source`
-→ `service.recognize` → `discord_render` → reply (embed + preview file) → feedback reactions.
-Every decision about pictures lives in core; this module only translates.
+→ `service.recognize` → `discord_render` → reply (embed, preview file, buttons). Every
+decision about pictures lives in core; this module only translates.
 
 When it answers:
 - image attachments (PNG/JPEG/WebP/GIF/BMP), clips (MP4/WebM/MOV), stickers (PNG/APNG/GIF;
@@ -13,9 +13,8 @@ When it answers:
   reply to a message with media (the referenced message is fetched when not resolved);
 - the slash command ``/anime`` (``image`` attachment or ``url``), the message context-menu
   command "Identify anime", and direct messages (always).
-Up to `max_images` media per message are answered, one reply each; the person is told when
-more were skipped. The bot ignores its own messages and every other bot's.
-
+Up to `max_images` media per message are answered, one reply each; a picker (select menu)
+offers the others. Links and pictures inside embeds (Tenor clips) count. Bots are ignored.
 Downloads: an attachment's declared size is checked against the service's byte limit BEFORE
 it is downloaded; links go through `bot.chat.fetch.LinkFetcher` (public addresses only).
 Which media a message carries is `bot.discord_media`; where replies go, `bot.discord_reply`.
@@ -28,11 +27,8 @@ language, title language, and (server managers) private answers to /anime.
 Adult series: shown plainly only in NSFW channels; elsewhere, including DMs, they are
 spoilered (see `bot.discord_render`).
 
-Errors become user text in one place, `RecognitionCog.report` (logged first), used by
-`on_message`, the app-command error handlers and the context menu.
-
-Lifecycle: `build_discord_bot()` then `run_discord(bot, token, stop)` inside a running loop,
-so the runner can host Discord, Telegram and the web chat on one loop.
+Errors become user text in one place, `RecognitionCog.report` (logged first). Lifecycle:
+`build_discord_bot()` then `run_discord(bot, token, stop)` inside a running loop.
 """
 
 from __future__ import annotations
@@ -40,6 +36,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import secrets
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -57,6 +54,7 @@ from bot.chat.fetch import DownloadFailed, LinkFetcher
 from bot.chat.settings import ChatSettings
 from bot.chat.state import AnswerMemory, Owners, UserLocks
 from bot.chat.texts import too_large, user_error_text
+from bot.discord_components import picker_view
 from bot.discord_media import (
     UNSUPPORTED_FILE,
     Found,
@@ -64,7 +62,7 @@ from bot.discord_media import (
     find_media,
     is_media_attachment,
 )
-from bot.discord_prefs import PrefsCog, answer_prefs
+from bot.discord_prefs import DEFAULT_PREFS, AnswerPrefs, PrefsCog, answer_prefs
 from bot.discord_render import (
     HELP_TEXT,
     MENTION_HINT,
@@ -145,6 +143,7 @@ class RecognitionCog(commands.Cog):
         self._locks = UserLocks()
         self.settings = ChatSettings.of(service)
         self.closest: AnswerMemory[str, str] = AnswerMemory(answer_map_size)
+        self.pending: AnswerMemory[str, tuple[list[MediaRef], Source]] = AnswerMemory(1024)
         self.ctx_menu = app_commands.ContextMenu(name=CONTEXT_MENU_NAME,
                                                  callback=self.identify_message)
         self.ctx_menu.error(self._context_menu_error)
@@ -219,12 +218,14 @@ class RecognitionCog(commands.Cog):
         return data
 
     async def answer_one(self, ref: MediaRef, source: Source, reply: Replier,
-                         lang: tuple[str, str | None] = ("en", None)) -> Recognition:
+                         prefs: AnswerPrefs = DEFAULT_PREFS) -> Recognition:
         """Download, recognise, reply with the embed and its buttons (votes, links; a
         no-match's "Show closest scenes")."""
         data = await self.download(ref)
-        rec = await self.service.recognize(data, source=source, sticker=ref.is_sticker)
-        rendered = render_answer(rec, adult_ok=source.allow_adult, lang=lang[0], title_lang=lang[1])
+        rec = await self.service.recognize(data, source=source, sticker=ref.is_sticker,
+                                           with_preview=prefs.preview)
+        rendered = render_answer(rec, adult_ok=source.allow_adult, lang=prefs.lang,
+                                 title_lang=prefs.title_lang)
         try:
             sent = await reply.send(embed=rendered.embed, files=rendered.files(), view=rendered.view)
         except discord.HTTPException as exc:
@@ -240,21 +241,36 @@ class RecognitionCog(commands.Cog):
         return rec
 
     async def answer_all(self, found: Found, source: Source, reply: Replier,
-                         lang: tuple[str, str | None] = ("en", None)) -> None:
+                         prefs: AnswerPrefs = DEFAULT_PREFS) -> None:
         """Answer each media item (up to max_images), then say if some were skipped."""
         refs = found.refs[: self.max_images]
         async with reply.working():
             for ref in refs:
                 try:
-                    await self.answer_one(ref, source, reply, lang)
+                    await self.answer_one(ref, source, reply, prefs)
                 except (Busy, RateLimited) as exc:  # the rest would get the same answer
                     await self.report(exc, reply)
                     return
                 except Exception as exc:  # one bad picture must not stop the others
                     await self.report(exc, reply)
-        skipped = len(found.refs) - len(refs)
-        if skipped > 0:
-            await reply.send(content=skipped_text(len(refs), skipped))
+        rest = found.refs[self.max_images:]
+        if rest:  # a picker for the others: the person chooses which to look at next
+            token = secrets.token_urlsafe(9)
+            self.pending.put(token, (rest, source))
+            await reply.send(content=skipped_text(len(refs), len(rest)),
+                             view=picker_view(token, [r.name for r in rest]))
+
+    async def answer_picked(self, interaction: Interaction, token: str, index: int) -> None:
+        """A picture chosen in the picker: answered like the first ones (as a follow-up)."""
+        pending = self.pending.get(token)
+        if pending is None or not 0 <= index < len(pending[0]):
+            await interaction.response.send_message(NO_MEDIA_IN_TARGET, ephemeral=True)
+            return
+        await interaction.response.defer(thinking=True)
+        prefs = await answer_prefs(self.settings, interaction.user.id, interaction.guild_id,
+                                   interaction.locale)
+        await self.answer_all(Found([pending[0][index]]), pending[1],
+                              InteractionReplier(interaction), prefs)
 
     # -- messages ----------------------------------------------------------------------------------
 
@@ -305,10 +321,9 @@ class RecognitionCog(commands.Cog):
                 return
             gid = message.guild.id if message.guild else None
             source = source_of(message.author.id, gid, message.channel.id, message.channel)
-            lang, titles, _ = await answer_prefs(
-                self.settings, message.author.id, gid,
-                message.guild.preferred_locale if message.guild else None)
-            await self.answer_all(found, source, reply, (lang, titles))
+            prefs = await answer_prefs(self.settings, message.author.id, gid,
+                                       message.guild.preferred_locale if message.guild else None)
+            await self.answer_all(found, source, reply, prefs)
         except Exception as exc:
             await self.report(exc, reply)
 
@@ -343,11 +358,11 @@ class RecognitionCog(commands.Cog):
 
     async def _answer_interaction(self, interaction: Interaction, found: Found) -> None:
         """/anime and Identify anime: private (ephemeral) when the server asks for it."""
-        lang, titles, private = await answer_prefs(self.settings, interaction.user.id,
-                                                   interaction.guild_id, interaction.locale)
-        await interaction.response.defer(thinking=True, ephemeral=private)
+        prefs = await answer_prefs(self.settings, interaction.user.id, interaction.guild_id,
+                                   interaction.locale)
+        await interaction.response.defer(thinking=True, ephemeral=prefs.private)
         await self.answer_all(found, self._interaction_source(interaction),
-                              InteractionReplier(interaction, ephemeral=private), (lang, titles))
+                              InteractionReplier(interaction, ephemeral=prefs.private), prefs)
 
     async def identify_message(self, interaction: Interaction,
                                message: discord.Message) -> None:
@@ -495,7 +510,7 @@ class AniRecBot(commands.Bot):
             auto_channels=self._cog_auto_channels, max_images=self._cog_max_images,
             allow_private_urls=self._cog_allow_private_urls)
         await self.add_cog(cog)
-        await self.add_cog(PrefsCog(self.service, cog.settings, cog.closest))
+        await self.add_cog(PrefsCog(self.service, cog.settings, cog.closest, cog.answer_picked))
         if self.sync_commands:
             synced = await self.tree.sync()
             logger.info("discord: synced %d application commands", len(synced))

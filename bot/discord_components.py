@@ -16,6 +16,7 @@ from bot.chat.feedback import CORRECT_EMOJI, WRONG_EMOJI, encode_feedback
 from core.types import FeedbackTally, Verdict
 
 CLOSEST_PREFIX = "cl:"
+PICK_PREFIX = "pk:"
 
 
 def _count(base: str, n: int) -> str:
@@ -88,3 +89,13 @@ def ranks_of(message: discord.Message | None) -> int:
             if cid.startswith("fb:") and cid[-1:].isdigit():
                 n += 1
     return n
+
+
+def picker_view(token: str, names: list[str]) -> discord.ui.View:
+    """A select menu of the pictures not answered yet ("pk:<token>", values = their index)."""
+    view = discord.ui.View(timeout=None)
+    options = [discord.SelectOption(label=(name or f"picture {i + 1}")[:100], value=str(i))
+               for i, name in enumerate(names[:25])]
+    view.add_item(discord.ui.Select(custom_id=f"{PICK_PREFIX}{token}", options=options,
+                                    placeholder="Look at another picture…"))
+    return view

@@ -9,6 +9,8 @@ a press on an answer from before a restart still counts.
 from __future__ import annotations
 
 import logging
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from typing import Literal
 
 import discord
@@ -19,7 +21,7 @@ from bot.chat.feedback import feedback_toast, parse_feedback
 from bot.chat.i18n import LANG_NAMES, pick_lang, text
 from bot.chat.settings import ChatSettings, Prefs
 from bot.chat.state import AnswerMemory, UserLocks
-from bot.discord_components import CLOSEST_PREFIX, links_of, ranks_of, vote_view
+from bot.discord_components import CLOSEST_PREFIX, PICK_PREFIX, links_of, ranks_of, vote_view
 from bot.discord_reply import Interaction
 from core.errors import NotFound
 from core.service import RecognitionService
@@ -31,25 +33,40 @@ LangChoice = Literal["en", "ja", "zh"]
 TitleChoice = Literal["en", "ja", "zh", "ja-Latn", "default"]
 
 
+@dataclass(frozen=True)
+class AnswerPrefs:
+    """How to answer this person here."""
+
+    lang: str = "en"
+    title_lang: str | None = None
+    private: bool = False  # ephemeral answers to /anime and Identify anime (per server)
+    preview: bool = True  # with the preview clip
+
+
+DEFAULT_PREFS = AnswerPrefs()
+
+
 async def answer_prefs(settings: ChatSettings, user_id: int, guild_id: int | None,
-                       locale: object = None) -> tuple[str, str | None, bool]:
-    """(UI language, title language, private answers) for an answer to this person here:
-    their choice, else the server's, else their Discord locale; private per server."""
+                       locale: object = None) -> AnswerPrefs:
+    """Their choice, else the server's, else their Discord locale; private per server."""
     p = await settings.get("discord", user_id=str(user_id),
                            chat_id=str(guild_id) if guild_id else None)
     server = await settings.get("discord", chat_id=str(guild_id)) if guild_id else Prefs()
     lang = p.lang or pick_lang(str(getattr(locale, "value", locale) or "")) or "en"
-    return lang, p.title_lang, bool(server.ephemeral)
+    return AnswerPrefs(lang, p.title_lang, bool(server.ephemeral), p.with_preview)
 
 
 class PrefsCog(commands.Cog):
     """Component presses on answers, and /settings."""
 
     def __init__(self, service: RecognitionService, settings: ChatSettings,
-                 closest: AnswerMemory[str, str]) -> None:
+                 closest: AnswerMemory[str, str],
+                 answer_picked: Callable[[Interaction, str, int], Awaitable[None]] | None = None
+                 ) -> None:
         self.service = service
         self.settings = settings
         self.closest = closest
+        self.answer_picked = answer_picked
         self._locks = UserLocks()
 
     @commands.Cog.listener()
@@ -62,6 +79,10 @@ class PrefsCog(commands.Cog):
                 await self._closest(interaction, custom_id.removeprefix(CLOSEST_PREFIX))
             elif custom_id.startswith("fb:"):
                 await self._vote(interaction, custom_id)
+            elif custom_id.startswith(PICK_PREFIX) and self.answer_picked is not None:
+                values = (interaction.data or {}).get("values") or ["-1"]
+                await self.answer_picked(interaction, custom_id.removeprefix(PICK_PREFIX),
+                                         int(str(values[0])) if str(values[0]).isdigit() else -1)
         except discord.HTTPException as exc:
             logger.warning("discord: answering a button press failed: %s", exc)
 
@@ -101,18 +122,21 @@ class PrefsCog(commands.Cog):
     @app_commands.command(name="settings", description="Your answer language and title "
                                                        "language; server managers: private answers")
     @app_commands.describe(language="Language of the answers", titles="Language of series titles",
+                           preview="Answers with the preview clip (off: text only, faster)",
                            private="Server managers: answers to /anime and Identify anime only "
                                    "the asker sees")
     async def settings_command(self, interaction: Interaction, language: LangChoice | None = None,
-                               titles: TitleChoice | None = None, private: bool | None = None
-                               ) -> None:
+                               titles: TitleChoice | None = None, preview: bool | None = None,
+                               private: bool | None = None) -> None:
         uid = str(interaction.user.id)
-        if language is not None or titles is not None:
-            values: dict[str, object] = {}
-            if language is not None:
-                values["lang"] = language
-            if titles is not None:
-                values["title_lang"] = None if titles == "default" else titles
+        values: dict[str, object] = {}
+        if language is not None:
+            values["lang"] = language
+        if titles is not None:
+            values["title_lang"] = None if titles == "default" else titles
+        if preview is not None:
+            values["preview"] = preview
+        if values:
             await self.settings.set("user", "discord", uid, **values)
         if private is not None:
             perms = getattr(interaction.user, "guild_permissions", None)
@@ -122,11 +146,12 @@ class PrefsCog(commands.Cog):
                     ephemeral=True)
                 return
             await self.settings.set("chat", "discord", str(interaction.guild_id), ephemeral=private)
-        lang, title_lang, eph = await answer_prefs(self.settings, interaction.user.id,
-                                                   interaction.guild_id, interaction.locale)
-        titles_name = LANG_NAMES.get(title_lang or lang, title_lang or lang)
-        lines = [text(lang, "lang.set", titles=titles_name)]
+        now = await answer_prefs(self.settings, interaction.user.id, interaction.guild_id,
+                                 interaction.locale)
+        titles_name = LANG_NAMES.get(now.title_lang or now.lang, now.title_lang or now.lang)
+        lines = [text(now.lang, "lang.set", titles=titles_name),
+                 "Preview clips: " + ("on." if now.preview else "off.")]
         if interaction.guild_id is not None:
-            lines.append("Answers to /anime here: " + ("private (only you see them)." if eph
+            lines.append("Answers to /anime here: " + ("private (only you see them)." if now.private
                                                       else "visible to everyone."))
         await interaction.response.send_message("\n".join(lines), ephemeral=True)

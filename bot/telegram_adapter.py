@@ -95,7 +95,7 @@ from bot.telegram_io import (
     source_of,
 )
 from bot.telegram_links import answer_link, message_links, on_private_text
-from bot.telegram_prefs import closest_memory, is_group_admin, on_closest, on_lang, prefs_for
+from bot.telegram_prefs import closest_memory, is_group_admin, on_closest, on_lang, on_preview, prefs_for
 from bot.telegram_render import (
     closest_html,
     feedback_keyboard,
@@ -126,6 +126,7 @@ BOT_COMMANDS = (
     BotCommand("help", "How to use AniRec"),
     BotCommand("autoanswer", "Group admins: answer every picture (on/off)"),
     BotCommand("lang", "Language of answers and titles: en, ja, zh"),
+    BotCommand("preview", "Preview clips with answers: on/off"),
 )
 
 
@@ -211,9 +212,11 @@ async def recognize_and_reply(context: CustomContext, media_msg: Message, reques
         ref = media_ref(media_msg, limit, service.limits.max_seconds)
         if ref is None:
             return
+        prefs = await prefs_for(context, request)
         async with chat_action(context.bot, request.chat_id, ChatAction.TYPING):
             data = await download(context.bot, ref, limit)
-            rec = await service.recognize(data, source=source, sticker=ref.sticker)
+            rec = await service.recognize(data, source=source, sticker=ref.sticker,
+                                          with_preview=prefs.with_preview)
     except (InvalidMedia, RateLimited, Busy) as exc:
         if explicit:
             raise
@@ -221,7 +224,6 @@ async def recognize_and_reply(context: CustomContext, media_msg: Message, reques
         return
     if not explicit and rec.status == "no_match":
         return
-    prefs = await prefs_for(context, request)
     lang = prefs.lang or "en"
     await send_answer(context.bot, context.state.answers, request, rec,
                       adult_ok=source.allow_adult, lang=lang, title_lang=prefs.title_lang)
@@ -523,6 +525,7 @@ def build_telegram_application(
     app.add_handler(MessageHandler(new & filters.ChatType.PRIVATE & filters.TEXT & ~filters.COMMAND,
                                    on_private_text))
     app.add_handler(CommandHandler("lang", on_lang, filters=new))
+    app.add_handler(CommandHandler("preview", on_preview, filters=new))
     app.add_handler(CallbackQueryHandler(on_feedback_button, pattern=r"^fb:"))
     app.add_handler(CallbackQueryHandler(on_closest, pattern=r"^cl:"))
     app.add_handler(MessageReactionHandler(on_reaction))

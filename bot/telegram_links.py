@@ -44,10 +44,10 @@ async def answer_link(context: CustomContext, url: str, request: Message) -> Non
     service = context.service
     limit = min(TELEGRAM_DOWNLOAD_LIMIT, int(service.limits.max_bytes))
     source = source_of(request)
+    prefs = await prefs_for(context, request)
     async with chat_action(context.bot, request.chat_id, ChatAction.TYPING):
         data = await context.state.links.fetch(url, limit)
-        rec = await service.recognize(data, source=source)
-    prefs = await prefs_for(context, request)
+        rec = await service.recognize(data, source=source, with_preview=prefs.with_preview)
     lang = prefs.lang or "en"
     await send_answer(context.bot, context.state.answers, request, rec,
                       adult_ok=source.allow_adult, lang=lang, title_lang=prefs.title_lang)

@@ -80,6 +80,28 @@ async def on_lang(update: Update, context: CustomContext) -> None:
     await msg.reply_text(text(lang, "lang.set", titles=titles), reply_parameters=reply_to(msg))
 
 
+async def on_preview(update: Update, context: CustomContext) -> None:
+    """/preview on|off: whether your answers come with the preview clip (off: text only,
+    faster); "/preview chat off" for a whole group (admins)."""
+    msg = update.message
+    if msg is None or msg.from_user is None:
+        return
+    args = [a.lower() for a in (context.args or [])]
+    scope = "user"
+    if args and args[0] == "chat":
+        scope, args = "chat", args[1:]
+    if not args or args[0] not in ("on", "off"):
+        await msg.reply_text("Use /preview on or /preview off.", reply_parameters=reply_to(msg))
+        return
+    if scope == "chat" and not await is_group_admin(context, msg):
+        await msg.reply_text("Only the group's admins can change that.", reply_parameters=reply_to(msg))
+        return
+    raw = str(msg.from_user.id) if scope == "user" else str(msg.chat_id)
+    await context.state.settings.set(scope, "telegram", raw, preview=args[0] == "on")
+    await msg.reply_text("Answers come with a preview clip." if args[0] == "on"
+                         else "Answers come without the preview clip.", reply_parameters=reply_to(msg))
+
+
 async def on_closest(update: Update, context: CustomContext) -> None:
     """"Show closest scenes" pressed: the no-match's closest guesses appear under it."""
     query = update.callback_query

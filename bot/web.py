@@ -261,7 +261,8 @@ async def api_identify(request: web.Request) -> web.Response:
     except UploadError as exc:
         return json_error(exc.status, exc.message)
     try:
-        rec = await svc.recognize(data, source=web_source(request), with_preview=True)
+        rec = await svc.recognize(data, source=web_source(request),
+                                  with_preview=request.query.get("preview") != "0")
     except RateLimited as exc:
         return json_error(429, user_error_text(exc), retry_after=exc.retry_after)
     except Busy as exc:

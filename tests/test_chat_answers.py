@@ -305,3 +305,65 @@ async def test_discord_reads_pictures_inside_embeds_and_tenor_clips(
         [post] = await discord_answer(dc, msg)
     assert svc.got == [indexed_home.frame_png(0, 6.0)]
     assert "Probably this" in embed_of(post)["description"]
+
+
+# -- skipping the preview ----------------------------------------------------------------------
+
+class PreviewAware(StubService):
+    """Gives the clip only when asked for previews (as the real service makes it only then)."""
+
+    def __init__(self, clip: str) -> None:
+        super().__init__(elsewhere_rival())
+        self.clip = clip
+        self.asked: list[bool] = []
+
+    async def recognize(self, data: bytes, **kw: Any) -> Recognition:
+        from dataclasses import replace
+        want = kw.get("with_preview", True)
+        self.asked.append(want)
+        rec = self.results[0]
+        assert isinstance(rec, Recognition)
+        if not want:
+            return rec
+        best = replace(rec.candidates[0], preview=self.clip)
+        return replace(rec, candidates=(best, *rec.candidates[1:]))
+
+
+async def test_telegram_preview_off(tg: FakeTelegram, tmp_path: Path, indexed_home: Any) -> None:
+    from tests.fakes.media import clip_of
+
+    clip = tmp_path / "p.mp4"
+    clip.write_bytes(clip_of([indexed_home.frame_png(0, t) for t in (6.0, 6.5)]))
+    svc = PreviewAware(str(clip))
+    alice = tg.user(1001, "Alice", "alice")
+    async with running(tg, svc):
+        chat = tg.private_chat(alice)
+        first = tg.photo_message(chat, alice, png())
+        tg.push_update(first)
+        assert (await answer_to(tg, first["message"]["message_id"])).method == "sendVideo"
+        off = tg.text_message(chat, alice, "/preview off")
+        tg.push_update(off)
+        assert "without the preview" in shown(await answer_to(tg, off["message"]["message_id"]))
+        second = tg.photo_message(chat, alice, png())
+        tg.push_update(second)
+        ans = await answer_to(tg, second["message"]["message_id"])
+    assert ans.method == "sendMessage" and svc.asked == [True, False]
+
+
+async def test_discord_preview_off(dc: FakeDiscord, tmp_path: Path, indexed_home: Any) -> None:
+    from tests.fakes.media import clip_of
+
+    clip = tmp_path / "p.mp4"
+    clip.write_bytes(clip_of([indexed_home.frame_png(0, t) for t in (6.0, 6.5)]))
+    svc = PreviewAware(str(clip))
+    alice = dc.users[0]
+    async with discord_running(dc, svc):
+        first = dc.message_create(dc.text_channel, alice, "?", attachments=[png_attachment(dc, png())])
+        [with_clip] = await discord_answer(dc, first)
+        cmd = dc.interaction_slash(alice, dc.text_channel, "settings", {"preview": False})
+        await eventually(lambda: len(dc.interaction_callbacks(cmd)) == 1)
+        assert "Preview clips: off." in dc.interaction_callbacks(cmd)[0]["data"]["content"]
+        second = dc.message_create(dc.text_channel, alice, "?", attachments=[png_attachment(dc, png())])
+        [without] = await discord_answer(dc, second)
+    assert [f.filename for f in with_clip.files] == ["preview.mp4"]
+    assert not without.files and svc.asked == [True, False]

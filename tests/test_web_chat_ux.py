@@ -129,11 +129,20 @@ async def test_language_switch_rivals_links_and_closest(
         assert "1\nCrimson Harbor — Episode 2 @ 00:00:40" in closest.text
         await off_loop(nothing.screenshot, str(shots / "web_no_match_closest_shown.png"))
 
-        # The choice is remembered by the page.
+        # Preview clips off: the next answer comes without one (and the choice is remembered).
+        box = driver.find_element(By.ID, "preview")
+        assert box.is_selected()
+        await off_loop(box.click)
+        plain = await send(5)
+        await off_loop(wait, lambda d: plain.find_elements(By.CSS_SELECTOR, ".title"))
+        assert not plain.find_elements(By.CSS_SELECTOR, "video")
+
+        # The choices are remembered by the page.
         await off_loop(driver.refresh)
         await off_loop(wait, lambda d: d.find_element(By.ID, "lang"))
         assert Select(driver.find_element(By.ID, "lang")).first_selected_option \
             .get_attribute("value") == "en"
+        assert not driver.find_element(By.ID, "preview").is_selected()
     finally:
         await off_loop(driver.quit)
         stop.set()

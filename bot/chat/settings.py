@@ -24,6 +24,11 @@ class Prefs:
     lang: str | None = None
     title_lang: str | None = None
     ephemeral: bool | None = None
+    preview: bool | None = None  # False: answers without the preview clip / still
+
+    @property
+    def with_preview(self) -> bool:
+        return self.preview is not False
 
 
 class ChatSettings:
@@ -54,7 +59,7 @@ class ChatSettings:
             return self._memory.get(scope, Prefs())
         with self.sessions() as s:
             row = s.get(ChatSetting, scope)
-            return Prefs(row.lang, row.title_lang, row.ephemeral) if row else Prefs()
+            return Prefs(row.lang, row.title_lang, row.ephemeral, row.preview) if row else Prefs()
 
     def _write(self, scope: str, **values: object) -> Prefs:
         for key in ("lang", "title_lang"):
@@ -75,7 +80,7 @@ class ChatSettings:
                 s.add(row)
             for k, v in values.items():
                 setattr(row, k, v)
-            return Prefs(row.lang, row.title_lang, row.ephemeral)
+            return Prefs(row.lang, row.title_lang, row.ephemeral, row.preview)
 
     # -- async -----------------------------------------------------------------------------------
     async def get(self, platform: str, *, user_id: str | None = None,
@@ -86,10 +91,11 @@ class ChatSettings:
         chat = await asyncio.to_thread(self._read, self.scope("chat", platform, chat_id)) \
             if chat_id else Prefs()
         return Prefs(lang=user.lang or chat.lang, title_lang=user.title_lang or chat.title_lang,
-                     ephemeral=user.ephemeral if user.ephemeral is not None else chat.ephemeral)
+                     ephemeral=user.ephemeral if user.ephemeral is not None else chat.ephemeral,
+                     preview=user.preview if user.preview is not None else chat.preview)
 
     async def set(self, kind: str, platform: str, raw_id: str, **values: object) -> Prefs:
-        """Store `values` (lang, title_lang, ephemeral) for a "user" or a "chat"."""
+        """Store `values` (lang, title_lang, ephemeral, preview) for a "user" or a "chat"."""
         if kind not in ("user", "chat"):
             raise ValueError(kind)
         return await asyncio.to_thread(self._write, self.scope(kind, platform, raw_id), **values)

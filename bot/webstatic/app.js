@@ -65,6 +65,15 @@
     return (n / 1e6).toFixed(n >= 10e6 ? 0 : 1) + " MB";
   }
 
+  // -- preview clips on or off (remembered by the browser) ------------------------------------------
+  const previewBox = document.getElementById("preview");
+  if (previewBox) {
+    try { previewBox.checked = localStorage.getItem("anirec-preview") !== "off"; } catch (e) { /* storage off */ }
+    previewBox.addEventListener("change", () => {
+      try { localStorage.setItem("anirec-preview", previewBox.checked ? "on" : "off"); } catch (e) { /* storage off */ }
+    });
+  }
+
   // -- the answer language: the page's choice, else the browser's ---------------------------------
   const LANGS = ["en", "ja", "zh"];
   const langSelect = document.getElementById("lang");
@@ -287,7 +296,8 @@
     form.append("file", blob, name || "pasted.png");
     let bubble;
     try {
-      const r = await fetch("/api/identify?lang=" + encodeURIComponent(currentLang()), { method: "POST", body: form, headers: { [USER_HEADER]: userId } });
+      const query = "?lang=" + encodeURIComponent(currentLang()) + (previewBox && !previewBox.checked ? "&preview=0" : "");
+      const r = await fetch("/api/identify" + query, { method: "POST", body: form, headers: { [USER_HEADER]: userId } });
       const data = await r.json().catch(() => ({}));
       if (r.ok) {
         bubble = answerBubble(data);

@@ -239,4 +239,5 @@ class ChatSetting(Base):
     lang: Mapped[str | None] = mapped_column(String(8))  # UI language: en / ja / zh
     title_lang: Mapped[str | None] = mapped_column(String(8))  # which series title to show
     ephemeral: Mapped[bool | None] = mapped_column(Boolean)  # Discord: private answers
+    preview: Mapped[bool | None] = mapped_column(Boolean)  # False: skip the preview clip
     updated_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow, onupdate=utcnow)

@@ -25,6 +25,7 @@ def upgrade() -> None:
         sa.Column('lang', sa.String(length=8), nullable=True),
         sa.Column('title_lang', sa.String(length=8), nullable=True),
         sa.Column('ephemeral', sa.Boolean(), nullable=True),
+        sa.Column('preview', sa.Boolean(), nullable=True),
         sa.Column('updated_at', sa.DateTime(), nullable=False),
         sa.PrimaryKeyConstraint('scope', name=op.f('pk_chat_settings')),
     )
