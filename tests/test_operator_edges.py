@@ -141,3 +141,33 @@ def test_chat_users_never_see_a_path_and_sizes_read_well() -> None:
     assert user_error_text(exc) == IndexUnavailable.user_message
     assert [file_size(n) for n in (842, 52_000, 2_400_000, 20_000_000)] == \
         ["1 KB", "52 KB", "2.4 MB", "20 MB"]
+
+
+def test_sigterm_stops_the_runner_with_a_log_line(tmp_path: Path) -> None:
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    root = Path(__file__).resolve().parent.parent
+    env = {**os.environ, "ANIREC_HOME": str(tmp_path / "home"), "ANIREC_WEB_PORT": "0",
+           "PYTHONPATH": str(root), "OMP_NUM_THREADS": "1"}
+    for k in ("DISCORD_TOKEN", "TELEGRAM_TOKEN"):
+        env.pop(k, None)
+    proc = subprocess.Popen([sys.executable, "-m", "bot", "run"], cwd=tmp_path, env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    lines: list[str] = []
+    assert proc.stdout is not None
+    deadline = time.monotonic() + 90
+    while time.monotonic() < deadline:
+        line = proc.stdout.readline()
+        lines.append(line)
+        if "AniRec web chat on http" in line or not line:
+            break
+    proc.send_signal(signal.SIGTERM)
+    out, _ = proc.communicate(timeout=60)
+    text = "".join(lines) + out
+    assert proc.returncode == 0, text
+    assert "SIGTERM received: stopping" in text and "anirec.run: stopped" in text
+    assert "voice will NOT be supported" not in text and "Traceback" not in text

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -73,6 +74,16 @@ async def test_language_switch_rivals_links_and_closest(
         def answers() -> list[Any]:
             return driver.find_elements(By.CSS_SELECTOR, ".answer")
 
+        def snap(el: Any, path: Path) -> None:  # the bubble alone, clear of the fixed bars
+            bars = ".composer-wrap, .topbar"
+            driver.execute_script(f"document.querySelectorAll('{bars}')"
+                                  ".forEach(b => b.style.visibility = 'hidden')")
+            driver.execute_script("arguments[0].scrollIntoView({block: 'center'})", el)
+            time.sleep(0.3)
+            el.screenshot(str(path))
+            driver.execute_script(f"document.querySelectorAll('{bars}')"
+                                  ".forEach(b => b.style.visibility = '')")
+
         async def send(n: int) -> Any:
             picker = driver.find_element(By.ID, "file")
             await off_loop(picker.send_keys, str(shot))
@@ -96,7 +107,7 @@ async def test_language_switch_rivals_links_and_closest(
         assert "確信度" in ja.find_element(By.CSS_SELECTOR, ".conf").text
         assert meta["title"] in ja.find_element(By.CSS_SELECTOR, ".alt-titles").text
         await asyncio.sleep(0.5)
-        await off_loop(ja.screenshot, str(shots / "web_japanese_title.png"))
+        await off_loop(snap, ja, shots / "web_japanese_title.png")
 
         # Back to English: a close rival says so, and the link buttons are there.
         lang.select_by_value("en")
@@ -109,10 +120,10 @@ async def test_language_switch_rivals_links_and_closest(
         links = rival.find_elements(By.CSS_SELECTOR, "a.link-button")
         assert [a.text for a in links] == ["AniList", "MyAnimeList"]
         assert links[0].get_attribute("href") == "https://anilist.co/anime/101"
-        await off_loop(rival.screenshot, str(shots / "web_close_rival_same_episode.png"))
+        await off_loop(snap, rival, shots / "web_close_rival_same_episode.png")
         other = await send(3)
         assert "Probably this" in other.text and "Could also be: Quiet Meadow" in other.text
-        await off_loop(other.screenshot, str(shots / "web_close_rival_elsewhere.png"))
+        await off_loop(snap, other, shots / "web_close_rival_elsewhere.png")
 
         # A no-match: no preview, no votes; the guesses only after "Show closest scenes".
         svc.script = [no_match(None)]
@@ -121,13 +132,13 @@ async def test_language_switch_rivals_links_and_closest(
         assert not nothing.find_elements(By.CSS_SELECTOR, "video, button.fb")
         closest = nothing.find_element(By.CSS_SELECTOR, ".closest")
         assert not closest.is_displayed() and "Crimson Harbor" not in nothing.text
-        await off_loop(nothing.screenshot, str(shots / "web_no_match.png"))
+        await off_loop(snap, nothing, shots / "web_no_match.png")
         button = nothing.find_element(By.CSS_SELECTOR, "button.show-closest")
         assert button.text == "Show closest scenes"
         await off_loop(button.click)
         await off_loop(wait, lambda d: closest.is_displayed())
         assert "1\nCrimson Harbor — Episode 2 @ 00:00:40" in closest.text
-        await off_loop(nothing.screenshot, str(shots / "web_no_match_closest_shown.png"))
+        await off_loop(snap, nothing, shots / "web_no_match_closest_shown.png")
 
         # Preview clips off: the next answer comes without one (and the choice is remembered).
         box = driver.find_element(By.ID, "preview")
@@ -136,6 +147,14 @@ async def test_language_switch_rivals_links_and_closest(
         plain = await send(5)
         await off_loop(wait, lambda d: plain.find_elements(By.CSS_SELECTOR, ".title"))
         assert not plain.find_elements(By.CSS_SELECTOR, "video")
+
+        size = driver.execute_cdp_cmd("Page.getLayoutMetrics", {})["cssContentSize"]
+        driver.execute_cdp_cmd("Emulation.setDeviceMetricsOverride", {
+            "width": 1280, "height": int(size["height"]) + 8, "deviceScaleFactor": 1, "mobile": False})
+        driver.execute_script("window.scrollTo(0, 0)")
+        await asyncio.sleep(0.3)
+        await off_loop(driver.save_screenshot, str(shots / "web_chat_conversation.png"))
+        driver.execute_cdp_cmd("Emulation.clearDeviceMetricsOverride", {})
 
         # The choices are remembered by the page.
         await off_loop(driver.refresh)

@@ -13,7 +13,9 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
+import os
 import signal
+import sys
 from collections.abc import Awaitable, Callable
 
 from bot.app import App
@@ -87,7 +89,14 @@ async def _stop_when_all_failed(stop: asyncio.Event, failures: list[str], n: int
 
 def cmd_run(app: App, args: argparse.Namespace) -> int:
     app.configure_torch(default=1)  # serving shares the cores: one torch thread
-    return asyncio.run(serve(app, web=True if args.web else None, sync_commands=args.sync_commands))
+    rc = asyncio.run(serve(app, web=True if args.web else None, sync_commands=args.sync_commands))
+    # Everything is closed and flushed by now. The interpreter's own teardown (garbage-
+    # collecting torch and the other big modules) takes seconds, and a SIGTERM from a service
+    # manager should end the process at once: leave without it.
+    logging.shutdown()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(rc)
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
