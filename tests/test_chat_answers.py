@@ -367,3 +367,23 @@ async def test_discord_preview_off(dc: FakeDiscord, tmp_path: Path, indexed_home
         [without] = await discord_answer(dc, second)
     assert [f.filename for f in with_clip.files] == ["preview.mp4"]
     assert not without.files and svc.asked == [True, False]
+
+
+def test_wording_openings_episodes_and_chinese() -> None:
+    from dataclasses import replace
+
+    from bot.chat.answer import answer_text
+    from bot.chat.i18n import pick_lang
+
+    op = replace(cand(SHOW, 1, 30.0, 0.9), is_opening_or_ending=True, oped_kind="opening")
+    rec = Recognition(status="match", confidence=0.9, query_id="q", candidates=(
+        op, cand(OTHER, 12, 5.0, 0.5)))
+    en = answer_text(rec)
+    assert en.where.startswith("Opening of Crimson Harbor")
+    assert en.candidates[1].line == "Quiet Meadow — Episode 12 @ 00:00:05"  # never "Episode 012"
+    zh = answer_text(rec, lang="zh")
+    assert zh.title == "红港" and zh.header == "找到了" and zh.confidence == "置信度 90%"
+    assert zh.where.startswith("红港 的片头")
+    assert answer_text(rec, lang="ja", title_lang="en").title == "Crimson Harbor"
+    assert [pick_lang(x) for x in ("ja-JP", "zh-Hant-TW,zh;q=0.8", "fr-FR,en;q=0.5", "xx")] == \
+        ["ja", "zh", "en", None]
