@@ -156,6 +156,19 @@ async def test_language_switch_rivals_links_and_closest(
         await off_loop(driver.save_screenshot, str(shots / "web_chat_conversation.png"))
         driver.execute_cdp_cmd("Emulation.clearDeviceMetricsOverride", {})
 
+        # A file that is not a picture: a file icon (no broken image), its size in KB, a plain error.
+        notes = tmp_path / "notes.txt"
+        notes.write_text("not a picture\n" * 40)
+        await off_loop(driver.find_element(By.ID, "file").send_keys, str(notes))
+        await off_loop(wait, lambda d: d.find_elements(By.CSS_SELECTOR, ".bubble.error"))
+        mine = driver.find_elements(By.CSS_SELECTOR, ".user-bubble")[-1]
+        assert not mine.find_elements(By.CSS_SELECTOR, "img") and mine.find_elements(By.CSS_SELECTOR, ".file-icon")
+        assert mine.find_element(By.CSS_SELECTOR, ".caption").text == "notes.txt · 1 KB"
+        error = driver.find_elements(By.CSS_SELECTOR, ".bubble.error")[-1].text
+        assert "/" not in error.replace("GIF/", "") and "Traceback" not in error
+        icon = driver.execute_script("return document.querySelector('link[rel=icon]').href")
+        assert icon.endswith("/static/favicon.png")
+
         # The choices are remembered by the page.
         await off_loop(driver.refresh)
         await off_loop(wait, lambda d: d.find_element(By.ID, "lang"))
