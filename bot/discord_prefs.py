@@ -73,16 +73,18 @@ class PrefsCog(commands.Cog):
     async def on_interaction(self, interaction: Interaction) -> None:
         if interaction.type is not discord.InteractionType.component:
             return
-        custom_id = str((interaction.data or {}).get("custom_id", ""))
+        data: dict[str, object] = dict(interaction.data or {})
+        custom_id = str(data.get("custom_id", ""))
         try:
             if custom_id.startswith(CLOSEST_PREFIX):
                 await self._closest(interaction, custom_id.removeprefix(CLOSEST_PREFIX))
             elif custom_id.startswith("fb:"):
                 await self._vote(interaction, custom_id)
             elif custom_id.startswith(PICK_PREFIX) and self.answer_picked is not None:
-                values = (interaction.data or {}).get("values") or ["-1"]
+                values = data.get("values")
+                first = str(values[0]) if isinstance(values, list) and values else ""
                 await self.answer_picked(interaction, custom_id.removeprefix(PICK_PREFIX),
-                                         int(str(values[0])) if str(values[0]).isdigit() else -1)
+                                         int(first) if first.isdigit() else -1)
         except discord.HTTPException as exc:
             logger.warning("discord: answering a button press failed: %s", exc)
 

@@ -31,7 +31,7 @@ def message_links(msg: Message | None) -> list[str]:
         if ent.type == MessageEntity.TEXT_LINK and ent.url and media_link(ent.url):
             urls.append(ent.url)
     preview = msg.link_preview_options.url if msg.link_preview_options else None
-    if preview and media_link(preview):
+    if isinstance(preview, str) and media_link(preview):
         urls.append(preview)
     return list(dict.fromkeys(urls))
 

@@ -10,6 +10,7 @@ Without a database (a stub service in tests) the settings live in memory.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -70,7 +71,7 @@ class ChatSettings:
             raise ValueError(f"unknown language {values['lang']!r}")
         if self.sessions is None:
             old = self._memory.get(scope, Prefs())
-            new = Prefs(**{**old.__dict__, **values})  # type: ignore[arg-type]
+            new = dataclasses.replace(old, **values)  # type: ignore[arg-type]
             self._memory[scope] = new
             return new
         with self.sessions() as s, s.begin():
