@@ -36,6 +36,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from bot.chat.adapter import Launch
 from bot.chat.feedback import feedback_toast
+from bot.chat.i18n import pick_lang
 from bot.chat.media import content_type
 from bot.chat.texts import FEEDBACK_HINT, user_error_text
 from bot.web_admin import add_admin_routes
@@ -238,9 +239,17 @@ async def page_index(request: web.Request) -> web.StreamResponse:
 
 
 async def api_status(request: web.Request) -> web.Response:
+    """Whether the chat can answer: {"ready", "message", "frames", "max_bytes", "hint"}.
+    An index without a single episode is not ready ("no episodes indexed")."""
     svc = ctx_of(request).service
-    return web.json_response({"ready": bool(svc.ready), "max_bytes": svc.limits.max_bytes,
-                              "hint": FEEDBACK_HINT})
+    frames = svc.indexed_frames if svc.ready else 0
+    ready = bool(svc.ready) and frames > 0
+    message = None if ready else ("No episodes are indexed yet. Ask the operator to run "
+                                  "`anirec index` on the library." if svc.ready
+                                  else "The library index is not ready yet. Ask the operator "
+                                  "to run `anirec index`.")
+    return web.json_response({"ready": ready, "message": message, "frames": frames,
+                              "max_bytes": svc.limits.max_bytes, "hint": FEEDBACK_HINT})
 
 
 async def api_identify(request: web.Request) -> web.Response:
@@ -252,7 +261,8 @@ async def api_identify(request: web.Request) -> web.Response:
     except UploadError as exc:
         return json_error(exc.status, exc.message)
     try:
-        rec = await svc.recognize(data, source=web_source(request), with_preview=True)
+        rec = await svc.recognize(data, source=web_source(request),
+                                  with_preview=request.query.get("preview") != "0")
     except RateLimited as exc:
         return json_error(429, user_error_text(exc), retry_after=exc.retry_after)
     except Busy as exc:
@@ -266,7 +276,10 @@ async def api_identify(request: web.Request) -> web.Response:
     except AniRecError as exc:
         logger.warning("web identify: %s", exc)
         return json_error(400, user_error_text(exc))
-    return web.json_response(answer_view(rec, ctx.media))
+    lang = (pick_lang(request.query.get("lang")) or pick_lang(request.headers.get("Accept-Language"))
+            or "en")
+    return web.json_response(answer_view(rec, ctx.media, lang=lang,
+                                         title_lang=request.query.get("titles", "")[:8] or None))
 
 
 async def api_feedback(request: web.Request) -> web.Response:

@@ -54,7 +54,9 @@ class Catalog:
     def load(cls, sessions: sessionmaker[Session], *, with_descriptors: bool = True) -> Catalog:
         with sessions() as s:
             series = {r.id: SeriesInfo(id=r.id, title=r.title, titles=dict(r.titles or {}),
-                                       genres=tuple(r.genres or ()), is_adult=bool(r.is_adult))
+                                       genres=tuple(r.genres or ()), is_adult=bool(r.is_adult),
+                                       anilist_id=r.anilist_id, mal_id=r.mal_id, cover=r.cover,
+                                       synopsis=r.synopsis)
                       for r in s.scalars(select(Series))}
             episodes = {
                 r.id: EpisodeMeta(r.id, r.series_id, r.season, r.number, r.label or "", r.kind,

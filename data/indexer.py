@@ -330,6 +330,7 @@ class Indexer:
         row.anilist_id, row.mal_id = se.anilist_id, se.mal_id
         row.genres = list(se.genres or [])
         row.is_adult = bool(se.is_adult)
+        row.cover, row.synopsis = se.cover, se.synopsis
         s.flush()
         return row
 

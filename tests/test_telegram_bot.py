@@ -77,6 +77,8 @@ async def test_private_photo_answer_with_preview_keyboard_and_latency(
     assert "video" in call.files and call.files["video"].data[4:8] == b"ftyp"
     rows = keyboard(call)
     assert rows[0] == ["✅", "❌"]
+    assert rows[-1] == ["AniList", "MyAnimeList"]  # the series' links, from series.json
+    rows = rows[:-1]
     n = len(rows[1]) if len(rows) > 1 else 1
     assert 1 <= n <= 5 and (n == 1 or rows[1] == [str(i) for i in range(1, n + 1)])
     # the candidate list is numbered like the buttons
@@ -90,7 +92,7 @@ async def test_private_photo_answer_with_preview_keyboard_and_latency(
         k: call.params[k] for k in ("chat_id", "parse_mode", "supports_streaming",
                                     "has_spoiler", "reply_parameters") if k in call.params},
         "caption=", call.params["caption"].splitlines()[:3],
-        "keyboard=", [[b["callback_data"] for b in r] for r in
+        "keyboard=", [[b.get("callback_data") or b.get("url") for b in r] for r in
                       call.params["reply_markup"]["inline_keyboard"]],
         "video bytes=", len(call.files["video"].data))
 
