@@ -189,7 +189,7 @@ class Query(Base):
     top5: Mapped[list[dict[str, object]]] = mapped_column(JSON, default=list)  # candidates' JSON
     latency_ms: Mapped[float] = mapped_column(Float, default=0.0)
     created_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow, index=True)
-    # what retraining needs that is not a picture (migration 0002): float16 vectors of every
+    # what retraining needs that is not a picture (migration 0003): float16 vectors of every
     # view, and {dim, views, winner, frames, scores, evidence}
     vectors: Mapped[bytes | None] = mapped_column(LargeBinary)
     trace: Mapped[dict[str, object] | None] = mapped_column(JSON)

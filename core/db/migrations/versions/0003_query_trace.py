@@ -1,8 +1,8 @@
 """what a query keeps for learning: its vectors, views and candidates' frames; resolved
 wrong answers; corrected labels
 
-Revision ID: 0002
-Revises: 0001
+Revision ID: 0003
+Revises: 0002_chat
 Create Date: 2026-12-02 15:10:00
 """
 from __future__ import annotations
@@ -10,8 +10,8 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
-revision = '0002'
-down_revision = '0001'
+revision = '0003'
+down_revision = '0002_chat'
 branch_labels = None
 depends_on = None
 
