@@ -131,4 +131,12 @@ class App:
             previews=PreviewMaker(st.previews_dir), queue_size=st.queue_size,
             user_rate_per_minute=user_rate or st.user_rate_per_minute,
             chat_rate_per_minute=chat_rate or st.chat_rate_per_minute,
-            images_dir=(st.home / "query-images") if st.store_query_images else None)
+            images_dir=(st.home / "query-images") if st.store_query_images else None,
+            deployed=self.deployed_state)
+
+    def deployed_state(self) -> str:
+        """What a recogniser would load now (a running bot reloads when it changes)."""
+        from core.models.registry import deployed_state
+
+        st = self.settings
+        return deployed_state(self.sessions, st.models_dir, st.index_dir)

@@ -1,5 +1,7 @@
 """The operator pages (`/admin`): service and library numbers, the wrong-answers queue where
-the operator picks the right candidate, recent queries and the character contact sheets.
+the operator picks the right candidate (seeing the query's picture when it is kept and each
+candidate's stored frame) and marks an item resolved, recent queries and the character
+contact sheets.
 The page is the `admin.html` template over `bot.web_render.admin_view`."""
 
 from __future__ import annotations
@@ -94,6 +96,85 @@ async def admin_pick(request: web.Request) -> web.Response:
     return web.json_response({"tally": tally.as_dict(), "message": f"Recorded: answer {rank}."})
 
 
+def _stored_frame(ctx: WebContext, query_id: str, rank: int) -> bytes | None:
+    """The JPEG of the stored frame behind candidate `rank` of an answer (None: not kept)."""
+    from core.framestore import FrameStore
+
+    q = ctx.service.store.get_query(query_id)
+    frames, top5 = q.get("frames") or [], q.get("top5") or []
+    if not 1 <= rank <= min(len(frames), len(top5)):
+        return None
+    episode = top5[rank - 1].get("episode_id")
+    store = FrameStore(ctx.framestore_dir)
+    if not isinstance(episode, int) or not store.has(episode):
+        return None
+    try:
+        pack = store.read(episode)
+        return pack.jpeg(pack.index_of(frames[rank - 1]))
+    except (KeyError, OSError, ValueError):
+        return None
+
+
+async def admin_frame(request: web.Request) -> web.Response:
+    """The stored frame behind one candidate of an answer in the wrong-answers queue."""
+    ctx = ctx_of(request)
+    try:
+        rank = int(request.match_info["rank"])
+        data = await asyncio.get_running_loop().run_in_executor(
+            None, _stored_frame, ctx, request.match_info["qid"], rank)
+    except (ValueError, NotFound):
+        data = None
+    if data is None:
+        return error_response(request, 404, "That frame is not stored.")
+    return web.Response(body=data, content_type="image/jpeg", headers={"Cache-Control": "no-store"})
+
+
+async def admin_query_image(request: web.Request) -> web.StreamResponse:
+    """The query's own picture, when the operator keeps them (ANIREC_STORE_QUERY_IMAGES)."""
+    ctx = ctx_of(request)
+    try:
+        q = ctx.service.store.get_query(request.match_info["qid"])
+    except NotFound:
+        q = None
+    path = Path(q["image_path"]) if q and q.get("image_path") else None
+    if path is None or not path.is_file():
+        return error_response(request, 404, "That picture is not kept.")
+    data = path.read_bytes()
+    return web.Response(body=data, content_type=_sniff(data), headers={"Cache-Control": "no-store"})
+
+
+def _sniff(data: bytes) -> str:
+    """The image type of stored query bytes (they are kept under their hash, no suffix)."""
+    for magic, kind in ((b"\x89PNG", "image/png"), (b"\xff\xd8", "image/jpeg"), (b"GIF8", "image/gif")):
+        if data.startswith(magic):
+            return kind
+    if data[:4] == b"RIFF" and data[8:12] == b"WEBP":
+        return "image/webp"
+    return "application/octet-stream"
+
+
+async def admin_resolve(request: web.Request) -> web.Response:
+    """POST {query_id, resolved}: take an answer out of (or back into) the queue; its votes stay."""
+    from core.feedback_ops import resolve
+
+    if request.headers.get(ADMIN_HEADER) != "1":
+        return json_error(403, "Operator actions need the operator page.")
+    ctx = ctx_of(request)
+    try:
+        body = await read_json_body(request)
+    except UploadError as exc:
+        return json_error(exc.status, exc.message)
+    qid = body.get("query_id")
+    if not isinstance(qid, str) or not qid or len(qid) > 64:
+        return json_error(400, "query_id is missing.")
+    done = body.get("resolved", True) is not False
+    try:
+        await asyncio.get_running_loop().run_in_executor(None, resolve, ctx.service.store, qid, done)
+    except NotFound as exc:
+        return json_error(404, user_error_text(exc))
+    return web.json_response({"resolved": done, "message": "Resolved." if done else "Back in the queue."})
+
+
 async def admin_sheet(request: web.Request) -> web.StreamResponse:
     ctx = ctx_of(request)
     name = request.match_info["name"]
@@ -108,4 +189,7 @@ def add_admin_routes(app: web.Application) -> None:
     """The operator page, its pick action and the contact sheets."""
     app.router.add_get("/admin", admin_page)
     app.router.add_post("/admin/api/pick", admin_pick)
+    app.router.add_post("/admin/api/resolve", admin_resolve)
+    app.router.add_get("/admin/query/{qid}/image", admin_query_image)
+    app.router.add_get("/admin/query/{qid}/frame/{rank}", admin_frame)
     app.router.add_get("/admin/contact-sheets/{name}", admin_sheet)

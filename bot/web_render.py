@@ -220,9 +220,12 @@ def admin_view(status: Row, stats: Row, recent: Sequence[Row], wrong: Sequence[R
     wrong_cards = []
     for q in wrong:
         picked = operator_picks.get(q["id"])
-        cands = [{"rank": i + 1, "text": stored_candidate_text(c), "picked": picked == i + 1}
+        frames = q.get("frames") or []
+        cands = [{"rank": i + 1, "text": stored_candidate_text(c), "picked": picked == i + 1,
+                  "frame": i < len(frames)}
                  for i, c in enumerate(q.get("top5") or [])]
-        wrong_cards.append({**_query_view(q), "candidates": cands})
+        wrong_cards.append({**_query_view(q), "candidates": cands,
+                            "image": bool(q.get("image_path"))})
     recent_rows = []
     for q in recent:
         top = (q.get("top5") or [None])[0]

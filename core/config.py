@@ -83,6 +83,13 @@ class Settings(BaseSettings):
     store_query_images: bool = Field(False)
     query_retention_days: int = Field(30, ge=1)
 
+    # --- learning loop (`anirec retrain`, the hot swap) -------------------------------------
+    reload_poll_seconds: float = Field(30.0, ge=0)  # a running bot checks for a promotion (0: never)
+    retrain_holdout: float = Field(0.25, gt=0, lt=1)  # share of voted answers the gate holds out
+    retrain_feedback_margin: float = Field(0.0, ge=0, le=1)  # must beat the current by more than this
+    retrain_suite_margin: float = Field(0.01, ge=0, le=1)  # may not lose more than this on the suite
+    retrain_suite_queries: int = Field(120, ge=0, le=100_000)  # eval-suite size of the gate (0: skip)
+
     @field_validator("log_level")
     @classmethod
     def _check_level(cls, v: str) -> str:

@@ -23,6 +23,10 @@ from core.db.models import Feedback, Query, utcnow
 from core.errors import NotFound
 from core.types import FeedbackTally, Recognition, Source, Verdict
 
+#: The verdict of an operator's corrected label (`anirec feedback add --truth`): the footage
+#: is at {episode_id, t}, which need not be among the candidates.
+TRUTH = "truth"
+
 
 def load_salt(home: Path) -> bytes:
     """The installation's hashing salt, created on first use (0600)."""
@@ -50,6 +54,8 @@ class QueryView(TypedDict):
     latency_ms: float
     created_at: str  # ISO 8601
     image_path: str | None
+    resolved: bool  # the operator marked it resolved in the wrong-answers queue
+    frames: list[int]  # the stored frame behind each candidate (empty for older answers)
 
 
 class QueryWithTally(QueryView):
@@ -77,6 +83,11 @@ class FeedbackStats(TypedDict):
     mean_latency_ms: float
 
 
+def _frames(trace: dict[str, object] | None) -> list[int]:
+    frames = (trace or {}).get("frames")
+    return [int(f) for f in frames if isinstance(f, int)] if isinstance(frames, list) else []
+
+
 class FeedbackStore:
     """Synchronous store; the async service calls it on a worker thread."""
 
@@ -100,7 +111,10 @@ class FeedbackStore:
                         status=rec.status, confidence=rec.confidence,
                         top5=[c.to_json() | {"episode_id": c.episode_id}
                               for c in rec.candidates[:5]],
-                        latency_ms=latency_ms))
+                        latency_ms=latency_ms,
+                        vectors=rec.trace.vectors if rec.trace is not None else None,
+                        trace=(rec.trace.meta() | {"evidence": [round(float(x), 5) for x in rec.evidence]}
+                               if rec.trace is not None else None)))
             s.commit()
         return qid
 
@@ -116,7 +130,9 @@ class FeedbackStore:
         return {"id": q.id, "platform": q.platform, "status": q.status, "confidence": q.confidence,
                 "top5": q.top5, "model_version": q.model_version, "index_version": q.index_version,
                 "latency_ms": q.latency_ms, "created_at": q.created_at.isoformat(),
-                "image_path": q.image_path}
+                "image_path": q.image_path,
+                "resolved": q.resolved_at is not None,
+                "frames": _frames(q.trace)}
 
     # -- feedback -----------------------------------------------------------------------------
     def record(self, query_id: str, source: Source, verdict: Verdict, rank: int | None = None
@@ -186,14 +202,17 @@ class FeedbackStore:
             return [QueryWithTally(**self._query_dict(q), tally=self.tally(q.id).as_dict())
                     for q in qs]
 
-    def wrong_answers(self, limit: int = 50) -> list[QueryWithTally]:
-        """Answers someone marked wrong (❌) or corrected (a pick other than 1)."""
+    def wrong_answers(self, limit: int = 50, *, include_resolved: bool = False) -> list[QueryWithTally]:
+        """Answers someone marked wrong (❌) or corrected (a pick other than 1, a truth),
+        not yet marked resolved by the operator (unless `include_resolved`)."""
         with self.sessions() as s:
-            ids = s.scalars(select(Feedback.query_id).where(
+            stmt = (select(Feedback.query_id).join(Query, Query.id == Feedback.query_id).where(
                 Feedback.active.is_(True),
-                (Feedback.verdict == Verdict.WRONG.value)
-                | ((Feedback.verdict == Verdict.PICK.value) & (Feedback.rank != 1)))
-                .distinct().limit(limit)).all()
+                (Feedback.verdict == Verdict.WRONG.value) | (Feedback.verdict == TRUTH)
+                | ((Feedback.verdict == Verdict.PICK.value) & (Feedback.rank != 1))))
+            if not include_resolved:
+                stmt = stmt.where(Query.resolved_at.is_(None))
+            ids = s.scalars(stmt.distinct().limit(limit)).all()
         return [QueryWithTally(**self.get_query(q), tally=self.tally(q).as_dict()) for q in ids]
 
     def stats(self) -> FeedbackStats:

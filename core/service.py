@@ -5,6 +5,13 @@ worker thread, one job at a time. A bounded queue turns a burst into a polite `B
 estimated wait instead of a frozen bot; per-user and per-chat sliding-window rate limits
 turn a flood from one person into `RateLimited`. `reload()` builds a new recogniser on a
 side thread and swaps it in; requests in flight finish on the old one.
+
+Hot swap: a recogniser is one object holding models, calibration, query adapter and index
+together, built completely before it replaces the old one in a single assignment. Each
+request takes the recogniser once, when its inference starts, and uses that one to the end
+(preview included), so a swap never mixes versions within a request and never fails one.
+`watch()` polls a cheap probe of what is deployed (promoted model versions, the calibration
+file, the index manifest) and reloads when it changes.
 """
 
 from __future__ import annotations
@@ -68,8 +75,13 @@ class RecognitionService:
     def __init__(self, recognizer_factory: Callable[[], Recognizer], store: FeedbackStore, *,
                  limits: MediaLimits | None = None, previews: PreviewMaker | None = None,
                  queue_size: int = 16, user_rate_per_minute: int = 10,
-                 chat_rate_per_minute: int = 30, images_dir: Path | None = None) -> None:
+                 chat_rate_per_minute: int = 30, images_dir: Path | None = None,
+                 deployed: Callable[[], str] | None = None) -> None:
         self._factory = recognizer_factory
+        self._deployed = deployed  # what is deployed now (a key that changes on a promotion)
+        self._deployed_key: str | None = None
+        self._reload_lock: asyncio.Lock | None = None
+        self.reloads = 0
         self.store = store
         self.limits = limits or MediaLimits()
         self.previews = previews
@@ -90,19 +102,69 @@ class RecognitionService:
     async def start(self) -> None:
         """Load models and index (off the loop). A missing index is not fatal: queries then
         get a clear "not ready" message until `reload()` succeeds."""
+        loop = asyncio.get_running_loop()
         try:
-            self._recognizer = await asyncio.get_running_loop().run_in_executor(self._io, self._factory)
+            self._deployed_key = await loop.run_in_executor(self._io, self._probe)
+            self._recognizer = await loop.run_in_executor(self._io, self._factory)
             self._load_error = None
         except IndexUnavailable as exc:
             self._load_error = exc
             logger.warning("recogniser not ready: %s", exc)
 
+    def _probe(self) -> str | None:
+        return self._deployed() if self._deployed is not None else None
+
     async def reload(self) -> str:
-        """Build a fresh recogniser (new models/index) and swap it in without dropping requests."""
-        new = await asyncio.get_running_loop().run_in_executor(self._io, self._factory)
-        self._recognizer, self._load_error = new, None
+        """Build a fresh recogniser (models, calibration, adapter, index) and swap it in
+        atomically: requests in flight finish on the old one, none fail. When the build
+        fails the old recogniser keeps serving and the error is raised."""
+        if self._reload_lock is None:
+            self._reload_lock = asyncio.Lock()
+        loop = asyncio.get_running_loop()
+        async with self._reload_lock:  # one build at a time
+            key = await loop.run_in_executor(self._io, self._probe)
+            new = await loop.run_in_executor(self._io, self._factory)
+            self._recognizer, self._load_error = new, None  # the swap: one assignment
+            self._deployed_key = key
+            self.reloads += 1
         logger.info("reloaded: model %s, index %s", new.model_version, new.index_version)
         return f"model {new.model_version}, index {new.index_version}"
+
+    async def check_deployed(self) -> bool:
+        """Reload if what is deployed changed since the last load; True when it reloaded."""
+        if self._deployed is None:
+            return False
+        key = await asyncio.get_running_loop().run_in_executor(self._io, self._probe)
+        if key == self._deployed_key:
+            return False
+        try:
+            await self.reload()
+        except Exception as exc:  # a broken promotion must not stop the bot: keep serving
+            logger.error("a new version was promoted but could not be loaded (%s); still "
+                         "serving %s", exc, self.model_version)
+            self._deployed_key = key  # do not retry the same broken state every poll
+            return False
+        return True
+
+    async def watch(self, stop: asyncio.Event, interval: float = 30.0) -> None:
+        """Poll what is deployed every `interval` seconds until `stop`; reload on a change."""
+        while not stop.is_set():
+            try:
+                await asyncio.wait_for(stop.wait(), timeout=interval)
+                return
+            except TimeoutError:
+                pass
+            await self.check_deployed()
+
+    @property
+    def recognizer(self) -> Recognizer | None:
+        """The recogniser serving now (new requests take it; a reload replaces it)."""
+        return self._recognizer
+
+    @property
+    def model_version(self) -> str | None:
+        eng = self._recognizer
+        return eng.model_version if eng is not None else None
 
     async def close(self) -> None:
         self._executor.shutdown(wait=True, cancel_futures=True)

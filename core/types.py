@@ -105,6 +105,7 @@ class Recognition:
     # what `confidence` was computed from: (score, margin, frame agreement, colour check,
     # detail check), see core.recognition.Calibration; empty when nothing was found
     evidence: tuple[float, ...] = ()
+    trace: QueryTrace | None = None  # what the query keeps for retraining (not shown)
 
     @property
     def best(self) -> Candidate | None:
@@ -128,6 +129,26 @@ class Recognition:
             "query_id": self.query_id,
         })
         return out
+
+
+@dataclass(frozen=True)
+class QueryTrace:
+    """What a query keeps for learning, without the picture: the vector of every view the
+    recogniser embedded (float16, view-major, each followed by its mirror), each view's
+    frame, framing box and kind, which vector found the top answer, and the stored frame and
+    score behind each candidate."""
+
+    vectors: bytes  # float16 [n, dim] row-major
+    dim: int
+    views: tuple[tuple[int, tuple[int, int, int, int], str], ...]  # (clip frame, box, kind)
+    winner: int  # row of `vectors` that fits the top answer's frame best; -1: none
+    frames: tuple[int, ...]  # the stored frame id behind each candidate (rank order)
+    scores: tuple[float, ...]  # each candidate's score
+
+    def meta(self) -> dict[str, Any]:
+        return {"dim": self.dim, "views": [[f, list(b), k] for f, b, k in self.views],
+                "winner": self.winner, "frames": list(self.frames),
+                "scores": [round(x, 5) for x in self.scores]}
 
 
 @dataclass(frozen=True)

@@ -408,3 +408,20 @@ def train_characters(sessions: sessionmaker[Session], models_dir: Path, *, label
                    path=path.relative_to(models_dir), metrics=dict(emb.metrics), promote=True)
     return CharactersResult(emb.version, True, len(faces), emb.metrics["floors"],
                             metrics["train_seconds"], steps, supervision)
+
+
+# ------------------------------------------------------------------ retraining from feedback
+# (the gate and the promotion of a version learnt from votes: training/retrain_gate.py)
+def rollback_target(sessions: sessionmaker[Session], kind: str) -> str | None:
+    """The version of `kind` promoted before the current one (None: the built-in default)."""
+    with sessions() as s:
+        rows = s.scalars(select(ModelVersion).where(ModelVersion.kind == kind)
+                         .order_by(ModelVersion.created_at, ModelVersion.id)).all()
+    cur = next((i for i in range(len(rows) - 1, -1, -1) if rows[i].promoted), None)
+    if cur is None:
+        return None
+    for r in reversed(rows[:cur]):
+        gate = (r.metrics or {}).get("gate")
+        if not isinstance(gate, dict) or gate.get("promoted"):
+            return r.version
+    return None

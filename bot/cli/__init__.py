@@ -13,7 +13,20 @@ import sys
 from collections.abc import Callable, Sequence
 
 from bot.app import App
-from bot.cli import characters, demo, faces, identify, index, run, sample_library, status, train
+from bot.cli import (
+    characters,
+    demo,
+    faces,
+    feedback,
+    identify,
+    index,
+    models,
+    retrain,
+    run,
+    sample_library,
+    status,
+    train,
+)
 from bot.cli import eval as eval_cmd
 from core.config import load_settings
 from core.errors import AniRecError, NothingToTrain
@@ -26,7 +39,7 @@ Register = Callable[["argparse._SubParsersAction[argparse.ArgumentParser]"], Non
 COMMANDS: tuple[Register, ...] = (
     sample_library.register, index.register, status.register, identify.register,
     demo.register, train.register, eval_cmd.register, run.register, characters.register,
-    faces.register,
+    faces.register, feedback.register, retrain.register, models.register,
 )
 
 

@@ -6,6 +6,11 @@
 One RecognitionService is shared by all of them. A platform that fails to start (a revoked
 token, no network) is logged and the others keep running; Ctrl-C / SIGTERM stop everything
 cleanly.
+
+Beside the front ends it runs two chores: the retention purge of stored query images (on
+start, then daily; ANIREC_QUERY_RETENTION_DAYS) and the hot swap (every
+ANIREC_RELOAD_POLL_SECONDS it checks whether a version was promoted or rolled back, and
+swaps models, calibration and index in without a restart).
 """
 
 from __future__ import annotations
@@ -33,6 +38,31 @@ async def _guard(name: str, coro: Awaitable[None], failures: list[str]) -> None:
     except Exception as exc:  # one platform down must not take the others with it
         logger.error("%s stopped: %s", name, exc, exc_info=logger.isEnabledFor(logging.DEBUG))
         failures.append(name)
+
+
+PURGE_EVERY_S = 24 * 3600.0
+
+
+def purge_images(app: App) -> int:
+    """Delete stored query pictures older than the retention period (the rows stay)."""
+    n = app.feedback_store().purge_images(app.settings.query_retention_days)
+    if n:
+        logger.info("retention: deleted %d stored query image(s) older than %d days", n,
+                    app.settings.query_retention_days)
+    return n
+
+
+async def _purge_daily(app: App, stop: asyncio.Event, every: float = PURGE_EVERY_S) -> None:
+    loop = asyncio.get_running_loop()
+    while not stop.is_set():
+        try:
+            await loop.run_in_executor(None, purge_images, app)
+        except Exception as exc:  # a locked database must not stop the bot
+            logger.warning("retention purge failed: %s", exc)
+        try:
+            await asyncio.wait_for(stop.wait(), timeout=every)
+        except TimeoutError:
+            pass
 
 
 async def serve(app: App, *, web: bool | None = None, stop: asyncio.Event | None = None,
@@ -73,6 +103,9 @@ async def serve(app: App, *, web: bool | None = None, stop: asyncio.Event | None
             for name, coro in runners:
                 tg_.create_task(_guard(name, coro, failures))
             tg_.create_task(_stop_when_all_failed(stop, failures, len(runners)))
+            tg_.create_task(_purge_daily(app, stop))
+            if st.reload_poll_seconds > 0:
+                tg_.create_task(service.watch(stop, st.reload_poll_seconds))
     finally:
         await service.close()
         logger.info("stopped")

@@ -1,5 +1,28 @@
-// AniRec operator page: the "this one" buttons of the wrong-answers queue.
+// AniRec operator page: the "this one" and "resolved" buttons of the wrong-answers queue.
 "use strict";
+
+document.addEventListener("click", async (e) => {
+  const btn = e.target.closest("button.resolve");
+  if (!btn) return;
+  btn.disabled = true;
+  try {
+    const r = await fetch("/admin/api/resolve", {
+      method: "POST",
+      headers: { "Content-Type": "application/json", "X-AniRec-Admin": "1" },
+      body: JSON.stringify({ query_id: btn.dataset.qid, resolved: true })
+    });
+    const data = await r.json().catch(() => ({}));
+    if (!r.ok) {
+      btn.textContent = data.error || "Failed";
+      btn.disabled = false;
+      return;
+    }
+    btn.closest("article").remove();
+  } catch (err) {
+    btn.textContent = "Failed";
+    btn.disabled = false;
+  }
+});
 
 document.addEventListener("click", async (e) => {
   const btn = e.target.closest("button.pick");

@@ -189,6 +189,11 @@ class Query(Base):
     top5: Mapped[list[dict[str, object]]] = mapped_column(JSON, default=list)  # candidates' JSON
     latency_ms: Mapped[float] = mapped_column(Float, default=0.0)
     created_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow, index=True)
+    # what retraining needs that is not a picture (migration 0003): float16 vectors of every
+    # view, and {dim, views, winner, frames, scores, evidence}
+    vectors: Mapped[bytes | None] = mapped_column(LargeBinary)
+    trace: Mapped[dict[str, object] | None] = mapped_column(JSON)
+    resolved_at: Mapped[dt.datetime | None] = mapped_column(DateTime)  # wrong-answers queue
 
     feedback: Mapped[list[Feedback]] = relationship(
         back_populates="query", cascade="all, delete-orphan", passive_deletes=True
@@ -208,6 +213,7 @@ class Feedback(Base):
     platform: Mapped[str] = mapped_column(String(16))
     verdict: Mapped[str] = mapped_column(String(16))  # correct / wrong / pick
     rank: Mapped[int | None] = mapped_column(Integer)  # 1..5 for pick
+    truth: Mapped[dict[str, object] | None] = mapped_column(JSON)  # verdict "truth": {episode_id, t}
     active: Mapped[bool] = mapped_column(Boolean, default=True)
     created_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
     withdrawn_at: Mapped[dt.datetime | None] = mapped_column(DateTime)

@@ -14,9 +14,11 @@ from core.db.models import ModelVersion
 from core.models.embedder import SceneEmbedder, load_embedder
 
 if TYPE_CHECKING:
+    from core.models.adapter import QueryAdapter
     from core.models.characters import CharacterEmbedder
     from core.models.faces import FaceDetector
     from core.models.series import SeriesHead
+    from core.recognition.calibration import Calibration
 
 logger = logging.getLogger(__name__)
 
@@ -102,3 +104,48 @@ def load_character_embedder(sessions: sessionmaker[Session], models_dir: Path
     from core.models.characters import load_character_embedder as load
 
     return _load_promoted(sessions, models_dir, "characters", load)
+
+
+ADAPTER_KIND = "adapter"  # `anirec retrain`: a folder with adapter.npz and calibration.json
+
+
+def load_query_adapter(sessions: sessionmaker[Session], models_dir: Path, embedder_version: str
+                       ) -> tuple[QueryAdapter | None, Calibration | None]:
+    """The promoted query adapter and the calibration refitted with it, or (None, None)
+    when none is promoted (the recogniser then runs exactly as without `anirec retrain`),
+    when its files are missing or unreadable, or when it was learnt on another embedder."""
+    from core.models.adapter import load_adapter
+    from core.recognition.calibration import Calibration
+
+    mv = promoted(sessions, ADAPTER_KIND)
+    if mv is None:
+        return None, None
+    folder = _resolve(models_dir, mv.path)
+    try:
+        adapter = load_adapter(folder / "adapter.npz")
+    except (ValueError, FileNotFoundError) as exc:
+        logger.warning("promoted query adapter %s is unusable (%s); serving without it", mv.version, exc)
+        return None, None
+    if adapter.embedder_version != embedder_version:
+        logger.warning("query adapter %s was learnt on another embedder; ignoring it", mv.version)
+        return None, None
+    cal_path = folder / "calibration.json"
+    return adapter, (Calibration.load(cal_path) if cal_path.exists() else None)
+
+
+def deployed_state(sessions: sessionmaker[Session], models_dir: Path, index_dir: Path) -> str:
+    """A cheap key of what a recogniser would load now: the promoted model versions, the
+    calibration file and the index manifest. It changes on a promotion, a rollback, a refit
+    calibration or a new index (a running bot polls it to hot-swap)."""
+    with sessions() as s:
+        rows = s.execute(select(ModelVersion.kind, ModelVersion.version)
+                         .where(ModelVersion.promoted.is_(True))
+                         .order_by(ModelVersion.kind, ModelVersion.version)).all()
+    parts = [f"{k}={v}" for k, v in rows]
+    for f in (Path(models_dir) / "calibration.json", Path(index_dir) / "manifest.json"):
+        try:
+            st = f.stat()
+            parts.append(f"{f.name}:{st.st_mtime_ns}:{st.st_size}")
+        except OSError:
+            parts.append(f"{f.name}:-")
+    return "|".join(parts)

@@ -19,6 +19,7 @@ from core.descriptors import tiny_descriptor
 from core.framestore import FrameStore
 from core.index import VectorIndex
 from core.media import Media
+from core.models.adapter import QueryAdapter
 from core.models.embedder import SceneEmbedder
 from core.recognition import candidates, checks, regions
 from core.recognition.calibration import Calibration
@@ -32,7 +33,7 @@ from core.recognition.checks import Ranked, Templates
 from core.recognition.framing import View, clip_views
 from core.recognition.params import RecognitionParams
 from core.recognition.thumbnails import Thumbnails
-from core.types import Recognition, Status
+from core.types import QueryTrace, Recognition, Status
 
 logger = logging.getLogger(__name__)
 
@@ -61,6 +62,7 @@ class Query:
     timings: dict[str, float]
     started: float
     templates: Templates = field(default_factory=dict)
+    raw: np.ndarray | None = None  # the vectors before the query adapter (what a query keeps)
 
     def lap(self, name: str, since: float) -> float:
         """Record the time since `since` as step `name`; the time now."""
@@ -90,6 +92,9 @@ class Recognizer:
     # gains little from them for 2x the cost of a crop query on CPU (see `build_recognizer`)
     subcrops: bool = True
     params: RecognitionParams = field(default_factory=RecognitionParams)
+    # learnt from votes (`anirec retrain`): the query's vectors mapped by it are searched
+    # beside the raw ones (the library's vectors never change); None: the default path
+    adapter: QueryAdapter | None = None
     _thumbnails: Thumbnails | None = field(default=None, repr=False)
 
     @property
@@ -99,6 +104,8 @@ class Recognizer:
             v += f"+series:{self.series_head.version}"
         if self.characters is not None:
             v += f"+characters:{self.characters.version}"
+        if self.adapter is not None:
+            v += f"+adapter:{self.adapter.version}"
         return v
 
     @property
@@ -132,8 +139,12 @@ class Recognizer:
         p = self.params
         t0 = time.perf_counter()
         views = clip_views(media.frames)  # found once, used by every step
-        vecs, owner, tinies = self.embed_views(media, views)
-        q = Query(media, views, vecs, owner, tinies, {}, t0)
+        raw, owner, tinies = self.embed_views(media, views)
+        vecs = raw
+        if self.adapter is not None:  # the adapted vectors searched beside the raw ones
+            vecs = np.concatenate([raw, self.adapter(raw)])
+            owner, tinies = owner + owner, tinies + tinies
+        q = Query(media, views, vecs, owner, tinies, {}, t0, raw=raw)
         t = q.lap("embed", t0)
         n = len(self.index)
         if n == 0 or len(self.catalog) == 0:
@@ -202,7 +213,29 @@ class Recognizer:
         return Recognition(status=status, confidence=conf, candidates=tuple(out),
                            genres=tuple(genres), timings_ms=q.timings,
                            model_version=self.model_version, index_version=self.index_version,
-                           frames_used=len(q.media.frames), evidence=evidence)
+                           frames_used=len(q.media.frames), evidence=evidence,
+                           trace=self._trace(q, ranked.hits))
+
+    def _trace(self, q: Query, hits: list[Hit]) -> QueryTrace:
+        """What this query keeps for retraining: its raw vectors and views, the vector that
+        fits the top answer's stored frame best, the frame and score behind each answer."""
+        raw = q.raw if q.raw is not None else q.vectors
+        frames = tuple(int(self.catalog.ids[h.row]) for h in hits)
+        winner = -1
+        if frames:
+            try:
+                stored = self.index.vectors(np.array(frames[:1], np.int64))[0]
+                sims = q.vectors @ stored
+                mask = np.array(q.owner) == hits[0].frame
+                sims = np.where(mask, sims, -np.inf) if mask.any() else sims
+                winner = int(np.argmax(sims)) % len(raw)  # adapted rows follow the raw ones
+            except (KeyError, IndexError, RuntimeError, ValueError):
+                winner = -1
+        views = tuple((fi, tuple(int(x) for x in v.box), v.kind)
+                      for fi, fv in enumerate(q.views) for v in fv)
+        return QueryTrace(vectors=np.asarray(raw, np.float16).tobytes(), dim=int(raw.shape[1]),
+                          views=views, winner=winner, frames=frames,  # type: ignore[arg-type]
+                          scores=tuple(float(h.score) for h in hits))
 
     def _empty(self, q: Query) -> Recognition:
         genres = self.series_head.genres(q.vectors) if self.series_head is not None else []
@@ -227,7 +260,7 @@ def build_recognizer(sessions: sessionmaker[Session], *, index_dir: Path, models
     CNN gains 1-2% there for ~130 ms). `params`: the stages' tuning (default: the tuned
     values)."""
     from core.index import HnswIndex
-    from core.models.registry import load_scene_embedder, load_series_head
+    from core.models.registry import load_query_adapter, load_scene_embedder, load_series_head
 
     embedder = load_scene_embedder(sessions, models_dir)
     head = load_series_head(sessions, models_dir)
@@ -236,13 +269,15 @@ def build_recognizer(sessions: sessionmaker[Session], *, index_dir: Path, models
         logger.warning("series head %s was trained on another embedder; ignoring it until "
                        "`anirec train series` is re-run", head.version)
         head = None
+    adapter, learnt_calibration = load_query_adapter(sessions, models_dir, embedder.version)
+    calibration = learnt_calibration or Calibration.load(models_dir / "calibration.json")
     index = HnswIndex.load(index_dir, embedder_name=embedder.name,
                            embedder_version=embedder.version, dim=embedder.dim,
                            num_threads=num_threads, verify=False)
     return Recognizer(embedder=embedder, index=index, catalog=Catalog.load(sessions),
                       index_version=index.version, search_k=search_k,
                       match_threshold=match_threshold, unsure_threshold=unsure_threshold,
-                      calibration=Calibration.load(models_dir / "calibration.json"),
+                      calibration=calibration, adapter=adapter,
                       series_head=head, characters=characters,
                       subcrops=(embedder.spec.arch == "tiny") if subcrops is None else subcrops,
                       framestore=FrameStore(Path(framestore_dir) if framestore_dir is not None
