@@ -8,6 +8,7 @@ one-line message and an exit code.
 from __future__ import annotations
 
 import argparse
+import errno
 import logging
 import sys
 from collections.abc import Callable, Sequence
@@ -67,4 +68,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 1
     except (AniRecError, FileNotFoundError) as exc:
         print(f"anirec: {exc}", file=sys.stderr)
+        return 2
+    except OSError as exc:  # a full disk, a file-size limit, a read-only home: the cause, no traceback
+        full = exc.errno in (errno.ENOSPC, errno.EFBIG, errno.EDQUOT)
+        print(f"anirec: cannot write{' (the disk is full or a file-size limit was hit)' if full else ''}: "
+              f"{exc.strerror or exc}{f' ({exc.filename})' if exc.filename else ''}. "
+              "Nothing half-written was kept; free space and run the same command again.", file=sys.stderr)
         return 2
