@@ -11,6 +11,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
 from core.db.models import ModelVersion
+from core.index.manifest import sha256_file
 from core.models.embedder import SceneEmbedder, load_embedder
 
 if TYPE_CHECKING:
@@ -61,6 +62,10 @@ def _load_newest(sessions: sessionmaker[Session], models_dir: Path, kind: str,
         if not path.exists():
             logger.warning("%s model %s is missing (%s)", kind, mv.version, path)
             continue
+        want = (mv.metrics or {}).get("sha256")
+        if want and sha256_file(path) != want:
+            logger.error("%s model %s refused: %s is corrupt (checksum mismatch)", kind, mv.version, path)
+            continue
         try:
             model = loader(path)
         except _LOAD_ERRORS as exc:
@@ -85,11 +90,14 @@ def load_scene_embedder(sessions: sessionmaker[Session], models_dir: Path) -> Sc
 
 
 def register_model(sessions: sessionmaker[Session], *, kind: str, version: str, path: Path,
-                   metrics: dict[str, object], promote: bool) -> None:
+                   metrics: dict[str, object], promote: bool, models_dir: Path | None = None) -> None:
     """Record a trained model; promoting it un-promotes earlier ones of the same kind (the
-    one it replaces is remembered as `metrics["replaced"]`, the fallback if its file breaks)."""
+    one it replaces is remembered as `metrics["replaced"]`, the fallback if its file breaks).
+    With `models_dir` the file's sha256 is recorded and checked whenever it is loaded."""
+    metrics = dict(metrics)
+    if models_dir is not None:
+        metrics["sha256"] = sha256_file(_resolve(models_dir, str(path)))
     with sessions() as s:
-        metrics = dict(metrics)
         if promote:
             for old in s.scalars(select(ModelVersion).where(ModelVersion.kind == kind)):
                 if old.promoted and old.version != version:
