@@ -44,6 +44,7 @@ class Settings(BaseSettings):
     discord_owner_ids: list[int] = Field(default_factory=list)
     telegram_owner_ids: list[int] = Field(default_factory=list)
     discord_auto_channels: list[int] = Field(default_factory=list)
+    allow_link_downloads: bool = Field(False)  # follow links to any public host, not only the platforms'
     telegram_webhook_url: str | None = Field(None)
     telegram_api_url: str | None = Field(None)  # self-hosted Bot API server, e.g. http://host:8081/bot
     telegram_file_url: str | None = Field(None)  # its file URL, e.g. http://host:8081/file/bot
