@@ -38,8 +38,10 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import hashlib
+import hmac
 import importlib.util
 import logging
+import secrets
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -75,8 +77,9 @@ from telegram.ext import (
 
 from bot.chat.adapter import Launch
 from bot.chat.feedback import emoji_feedback, feedback_toast, parse_feedback
-from bot.chat.state import AutoAnswerChats, Owners, UserLocks
+from bot.chat.state import AutoAnswerChats, Owners, UserLocks, chat_token
 from bot.chat.texts import user_error_text
+from bot.logsafe import redact_in_logs
 from bot.telegram_io import (
     AnswerRef,
     Answers,
@@ -93,6 +96,7 @@ from bot.telegram_io import (
 )
 from bot.telegram_render import feedback_keyboard, help_text, rank_buttons, render_stats
 from core.errors import AniRecError, Busy, ConfigError, InvalidMedia, RateLimited
+from core.feedback import load_salt
 from core.service import RecognitionService
 from core.types import Source, Verdict
 
@@ -201,7 +205,8 @@ async def recognize_and_reply(context: CustomContext, media_msg: Message, reques
     except (InvalidMedia, RateLimited, Busy) as exc:
         if explicit:
             raise
-        logger.info("auto-answer in %s skipped: %s", request.chat_id, exc)
+        logger.info("auto-answer in chat %s skipped: %s",
+                    chat_token(context.state.answers.key, request.chat_id), exc)
         return
     if not explicit and rec.status == "no_match":
         return
@@ -460,6 +465,7 @@ def build_telegram_application(
     state_file: Path | None = None,
     concurrent_updates: int = CONCURRENT_UPDATES,
     answer_map_size: int = ANSWER_MAP_SIZE,
+    salt: bytes | None = None,
 ) -> TelegramApp:
     """The PTB Application with AniRec's handlers, ready for `run_telegram`.
 
@@ -478,7 +484,9 @@ def build_telegram_application(
     raw = token.get_secret_value() if isinstance(token, SecretStr) else token
     if not raw:
         raise ConfigError("TELEGRAM_TOKEN is empty.")
-    # The token is part of every request URL; httpx logs URLs at INFO.
+    # The token is part of every request URL: httpx logs URLs at INFO, PTB logs
+    # "Set Bot API URL: …/bot<token>" at DEBUG. Every log record is scrubbed of it.
+    redact_in_logs(raw)
     httpx_log = logging.getLogger("httpx")
     if httpx_log.getEffectiveLevel() < logging.WARNING:
         httpx_log.setLevel(logging.WARNING)
@@ -495,9 +503,12 @@ def build_telegram_application(
         builder = builder.rate_limiter(rate_limiter)
     app: TelegramApp = builder.build()  # type: ignore[assignment]
     journal = state_file.with_name(state_file.stem + "-answers.jsonl") if state_file else None
+    if salt is None:  # the install's salt next to the state file, else one for this process
+        salt = load_salt(state_file.parent) if state_file is not None else secrets.token_bytes(32)
+    key = hmac.new(salt, b"telegram-chat-ids", hashlib.sha256).digest()  # files hold hashed chat ids
     app.bot_data[_STATE_KEY] = BotState(service=service, owners=Owners(owner_ids),
-                                        answers=answer_memory(answer_map_size, journal),
-                                        auto=AutoAnswerChats(state_file))
+                                        answers=answer_memory(answer_map_size, journal, key),
+                                        auto=AutoAnswerChats(state_file, key))
     new = filters.UpdateType.MESSAGE
     media = (filters.PHOTO | filters.ANIMATION | filters.VIDEO | filters.VIDEO_NOTE
              | filters.Sticker.ALL | filters.Document.ALL)
