@@ -32,6 +32,7 @@ from urllib.parse import urlsplit
 import aiohttp_jinja2
 import jinja2
 from aiohttp import web
+from aiohttp.http_exceptions import HttpProcessingError
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -227,8 +228,9 @@ async def read_upload(request: web.Request, limit: int) -> bytes:
                     if len(buf) > limit:
                         raise _too_large(limit)
                 break
-        except (ValueError, AssertionError, RuntimeError) as exc:
-            logger.info("bad multipart upload: %s", exc)
+        except (ValueError, AssertionError, RuntimeError, HttpProcessingError) as exc:
+            # e.g. a control character in the part's file name: a 400, never a 500
+            logger.info("bad multipart upload: %s", type(exc).__name__)
             raise UploadError(400, "That upload could not be read. Please try again.") from None
     else:
         async for chunk in request.content.iter_chunked(256 * 1024):
