@@ -25,13 +25,11 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-ROOT = Path(__file__).resolve().parent.parent
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
+from bench.bench_identify import percentiles
+from core.config import Settings
+from core.sysinfo import machine_info
 
-from bench.bench_identify import percentiles  # noqa: E402
-from core.config import Settings  # noqa: E402
-from core.sysinfo import machine_info  # noqa: E402
+ROOT = Path(__file__).resolve().parent.parent
 
 
 def _iou(a: Any, b: Any) -> float:
@@ -232,9 +230,9 @@ def main(argv: list[str] | None = None) -> int:
 
     torch.set_num_threads(1)
     from bot.app import App
-    from training.promote import labels_path
     from core.models.registry import load_character_embedder, load_face_detector
     from training.facedata import read_labels, references
+    from training.promote import labels_path
 
     result: dict[str, Any] = {"benchmark": "characters on the default sample library",
                               "date": datetime.now(UTC).isoformat(timespec="seconds"),

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 import tempfile
 import time
 from dataclasses import asdict, replace
@@ -26,14 +25,12 @@ from typing import Any
 
 import torch
 
-ROOT = Path(__file__).resolve().parent.parent
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
+from core.models.faces import load_face_detector
+from core.sysinfo import machine_info
+from training.facedata import iter_face_frames, library_labels, read_labels, split_episodes
+from training.faces import TrainConfig, evaluate_detector, train_face_detector
 
-from core.models.faces import load_face_detector  # noqa: E402
-from core.sysinfo import machine_info  # noqa: E402
-from training.facedata import iter_face_frames, library_labels, read_labels, split_episodes  # noqa: E402
-from training.faces import TrainConfig, evaluate_detector, train_face_detector  # noqa: E402
+ROOT = Path(__file__).resolve().parent.parent
 
 VAL_EVERY_SHOT = 5  # every 5th shot of the training episodes tunes the threshold
 

@@ -30,11 +30,7 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
-ROOT = Path(__file__).resolve().parent.parent
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
-
-from core.recognition.framing import (  # noqa: E402
+from core.recognition.framing import (
     WEAK_COST,
     WEAK_EDGE,
     Box,
@@ -45,9 +41,11 @@ from core.recognition.framing import (  # noqa: E402
     query_views,
     trim_borders,
 )
-from core.sysinfo import machine_info  # noqa: E402
-from data.perturb import color_shift, jpeg, meme_caption, phone_screenshot  # noqa: E402
-from data.video import read_frames_at  # noqa: E402
+from core.sysinfo import machine_info
+from data.perturb import color_shift, jpeg, meme_caption, phone_screenshot
+from data.video import read_frames_at
+
+ROOT = Path(__file__).resolve().parent.parent
 
 HIT_IOU = 0.9
 PREVIOUS_ASPECTS = {16 / 9: 0.0, 4 / 3: 0.02, 1.85: 0.05, 2.39: 0.05, 21 / 9: 0.05}

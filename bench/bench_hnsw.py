@@ -25,7 +25,6 @@ import json
 import os
 import resource
 import shutil
-import sys
 import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -33,12 +32,10 @@ from pathlib import Path
 
 import numpy as np
 
-ROOT = Path(__file__).resolve().parent.parent
-if str(ROOT) not in sys.path:  # allow `python bench/bench_hnsw.py` as well as `-m`
-    sys.path.insert(0, str(ROOT))
+from core.index import HnswIndex
+from core.sysinfo import machine_info
 
-from core.index import HnswIndex  # noqa: E402
-from core.sysinfo import machine_info  # noqa: E402
+ROOT = Path(__file__).resolve().parent.parent
 
 # Targets from the issue.
 TARGET_P50_MS = 2.0
@@ -166,7 +163,7 @@ def exact_topk(data: np.ndarray, queries: np.ndarray, k: int,
 
 def recall_at(found: np.ndarray, truth: np.ndarray, k: int) -> float:
     """Mean fraction of the true top-k found in the first k results."""
-    hits = sum(len(set(f[:k].tolist()) & set(t[:k].tolist())) for f, t in zip(found, truth))
+    hits = sum(len(set(f[:k].tolist()) & set(t[:k].tolist())) for f, t in zip(found, truth, strict=True))
     return hits / (k * len(truth))
 
 

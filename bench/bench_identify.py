@@ -28,12 +28,10 @@ from typing import Any
 
 import numpy as np
 
-ROOT = Path(__file__).resolve().parent.parent
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
+from core.config import Settings
+from core.sysinfo import machine_info
 
-from core.sysinfo import machine_info  # noqa: E402
-from core.config import Settings  # noqa: E402
+ROOT = Path(__file__).resolve().parent.parent
 
 # "check" and "detail" (step 7b, the colour and detail checks of the top answer) are timed
 # inside "rank"
@@ -86,7 +84,8 @@ def pad_index(index: Any, target: int, seed: int = 0) -> float:
     step = 50_000
     for i in range(0, n, step):
         m = min(step, n - i)
-        v = centres[rng.integers(0, len(centres), m)] + 0.25 * rng.standard_normal((m, index.dim)).astype(np.float32) / np.sqrt(index.dim)
+        noise = rng.standard_normal((m, index.dim)).astype(np.float32)
+        v = centres[rng.integers(0, len(centres), m)] + 0.25 * noise / np.sqrt(index.dim)
         v /= np.linalg.norm(v, axis=1, keepdims=True)
         index.add(np.arange(base + i, base + i + m, dtype=np.int64), v.astype(np.float32))
         print(f"  padded {i + m}/{n}", flush=True)

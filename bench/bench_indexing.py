@@ -22,17 +22,15 @@ from typing import Any
 import av
 import numpy as np
 
-ROOT = Path(__file__).resolve().parent.parent
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
+from core.config import Settings
+from core.descriptors import tiny_descriptor
+from core.framestore import encode_jpeg
+from core.index import HnswIndex
+from core.models.embedder import EmbedderSpec, build_embedder, default_embedder
+from core.sysinfo import machine_info
+from data.video import EpisodeDecoder
 
-from core.sysinfo import machine_info  # noqa: E402
-from core.config import Settings  # noqa: E402
-from core.descriptors import tiny_descriptor  # noqa: E402
-from core.framestore import encode_jpeg  # noqa: E402
-from core.index import HnswIndex  # noqa: E402
-from core.models.embedder import EmbedderSpec, build_embedder, default_embedder  # noqa: E402
-from data.video import EpisodeDecoder  # noqa: E402
+ROOT = Path(__file__).resolve().parent.parent
 
 
 def decode_only(paths: list[Path]) -> dict[str, float]:

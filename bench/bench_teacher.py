@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 import time
 from dataclasses import replace
 from datetime import UTC, datetime
@@ -32,12 +31,8 @@ from typing import Any
 import numpy as np
 import torch
 
-ROOT = Path(__file__).resolve().parent.parent
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
-
-from core.sysinfo import machine_info  # noqa: E402
-from data.teacher import (  # noqa: E402
+from core.sysinfo import machine_info
+from data.teacher import (
     DEFAULT_TEACHER_PYTHON,
     HEAD_FROM_FACE,
     RAW,
@@ -46,7 +41,7 @@ from data.teacher import (  # noqa: E402
     fit_mapping,
     pair_with_heads,
 )
-from training.facedata import (  # noqa: E402
+from training.facedata import (
     FaceFrame,
     FaceLabel,
     iter_face_frames,
@@ -54,7 +49,9 @@ from training.facedata import (  # noqa: E402
     read_labels,
     split_episodes,
 )
-from training.faces import SMALL, box_iou, evaluate_detector, match_detections  # noqa: E402
+from training.faces import SMALL, box_iou, evaluate_detector, match_detections
+
+ROOT = Path(__file__).resolve().parent.parent
 
 THRESHOLDS = (0.0, 0.5, 0.8, 0.9)
 
@@ -131,7 +128,7 @@ def main() -> None:
             info = teacher.info
             fit_faces, _ = run_teacher(teacher, fit_frames)
             held_faces, ms = run_teacher(teacher, held)
-        pairs = [p for f, tf in zip(fit_frames, fit_faces)
+        pairs = [p for f, tf in zip(fit_frames, fit_faces, strict=True)
                  for p in pair_with_heads(np.array([x.box for x in tf]), gt_boxes(f))]
         fit = fit_mapping(pairs)
         raw_iou = [float(box_iou(np.array([t]), np.array([g]))[0, 0]) for t, g in pairs]
@@ -147,7 +144,7 @@ def main() -> None:
                     "median_iou_mapped": round(float(np.median(fit_iou)), 4) if fit_iou else None},
             "vs_ground_truth": {}}
         for label, mp in (("raw", RAW), ("fitted", fit), ("shipped", HEAD_FROM_FACE)):
-            ev = [(*mapped(tf, mp, f.image.size), gt_boxes(f)) for f, tf in zip(held, held_faces)]
+            ev = [(*mapped(tf, mp, f.image.size), gt_boxes(f)) for f, tf in zip(held, held_faces, strict=True)]
             entry["vs_ground_truth"][label] = [prf(ev, t) for t in THRESHOLDS]
             if label == "shipped":
                 f1 = max(r["f1"] for r in entry["vs_ground_truth"][label])
@@ -170,7 +167,7 @@ def main() -> None:
         for name, faces in teacher_boxes.items():
             for label, mp in (("mapped", HEAD_FROM_FACE), ("raw", RAW)):
                 frames = [replace(f, faces=[FaceLabel("", mp.apply(x.box, f.image.size)) for x in tf])
-                          for f, tf in zip(held, faces)]
+                          for f, tf in zip(held, faces, strict=True)]
                 ev = evaluate_detector(det, frames, latency_samples=0)
                 out["vs_teacher"][f"scales_{name}_{label}"] = {k: ev[k] for k in (*keys, "faces")}
         result["detector"] = out

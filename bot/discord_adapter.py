@@ -1,8 +1,8 @@
 """The Discord bot (discord.py 2.7): a thin adapter over `RecognitionService`.
 
 Flow: event → which media, and should we answer? → size check → download → bytes + `Source`
-→ `service.recognize` → `discord_render` → reply (embed + preview file) → feedback reactions.
-Every decision about pictures lives in core; this module only translates.
+→ `service.recognize` → `discord_render` → reply (embed, preview file, buttons). Every
+decision about pictures lives in core; this module only translates.
 
 When it answers:
 - image attachments (PNG/JPEG/WebP/GIF/BMP), clips (MP4/WebM/MOV), stickers (PNG/APNG/GIF;
@@ -13,27 +13,22 @@ When it answers:
   reply to a message with media (the referenced message is fetched when not resolved);
 - the slash command ``/anime`` (``image`` attachment or ``url``), the message context-menu
   command "Identify anime", and direct messages (always).
-Up to `max_images` media per message are answered, one reply each; the person is told when
-more were skipped. The bot ignores its own messages and every other bot's.
-
+Up to `max_images` media per message are answered, one reply each; a picker (select menu)
+offers the others. Links and pictures inside embeds (Tenor clips) count. Bots are ignored.
 Downloads: an attachment's declared size is checked against the service's byte limit BEFORE
 it is downloaded; links go through `bot.chat.fetch.LinkFetcher` (public addresses only).
 Which media a message carries is `bot.discord_media`; where replies go, `bot.discord_reply`.
 
-Feedback: the bot adds ✅ ❌ 1️⃣–n️⃣ to each answer; raw reaction events (so uncached messages
-work) from people become `service.record_feedback` rows (a new vote replaces the person's
-earlier one) and a removed reaction `service.withdraw_feedback`. Answers are remembered in a
-bounded LRU (message id → query id); an unknown message is fetched and its embed footer
-("id: <query_id>") read, so reactions keep working after a restart.
-
+Feedback: buttons ✅ ❌ 1–n under each answer (`bot.discord_components`, handled by
+`bot.discord_prefs.PrefsCog`); people's own ✅ ❌ 1️⃣–5️⃣ reactions still count (raw events, so
+uncached messages work; a removed reaction withdraws the vote). An unknown message is fetched
+and its buttons' custom ids read, so reactions keep working after a restart. `/settings`:
+language, title language, and (server managers) private answers to /anime.
 Adult series: shown plainly only in NSFW channels; elsewhere, including DMs, they are
 spoilered (see `bot.discord_render`).
 
-Errors become user text in one place, `RecognitionCog.report` (logged first), used by
-`on_message`, the app-command error handlers and the context menu.
-
-Lifecycle: `build_discord_bot()` then `run_discord(bot, token, stop)` inside a running loop,
-so the runner can host Discord, Telegram and the web chat on one loop.
+Errors become user text in one place, `RecognitionCog.report` (logged first). Lifecycle:
+`build_discord_bot()` then `run_discord(bot, token, stop)` inside a running loop.
 """
 
 from __future__ import annotations
@@ -41,7 +36,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Coroutine, Iterable
+import secrets
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -55,8 +51,10 @@ from pydantic import SecretStr
 from bot.chat.adapter import Launch
 from bot.chat.feedback import emoji_feedback
 from bot.chat.fetch import PLATFORM_MEDIA_HOSTS, DownloadFailed, LinkFetcher
+from bot.chat.settings import ChatSettings
 from bot.chat.state import AnswerMemory, Owners, UserLocks
 from bot.chat.texts import too_large, user_error_text
+from bot.discord_components import picker_view
 from bot.discord_media import (
     UNSUPPORTED_FILE,
     Found,
@@ -64,13 +62,13 @@ from bot.discord_media import (
     find_media,
     is_media_attachment,
 )
+from bot.discord_prefs import DEFAULT_PREFS, AnswerPrefs, PrefsCog, answer_prefs
 from bot.discord_render import (
     HELP_TEXT,
     MENTION_HINT,
     NO_MEDIA_IN_TARGET,
     OWNER_ONLY,
     SLASH_HINT,
-    RenderedAnswer,
     query_id_from_message,
     render_answer,
     render_stats,
@@ -144,7 +142,9 @@ class RecognitionCog(commands.Cog):
         self.links = LinkFetcher(allow_private=allow_private_urls,
                                  hosts=None if any_link_host else PLATFORM_MEDIA_HOSTS)
         self._locks = UserLocks()
-        self._tasks: set[asyncio.Task[None]] = set()
+        self.settings = ChatSettings.of(service)
+        self.closest: AnswerMemory[str, str] = AnswerMemory(answer_map_size)
+        self.pending: AnswerMemory[str, tuple[list[MediaRef], Source]] = AnswerMemory(1024)
         self.ctx_menu = app_commands.ContextMenu(name=CONTEXT_MENU_NAME,
                                                  callback=self.identify_message)
         self.ctx_menu.error(self._context_menu_error)
@@ -154,9 +154,6 @@ class RecognitionCog(commands.Cog):
 
     async def cog_unload(self) -> None:
         self.bot.tree.remove_command(self.ctx_menu.name, type=self.ctx_menu.type)
-        for task in list(self._tasks):
-            task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
         await self.links.close()
 
     # -- the one place errors become user text ---------------------------------------------------
@@ -221,60 +218,60 @@ class RecognitionCog(commands.Cog):
             raise too_large(len(data), limit)
         return data
 
-    async def answer_one(self, ref: MediaRef, source: Source, reply: Replier) -> Recognition:
-        """Download, recognise, reply with the embed, then add the feedback reactions."""
+    async def answer_one(self, ref: MediaRef, source: Source, reply: Replier,
+                         prefs: AnswerPrefs = DEFAULT_PREFS) -> Recognition:
+        """Download, recognise, reply with the embed and its buttons (votes, links; a
+        no-match's "Show closest scenes")."""
         data = await self.download(ref)
-        rec = await self.service.recognize(data, source=source, sticker=ref.is_sticker)
-        rendered = render_answer(rec, adult_ok=source.allow_adult)
+        rec = await self.service.recognize(data, source=source, sticker=ref.is_sticker,
+                                           with_preview=prefs.preview)
+        rendered = render_answer(rec, adult_ok=source.allow_adult, lang=prefs.lang,
+                                 title_lang=prefs.title_lang)
         try:
-            sent = await reply.send(embed=rendered.embed, files=rendered.files())
+            sent = await reply.send(embed=rendered.embed, files=rendered.files(), view=rendered.view)
         except discord.HTTPException as exc:
             if not rendered.attachments or exc.status not in (400, 413):
                 raise
             logger.warning("sending the preview failed (%s); answering without it", exc)
             rendered.embed.set_image(url=None).set_thumbnail(url=None)
-            sent = await reply.send(embed=rendered.embed)
-        if sent is not None and rec.query_id:
+            sent = await reply.send(embed=rendered.embed, view=rendered.view)
+        if rec.query_id and rendered.closest:
+            self.closest.put(rec.query_id, f"{rendered.closest_label}\n{rendered.closest}")
+        if sent is not None and rec.query_id and rendered.n_candidates:
             self.answers.put(sent.id, rec.query_id)
-            self._spawn(self._add_reactions(sent.channel.id, sent.id, rendered))
         return rec
 
-    async def answer_all(self, found: Found, source: Source, reply: Replier) -> None:
+    async def answer_all(self, found: Found, source: Source, reply: Replier,
+                         prefs: AnswerPrefs = DEFAULT_PREFS) -> None:
         """Answer each media item (up to max_images), then say if some were skipped."""
         refs = found.refs[: self.max_images]
         async with reply.working():
             for ref in refs:
                 try:
-                    await self.answer_one(ref, source, reply)
+                    await self.answer_one(ref, source, reply, prefs)
                 except (Busy, RateLimited) as exc:  # the rest would get the same answer
                     await self.report(exc, reply)
                     return
                 except Exception as exc:  # one bad picture must not stop the others
                     await self.report(exc, reply)
-        skipped = len(found.refs) - len(refs)
-        if skipped > 0:
-            await reply.send(content=skipped_text(len(refs), skipped))
+        rest = found.refs[self.max_images:]
+        if rest:  # a picker for the others: the person chooses which to look at next
+            token = secrets.token_urlsafe(9)
+            self.pending.put(token, (rest, source))
+            await reply.send(content=skipped_text(len(refs), len(rest)),
+                             view=picker_view(token, [r.name for r in rest]))
 
-    async def _add_reactions(self, channel_id: int, message_id: int,
-                             rendered: RenderedAnswer) -> None:
-        target = self.bot.get_partial_messageable(channel_id).get_partial_message(message_id)
-        for emoji in rendered.rank_emoji:
-            await target.add_reaction(emoji)
-
-    def _spawn(self, coro: Coroutine[object, object, None]) -> None:
-        task = asyncio.get_running_loop().create_task(coro)
-        self._tasks.add(task)
-        task.add_done_callback(self._task_done)
-
-    def _task_done(self, task: asyncio.Task[None]) -> None:
-        self._tasks.discard(task)
-        if task.cancelled():
+    async def answer_picked(self, interaction: Interaction, token: str, index: int) -> None:
+        """A picture chosen in the picker: answered like the first ones (as a follow-up)."""
+        pending = self.pending.get(token)
+        if pending is None or not 0 <= index < len(pending[0]):
+            await interaction.response.send_message(NO_MEDIA_IN_TARGET, ephemeral=True)
             return
-        exc = task.exception()
-        if isinstance(exc, discord.HTTPException):
-            logger.warning("adding feedback reactions failed: %s", exc)
-        elif exc is not None:
-            logger.error("background task failed", exc_info=exc)
+        await interaction.response.defer(thinking=True)
+        prefs = await answer_prefs(self.settings, interaction.user.id, interaction.guild_id,
+                                   interaction.locale)
+        await self.answer_all(Found([pending[0][index]]), pending[1],
+                              InteractionReplier(interaction), prefs)
 
     # -- messages ----------------------------------------------------------------------------------
 
@@ -323,9 +320,11 @@ class RecognitionCog(commands.Cog):
                 if dm or mentioned:
                     await reply.send(content=HELP_TEXT if dm else MENTION_HINT)
                 return
-            source = source_of(message.author.id, message.guild.id if message.guild else None,
-                               message.channel.id, message.channel)
-            await self.answer_all(found, source, reply)
+            gid = message.guild.id if message.guild else None
+            source = source_of(message.author.id, gid, message.channel.id, message.channel)
+            prefs = await answer_prefs(self.settings, message.author.id, gid,
+                                       message.guild.preferred_locale if message.guild else None)
+            await self.answer_all(found, source, reply, prefs)
         except Exception as exc:
             await self.report(exc, reply)
 
@@ -356,9 +355,15 @@ class RecognitionCog(commands.Cog):
         if not refs:
             await interaction.response.send_message(SLASH_HINT, ephemeral=True)
             return
-        await interaction.response.defer(thinking=True)
-        await self.answer_all(Found(refs), self._interaction_source(interaction),
-                              InteractionReplier(interaction))
+        await self._answer_interaction(interaction, Found(refs))
+
+    async def _answer_interaction(self, interaction: Interaction, found: Found) -> None:
+        """/anime and Identify anime: private (ephemeral) when the server asks for it."""
+        prefs = await answer_prefs(self.settings, interaction.user.id, interaction.guild_id,
+                                   interaction.locale)
+        await interaction.response.defer(thinking=True, ephemeral=prefs.private)
+        await self.answer_all(found, self._interaction_source(interaction),
+                              InteractionReplier(interaction, ephemeral=prefs.private), prefs)
 
     async def identify_message(self, interaction: Interaction,
                                message: discord.Message) -> None:
@@ -371,9 +376,7 @@ class RecognitionCog(commands.Cog):
                 raise found.problem
             await interaction.response.send_message(NO_MEDIA_IN_TARGET, ephemeral=True)
             return
-        await interaction.response.defer(thinking=True)
-        await self.answer_all(found, self._interaction_source(interaction),
-                              InteractionReplier(interaction))
+        await self._answer_interaction(interaction, found)
 
     async def _owner(self, interaction: Interaction) -> bool:
         if self.owners.allows(interaction.user.id):
@@ -500,15 +503,23 @@ class AniRecBot(commands.Bot):
         self._cog_max_images = max_images
         self._cog_allow_private_urls = allow_private_urls
         self._cog_any_link_host = any_link_host
+        #: Written only after a successful sync (a failed start must not mark them synced).
+        self.sync_marker: Path | None = None
 
     async def setup_hook(self) -> None:
-        await self.add_cog(RecognitionCog(
+        cog = RecognitionCog(
             self, self.service, owner_ids=self._cog_owner_ids,
             auto_channels=self._cog_auto_channels, max_images=self._cog_max_images,
-            allow_private_urls=self._cog_allow_private_urls, any_link_host=self._cog_any_link_host))
+            allow_private_urls=self._cog_allow_private_urls, any_link_host=self._cog_any_link_host)
+        await self.add_cog(cog)
+        await self.add_cog(PrefsCog(self.service, cog.settings, cog.closest, cog.answer_picked))
         if self.sync_commands:
             synced = await self.tree.sync()
             logger.info("discord: synced %d application commands", len(synced))
+            if self.sync_marker is not None:
+                self.sync_marker.parent.mkdir(parents=True, exist_ok=True)
+                self.sync_marker.write_text("slash commands synced; delete this file or use "
+                                            "--sync-commands to sync again\n")
 
     @property
     def cog(self) -> RecognitionCog:
@@ -580,10 +591,7 @@ class DiscordAdapter:
         bot = build_discord_bot(launch.service, owner_ids=st.discord_owner_ids,
                                 auto_channels=st.discord_auto_channels, sync_commands=sync,
                                 any_link_host=st.allow_link_downloads)
-        if sync:
-            marker.parent.mkdir(parents=True, exist_ok=True)
-            marker.write_text("slash commands synced; delete this file or use --sync-commands "
-                              "to sync again\n")
+        bot.sync_marker = marker
         return cls(bot, st.discord_token)
 
     async def run(self, stop: asyncio.Event) -> None:

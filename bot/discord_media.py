@@ -90,6 +90,24 @@ def find_media(message: discord.Message) -> Found:
             problem = problem or UnsupportedMedia(LOTTIE_STICKER)
         else:
             refs.append(MediaRef("sticker", st.name, sticker=st))
-    for url in links_in(message.content):
+    links = links_in(message.content)
+    links += [u for u in embed_media(message.embeds) if u not in links]
+    for url in links:
         refs.append(MediaRef("link", url.rsplit("/", 1)[-1][:64], url=url))
     return Found(refs, problem)
+
+
+def embed_media(embeds: list[discord.Embed]) -> list[str]:
+    """Pictures and clips inside embeds: a Tenor/GIPHY link's clip ("gifv": its video),
+    an image link's preview, a bot's or webhook's embed image. One per embed."""
+    out: list[str] = []
+    for e in embeds:
+        video = e.video.url if e.type == "gifv" and e.video else None
+        thumb = e.thumbnail.url if e.type in ("image", "gifv") and e.thumbnail else None
+        image = e.image.url if e.image else None
+        for url in (video, image, thumb, e.url if e.type == "image" else None):
+            if url and media_link(url):
+                if url not in out:
+                    out.append(url)
+                break
+    return out

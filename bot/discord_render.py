@@ -11,8 +11,11 @@ The answer message:
   confidence ("Not sure — here are my best guesses" when unsure);
 - fields: the top 5 as a numbered list (when there is more than one candidate, or nothing
   matched), the characters, predicted genres (only when the status is not a match);
-- footer: ``id: <query_id>`` plus how to vote. The footer is how a reaction on an answer is
-  traced back to its query after a restart (`query_id_from_footer`);
+- footer: how to vote and the time taken (no internal ids: the buttons' custom ids carry the
+  query id, and are how a reaction on an answer is traced back to its query after a restart;
+  older answers with ``id: <query_id>`` in the footer are still read);
+- components (`view`): ✅ ❌ and 1–n buttons, the AniList / MyAnimeList link buttons; a
+  no-match has only "Show closest scenes" (no votes, no preview);
 - files: the preview clip (MP4) when it fits the upload budget, with the still JPEG as the
   embed thumbnail (``attachment://``); the still as the embed image when there is no clip.
   When characters were found, the query picture with every face boxed and named
@@ -37,17 +40,11 @@ from pathlib import Path
 import discord
 from discord.utils import escape_markdown
 
-from bot.chat.feedback import CORRECT_EMOJI, RANK_EMOJI, WRONG_EMOJI
+from bot.chat.answer import AnswerText, CandidateText, answer_text
+from bot.chat.feedback import CORRECT_EMOJI, RANK_EMOJI, WRONG_EMOJI, parse_feedback
+from bot.chat.i18n import text
 from bot.chat.texts import stats_lines
-from core.formatting import (
-    STATUS_TEXT,
-    candidate_line,
-    character_text,
-    episode_text,
-    format_percent,
-    other_titles,
-    time_range,
-)
+from bot.discord_components import answer_components
 from core.types import Candidate, Recognition
 
 logger = logging.getLogger(__name__)
@@ -100,8 +97,11 @@ class RenderedAnswer:
 
     embed: discord.Embed
     attachments: list[Attachment] = field(default_factory=list)
-    n_candidates: int = 0
+    n_candidates: int = 0  # the votes offered: 0 none, 1 ✅ ❌, n ≥ 2 also 1..n
     hidden: bool = False  # an adult answer withheld behind spoilers
+    view: discord.ui.View | None = None  # the buttons under the answer
+    closest: str | None = None  # a no-match's closest guesses (shown on "Show closest scenes")
+    closest_label: str = "Closest scenes"
 
     def files(self) -> list[discord.File]:
         """Fresh `discord.File`s (each can be sent once).
@@ -170,26 +170,23 @@ def _fit(lines: list[str], limit: int) -> str:
     return "\n".join(out)
 
 
-def candidate_markdown(rank: int, c: Candidate, adult_ok: bool) -> str:
-    """"1. Title — Episode 03 @ 00:12:34 (87%)", escaped; adult ones behind a spoiler."""
-    line = candidate_line(rank, c)
-    prefix = f"{rank}. "
-    body = line[len(prefix):] if line.startswith(prefix) else line
-    text = esc(body, MAX_FIELD + 40)
-    if hidden(c, adult_ok):
-        return f"{prefix}{spoiler(text)}{ADULT_MARK}"
-    return f"{prefix}{text}"
+def candidate_markdown(c: CandidateText, adult_ok: bool) -> str:
+    """"1. Title — Episode 3 @ 00:12:34", escaped; adult ones behind a spoiler."""
+    prefix = f"{c.rank}. "
+    text_ = esc(c.line, MAX_FIELD + 40)
+    if c.adult and not adult_ok:
+        return f"{prefix}{spoiler(text_)}{ADULT_MARK}"
+    return f"{prefix}{text_}"
 
 
-def status_line(rec: Recognition) -> str:
-    """"Found it · 87% confidence" / "Not sure — here are my best guesses · 41% confidence"."""
-    return f"{STATUS_TEXT[rec.status]} · {format_percent(rec.confidence)} confidence"
+def status_line(a: AnswerText) -> str:
+    """"Found it · Confidence 87%": the one confidence number, labelled."""
+    return f"{a.header} · {a.confidence}" if a.confidence else a.header
 
 
-def footer_text(query_id: str | None, total_ms: float | None = None) -> str:
+def footer_text(votes: bool, total_ms: float | None = None) -> str:
     parts = []
-    if query_id:
-        parts.append(f"id: {query_id}")
+    if votes:
         parts.append(FOOTER_HINT)
     if total_ms is not None:
         parts.append(f"{total_ms:.0f} ms")
@@ -205,7 +202,13 @@ def query_id_from_footer(text: str | None) -> str | None:
 
 
 def query_id_from_message(message: discord.Message) -> str | None:
-    """The query id of one of the bot's answers, read back from its embed footer."""
+    """The query id of one of the bot's answers, read back from its buttons' custom ids
+    (older answers: from the embed footer)."""
+    for row in message.components:
+        for item in getattr(row, "children", [row]):
+            action = parse_feedback(getattr(item, "custom_id", None))
+            if action is not None:
+                return action.query_id
     for embed in message.embeds:
         qid = query_id_from_footer(embed.footer.text if embed.footer else None)
         if qid:
@@ -263,60 +266,59 @@ def annotated_attachment(rec: Recognition, *, hide: bool, budget: int) -> Attach
 
 # -- the answer ------------------------------------------------------------------------------------
 
-def render_answer(rec: Recognition, *, adult_ok: bool = False,
-                  budget: int = UPLOAD_BUDGET) -> RenderedAnswer:
-    """The answer as an embed with its files.
+def _describe(a: AnswerText, hide: bool) -> list[str]:
+    if a.title is None:
+        return [a.labels["show_closest"] + " ↓" if a.closest else text(a.lang, "no_match.hint")]
+    description: list[str] = []
+    if hide:
+        description.append(spoiler(f"**{esc(a.title)}**") + ADULT_MARK)
+    if a.other_titles:
+        shown = f"*{esc(' / '.join(a.other_titles), MAX_FIELD * 2)}*"
+        description.append(spoiler(shown) if hide else shown)
+    description.append(f"**{esc(a.where, MAX_FIELD + 80)}**")
+    description += [f"⚠️ {esc(line, MAX_FIELD + 80)}" for line in a.also]
+    description.append(status_line(a))
+    if a.synopsis and not hide:
+        description.append(f"> {esc(a.synopsis, 400)}")
+    return description
+
+
+def render_answer(rec: Recognition, *, adult_ok: bool = False, budget: int = UPLOAD_BUDGET,
+                  lang: str = "en", title_lang: str | None = None) -> RenderedAnswer:
+    """The answer as an embed with its files and buttons.
 
     Args:
         rec: the recognition.
         adult_ok: show adult titles and previews plainly (NSFW channels); else spoilered.
         budget: bytes of files the answer may upload.
+        lang, title_lang: the UI language and the language of series titles.
     """
-    best = rec.best
-    top = rec.candidates[:5]
-    hide = best is not None and hidden(best, adult_ok)
-    color = {"match": COLOR_MATCH, "unsure": COLOR_UNSURE}.get(rec.status, COLOR_NO_MATCH)
-    description: list[str] = []
-    if best is not None and rec.status != "no_match":
-        title = ADULT_TITLE if hide else esc(best.series.title, MAX_TITLE - 10)
-        if hide:
-            description.append(spoiler(f"**{esc(best.series.title)}**") + ADULT_MARK)
-        others = other_titles(best)
-        if others:
-            shown = f"*{esc(' / '.join(others), MAX_FIELD * 2)}*"
-            description.append(spoiler(shown) if hide else shown)
-        description.append(f"**{esc(episode_text(best))}** · {esc(time_range(best))}")
-        description.append(status_line(rec))
+    a = answer_text(rec, lang=lang, title_lang=title_lang)
+    best = rec.best if a.title is not None else None
+    hide = a.adult and not adult_ok
+    color = {"match": COLOR_MATCH, "unsure": COLOR_UNSURE}.get(a.status, COLOR_NO_MATCH)
+    if a.title is None:
+        title = a.header
     else:
-        title = NO_MATCH_WITH_GUESSES if top else STATUS_TEXT["no_match"]
-        if top:
-            description.append("These are the closest scenes I have "
-                               f"({format_percent(rec.confidence)} confidence).")
-        else:
-            description.append("Try a cleaner screenshot (no crop, no captions) or another "
-                               "frame of the scene.")
+        title = ADULT_TITLE if hide else esc(a.title, MAX_TITLE - 10)
     embed = discord.Embed(title=cut(title, MAX_TITLE), color=color,
-                          description=_fit(description, MAX_DESCRIPTION))
-    if len(top) > 1 or (top and rec.status == "no_match"):
-        lines = [candidate_markdown(i + 1, c, adult_ok) for i, c in enumerate(top)]
-        embed.add_field(name="Top 5" if len(top) > 1 else "Closest",
-                        value=_fit(lines, MAX_FIELD_VALUE), inline=False)
-    if rec.characters:
-        chars = esc(character_text(rec.characters), MAX_FIELD * 3)
-        if chars:
-            embed.add_field(name="Characters", value=spoiler(chars) if hide else chars,
-                            inline=False)
-    if rec.genres and rec.status != "match":
-        embed.add_field(name="Looks like",
-                        value=esc(", ".join(g for g, _ in rec.genres[:3]), MAX_FIELD),
+                          description=_fit(_describe(a, hide), MAX_DESCRIPTION))
+    if a.candidates:
+        lines = [candidate_markdown(c, adult_ok) for c in a.candidates]
+        embed.add_field(name=a.labels["top5"], value=_fit(lines, MAX_FIELD_VALUE), inline=False)
+    if a.characters and a.title is not None:
+        chars = esc(a.characters, MAX_FIELD * 3)
+        embed.add_field(name=a.labels["characters"], value=spoiler(chars) if hide else chars,
                         inline=False)
-    embed.set_footer(text=footer_text(rec.query_id, rec.timings_ms.get("total")))
-    attachments, still_use = preview_attachments(best if rec.status != "no_match" else None,
-                                                 hide=hide, budget=budget)
+    if a.genres:
+        embed.add_field(name=a.labels["looks_like"], value=esc(", ".join(a.genres), MAX_FIELD),
+                        inline=False)
+    embed.set_footer(text=footer_text(bool(a.votes), rec.timings_ms.get("total")))
+    attachments, still_use = preview_attachments(best, hide=hide, budget=budget)
     # The named faces take the thumbnail; a still that was only the clip's thumbnail makes room.
-    others = [a for a in attachments if not (still_use == "thumbnail" and a.filename == STILL_NAME)]
+    others = [x for x in attachments if not (still_use == "thumbnail" and x.filename == STILL_NAME)]
     faces = annotated_attachment(
-        rec, hide=hide, budget=budget - sum(_size(a.path) or 0 for a in others))
+        rec, hide=hide, budget=budget - sum(_size(x.path) or 0 for x in others)) if best else None
     if faces is not None:
         if still_use == "thumbnail":
             attachments, still_use = others, None
@@ -327,8 +329,13 @@ def render_answer(rec: Recognition, *, adult_ok: bool = False,
         embed.set_image(url=f"attachment://{STILL_NAME}")
     elif still_use == "thumbnail":
         embed.set_thumbnail(url=f"attachment://{STILL_NAME}")
-    return RenderedAnswer(embed=embed, attachments=attachments,
-                          n_candidates=len(top) if rec.query_id else 0, hidden=hide)
+    elif a.cover and not hide and not embed.thumbnail:
+        embed.set_thumbnail(url=a.cover)
+    closest = [candidate_markdown(c, adult_ok) for c in a.closest]
+    return RenderedAnswer(embed=embed, attachments=attachments, n_candidates=a.votes,
+                          hidden=hide, view=answer_components(a, rec.query_id),
+                          closest=_fit(closest, MAX_FIELD_VALUE) if closest else None,
+                          closest_label=a.labels["closest"])
 
 
 # -- other texts -----------------------------------------------------------------------------------

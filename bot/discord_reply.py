@@ -20,7 +20,8 @@ class Replier:
     """Where answers go: a reply to a message, or an interaction's follow-ups."""
 
     async def send(self, *, content: str | None = None, embed: discord.Embed | None = None,
-                   files: Sequence[discord.File] = ()) -> discord.Message | None:
+                   files: Sequence[discord.File] = (), view: discord.ui.View | None = None
+                   ) -> discord.Message | None:
         raise NotImplementedError
 
     def working(self) -> contextlib.AbstractAsyncContextManager[None]:
@@ -28,7 +29,8 @@ class Replier:
         return contextlib.nullcontext()
 
 
-def _message_kwargs(embed: discord.Embed | None, files: Sequence[discord.File]) -> dict[str, Any]:
+def _message_kwargs(embed: discord.Embed | None, files: Sequence[discord.File],
+                    view: discord.ui.View | None = None) -> dict[str, Any]:
     """Only the parts that are there (discord.py treats an explicit None differently). The
     values go to discord.py's overloaded `send`, which a narrower type cannot pick."""
     kwargs: dict[str, Any] = {}
@@ -36,6 +38,8 @@ def _message_kwargs(embed: discord.Embed | None, files: Sequence[discord.File]) 
         kwargs["embed"] = embed
     if files:
         kwargs["files"] = list(files)
+    if view is not None:
+        kwargs["view"] = view
     return kwargs
 
 
@@ -44,22 +48,28 @@ class MessageReplier(Replier):
         self.message = message
 
     async def send(self, *, content: str | None = None, embed: discord.Embed | None = None,
-                   files: Sequence[discord.File] = ()) -> discord.Message | None:
+                   files: Sequence[discord.File] = (), view: discord.ui.View | None = None
+                   ) -> discord.Message | None:
         return await self.message.channel.send(
             content, reference=self.message.to_reference(fail_if_not_exists=False),
-            mention_author=False, **_message_kwargs(embed, files))
+            mention_author=False, **_message_kwargs(embed, files, view))
 
     def working(self) -> contextlib.AbstractAsyncContextManager[None]:
         return typing_in(self.message.channel)
 
 
 class InteractionReplier(Replier):
-    def __init__(self, interaction: Interaction) -> None:
+    """Follow-ups of an interaction; `ephemeral`: only the person who asked sees them (the
+    server's private-answers setting; the deferral must have been ephemeral too)."""
+
+    def __init__(self, interaction: Interaction, *, ephemeral: bool = False) -> None:
         self.interaction = interaction
+        self.ephemeral = ephemeral
 
     async def send(self, *, content: str | None = None, embed: discord.Embed | None = None,
-                   files: Sequence[discord.File] = ()) -> discord.Message | None:
-        kwargs = _message_kwargs(embed, files)
+                   files: Sequence[discord.File] = (), view: discord.ui.View | None = None
+                   ) -> discord.Message | None:
+        kwargs = _message_kwargs(embed, files, view)
         if content is not None:
             kwargs["content"] = content
         response = self.interaction.response
@@ -67,7 +77,7 @@ class InteractionReplier(Replier):
             # Nothing deferred yet (an error before any work): tell only the person who asked.
             await response.send_message(ephemeral=embed is None, **kwargs)
             return await self.interaction.original_response()
-        return await self.interaction.followup.send(wait=True, **kwargs)
+        return await self.interaction.followup.send(wait=True, ephemeral=self.ephemeral, **kwargs)
 
 
 @contextlib.asynccontextmanager

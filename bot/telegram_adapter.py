@@ -58,7 +58,7 @@ from telegram import (
     ReactionTypeEmoji,
     Update,
 )
-from telegram.constants import ChatAction, ChatMemberStatus, ChatType, ParseMode
+from telegram.constants import ChatAction, ChatType, ParseMode
 from telegram.error import BadRequest, TelegramError
 from telegram.ext import (
     AIORateLimiter,
@@ -76,8 +76,11 @@ from telegram.ext import (
 )
 
 from bot.chat.adapter import Launch
+from bot.chat.answer import answer_text
 from bot.chat.feedback import emoji_feedback, feedback_toast, parse_feedback
-from bot.chat.state import AutoAnswerChats, Owners, UserLocks, chat_token
+from bot.chat.fetch import PLATFORM_MEDIA_HOSTS, LinkFetcher
+from bot.chat.settings import ChatSettings
+from bot.chat.state import AnswerMemory, AutoAnswerChats, Owners, UserLocks, chat_token
 from bot.chat.texts import user_error_text
 from bot.logsafe import redact_in_logs
 from bot.telegram_io import (
@@ -94,7 +97,16 @@ from bot.telegram_io import (
     send_answer,
     source_of,
 )
-from bot.telegram_render import feedback_keyboard, help_text, rank_buttons, render_stats
+from bot.telegram_links import answer_link, message_links, on_private_text
+from bot.telegram_prefs import closest_memory, is_group_admin, on_closest, on_lang, on_preview, prefs_for
+from bot.telegram_render import (
+    closest_html,
+    feedback_keyboard,
+    help_text,
+    link_buttons,
+    rank_buttons,
+    render_stats,
+)
 from core.errors import AniRecError, Busy, ConfigError, InvalidMedia, RateLimited
 from core.feedback import load_salt
 from core.service import RecognitionService
@@ -117,6 +129,8 @@ BOT_COMMANDS = (
     BotCommand("anime", "Reply to a picture with this to find its anime"),
     BotCommand("help", "How to use AniRec"),
     BotCommand("autoanswer", "Group admins: answer every picture (on/off)"),
+    BotCommand("lang", "Language of answers and titles: en, ja, zh"),
+    BotCommand("preview", "Preview clips with answers: on/off"),
 )
 
 
@@ -153,6 +167,9 @@ class BotState:
     #: Serialises one person's feedback, so add-then-remove reactions keep their order even
     #: though updates are handled concurrently.
     user_lock: UserLocks = field(default_factory=UserLocks)
+    settings: ChatSettings = field(default_factory=lambda: ChatSettings(None, lambda p, r: r))
+    closest: AnswerMemory[str, str] = field(default_factory=closest_memory)
+    links: LinkFetcher = field(default_factory=LinkFetcher)
 
 
 class CustomContext(CallbackContext[ExtBot[None], dict[Any, Any], dict[Any, Any], dict[Any, Any]]):
@@ -199,9 +216,11 @@ async def recognize_and_reply(context: CustomContext, media_msg: Message, reques
         ref = media_ref(media_msg, limit, service.limits.max_seconds)
         if ref is None:
             return
+        prefs = await prefs_for(context, request)
         async with chat_action(context.bot, request.chat_id, ChatAction.TYPING):
             data = await download(context.bot, ref, limit)
-            rec = await service.recognize(data, source=source, sticker=ref.sticker)
+            rec = await service.recognize(data, source=source, sticker=ref.sticker,
+                                          with_preview=prefs.with_preview)
     except (InvalidMedia, RateLimited, Busy) as exc:
         if explicit:
             raise
@@ -210,8 +229,12 @@ async def recognize_and_reply(context: CustomContext, media_msg: Message, reques
         return
     if not explicit and rec.status == "no_match":
         return
+    lang = prefs.lang or "en"
     await send_answer(context.bot, context.state.answers, request, rec,
-                      adult_ok=source.allow_adult)
+                      adult_ok=source.allow_adult, lang=lang, title_lang=prefs.title_lang)
+    if rec.query_id and rec.status == "no_match" and rec.candidates:
+        a = answer_text(rec, lang=lang, title_lang=prefs.title_lang)
+        context.state.closest.put(rec.query_id, closest_html(a, adult_ok=source.allow_adult))
 
 
 # -- handlers --------------------------------------------------------------------------------------
@@ -238,6 +261,10 @@ async def on_anime_command(update: Update, context: CustomContext) -> None:
     if msg is None or ignored(msg, context.bot.id):
         return
     target = msg.reply_to_message
+    urls = message_links(msg) or (message_links(target) if not has_media(target) else [])
+    if urls:
+        await answer_link(context, urls[0], msg)
+        return
     if not has_media(target):
         await msg.reply_text(
             "Reply to a picture, GIF, sticker or clip with /anime and I'll look it up"
@@ -261,30 +288,10 @@ async def on_mention_reply(update: Update, context: CustomContext) -> None:
         await recognize_and_reply(context, target, msg, explicit=True)
 
 
-async def on_private_text(update: Update, context: CustomContext) -> None:
-    """Plain text in a private chat: say what to send."""
-    msg = update.message
-    if msg is None or ignored(msg, context.bot.id):
-        return
-    await msg.reply_text("Send me a screenshot, GIF, sticker or short clip and I'll tell you "
-                         "which anime it is from. /help explains more.")
-
-
 async def on_help(update: Update, context: CustomContext) -> None:
     if update.message is not None:
         await update.message.reply_text(help_text(context.bot.username),
                                         parse_mode=ParseMode.HTML)
-
-
-async def _is_admin(context: CustomContext, msg: Message) -> bool:
-    if msg.from_user is not None and context.state.owners.allows(msg.from_user.id):
-        return True
-    if msg.sender_chat is not None and msg.sender_chat.id == msg.chat_id:
-        return True  # an anonymous admin writing as the group
-    if msg.from_user is None:
-        return False
-    member = await context.bot.get_chat_member(msg.chat_id, msg.from_user.id)
-    return member.status in (ChatMemberStatus.ADMINISTRATOR, ChatMemberStatus.OWNER)
 
 
 async def on_autoanswer(update: Update, context: CustomContext) -> None:
@@ -302,7 +309,7 @@ async def on_autoanswer(update: Update, context: CustomContext) -> None:
         await msg.reply_text(f"Auto-answer is {state} here. Admins: /autoanswer on or "
                              "/autoanswer off.", reply_parameters=reply_to(msg))
         return
-    if not await _is_admin(context, msg):
+    if not await is_group_admin(context, msg):
         await msg.reply_text("Only group admins can change auto-answer.",
                              reply_parameters=reply_to(msg))
         return
@@ -372,12 +379,13 @@ async def on_feedback_button(update: Update, context: CustomContext) -> None:
     await query.answer(feedback_toast(action.verdict, action.rank))
     if msg is None:
         return
-    n = rank_buttons(msg.reply_markup if isinstance(msg.reply_markup, InlineKeyboardMarkup)
-                     else None)
+    markup = msg.reply_markup if isinstance(msg.reply_markup, InlineKeyboardMarkup) else None
+    n = rank_buttons(markup)
     context.state.answers.put((chat_id, msg.message_id),
                               AnswerRef(action.query_id, n, msg.message_id))
     try:
-        await query.edit_message_reply_markup(feedback_keyboard(action.query_id, n, tally))
+        await query.edit_message_reply_markup(
+            feedback_keyboard(action.query_id, n, tally, links=link_buttons(markup)))
     except BadRequest as exc:  # "not modified" (same tally), or a message too old to edit
         if not _not_modified(exc):
             logger.info("could not update the tally on %s: %s", msg.message_id, exc)
@@ -463,6 +471,8 @@ def build_telegram_application(
     base_file_url: str | None = None,
     rate_limiter: bool | BaseRateLimiter[Any] = True,
     state_file: Path | None = None,
+    allow_private_urls: bool = False,
+    any_link_host: bool = False,
     concurrent_updates: int = CONCURRENT_UPDATES,
     answer_map_size: int = ANSWER_MAP_SIZE,
     salt: bytes | None = None,
@@ -478,6 +488,7 @@ def build_telegram_application(
         rate_limiter: True for `AniRecRateLimiter(max_retries=3)` (an AIORateLimiter: 429s
             with retry_after are retried), False for none, or a limiter of your own.
         state_file: JSON file for the per-group auto-answer flag (None: in memory only).
+        allow_private_urls: let picture links point at private addresses (tests).
         concurrent_updates: updates handled at once (the service bounds inference).
         answer_map_size: answers remembered for reactions (in memory, LRU).
     """
@@ -508,7 +519,10 @@ def build_telegram_application(
     key = hmac.new(salt, b"telegram-chat-ids", hashlib.sha256).digest()  # files hold hashed chat ids
     app.bot_data[_STATE_KEY] = BotState(service=service, owners=Owners(owner_ids),
                                         answers=answer_memory(answer_map_size, journal, key),
-                                        auto=AutoAnswerChats(state_file, key))
+                                        auto=AutoAnswerChats(state_file, key),
+                                        settings=ChatSettings.of(service),
+                                        links=LinkFetcher(allow_private=allow_private_urls,
+                                                          hosts=None if any_link_host else PLATFORM_MEDIA_HOSTS))
     new = filters.UpdateType.MESSAGE
     media = (filters.PHOTO | filters.ANIMATION | filters.VIDEO | filters.VIDEO_NOTE
              | filters.Sticker.ALL | filters.Document.ALL)
@@ -523,7 +537,10 @@ def build_telegram_application(
                                | filters.Entity(MessageEntity.TEXT_MENTION)), on_mention_reply))
     app.add_handler(MessageHandler(new & filters.ChatType.PRIVATE & filters.TEXT & ~filters.COMMAND,
                                    on_private_text))
+    app.add_handler(CommandHandler("lang", on_lang, filters=new))
+    app.add_handler(CommandHandler("preview", on_preview, filters=new))
     app.add_handler(CallbackQueryHandler(on_feedback_button, pattern=r"^fb:"))
+    app.add_handler(CallbackQueryHandler(on_closest, pattern=r"^cl:"))
     app.add_handler(MessageReactionHandler(on_reaction))
     app.add_error_handler(on_error)
     return app
@@ -573,6 +590,7 @@ async def run_telegram(app: TelegramApp, stop: asyncio.Event, *, webhook_url: st
         finally:
             if app.running:
                 await app.stop()
+            await app.bot_data[_STATE_KEY].links.close()
 
 
 class TelegramAdapter:
@@ -596,7 +614,7 @@ class TelegramAdapter:
         app = build_telegram_application(
             st.telegram_token, launch.service, owner_ids=st.telegram_owner_ids,
             state_file=st.home / "telegram.json", base_url=st.telegram_api_url,
-            base_file_url=st.telegram_file_url)
+            base_file_url=st.telegram_file_url, any_link_host=st.allow_link_downloads)
         return cls(app, webhook_url=st.telegram_webhook_url, port=st.telegram_webhook_port)
 
     async def run(self, stop: asyncio.Event) -> None:

@@ -1,7 +1,7 @@
 """Getting Telegram media in and answers out: which file a message carries (checked against
 the byte and length limits before any download), whether it is addressed to the bot and who
-asked, the download, the chat action shown while working, and sending an answer (preview clip, still or text, with the feedback keyboard)
-followed by the named-faces photo."""
+asked, the download, the chat action shown while working, and sending an answer (preview clip,
+still or text, with the feedback keyboard) followed by the named-faces photo."""
 
 from __future__ import annotations
 
@@ -19,18 +19,19 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TypedDict
 
-from telegram import Bot, InlineKeyboardMarkup, Message, MessageEntity, ReplyParameters
+from telegram import Bot, Message, MessageEntity, ReplyParameters
 from telegram.constants import ChatAction, ChatType, ParseMode
 from telegram.error import BadRequest, TelegramError
 
+from bot.chat.answer import answer_text
 from bot.chat.media import media_kind
 from bot.chat.state import AnswerMemory, JournalCodec, chat_token
 from bot.chat.texts import too_large, too_long
 from bot.telegram_render import (
     MAX_CAPTION,
+    answer_keyboard,
     answer_needs_spoiler,
     characters_caption,
-    feedback_keyboard,
     render_answer,
     render_short_caption,
     visible_length,
@@ -317,21 +318,24 @@ def reply_to(msg: Message) -> ReplyParameters:
 
 
 async def send_answer(bot: Bot, answers: Answers, request: Message, rec: Recognition, *,
-                      adult_ok: bool) -> list[Message]:
+                      adult_ok: bool, lang: str = "en", title_lang: str | None = None
+                      ) -> list[Message]:
     """Reply with the preview clip (or still, or text) captioned with the answer, plus the
     keyboard; the answer goes in its own message when it is too long for a caption. Then,
-    when characters were named, the named-faces photo (`send_characters`)."""
-    text = render_answer(rec, adult_ok=adult_ok)
-    markup: InlineKeyboardMarkup | None = None
-    n = len(rec.candidates[:5])
-    if rec.query_id:
-        markup = feedback_keyboard(rec.query_id, n)
-    best = rec.best
+    when characters were named, the named-faces photo (`send_characters`).
+
+    A no-match goes as text only: no preview, no votes, the closest guesses behind a
+    "Show closest scenes" button."""
+    a = answer_text(rec, lang=lang, title_lang=title_lang)
+    text = render_answer(a, adult_ok=adult_ok)
+    markup = answer_keyboard(a, rec.query_id)
+    n = a.votes
+    best = rec.best if a.preview else None
     spoiler = answer_needs_spoiler(rec, adult_ok=adult_ok)
     clip = Path(best.preview) if best and best.preview else None
     still = Path(best.still) if best and best.still else None
     fits = visible_length(text) <= MAX_CAPTION
-    caption = text if fits else render_short_caption(rec, adult_ok=adult_ok)
+    caption = text if fits else render_short_caption(a, adult_ok=adult_ok)
     common = _Common(parse_mode=ParseMode.HTML, reply_parameters=reply_to(request))
     sent: list[Message] = []
     media_msg: Message | None = None
@@ -353,11 +357,12 @@ async def send_answer(bot: Bot, answers: Answers, request: Message, rec: Recogni
         sent.append(media_msg)
     if media_msg is None or not fits:
         sent.append(await request.reply_text(text, reply_markup=markup, **common))
-    if rec.query_id:
+    if rec.query_id and n:
         keyboard_id = sent[-1].message_id
         for m in sent:
             answers.put((m.chat_id, m.message_id), AnswerRef(rec.query_id, n, keyboard_id))
-    await send_characters(sent[-1], rec, adult_ok=adult_ok, spoiler=spoiler)
+    if a.title is not None:
+        await send_characters(sent[-1], rec, adult_ok=adult_ok, spoiler=spoiler)
     return sent
 
 

@@ -14,22 +14,15 @@ from __future__ import annotations
 
 import html
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 
 from telegram import InlineKeyboardButton, InlineKeyboardMarkup
 
+from bot.chat.answer import AnswerText, CandidateText, Link, answer_text
 from bot.chat.feedback import CORRECT_EMOJI, WRONG_EMOJI, encode_feedback
-from bot.chat.texts import FEEDBACK_HINT, NO_MATCH_WITH_GUESSES, stats_lines
-from core.formatting import (
-    STATUS_TEXT,
-    candidate_line,
-    character_text,
-    episode_text,
-    format_percent,
-    other_titles,
-    time_range,
-)
-from core.types import Candidate, FeedbackTally, Recognition, Verdict
+from bot.chat.i18n import text
+from bot.chat.texts import stats_lines
+from core.types import FeedbackTally, Recognition, Verdict
 
 #: Telegram's limits on what a user sees (after the HTML is parsed).
 MAX_TEXT = 4096
@@ -61,84 +54,91 @@ def visible_length(html_text: str) -> int:
     return len(shown.encode("utf-16-le")) // 2
 
 
-def _hidden(c: Candidate, adult_ok: bool) -> bool:
-    return c.series.is_adult and not adult_ok
+def _title_html(a: AnswerText, adult_ok: bool) -> str:
+    title = f"<b>{esc(a.title)}</b>"
+    return spoiler(title) + ADULT_MARK if a.adult and not adult_ok else title
 
 
-def _title_html(c: Candidate, adult_ok: bool) -> str:
-    title = f"<b>{esc(c.series.title)}</b>"
-    return spoiler(title) + ADULT_MARK if _hidden(c, adult_ok) else title
+def _candidate_html(c: CandidateText, adult_ok: bool) -> str:
+    prefix = f"{c.rank}. "
+    if c.adult and not adult_ok:
+        return f"{prefix}{spoiler(esc(c.line, MAX_FIELD + 60))}{ADULT_MARK}"
+    return f"{prefix}{esc(c.line, MAX_FIELD + 60)}"
 
 
-def _candidate_html(rank: int, c: Candidate, adult_ok: bool) -> str:
-    line = candidate_line(rank, c)
-    prefix = f"{rank}. "
-    body = line[len(prefix):] if line.startswith(prefix) else line
-    if _hidden(c, adult_ok):
-        return f"{prefix}{spoiler(esc(body, MAX_FIELD + 60))}{ADULT_MARK}"
-    return f"{prefix}{esc(body, MAX_FIELD + 60)}"
+def header_html(a: AnswerText) -> str:
+    """The first line: what happened and, for an answer, the one confidence number."""
+    if not a.confidence:
+        return f"<b>{esc(a.header)}</b>"
+    return f"<b>{esc(a.header)}</b> · {esc(a.confidence)}"
 
 
-def header_html(rec: Recognition) -> str:
-    """The first line: what happened and how sure AniRec is."""
-    if rec.status == "no_match":
-        text = NO_MATCH_WITH_GUESSES if rec.candidates else STATUS_TEXT["no_match"]
-        return f"<b>{esc(text)}</b>"
-    return f"<b>{esc(STATUS_TEXT[rec.status])}</b> · {format_percent(rec.confidence)} confidence"
-
-
-def best_block(rec: Recognition, *, adult_ok: bool) -> list[str]:
-    """Title, other-language titles, season/episode and time of the best candidate (only
-    when the answer is a match or an unsure guess)."""
-    best = rec.best
-    if best is None or rec.status == "no_match":
+def best_block(a: AnswerText, *, adult_ok: bool) -> list[str]:
+    """Title, other-language titles, season/episode and time (both times when two moments
+    fit) of the best candidate, and the close rivals elsewhere; empty for a no-match."""
+    if a.title is None:
         return []
-    lines = [_title_html(best, adult_ok)]
-    others = other_titles(best)
-    if others:
-        shown = esc(" / ".join(others), MAX_FIELD * 2)
-        lines.append(spoiler(f"<i>{shown}</i>") if _hidden(best, adult_ok) else f"<i>{shown}</i>")
-    lines.append(f"{esc(episode_text(best))} · {esc(time_range(best))}")
+    hide = a.adult and not adult_ok
+    lines = [_title_html(a, adult_ok)]
+    if a.other_titles:
+        shown = esc(" / ".join(a.other_titles), MAX_FIELD * 2)
+        lines.append(spoiler(f"<i>{shown}</i>") if hide else f"<i>{shown}</i>")
+    lines.append(esc(a.where))
+    lines += [f"⚠️ {esc(line, MAX_FIELD + 80)}" for line in a.also]
     return lines
 
 
-def render_answer(rec: Recognition, *, adult_ok: bool = True, hint: bool | None = None) -> str:
-    """The whole answer as Telegram HTML.
-
-    Args:
-        rec: the recognition.
-        adult_ok: show adult titles plainly (else behind a spoiler, marked 18+).
-        hint: add the one-line feedback hint; default: when the answer has a query id.
-    """
-    lines = [header_html(rec)]
-    lines += best_block(rec, adult_ok=adult_ok)
-    best = rec.best
-    if rec.characters:
-        chars = esc(character_text(rec.characters), MAX_FIELD * 2)
-        if best is not None and _hidden(best, adult_ok):
-            chars = spoiler(chars)
-        lines.append(f"Characters: {chars}")
-    top = rec.candidates[:5]
-    if len(top) > 1 or (top and rec.status == "no_match"):
-        lines.append("")
-        lines.append("<b>Top 5</b>" if len(top) > 1 else "<b>Closest</b>")
-        lines += [_candidate_html(i + 1, c, adult_ok) for i, c in enumerate(top)]
-    if rec.genres and rec.status != "match":
-        lines.append("")
-        lines.append("Looks like: " + esc(", ".join(g for g, _ in rec.genres[:3])))
-    if hint is None:
-        hint = rec.query_id is not None
-    if hint:
-        lines.append("")
-        lines.append(f"<i>{esc(FEEDBACK_HINT)}</i>")
+def closest_html(a: AnswerText, *, adult_ok: bool = True) -> str:
+    """The closest guesses of a no-match (shown after "Show closest scenes" is pressed)."""
+    lines = [f"<b>{esc(a.labels['closest'])}</b>"]
+    lines += [_candidate_html(c, adult_ok) for c in a.closest]
     return "\n".join(lines)
 
 
-def render_short_caption(rec: Recognition, *, adult_ok: bool = True) -> str:
+def render_answer(rec: Recognition | AnswerText, *, adult_ok: bool = True,
+                  hint: bool | None = None, lang: str = "en",
+                  title_lang: str | None = None) -> str:
+    """The whole answer as Telegram HTML.
+
+    Args:
+        rec: the recognition (or its `AnswerText`).
+        adult_ok: show adult titles plainly (else behind a spoiler, marked 18+).
+        hint: add the one-line feedback hint; default: when votes are offered.
+        lang, title_lang: the UI language and the language of series titles.
+    """
+    a = rec if isinstance(rec, AnswerText) else answer_text(rec, lang=lang, title_lang=title_lang)
+    lines = [header_html(a)]
+    lines += best_block(a, adult_ok=adult_ok)
+    hide = a.adult and not adult_ok
+    if a.characters and a.title is not None:
+        chars = esc(a.characters, MAX_FIELD * 2)
+        lines.append(f"{esc(a.labels['characters'])}: {spoiler(chars) if hide else chars}")
+    if a.synopsis and not hide:
+        lines.append(f"<i>{esc(a.synopsis, 300)}</i>")
+    if a.candidates:
+        lines.append("")
+        lines.append(f"<b>{esc(a.labels['top5'])}</b>")
+        lines += [_candidate_html(c, adult_ok) for c in a.candidates]
+    if a.title is None and not a.closest:
+        lines.append(esc(text(a.lang, "no_match.hint")))
+    if a.genres:
+        lines.append("")
+        lines.append(f"{esc(a.labels['looks_like'])}: " + esc(", ".join(a.genres)))
+    if hint is None:
+        hint = a.hint is not None
+    if hint and a.hint:
+        lines.append("")
+        lines.append(f"<i>{esc(a.hint)}</i>")
+    return "\n".join(lines)
+
+
+def render_short_caption(rec: Recognition | AnswerText, *, adult_ok: bool = True,
+                         lang: str = "en", title_lang: str | None = None) -> str:
     """A caption that always fits 1024 characters (header + the best block), used on the
     preview when the full answer is too long and goes in a separate message."""
-    text = "\n".join([header_html(rec), *best_block(rec, adult_ok=adult_ok)])
-    return text if visible_length(text) <= MAX_CAPTION else header_html(rec)
+    a = rec if isinstance(rec, AnswerText) else answer_text(rec, lang=lang, title_lang=title_lang)
+    text_ = "\n".join([header_html(a), *best_block(a, adult_ok=adult_ok)])
+    return text_ if visible_length(text_) <= MAX_CAPTION else header_html(a)
 
 
 def characters_caption(rec: Recognition, *, adult_ok: bool = True) -> str | None:
@@ -168,7 +168,7 @@ def characters_caption(rec: Recognition, *, adult_ok: bool = True) -> str | None
 def answer_needs_spoiler(rec: Recognition, *, adult_ok: bool) -> bool:
     """Whether the preview media should be sent with `has_spoiler=True`."""
     best = rec.best
-    return best is not None and _hidden(best, adult_ok)
+    return best is not None and best.series.is_adult and not adult_ok
 
 
 # -- the feedback keyboard ------------------------------------------------------------------------
@@ -177,9 +177,10 @@ def _label(base: str, count: int) -> str:
     return f"{base} {count}" if count else base
 
 
-def feedback_keyboard(query_id: str, n_candidates: int,
-                      tally: FeedbackTally | None = None) -> InlineKeyboardMarkup:
-    """✅ ❌ on the first row, 1..n (n ≤ 5, only existing candidates) on the second.
+def feedback_keyboard(query_id: str, n_candidates: int, tally: FeedbackTally | None = None,
+                      links: Sequence[Link] = ()) -> InlineKeyboardMarkup:
+    """✅ ❌ on the first row, 1..n (n ≤ 5, only existing candidates) on the second, then the
+    AniList / MyAnimeList link buttons.
 
     With a tally the labels show the votes: "✅ 2", "❌ 1", "2 ·1".
     """
@@ -197,7 +198,32 @@ def feedback_keyboard(query_id: str, n_candidates: int,
                                  callback_data=encode_feedback(query_id, Verdict.PICK, r))
             for r in range(1, n + 1)
         ])
+    if links:
+        rows.append([InlineKeyboardButton(link.label, url=link.url) for link in links])
     return InlineKeyboardMarkup(rows)
+
+
+#: The payload of a no-match's "Show closest scenes" button.
+CLOSEST_PREFIX = "cl:"
+
+
+def closest_keyboard(query_id: str, label: str) -> InlineKeyboardMarkup:
+    """A no-match's only button: "Show closest scenes" (no votes: nothing was offered)."""
+    return InlineKeyboardMarkup([[InlineKeyboardButton(
+        label, callback_data=f"{CLOSEST_PREFIX}{query_id}"[:64])]])
+
+
+def answer_keyboard(a: AnswerText, query_id: str | None) -> InlineKeyboardMarkup | None:
+    """The keyboard under an answer: votes and links, the closest-scenes button for a
+    no-match with guesses, or just the links when nothing was recorded."""
+    if a.title is None:
+        return closest_keyboard(query_id, a.labels["show_closest"]) if a.closest and query_id \
+            else None
+    if query_id and a.votes:
+        return feedback_keyboard(query_id, a.votes, links=a.links)
+    if a.links:
+        return InlineKeyboardMarkup([[InlineKeyboardButton(x.label, url=x.url) for x in a.links]])
+    return None
 
 
 def rank_buttons(markup: InlineKeyboardMarkup | None) -> int:
@@ -211,6 +237,13 @@ def rank_buttons(markup: InlineKeyboardMarkup | None) -> int:
             if data.startswith("fb:") and data[-1:].isdigit():
                 n += 1
     return n
+
+
+def link_buttons(markup: InlineKeyboardMarkup | None) -> list[Link]:
+    """The link buttons (AniList, MyAnimeList) of a keyboard, read back from a message."""
+    if markup is None:
+        return []
+    return [Link(b.text, b.url) for row in markup.inline_keyboard for b in row if b.url]
 
 
 # -- operator and help texts -----------------------------------------------------------------------
@@ -229,6 +262,9 @@ def help_text(bot_username: str | None) -> str:
         "<b>In groups</b>: put /anime (or mention " + at + ") in the caption, or reply to a "
         "picture with /anime or " + cmd + ". Admins can make me answer every picture with "
         "/autoanswer on.",
+        "",
+        "<b>Language</b>: /lang en, /lang ja or /lang zh (add a second code for the "
+        "language of titles, e.g. /lang en ja; group admins: /lang chat ja).",
         "",
         "<b>Feedback</b>: tap ✅ if I was right, ❌ if not, or the number of the right "
         "candidate. A 👍 or 👎 reaction on my answer counts too. It makes me better.",

@@ -12,9 +12,10 @@ random tokens (`bot.web_render.MediaTokens`), errors are the same friendly texts
 (`bot.chat.texts.user_error_text`), and stack traces only go to the log.
 
 Pages come from Jinja2 templates in `bot/templates/` (autoescape on): `chat.html` here, the
-operator page `admin.html` in `bot.web_admin`. The operator pages (`/admin`) answer loopback clients only (unless `local_only=False`), and
-only under a loopback host name, so a web page elsewhere cannot reach them by DNS rebinding.
-State-changing POSTs from another origin are refused.
+operator page `admin.html` in `bot.web_admin`. The operator pages (`/admin`) answer loopback
+clients only (unless `local_only=False`), and only under a loopback host name, so a web page
+elsewhere cannot reach them by DNS rebinding. State-changing POSTs from another origin are
+refused.
 """
 
 from __future__ import annotations
@@ -38,6 +39,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from bot.chat.adapter import Launch
 from bot.chat.feedback import feedback_toast
+from bot.chat.i18n import pick_lang
 from bot.chat.media import content_type
 from bot.chat.texts import FEEDBACK_HINT, user_error_text
 from bot.web_admin import add_admin_routes
@@ -60,6 +62,7 @@ from bot.web_identity import (
     request_uid,
 )
 from bot.web_render import answer_view
+from core.db.models import Query
 from core.errors import (
     AniRecError,
     Busy,
@@ -69,7 +72,6 @@ from core.errors import (
     NotFound,
     RateLimited,
 )
-from core.db.models import Query
 from core.feedback import load_salt
 from core.service import RecognitionService
 from core.types import Source
@@ -271,9 +273,17 @@ async def page_index(request: web.Request) -> web.StreamResponse:
 
 
 async def api_status(request: web.Request) -> web.Response:
+    """Whether the chat can answer: {"ready", "message", "frames", "max_bytes", "hint"}.
+    An index without a single episode is not ready ("no episodes indexed")."""
     svc = ctx_of(request).service
-    return web.json_response({"ready": bool(svc.ready), "max_bytes": svc.limits.max_bytes,
-                              "hint": FEEDBACK_HINT})
+    frames = svc.indexed_frames if svc.ready else 0
+    ready = bool(svc.ready) and frames > 0
+    message = None if ready else ("No episodes are indexed yet. Ask the operator to run "
+                                  "`anirec index` on the library." if svc.ready
+                                  else "The library index is not ready yet. Ask the operator "
+                                  "to run `anirec index`.")
+    return web.json_response({"ready": ready, "message": message, "frames": frames,
+                              "max_bytes": svc.limits.max_bytes, "hint": FEEDBACK_HINT})
 
 
 async def api_identify(request: web.Request) -> web.Response:
@@ -285,7 +295,8 @@ async def api_identify(request: web.Request) -> web.Response:
     except UploadError as exc:
         return json_error(exc.status, exc.message, retry_after=5 if exc.status == 503 else None)
     try:
-        rec = await svc.recognize(data, source=web_source(request), with_preview=True)
+        rec = await svc.recognize(data, source=web_source(request),
+                                  with_preview=request.query.get("preview") != "0")
     except RateLimited as exc:
         return json_error(429, user_error_text(exc), retry_after=exc.retry_after)
     except Busy as exc:
@@ -299,7 +310,10 @@ async def api_identify(request: web.Request) -> web.Response:
     except AniRecError as exc:
         logger.warning("web identify: %s", exc)
         return json_error(400, user_error_text(exc))
-    return web.json_response(answer_view(rec, ctx.media))
+    lang = (pick_lang(request.query.get("lang")) or pick_lang(request.headers.get("Accept-Language"))
+            or "en")
+    return web.json_response(answer_view(rec, ctx.media, lang=lang,
+                                         title_lang=request.query.get("titles", "")[:8] or None))
 
 
 async def api_feedback(request: web.Request) -> web.Response:
@@ -411,8 +425,8 @@ async def sample_thumb(request: web.Request) -> web.StreamResponse:
 
 # -- assembly -------------------------------------------------------------------------------------
 
-def build_web_app(service: RecognitionService, *, sessions: sessionmaker[Session], index_dir: Path, framestore_dir: Path,
-                  samples_dir: Path | None = None, local_only: bool = True,
+def build_web_app(service: RecognitionService, *, sessions: sessionmaker[Session], index_dir: Path,
+                  framestore_dir: Path, samples_dir: Path | None = None, local_only: bool = True,
                   contact_sheets_dir: Path | None = None, secret: bytes | None = None,
                   admin_token: str | None = None, allowed_hosts: frozenset[str] = frozenset(),
                   upload_timeout: float = 30.0) -> web.Application:

@@ -12,17 +12,9 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from bot.chat.texts import FEEDBACK_HINT, NO_MATCH_WITH_GUESSES
-from core.formatting import (
-    STATUS_TEXT,
-    candidate_line,
-    character_text,
-    episode_text,
-    format_percent,
-    format_timestamp,
-    other_titles,
-    time_range,
-)
+from bot.chat.answer import CandidateText, answer_text
+from bot.chat.i18n import text
+from core.formatting import format_percent, format_timestamp
 from core.types import FeedbackTally, Recognition
 
 _TOKEN = re.compile(r"^[A-Za-z0-9_-]{16,64}$")
@@ -67,69 +59,67 @@ class MediaTokens:
         return len(self._by_token)
 
 
-def answer_view(rec: Recognition, media: MediaTokens) -> dict[str, object]:
-    """The JSON the chat page renders: the bots' wording, no paths.
+def _candidate(c: CandidateText) -> dict[str, object]:
+    return {"rank": c.rank, "title": c.title, "adult": c.adult, "text": c.line}
+
+
+def answer_view(rec: Recognition, media: MediaTokens, *, lang: str = "en",
+                title_lang: str | None = None) -> dict[str, object]:
+    """The JSON the chat page renders: the bots' wording (`bot.chat.answer`), no paths.
 
     Args:
         rec: the recognition (its preview/still/annotated paths are turned into
             /media/<token> URLs).
         media: the token registry the /media route serves from.
+        lang, title_lang: the UI language and the language of series titles.
 
     Returns:
         A dict ready for `json.dumps`.
     """
-    top = list(rec.candidates[:5])
-    if rec.status == "no_match":
-        header = NO_MATCH_WITH_GUESSES if top else STATUS_TEXT["no_match"]
-    else:
-        header = STATUS_TEXT[rec.status]
-    best_c = rec.best if rec.status != "no_match" else None
+    a = answer_text(rec, lang=lang, title_lang=title_lang)
+    best_c = rec.best if a.title is not None else None
     best = None
     preview = still = None
     if best_c is not None:
-        best = {"title": best_c.series.title, "other_titles": other_titles(best_c),
-                "episode": episode_text(best_c), "time": time_range(best_c),
-                "adult": best_c.series.is_adult}
+        best = {"title": a.title, "other_titles": list(a.other_titles), "where": a.where,
+                "also": list(a.also), "adult": a.adult, "synopsis": a.synopsis,
+                "cover": a.cover,
+                "links": [{"label": x.label, "url": x.url} for x in a.links]}
         if best_c.preview:
             preview = f"/media/{media.token_for(best_c.preview)}"
         if best_c.still:
             still = f"/media/{media.token_for(best_c.still)}"
-    candidates = []
-    for i, c in enumerate(top):
-        line = candidate_line(i + 1, c)
-        prefix = f"{i + 1}. "
-        candidates.append({"rank": i + 1, "title": c.series.title, "adult": c.series.is_adult,
-                           "text": line.removeprefix(prefix),
-                           "score": round(c.score, 4)})
-    n_ranks = len(top) if len(top) > 1 else 0  # a single candidate is what ✅ already says
     annotated = annotated_alt = None
-    if rec.annotated and rec.characters:
+    if rec.annotated and rec.characters and a.title is not None:
         annotated = f"/media/{media.token_for(rec.annotated)}"
-        names = character_text(rec.characters)
-        annotated_alt = f"Your picture with the faces marked: {names}" if names else None
+        annotated_alt = f"Your picture with the faces marked: {a.characters}" if a.characters else None
     total = rec.timings_ms.get("total")
     return {
         "query_id": rec.query_id,
-        "status": rec.status,
-        "header": header,
+        "lang": a.lang,
+        "status": a.status,
+        "header": a.header,
         "confidence": round(rec.confidence, 4),
-        "confidence_text": format_percent(rec.confidence),
+        "confidence_text": a.confidence,
+        "confidence_help": a.confidence_help,
         "best": best,
-        "candidates": candidates,
-        "show_candidates": len(top) > 1 or (bool(top) and rec.status == "no_match"),
-        "characters": [h.name for h in rec.characters],
-        "characters_text": character_text(rec.characters),
-        "genres": [g for g, _ in rec.genres[:3]] if rec.status != "match" else [],
+        "candidates": [_candidate(c) for c in a.candidates],
+        "closest": [_candidate(c) for c in a.closest],
+        "labels": a.labels,
+        "characters": [h.name for h in rec.characters] if a.title is not None else [],
+        "characters_text": a.characters if a.title is not None else "",
+        "genres": list(a.genres),
+        "no_match_hint": text(lang, "no_match.hint") if a.title is None and not a.closest else None,
         "preview": preview,
         "still": still,
         "annotated": annotated,
         "annotated_alt": annotated_alt,
-        "feedback_ranks": n_ranks,
+        "votes": a.votes,
+        "feedback_ranks": a.votes if a.votes > 1 else 0,
         "tally": FeedbackTally().as_dict(),
-        "hint": FEEDBACK_HINT if rec.query_id else None,
+        "hint": a.hint,
         "ms": round(total) if total is not None else None,
     }
-
 
 
 # -- the operator page ------------------------------------------------------------------------------
@@ -158,7 +148,7 @@ def stored_candidate_text(c: Row) -> str:
     series = c.get("series") or {}
     title = str(series.get("title") or "?")
     if c.get("is_opening_or_ending"):
-        where = "opening/ending"
+        where = f"Opening or ending of {title}"
     else:
         ep = c.get("episode")
         label = f"Episode {ep:g}" if isinstance(ep, (int, float)) else "Movie"
@@ -193,8 +183,9 @@ def _facts_library(status: Row) -> list[tuple[str, object]]:
          f"{status.get('episodes_failed', 0)} / {status.get('episodes_pending', 0)}"),
         ("Frames", status.get("frames", 0)),
         ("Video hours", f"{float(status.get('video_hours') or 0):.2f}"),
-        ("Index", f"{idx.get('count', 0)} vectors, version {idx.get('version', '—')}, "
-                  f"{_bytes(idx.get('bytes'))}" if idx else "not built yet"),
+        ("Index", (f"{idx.get('count', 0)} vectors, version {idx.get('version', '—')}, "
+                   f"{_bytes(idx.get('bytes'))}" if idx.get("count") else "no episodes indexed")
+         if idx else "not built yet"),
         ("Embedder", idx.get("embedder", "—") if idx else "—"),
         ("Frame store", _bytes(status.get("framestore_bytes"))),
         ("Models", models),
@@ -203,7 +194,8 @@ def _facts_library(status: Row) -> list[tuple[str, object]]:
 
 def _facts_service(stats: Row) -> list[tuple[str, object]]:
     return [
-        ("Ready", "yes" if stats.get("ready") else "no (index not loaded)"),
+        ("Ready", ("yes" if stats.get("frames") else "no (no episodes indexed)")
+                  if stats.get("ready") else "no (index not loaded)"),
         ("Model / index",
          f"{stats.get('model_version') or '—'} / {stats.get('index_version') or '—'}"),
         ("Queries (24 h)", f"{stats.get('queries', 0)} ({stats.get('queries_24h', 0)})"),

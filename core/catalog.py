@@ -7,10 +7,11 @@ Memory: ~25 bytes per frame (25 MB at 1M frames).
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 from sqlalchemy import select
-from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy.orm import InstrumentedAttribute, Session, sessionmaker
 
 from core.db.models import Episode, Frame, Series, Shot
 from core.descriptors import TINY_BYTES
@@ -53,14 +54,16 @@ class Catalog:
     def load(cls, sessions: sessionmaker[Session], *, with_descriptors: bool = True) -> Catalog:
         with sessions() as s:
             series = {r.id: SeriesInfo(id=r.id, title=r.title, titles=dict(r.titles or {}),
-                                       genres=tuple(r.genres or ()), is_adult=bool(r.is_adult))
+                                       genres=tuple(r.genres or ()), is_adult=bool(r.is_adult),
+                                       anilist_id=r.anilist_id, mal_id=r.mal_id, cover=r.cover,
+                                       synopsis=r.synopsis)
                       for r in s.scalars(select(Series))}
             episodes = {
                 r.id: EpisodeMeta(r.id, r.series_id, r.season, r.number, r.label or "", r.kind,
                                   float(r.duration or 0.0), r.path)
                 for r in s.scalars(select(Episode).where(Episode.status == "indexed"))}
             shots = {sid: (a, b) for sid, a, b in s.execute(select(Shot.id, Shot.start, Shot.end))}
-            cols = [Frame.id, Frame.episode_id, Frame.t, Frame.shot_id, Frame.oped]
+            cols: list[InstrumentedAttribute[Any]] = [Frame.id, Frame.episode_id, Frame.t, Frame.shot_id, Frame.oped]
             if with_descriptors:
                 cols.append(Frame.descriptor)
             rows = s.execute(select(*cols).join(Episode).where(Episode.status == "indexed")
@@ -90,7 +93,7 @@ class Catalog:
             change = np.nonzero(np.diff(self.ep))[0] + 1
             starts = np.concatenate([[0], change])
             ends = np.concatenate([change, [len(self.ep)]])
-            for a, b in zip(starts.tolist(), ends.tolist()):
+            for a, b in zip(starts.tolist(), ends.tolist(), strict=True):
                 self._ep_bounds[int(self.ep[a])] = (a, b)
 
     def rows(self, ids: np.ndarray) -> np.ndarray:

@@ -91,7 +91,8 @@ def load_gallery(sessions: sessionmaker[Session], embedder: CharacterEmbedder,
         for sid, cid in s.execute(select(Appearance.shot_id, Appearance.character_id)
                                   .where(Appearance.character_id.is_not(None), Appearance.shot_id.is_not(None))
                                   .distinct()):
-            gal.shot_cast.setdefault(int(sid), set()).add(int(cid))
+            if sid is not None and cid is not None:  # always, by the query; narrows the types
+                gal.shot_cast.setdefault(int(sid), set()).add(int(cid))
     return gal
 
 
@@ -160,7 +161,8 @@ def annotate(image: Image.Image, hits: Sequence[CharacterHit], max_side: int = 9
     img = image.convert("RGB")
     scale = min(1.0, max_side / max(img.size))
     if scale < 1.0:
-        img = img.resize((max(1, round(img.width * scale)), max(1, round(img.height * scale))), Image.LANCZOS)
+        size = (max(1, round(img.width * scale)), max(1, round(img.height * scale)))
+        img = img.resize(size, Image.Resampling.LANCZOS)
     draw = ImageDraw.Draw(img)
     font = label_font(max(11, round(min(img.size) / 22)))
     lw = max(2, round(min(img.size) / 200))

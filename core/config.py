@@ -6,12 +6,13 @@ read `os.environ` themselves.
 
 from __future__ import annotations
 
+import difflib
 import os
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import AliasChoices, Field, SecretStr, ValidationError, field_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import AliasChoices, Field, SecretStr, ValidationError, field_validator, model_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict, SettingsError
 
 from core.errors import ConfigError
 
@@ -41,9 +42,10 @@ class Settings(BaseSettings):
     # --- chat platforms (secrets) -------------------------------------------------------
     discord_token: SecretStr | None = Field(None, validation_alias=_alias("discord_token"))
     telegram_token: SecretStr | None = Field(None, validation_alias=_alias("telegram_token"))
-    discord_owner_ids: list[int] = Field(default_factory=list)
-    telegram_owner_ids: list[int] = Field(default_factory=list)
-    discord_auto_channels: list[int] = Field(default_factory=list)
+    # lists of ids: "123,456" or a JSON list "[123, 456]"
+    discord_owner_ids: Annotated[list[int], NoDecode] = Field(default_factory=list)
+    telegram_owner_ids: Annotated[list[int], NoDecode] = Field(default_factory=list)
+    discord_auto_channels: Annotated[list[int], NoDecode] = Field(default_factory=list)
     allow_link_downloads: bool = Field(False)  # follow links to any public host, not only the platforms'
     telegram_webhook_url: str | None = Field(None)
     telegram_api_url: str | None = Field(None)  # self-hosted Bot API server, e.g. http://host:8081/bot
@@ -92,6 +94,38 @@ class Settings(BaseSettings):
         if v not in {"DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"}:
             raise ValueError("must be one of DEBUG, INFO, WARNING, ERROR, CRITICAL")
         return v
+
+    @field_validator("discord_owner_ids", "telegram_owner_ids", "discord_auto_channels",
+                     mode="before")
+    @classmethod
+    def _split_ids(cls, v: object) -> object:
+        if isinstance(v, str):
+            text = v.strip()
+            if text.startswith("["):
+                import json
+
+                try:
+                    return json.loads(text)
+                except ValueError:
+                    raise ValueError("is not a valid JSON list") from None
+            return [x.strip() for x in text.split(",") if x.strip()]
+        return v
+
+    @field_validator("home")
+    @classmethod
+    def _check_home(cls, v: Path) -> Path:
+        if v.exists() and not v.is_dir():
+            raise ValueError(f"{v} is a file; it must be a folder (AniRec keeps its catalog, "
+                             "index and models there)")
+        return v
+
+    @model_validator(mode="after")
+    def _check_thresholds(self) -> Settings:
+        if self.match_threshold < self.unsure_threshold:
+            raise ValueError(f"ANIREC_MATCH_THRESHOLD ({self.match_threshold}) is below "
+                             f"ANIREC_UNSURE_THRESHOLD ({self.unsure_threshold}); a match "
+                             "must need at least the confidence of an unsure guess")
+        return self
 
     @field_validator("database_url")
     @classmethod
@@ -145,13 +179,29 @@ def load_settings(**overrides: Any) -> Settings:
     known = {ENV_PREFIX + name.upper() for name in Settings.model_fields}
     unknown = sorted(k for k in os.environ if k.startswith(ENV_PREFIX) and k not in known)
     if unknown:
-        raise ConfigError(f"Unknown setting(s): {', '.join(unknown)}. See .env.example.")
+        hints = []
+        for k in unknown:
+            close = difflib.get_close_matches(k, sorted(known), n=1, cutoff=0.75)
+            hints.append(f"{k} (did you mean {close[0]}?)" if close else k)
+        raise ConfigError(f"Unknown setting(s): {', '.join(hints)}. See .env.example.")
     try:
         return Settings(**overrides)
+    except SettingsError as exc:  # a value the environment source could not even decode
+        raise ConfigError(f"Bad setting: {exc}") from None
     except ValidationError as exc:
         lines = []
         for err in exc.errors():
-            field = str(err["loc"][0]) if err["loc"] else "?"
+            field = str(err["loc"][0]) if err["loc"] else ""
+            if not field:  # a check across settings (the thresholds)
+                lines.append(str(err["msg"]).removeprefix("Value error, "))
+                continue
             name = env_name(field) if field in Settings.model_fields else field
-            lines.append(f"{name}: {err['msg']}")
+            msg = str(err["msg"]).removeprefix("Value error, ")
+            if field in _LIST_FIELDS:
+                msg += f" (a list of ids, e.g. {name}=123456789012345678,234567890123456789)"
+            lines.append(f"{name}: {msg}")
         raise ConfigError("Bad setting: " + "; ".join(lines)) from None
+
+
+#: Settings that are lists of ids (written as JSON lists in the environment).
+_LIST_FIELDS = frozenset({"discord_owner_ids", "telegram_owner_ids", "discord_auto_channels"})

@@ -21,7 +21,7 @@ def _as_image(x: np.ndarray | Image.Image) -> Image.Image:
 
 def tiny_descriptor(x: np.ndarray | Image.Image) -> bytes:
     """16x9 RGB box-filtered thumbnail as 432 raw bytes."""
-    img = _as_image(x).convert("RGB").resize(TINY_SIZE, Image.BOX)
+    img = _as_image(x).convert("RGB").resize(TINY_SIZE, Image.Resampling.BOX)
     return np.asarray(img, dtype=np.uint8).tobytes()
 
 
@@ -54,7 +54,7 @@ _D32 = _dct_matrix(32)
 
 def phash(x: np.ndarray | Image.Image) -> int:
     """64-bit DCT perceptual hash (pHash): sign of the low 8x8 DCT block vs its median."""
-    img = _as_image(x).convert("L").resize((32, 32), Image.BOX)
+    img = _as_image(x).convert("L").resize((32, 32), Image.Resampling.BOX)
     coef = _D32 @ np.asarray(img, dtype=np.float32) @ _D32.T
     low = coef[:8, :8].flatten()
     bits = low > np.median(low[1:])

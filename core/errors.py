@@ -77,6 +77,15 @@ class NotFound(AniRecError):
     """A referenced object (query, series, cluster, ...) does not exist."""
 
 
+class MissingExtra(AniRecError):
+    """A feature needs an optional dependency that is not installed (an extra of the package)."""
+
+    def __init__(self, feature: str, module: str, extra: str) -> None:
+        self.module, self.extra = module, extra
+        super().__init__(f"{feature} needs {module}, which is not installed; "
+                         f"install it with: pip install 'anirec[{extra}]'")
+
+
 class NothingToTrain(AniRecError):
     """Training has no input yet: no indexed episodes, or no face labels."""
 

@@ -183,7 +183,7 @@ def _load_image(data: bytes, fmt: str, limits: MediaLimits, sticker: bool, meter
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
-            img = Image.open(io.BytesIO(data))
+            img: Image.Image = Image.open(io.BytesIO(data))
             _check_pixels(img.width, img.height, limits)
             n = int(getattr(img, "n_frames", 1) or 1)
             if n > limits.max_animation_frames:
@@ -276,7 +276,7 @@ def _load_video(data: bytes, fmt: str, limits: MediaLimits, meter: DecodeMeter) 
     import av
 
     try:
-        with av.open(io.BytesIO(data), metadata_errors="ignore") as c:
+        with av.open(io.BytesIO(data), mode="r", metadata_errors="ignore") as c:
             if not c.streams.video:
                 raise UnsupportedMedia("That file has no video in it.")
             s = c.streams.video[0]

@@ -113,7 +113,7 @@ class PreviewMaker:
         if best_still is not None:
             sw = min(self.still_width, best_still.width)
             img = best_still.resize((sw, max(1, round(best_still.height * sw / best_still.width))),
-                                    Image.BILINEAR)
+                                    Image.Resampling.BILINEAR)
             tmp = still.with_name(still.stem + ".tmp.jpg")
             img.save(tmp, format="JPEG", quality=85)
             os.replace(tmp, still)

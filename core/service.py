@@ -122,6 +122,12 @@ class RecognitionService:
     def ready(self) -> bool:
         return self._recognizer is not None
 
+    @property
+    def indexed_frames(self) -> int:
+        """Frames of indexed episodes the loaded recogniser searches (0: nothing indexed)."""
+        eng = self._recognizer
+        return len(eng.catalog) if eng is not None else 0
+
     # -- recognition -------------------------------------------------------------------------------
     def _admit(self, source: Source) -> None:
         """Rate limits first, then the queue; a request turned away (rate-limited or busy)

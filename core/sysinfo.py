@@ -30,7 +30,7 @@ def machine_info() -> dict[str, Any]:
                 mem_gb = round(int(line.split()[1]) / 2**20, 1)
     except OSError:
         pass
-    versions = {}
+    versions: dict[str, str | None] = {}
     for pkg in ("numpy", "torch", "hnswlib", "av", "pillow"):
         try:
             versions[pkg] = importlib.metadata.version(pkg)

@@ -27,9 +27,18 @@ class SeriesInfo:
     titles: dict[str, str] = field(default_factory=dict)  # language code -> title
     genres: tuple[str, ...] = ()
     is_adult: bool = False
+    anilist_id: int | None = None  # from series.json: the AniList / MyAnimeList link buttons
+    mal_id: int | None = None
+    cover: str | None = None  # an image URL (https) from series.json, shown with the answer
+    synopsis: str | None = None  # a short synopsis from series.json
 
     def to_json(self) -> dict[str, Any]:
-        return {"id": self.id, "title": self.title, "titles": dict(self.titles)}
+        out: dict[str, Any] = {"id": self.id, "title": self.title, "titles": dict(self.titles)}
+        if self.anilist_id:
+            out["anilist_id"] = self.anilist_id
+        if self.mal_id:
+            out["mal_id"] = self.mal_id
+        return out
 
 
 @dataclass(frozen=True)
@@ -48,6 +57,7 @@ class Candidate:
     is_opening_or_ending: bool = False
     preview: str | None = None  # path/URL of the preview clip once made
     still: str | None = None  # path of the preview still once made
+    oped_kind: str | None = None  # "opening" or "ending" when is_opening_or_ending
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -130,7 +140,7 @@ class Source:
     allow_adult: bool = False  # NSFW channel / chat that allows adult titles
 
 
-class Verdict(str, enum.Enum):
+class Verdict(str, enum.Enum):  # noqa: UP042 -- StrEnum would change str() of the members (behaviour)
     """A person's judgement of an answer."""
 
     CORRECT = "correct"  # ✅ the top answer is right

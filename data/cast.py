@@ -234,12 +234,12 @@ def discover(sessions: sessionmaker[Session], home: Path, series: str, *, detect
     done = 0
     for path, frames in plan.items():
         rgbs = read_frames_at(Path(path), [t for _, _, t in frames])
-        for (fid, shot, _), rgb in zip(frames, rgbs):
+        for (fid, shot, _), rgb in zip(frames, rgbs, strict=True):
             img = Image.fromarray(rgb)
             faces = detector.detect(img)
             if faces:
                 vecs = embedder.embed_faces(img, [f.box for f in faces])
-                for f, v in zip(faces, vecs):
+                for f, v in zip(faces, vecs, strict=True):
                     found.append((fid, shot, tuple(int(x) for x in f.box), float(f.score), v,
                                   crop_face(img, f.box, REF_SPEC)))
             done += 1
@@ -257,7 +257,7 @@ def discover(sessions: sessionmaker[Session], home: Path, series: str, *, detect
             s.execute(delete(Appearance).where(Appearance.frame_id.in_(frame_ids[chunk:chunk + 500]),
                                                Appearance.character_id.is_(None)))
         base = (s.scalar(select(func.max(Appearance.cluster))) or 0) + 1
-        for (fid, shot, box, score, v, _), lab in zip(found, labels):
+        for (fid, shot, box, score, v, _), lab in zip(found, labels, strict=True):
             s.add(Appearance(frame_id=fid, shot_id=shot, x0=box[0], y0=box[1], x1=box[2], y1=box[3],
                              score=score, cluster=base + int(lab), embedding=vector_bytes(v)))
         s.commit()
@@ -295,7 +295,7 @@ def write_contact_sheet(folder: Path, title: str, clusters: list[tuple[int, int,
         draw.text((8, y + thumb // 2 + 4), faces, fill=(90, 90, 100), font=label_font(12))
         cells = []
         for k, crop in enumerate(crops[:per_row]):
-            im = Image.fromarray(crop).resize((thumb, thumb), Image.LANCZOS)
+            im = Image.fromarray(crop).resize((thumb, thumb), Image.Resampling.LANCZOS)
             sheet.paste(im, (label_w + k * (thumb + 4), y))
             buf = io.BytesIO()
             im.save(buf, format="PNG")
@@ -360,7 +360,7 @@ def name_cluster(sessions: sessionmaker[Session], home: Path, cluster: int, name
         n_refs = 0
         for path, items in by_ep.items():
             rgbs = read_frames_at(Path(path), [t for _, t in items])
-            for (a, _), rgb in zip(items, rgbs):
+            for (a, _), rgb in zip(items, rgbs, strict=True):
                 crop = crop_face(Image.fromarray(rgb), (a.x0, a.y0, a.x1, a.y1), REF_SPEC)
                 _store_reference(s, home, ch, crop, "cluster", embedder, f"cluster-{cluster}-{a.id}")
                 n_refs += 1

@@ -342,6 +342,7 @@ class Indexer:
         row.anilist_id, row.mal_id = se.anilist_id, se.mal_id
         row.genres = list(se.genres or [])
         row.is_adult = bool(se.is_adult)
+        row.cover, row.synopsis = se.cover, se.synopsis
         s.flush()
         return row
 
@@ -482,7 +483,7 @@ class Indexer:
             s.add_all(shot_rows)
             s.flush()
             frames = [Frame(episode_id=episode_id, shot_id=shot_rows[int(si)].id, t=float(t),
-                            oped=0, descriptor=d) for t, si, d in zip(times, shot_idx, descs)]
+                            oped=0, descriptor=d) for t, si, d in zip(times, shot_idx, descs, strict=True)]
             s.add_all(frames)
             s.flush()
             ids = np.asarray([f.id for f in frames], dtype=np.int64)
@@ -560,7 +561,7 @@ class Indexer:
             for sid, eid, dur in rows:
                 if series_ids is None or sid in series_ids:
                     by_series.setdefault(sid, []).append((eid, dur or 0.0))
-            for sid, eps in by_series.items():
+            for eps in by_series.values():
                 sigs = []
                 for eid, dur in eps:
                     if self.framestore.has(eid):

@@ -71,6 +71,8 @@ class SeriesEntry:
     mal_id: int | None = None
     genres: tuple[str, ...] = ()
     is_adult: bool = False
+    cover: str | None = None
+    synopsis: str | None = None
     episodes: list[EpisodeEntry] = field(default_factory=list)
     #: Problems found with this series' metadata file (already logged); empty when fine.
     warnings: tuple[str, ...] = ()
@@ -86,20 +88,28 @@ class SeriesMetadata:
     mal_id: int | None = None
     genres: tuple[str, ...] = ()
     is_adult: bool = False
+    cover: str | None = None  # an https:// image URL
+    synopsis: str | None = None
+
+
+#: A synopsis longer than this is cut (an answer must stay short).
+MAX_SYNOPSIS = 1000
 
 
 class MetadataError(ValueError):
     """A `series.json` file cannot be used; the message says why."""
 
 
-_METADATA_KEYS = frozenset({"title", "titles", "anilist_id", "mal_id", "genres", "is_adult"})
+_METADATA_KEYS = frozenset({"title", "titles", "anilist_id", "mal_id", "genres", "is_adult",
+                            "cover", "synopsis"})
 
 
 def parse_series_metadata(data: object) -> tuple[SeriesMetadata, list[str]]:
     """Validate the JSON value of a `series.json`.
 
     Schema: ``{"title": str, "titles": {lang: str}, "anilist_id": int, "mal_id": int,
-    "genres": [str], "is_adult": bool}``, every key optional.
+    "genres": [str], "is_adult": bool, "cover": "https://…", "synopsis": str}``, every key
+    optional.
 
     Args:
         data: the decoded JSON.
@@ -139,12 +149,20 @@ def parse_series_metadata(data: object) -> tuple[SeriesMetadata, list[str]]:
     is_adult = data.get("is_adult", False)
     if not isinstance(is_adult, bool):
         raise MetadataError("'is_adult' must be true or false")
+    cover = data.get("cover")
+    if cover is not None and (not isinstance(cover, str) or not cover.startswith("https://")
+                              or len(cover) > 2000 or any(ch.isspace() for ch in cover)):
+        raise MetadataError("'cover' must be an https:// image URL")
+    synopsis = data.get("synopsis")
+    if synopsis is not None and not isinstance(synopsis, str):
+        raise MetadataError("'synopsis' must be a string")
+    synopsis = (synopsis.strip()[:MAX_SYNOPSIS] or None) if synopsis else None
     meta = SeriesMetadata(
         title=title.strip() if title else None,
         titles={k: v.strip() for k, v in titles.items()},
         anilist_id=ids["anilist_id"], mal_id=ids["mal_id"],
         genres=tuple(dict.fromkeys(g.strip() for g in genres)),  # dedupe, keep order
-        is_adult=is_adult,
+        is_adult=is_adult, cover=cover, synopsis=synopsis,
     )
     return meta, warnings
 
@@ -320,9 +338,9 @@ def scan_library(root: Path) -> list[SeriesEntry]:
             mtime_ns=st.st_mtime_ns,
         )
         if len(rel.parts) > 1:
-            folder = root / rel.parts[0]
+            series_dir = root / rel.parts[0]
             key = "dir:" + rel.parts[0]
-            title, series_folder = _series_title_from_folder(rel.parts[0]), folder
+            title, series_folder = _series_title_from_folder(rel.parts[0]), series_dir
         else:
             title = parsed.title or path.stem
             key = "file:" + " ".join(title.casefold().split())
@@ -340,6 +358,7 @@ def scan_library(root: Path) -> list[SeriesEntry]:
         series.append(SeriesEntry(
             title=meta.title or title, folder=folder, titles=dict(meta.titles),
             anilist_id=meta.anilist_id, mal_id=meta.mal_id, genres=meta.genres,
+            cover=meta.cover, synopsis=meta.synopsis,
             is_adult=meta.is_adult, episodes=episodes, warnings=tuple(warnings),
         ))
     series.sort(key=lambda s: (s.title.casefold(), str(s.folder)))

@@ -129,7 +129,7 @@ def _runs(times: np.ndarray, mask: np.ndarray, *, max_gap: float) -> list[tuple[
     is stored as a frame every couple of seconds)."""
     spans: list[list[float]] = []
     broken = True  # a frame where `mask` does not hold came since the last span's end
-    for t, m in zip(times.tolist(), mask.tolist()):
+    for t, m in zip(times.tolist(), mask.tolist(), strict=True):
         if not m:
             broken = True
             continue

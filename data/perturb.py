@@ -90,7 +90,7 @@ def downscale(img: Image.Image, rng: random.Random) -> Image.Image:
     if img.height <= target:
         target = max(90, img.height // 2)
     w = max(16, round(img.width * target / img.height))
-    return img.resize((w, target), Image.BILINEAR)
+    return img.resize((w, target), Image.Resampling.BILINEAR)
 
 
 def subtitles(img: Image.Image, rng: random.Random) -> Image.Image:
@@ -146,7 +146,7 @@ def phone_screenshot(img: Image.Image, rng: random.Random, *,
     d.rectangle((W - 60, 12, W - 20, 24), outline=fg)
     top = 34 + rng.randint(0, 60)
     fh = int(W * img.height / img.width)
-    canvas.paste(img.resize((W, fh), Image.BILINEAR), (0, top))
+    canvas.paste(img.resize((W, fh), Image.Resampling.BILINEAR), (0, top))
     if placed is not None:
         placed.append((0, top, W, top + fh))
     # player progress bar, title, buttons, comments

@@ -74,7 +74,8 @@ class HeadMapping:
         hw, hh = self.sx * w / 2, self.sy * h / 2
         out = [cx - hw, cy - hh, cx + hw, cy + hh]
         if size is not None:
-            out = [min(max(v, 0.0), float(lim)) for v, lim in zip(out, (size[0], size[1], size[0], size[1]))]
+            lims = (size[0], size[1], size[0], size[1])
+            out = [min(max(v, 0.0), float(lim)) for v, lim in zip(out, lims, strict=True)]
         return tuple(int(round(v)) for v in out)  # type: ignore[return-value]
 
     def to_dict(self) -> dict[str, float]:
@@ -433,7 +434,7 @@ def harvest_labels(sessions: sessionmaker[Session], teacher: AnimeFaceTeacher, o
                 progress(n_frames, total)
             continue
         gt: list[dict[str, Any] | None] = [None] * (max(idxs) + 1)
-        for (i, shot), rgb in zip(p["frames"], rgbs):
+        for (i, shot), rgb in zip(p["frames"], rgbs, strict=True):
             img = Image.fromarray(rgb)
             faces = teacher.detect(img)
             n_frames += 1
@@ -449,7 +450,7 @@ def harvest_labels(sessions: sessionmaker[Session], teacher: AnimeFaceTeacher, o
         data["episodes"].append({"series": p["series"], "season": p["season"], "episode": p["episode"],
                                  "path": p["path"], "fps": p["fps"], "duration": p["duration"],
                                  "frames_gt": gt})
-        data["created"] = dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
+        data["created"] = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
         _write_atomic(out, data)
     return HarvestResult(out, len(data["episodes"]), n_frames, n_labelled, n_faces,
                          len(plan) - len(todo), round(time.perf_counter() - t0, 1))

@@ -63,7 +63,7 @@ def detect(animeface, Image, path: str, scales: list[float]) -> dict:  # noqa: A
         for f in animeface.detect(view):
             p = f.face.pos
             box = [p.x / s, p.y / s, (p.x + p.width) / s, (p.y + p.height) / s]
-            box = [int(round(min(max(v, 0), lim))) for v, lim in zip(box, (w, h, w, h))]
+            box = [int(round(min(max(v, 0), lim))) for v, lim in zip(box, (w, h, w, h), strict=True)]
             if box[2] > box[0] and box[3] > box[1]:
                 found.append({"box": box, "score": round(float(f.likelihood), 4)})
     return {"size": [w, h], "faces": _nms(found) if len(scales) > 1 else

@@ -9,9 +9,9 @@ frame is always kept at least every `max_gap` seconds and right after a cut.
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterator
 
 import av
 import numpy as np
@@ -171,7 +171,8 @@ class EpisodeDecoder:
 def assign_shots(times: list[float] | np.ndarray, cuts: list[float], duration: float
                  ) -> tuple[list[tuple[float, float]], np.ndarray]:
     """Shots as (start, end) from cut times, and each sample's shot index."""
-    bounds = [0.0] + [c for c in cuts if 0.0 < c < duration] + [max(duration, float(np.max(times)) if len(times) else 0.0)]
+    last = max(duration, float(np.max(times)) if len(times) else 0.0)
+    bounds = [0.0] + [c for c in cuts if 0.0 < c < duration] + [last]
     shots = [(bounds[i], bounds[i + 1]) for i in range(len(bounds) - 1) if bounds[i + 1] > bounds[i]]
     starts = np.asarray([s for s, _ in shots], dtype=np.float64)
     idx = np.searchsorted(starts, np.asarray(times, dtype=np.float64) + 1e-6, side="right") - 1
@@ -189,7 +190,7 @@ def read_frames_at(path: Path, times: list[float]) -> list[np.ndarray]:
         with av.open(str(path), metadata_errors="ignore") as c:
             s = c.streams.video[0]
             s.thread_type = "AUTO"
-            for i, frame in enumerate(c.decode(s)):
+            for frame in c.decode(s):
                 t = float(frame.time) if frame.time is not None else 0.0
                 while k < len(want) and t >= times[want[k]]:
                     j = want[k]

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Create .venv and install AniRec with its test extras (idempotent; fast when up to date).
+# Create .venv and install AniRec with its dev extras (train, tests, ruff, mypy); idempotent, fast when up to date.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY="${PYTHON:-python3}"

@@ -18,9 +18,6 @@ from aiohttp import web
 from sqlalchemy import select
 
 from bot.discord_adapter import AniRecBot, build_discord_bot, run_discord
-from bot.discord_render import (
-    query_id_from_footer,
-)
 from core.db.models import Feedback
 from tests.fakes.discord_server import FakeDiscord, RecordedRequest
 
@@ -95,9 +92,20 @@ def embed_of(req: RecordedRequest) -> dict[str, Any]:
 
 
 def qid_of(req: RecordedRequest) -> str:
-    qid = query_id_from_footer(embed_of(req)["footer"]["text"])
-    assert qid
-    return qid
+    """The query id an answer's buttons carry (custom ids "fb:<qid>:…" / "cl:<qid>")."""
+    for row in req.json.get("components") or []:
+        for c in row.get("components") or []:
+            cid = str(c.get("custom_id") or "")
+            if cid.startswith(("fb:", "cl:")):
+                return cid.split(":")[1]
+    raise AssertionError("the answer has no buttons with a query id")
+
+
+def buttons_of(req: RecordedRequest | dict[str, Any]) -> list[list[str]]:
+    """The rows of buttons a person sees under a message (emoji, else label)."""
+    body = req.json if isinstance(req, RecordedRequest) else req
+    return [[(c.get("emoji") or {}).get("name") or c.get("label") or "" for c in row["components"]]
+            for row in body.get("components") or []]
 
 
 def sent_message_id(req: RecordedRequest) -> str:

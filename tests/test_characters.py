@@ -11,13 +11,11 @@ import pytest
 from PIL import Image
 
 from core.characters import CastMember, Gallery, annotate
+from core.models.characters import CharacterSpec, crop_face, load_character_embedder, new_embedder, whole_image_crop
 from core.recognition import CharacterRecognizer
-from core.models.characters import (CharacterSpec, crop_face, load_character_embedder, new_embedder,
-                                    whole_image_crop)
 from core.types import CharacterHit
 from data.cast import CastError, cluster_vectors, safe_name
-from training.characters import (CharacterTrainConfig, FaceSet, identify, supcon, train_characters,
-                                 tune_floor)
+from training.characters import CharacterTrainConfig, FaceSet, identify, supcon, train_characters, tune_floor
 from training.facedata import iter_face_frames, read_labels, references, split_episodes
 
 
@@ -98,7 +96,7 @@ def test_training_lowers_the_loss_and_resumes(labelled: dict[str, Any], tmp_path
 def test_cluster_vectors_finds_planted_groups() -> None:
     rng = np.random.default_rng(0)
     centres = np.eye(4, 16, dtype=np.float32)
-    vecs = np.concatenate([c + 0.05 * rng.standard_normal((n, 16)) for c, n in zip(centres, (9, 6, 4, 1))])
+    vecs = np.concatenate([c + 0.05 * rng.standard_normal((n, 16)) for c, n in zip(centres, (9, 6, 4, 1), strict=True)])
     vecs /= np.linalg.norm(vecs, axis=1, keepdims=True)
     labels = cluster_vectors(vecs.astype(np.float32), 0.75)
     assert list(np.bincount(labels)) == [9, 6, 4, 1]  # biggest cluster first
@@ -144,7 +142,8 @@ def test_recognizer_matches_only_the_given_cast_and_says_unknown(labelled: dict[
 
 def test_annotate_draws_boxes_and_names() -> None:
     img = Image.new("RGB", (1600, 900), (255, 255, 255))
-    hits = [CharacterHit("Aoi", "S", 0.9, (100, 100, 300, 320)), CharacterHit("unknown", None, 0.2, (800, 400, 900, 500))]
+    hits = [CharacterHit("Aoi", "S", 0.9, (100, 100, 300, 320)),
+            CharacterHit("unknown", None, 0.2, (800, 400, 900, 500))]
     out = annotate(img, hits)
     assert out.size == (960, 540)  # scaled to fit 960 px
     a = np.asarray(out)

@@ -20,7 +20,6 @@ import discord
 import pytest
 from discord.utils import escape_markdown
 
-from bot.chat.feedback import RANK_EMOJI
 from bot.chat.state import AnswerMemory
 from bot.discord_adapter import CONTEXT_MENU_NAME, build_discord_bot, run_discord
 from bot.discord_media import LOTTIE_STICKER, UNSUPPORTED_FILE
@@ -38,6 +37,7 @@ from tests.discord_helpers import (
     HEARTBEAT_MS,
     adult_episode,
     answer_to,
+    buttons_of,
     dispatch_time,
     embed_of,
     eventually,
@@ -69,7 +69,7 @@ async def test_auto_channel_image_gets_embed_preview_reactions_and_latency(
     async with running(dc, service) as bot:
         put = await dc.wait_for("PUT", r"^/applications/\d+/commands$")
         assert {(c["name"], c.get("type", 1)) for c in put.json} == {
-            ("anime", 1), ("anirec", 1), (CONTEXT_MENU_NAME, 3)}
+            ("anime", 1), ("anirec", 1), ("settings", 1), (CONTEXT_MENU_NAME, 3)}
         latencies = []
         asked: list[dict[str, Any]] = []
         for ep, t in ((0, 6.0), (1, 9.0)):  # cold (first inference, first preview), then warm
@@ -85,8 +85,8 @@ async def test_auto_channel_image_gets_embed_preview_reactions_and_latency(
         [post] = replies(dc, asked[0])
         embed = embed_of(post)
         assert embed["title"] == escape_markdown(title)
-        assert "confidence" in embed["description"]
-        assert [f["name"] for f in embed["fields"]][:1] == ["Top 5"]
+        assert "Confidence " in embed["description"]
+        assert [f["name"] for f in embed["fields"]][:1] == ["Other candidates"]
         assert post.is_multipart and [f.filename for f in post.files][0] == "preview.mp4"
         assert post.files[0].data[4:8] == b"ftyp"
         assert sum(f.size for f in post.files) < 8 * 1024 * 1024
@@ -95,21 +95,33 @@ async def test_auto_channel_image_gets_embed_preview_reactions_and_latency(
         qid = qid_of(post)
         assert bot.cog.answers.get(int(sent_message_id(post))) == qid
 
-        # ✅ ❌ then one number per candidate, added by the bot (PUT .../@me).
+        # Buttons, not seven reactions: ✅ ❌, one number per candidate, the series' links.
         n = len(embed["fields"][0]["value"].splitlines())
+        rows = buttons_of(post)
+        assert rows[:2] == [["✅", "❌"], [str(r) for r in range(1, n + 1)]]
+        assert rows[2] == ["AniList", "MyAnimeList"]
+        links = [c["url"] for c in post.json["components"][2]["components"]]
+        assert links[0].startswith("https://anilist.co/anime/")
+        assert links[1].startswith("https://myanimelist.net/anime/")
+        assert not dc.requests_matching("PUT", r"/reactions/")
+
+        # A press on ✅ is a feedback row; the button shows the count, the presser a toast.
         mid = sent_message_id(post)
-        puts = [await dc.wait_for("PUT", rf"/messages/{mid}/reactions/.+/@me$")
-                for _ in range(2 + n)]
-        emoji = [p.path.split("/reactions/")[1].split("/")[0] for p in puts]
-        assert emoji == ["✅", "❌", *RANK_EMOJI[:n]]
-        assert all(p.status == 204 for p in puts)
+        press = dc.interaction_component(dc.users[1], mid, f"fb:{qid}:ok")
+        await eventually(lambda: len(dc.interaction_callbacks(press)) == 1)
+        [cb] = dc.interaction_callbacks(press)
+        assert cb["type"] == 7  # the answer updated in place
+        assert buttons_of(cb["data"])[0] == ["✅", "❌"]
+        assert cb["data"]["components"][0]["components"][0]["label"] == "1"
+        await eventually(lambda: len(dc.followups(press)) == 1)
+        assert "Marked as right" in dc.followups(press)[0]["content"]
+        assert [r.verdict for r in feedback_rows(indexed_home, qid)] == ["correct"]
 
         # The platform echoed our answers and reactions back: nothing came of them.
-        await eventually(lambda: sum(1 for ev, d, _ in dc.dispatched
-                                     if ev == "MESSAGE_REACTION_ADD") >= 2 + n)
         await asyncio.sleep(0.3)
-        assert feedback_rows(indexed_home, qid) == []
-        assert len(dc.sent_messages(dc.text_channel)) == 2  # no answers to our own answers
+        assert len(feedback_rows(indexed_home, qid)) == 1
+        # no answers to our own answers (the third is the ephemeral "thanks" of the press)
+        assert len(dc.sent_messages(dc.text_channel)) == 3
         print("[discord transcript] one exchange, as the fake received it:")
         for line in transcript(dc, dispatch_time(dc, asked[0]), dispatch_time(dc, asked[1])):
             print("  " + line)
@@ -162,7 +174,7 @@ async def test_slash_command_context_menu_and_link(
         assert followup.files and followup.files[0].filename == "preview.mp4"
         original = dc.original_response(slash)
         assert original is not None and original["embeds"][0]["title"] == title
-        await dc.wait_for("PUT", rf"/messages/{original['id']}/reactions/✅/@me$")
+        assert buttons_of(followup)[0] == ["✅", "❌"]  # votes as buttons, not reactions
 
         # A link instead of a file (fetched by the adapter's own aiohttp client).
         link = png_attachment(dc, indexed_home.frame_png(1, 9.0), "linked.png")["url"]
@@ -221,7 +233,6 @@ async def test_reactions_become_feedback_rows_and_survive_a_restart(
             png_attachment(dc, indexed_home.frame_png(0, 6.0))])
         [post] = await answer_to(dc, msg)
         qid, mid = qid_of(post), sent_message_id(post)
-        await dc.wait_for("PUT", rf"/messages/{mid}/reactions/2️⃣/@me$")
         with indexed_home.app.sessions() as s:  # limits are per user and per guild
             q = s.get(Query, qid)
             assert q is not None and q.platform == "discord"
@@ -247,7 +258,7 @@ async def test_reactions_become_feedback_rows_and_survive_a_restart(
         # Other bots' reactions and reactions that are not votes count for nothing.
         dc.reaction_add(other_bot, mid, dc.text_channel, "✅")
         dc.reaction_add(alice, mid, dc.text_channel, "🎉")
-        # A restart forgets the in-memory map: the footer of the (fetched) answer says the id.
+        # A restart forgets the in-memory map: the buttons of the (fetched) answer say the id.
         bot.cog.answers = AnswerMemory(10)
         dc.reaction_add(alice, mid, dc.text_channel, "✅")
         await eventually(lambda: len(feedback_rows(indexed_home, qid)) == 3, what="✅ row")
@@ -280,15 +291,24 @@ async def test_refusals_and_several_images(
         [too_big] = await answer_to(dc, oversize)
         [sticker] = await answer_to(dc, lottie)
         answers = await answer_to(dc, three, n=3)
+        assert not dc.requests_matching("GET", r"^/attachments/.+/shot2.png$")
+        # The picture not answered is offered in a picker; choosing it answers it.
+        [row] = answers[2].json["components"]
+        select = row["components"][0]
+        assert select["type"] == 3 and [o["label"] for o in select["options"]] == ["shot2.png"]
+        pick = dc.interaction_component(dc.users[1], sent_message_id(answers[2]),
+                                        select["custom_id"], component_type=3, values=["0"])
+        app = dc.application["id"]
+        picked = await dc.wait_for("POST", rf"^/webhooks/{app}/{pick['token']}$", timeout=20)
+        assert embed_of(picked)["title"] == escape_markdown(indexed_home.series_title(0))
     assert unsupported.json["content"] == UNSUPPORTED_FILE
-    assert "too large (50.0 MB)" in too_big.json["content"]
+    assert "too large (50 MB)" in too_big.json["content"]
     assert not dc.requests_matching("GET", rf"/{big['id']}/huge.png$")
     assert sticker.json["content"] == LOTTIE_STICKER
     assert [bool(a.json.get("embeds")) for a in answers] == [True, True, False]
     assert embed_of(answers[1])["title"] == escape_markdown(indexed_home.series_title(1))
     assert answers[2].json["content"].startswith("I looked at the first 2;")
     assert len(dc.requests_matching("GET", r"^/attachments/.+/(shot0.png|clip.mp4)$")) == 2
-    assert not dc.requests_matching("GET", r"^/attachments/.+/shot2.png$")
 
 
 async def test_burst_from_twenty_people_is_answered_or_told_to_wait_and_heartbeats_flow(

@@ -16,7 +16,6 @@ from bot.discord_media import links_in, media_link
 from bot.discord_render import (
     ADULT_TITLE,
     ANNOTATED_NAME,
-    query_id_from_footer,
     render_answer,
 )
 from core.errors import MediaTooLarge, UnsupportedMedia
@@ -90,6 +89,11 @@ def _cand(i: int, *, adult: bool = False, preview: str | None = None,
                      still=still)
 
 
+def view_buttons(view: Any) -> list[str]:
+    """What a person sees on the buttons under an answer (the emoji, else the label)."""
+    return [str(b.emoji) if b.emoji else b.label for b in view.children]
+
+
 def test_render_escapes_and_unsure_wording() -> None:
     rec = Recognition(status="unsure", confidence=0.41,
                       candidates=tuple(_cand(i) for i in range(1, 4)),
@@ -98,12 +102,14 @@ def test_render_escapes_and_unsure_wording() -> None:
     out = render_answer(rec, adult_ok=False)
     e = out.embed.to_dict()
     assert e["title"] == r"\*Bold\* \_Title\_ 1 \`x\` \|\|y\|\|"
-    assert "Not sure — here are my best guesses · 41% confidence" in e["description"]
-    assert "S2 · Episode 03" in e["description"] and "00:01:14–00:01:17" in e["description"]
-    assert [f["name"] for f in e["fields"]] == ["Top 5", "Characters", "Looks like"]
+    assert "Not sure — here are my best guesses · Confidence 41%" in e["description"]
+    assert "S2 · Episode 3" in e["description"] and "00:01:14–00:01:17" in e["description"]
+    assert [f["name"] for f in e["fields"]] == ["Other candidates", "Characters", "Looks like"]
+    assert "%" not in e["fields"][0]["value"]  # one confidence number, in the description
     assert e["fields"][1]["value"] == r"Mika\_chan"
-    assert query_id_from_footer(e["footer"]["text"]) == "abcDEF_12-3"
-    assert out.rank_emoji == ("✅", "❌", "1️⃣", "2️⃣", "3️⃣") and out.attachments == []
+    assert "abcDEF_12-3" not in e["footer"]["text"]  # no internal ids in the footer
+    assert view_buttons(out.view) == ["✅", "❌", "1", "2", "3"] and out.attachments == []
+    assert {b.custom_id for b in out.view.children} >= {"fb:abcDEF_12-3:ok", "fb:abcDEF_12-3:3"}
 
 
 def test_render_no_match_and_adult_and_budget(tmp_path: Path) -> None:
@@ -111,11 +117,13 @@ def test_render_no_match_and_adult_and_budget(tmp_path: Path) -> None:
     clip.write_bytes(b"\0" * 5000)
     still.write_bytes(b"\0" * 1000)
     nothing = render_answer(Recognition(status="no_match", confidence=0.0, query_id="q1"))
-    assert nothing.embed.title == "I couldn't find this in the library"
-    assert nothing.rank_emoji == ()
+    assert nothing.embed.title == "No match — I couldn't find this in the library"
+    assert nothing.view is None and nothing.n_candidates == 0
     guesses = render_answer(Recognition(status="no_match", confidence=0.1,
                                         candidates=(_cand(1),), query_id="q2"))
-    assert guesses.embed.title.startswith("Not sure") and guesses.embed.fields[0].name == "Closest"
+    # a no-match: no votes, no fields, the guesses behind "Show closest scenes"
+    assert guesses.embed.title.startswith("No match") and not guesses.embed.fields
+    assert view_buttons(guesses.view) == ["Show closest scenes"] and guesses.closest
     adult = Recognition(status="match", confidence=0.9, query_id="q3",
                         candidates=(_cand(1, adult=True, preview=str(clip), still=str(still)),))
     hidden = render_answer(adult, adult_ok=False)
@@ -127,7 +135,7 @@ def test_render_no_match_and_adult_and_budget(tmp_path: Path) -> None:
     small = render_answer(adult, adult_ok=True, budget=2000)  # the clip does not fit
     assert [a.filename for a in small.attachments] == ["preview.jpg"]
     assert small.embed.image.url == "attachment://preview.jpg"
-    assert shown.rank_emoji == ("✅", "❌")  # one candidate: ✅ says it all
+    assert view_buttons(shown.view) == ["✅", "❌"]  # one candidate: ✅ says it all
 
 
 # -- the named-faces picture -----------------------------------------------------------------------

@@ -166,7 +166,7 @@ def test_colorlayout_baseline_gets_clean_frames_right(indexed_home: Any, catalog
     right = total = 0
     for ep in truth.episodes:
         times = [rng.uniform(0.5, ep["duration"] - 0.5) for _ in range(3)]
-        for t, arr in zip(times, read_frames_at(Path(ep["abs"]), times)):
+        for t, arr in zip(times, read_frames_at(Path(ep["abs"]), times), strict=True):
             q = Query("q", "clean", "clean", b"", episode=ep["path"], series=ep["series"], t=t,
                       places=places_of(ep, t, truth))
             guesses = cl.search(Image.fromarray(arr))

@@ -133,7 +133,7 @@ def test_get_lr_warms_up_then_decays() -> None:
     cfg = TrainConfig(steps=100, warmup=10, lr=1e-2, min_lr=1e-4)
     lrs = [get_lr(i, cfg) for i in range(120)]
     assert lrs[0] == pytest.approx(1e-3) and lrs[9] == pytest.approx(1e-2)
-    assert all(a >= b for a, b in zip(lrs[10:100], lrs[11:101]))
+    assert all(a >= b for a, b in zip(lrs[10:100], lrs[11:101], strict=True))
     assert lrs[119] == cfg.min_lr
 
 
@@ -176,7 +176,7 @@ def test_evaluate_on_real_frames(trained: Any, frames: dict[str, list[FaceFrame]
     assert ev["tp"] + ev["fn"] == ev["faces"]
     assert 0.0 <= ev["precision"] <= 1.0 and 0.0 <= ev["recall"] <= 1.0 and 0.0 <= ev["ap"] <= 1.0
     recalls = [s["recall"] for s in ev["sweep"]]
-    assert all(a >= b for a, b in zip(recalls, recalls[1:]))
+    assert all(a >= b for a, b in zip(recalls, recalls[1:], strict=False))
     assert ev["latency"]["images"] == 3 and ev["latency"]["width"] == 640
     t = tune_threshold(det, frames["held"])
     assert 0.0 < t <= 1.0

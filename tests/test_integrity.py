@@ -142,8 +142,8 @@ async def test_service_keeps_serving_the_old_index_when_a_reload_finds_damage(
 
 
 async def test_service_started_on_a_damaged_index_says_so(home_copy: App) -> None:
-    from core.types import Source
     from bot.chat.texts import user_error_text
+    from core.types import Source
 
     _flip_byte(_vectors_file(home_copy.settings.index_dir))
     svc = home_copy.service()

@@ -280,7 +280,7 @@ def test_deterministic_and_seed_dependent(tmp_path: Path) -> None:
     gb = json.loads((b / "ground_truth.json").read_text(encoding="utf-8"))
     assert ga == gb
     va, vc = list(fa.values()), list(fc.values())
-    assert all(_diff(x, y) > 10 for x, y in zip(va, vc))
+    assert all(_diff(x, y) > 10 for x, y in zip(va, vc, strict=False))
 
 
 def test_other_parameters_replace_the_old_library(tmp_path: Path) -> None:
@@ -327,8 +327,8 @@ def test_out_of_library_stills() -> None:
     c = render_out_of_library(4, seed=2, width=160, height=90)
     assert len(a) == 4 and all(im.size == (160, 90) and im.mode == "RGB" for im in a)
     arr = [np.asarray(im) for im in a]
-    assert all(np.array_equal(x, np.asarray(y)) for x, y in zip(arr, b))
-    assert all(_diff(x, np.asarray(y)) > 5 for x, y in zip(arr, c))
+    assert all(np.array_equal(x, np.asarray(y)) for x, y in zip(arr, b, strict=True))
+    assert all(_diff(x, np.asarray(y)) > 5 for x, y in zip(arr, c, strict=True))
     assert min(_diff(x, y) for k, x in enumerate(arr) for y in arr[k + 1 :]) > 5
 
 
@@ -342,7 +342,8 @@ def test_hard_difficulty_twins_every_second_series(tmp_path: Path) -> None:
         twin, base = hard[i], hard[i - 1]
         assert twin.draw_style == base.draw_style
         assert twin.locations[:2] == base.locations[:2]
-        assert max(abs(a - b) for k in base.palette for a, b in zip(twin.palette[k], base.palette[k])) <= 12
+        gaps = [abs(a - b) for k in base.palette for a, b in zip(twin.palette[k], base.palette[k], strict=True)]
+        assert max(gaps) <= 12
     assert default[3].locations[:2] != default[2].locations[:2]  # by default only series 1
     nights = sum(loc.tod == "night" for s in hard for loc in s.locations)
     assert nights > sum(loc.tod == "night" for s in default for loc in s.locations)

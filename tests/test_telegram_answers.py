@@ -111,7 +111,7 @@ async def test_still_or_text_when_there_is_no_clip(tg: FakeTelegram, tmp_path: P
         tg.push_update(upd)
         ans = await answer_to(tg, upd["message"]["message_id"])
     assert ans.method == ("sendPhoto" if has == "still" else "sendMessage")
-    assert "Some Show" in shown(ans) and "Episode 02" in shown(ans)
+    assert "Some Show" in shown(ans) and "Episode 2 ·" in shown(ans)
     assert keyboard(ans) == [["✅", "❌"]]  # one candidate: no rank buttons
     actions = [c.params["action"] for c in tg.calls("sendChatAction")]
     assert ("upload_photo" in actions) == (has == "still")

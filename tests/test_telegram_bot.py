@@ -9,8 +9,8 @@ models/index/SQLite, and the fake records every Bot API call it makes.
 
 from __future__ import annotations
 
-import json
 import html
+import json
 import re
 import time
 from collections.abc import Callable
@@ -78,6 +78,8 @@ async def test_private_photo_answer_with_preview_keyboard_and_latency(
     assert "video" in call.files and call.files["video"].data[4:8] == b"ftyp"
     rows = keyboard(call)
     assert rows[0] == ["✅", "❌"]
+    assert rows[-1] == ["AniList", "MyAnimeList"]  # the series' links, from series.json
+    rows = rows[:-1]
     n = len(rows[1]) if len(rows) > 1 else 1
     assert 1 <= n <= 5 and (n == 1 or rows[1] == [str(i) for i in range(1, n + 1)])
     # the candidate list is numbered like the buttons
@@ -91,7 +93,7 @@ async def test_private_photo_answer_with_preview_keyboard_and_latency(
         k: call.params[k] for k in ("chat_id", "parse_mode", "supports_streaming",
                                     "has_spoiler", "reply_parameters") if k in call.params},
         "caption=", call.params["caption"].splitlines()[:3],
-        "keyboard=", [[b["callback_data"] for b in r] for r in
+        "keyboard=", [[b.get("callback_data") or b.get("url") for b in r] for r in
                       call.params["reply_markup"]["inline_keyboard"]],
         "video bytes=", len(call.files["video"].data))
 

@@ -19,17 +19,17 @@ import logging
 import math
 import random
 import time
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterable, Sequence
+from typing import Any
 
 import numpy as np
 import torch
 from PIL import Image, ImageFilter
-from torch.nn import functional as F
 
-from core.models.characters import (CharacterEmbedder, CharacterSpec, crop_face, new_embedder,
-                                    version_of)
+from core.characters import Floor
+from core.models.characters import CharacterEmbedder, CharacterSpec, crop_face, new_embedder, version_of
 from training.facedata import FaceFrame
 from training.schedule import get_lr
 
@@ -121,10 +121,10 @@ def augment(crop: np.ndarray, rng: random.Random) -> np.ndarray:
     img = Image.fromarray(crop)
     n = img.width
     if rng.random() < 0.5:
-        img = img.transpose(Image.FLIP_LEFT_RIGHT)
+        img = img.transpose(Image.Transpose.FLIP_LEFT_RIGHT)
     if rng.random() < 0.5:  # a small face: down to 12–40 px and back up
         s = rng.randint(12, 40)
-        img = img.resize((s, s), Image.BILINEAR).resize((n, n), Image.BILINEAR)
+        img = img.resize((s, s), Image.Resampling.BILINEAR).resize((n, n), Image.Resampling.BILINEAR)
     if rng.random() < 0.3:
         img = img.filter(ImageFilter.GaussianBlur(rng.uniform(0.3, 1.2)))
     a = np.asarray(img, dtype=np.float32)
@@ -283,7 +283,8 @@ def _galleries(emb: CharacterEmbedder, train: FaceSet, train_vecs: np.ndarray,
 
 
 def evaluate_identification(emb: CharacterEmbedder, train: FaceSet, held: FaceSet,
-                            refs: dict[str, dict[str, Path]], *, floor: Any = None,
+                            refs: dict[str, dict[str, Path]], *,
+                            floor: Floor | float | dict[str, float] | None = None,
                             seed: int = 0) -> dict[str, Any]:
     """Top-1 identification of held-out faces against their series' cast (the closed set when
     the scene is recognised), with 1, 5 and all references per character, and the rate at
@@ -294,7 +295,8 @@ def evaluate_identification(emb: CharacterEmbedder, train: FaceSet, held: FaceSe
     floor_used = floor
     for label, shots in (("1", 1), ("5", 5), ("all", None)):
         gal = _galleries(emb, train, train_vecs, refs, shots, seed)
-        correct, per_series, sims_ok = 0, {}, []
+        correct, sims_ok = 0, []
+        per_series: dict[str, list[int]] = {}
         for i, n in enumerate(held.names):
             series, name = n.split("::", 1)
             cast = gal.get(series, {})
@@ -318,8 +320,6 @@ def evaluate_identification(emb: CharacterEmbedder, train: FaceSet, held: FaceSe
         if floor_used is None:
             f = tune_floor(sims_ok, unk_sims)
         else:
-            from core.characters import Floor
-
             f = Floor.of(floor_used).at(shots or 5)
         accepted = [s >= f for s in sims_ok]
         entry.update({"floor": f, "known_accepted": float(np.mean(accepted)) if accepted else 0.0,

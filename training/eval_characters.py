@@ -9,18 +9,22 @@ face), then faces of the training episodes for 5 and "all" references.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 
+from core.models.characters import CharacterEmbedder
+from core.models.faces import FaceDetector
+from core.recognition import CharacterRecognizer
 from training.characters import FaceSet, evaluate_identification
 from training.facedata import FaceFrame, iter_face_frames, references
 
 Progress = Callable[[str, int, int], None]
 
 
-def end_to_end(recognizer: Any, frames: list[FaceFrame], series_ids: dict[str, int],
+def end_to_end(recognizer: CharacterRecognizer, frames: list[FaceFrame], series_ids: dict[str, int],
                titles: dict[int, str]) -> dict[str, Any]:
     """The whole step 9 on held-out frames with the true series as the closed set: detected
     faces matched to ground truth (IoU ≥ 0.5) and named correctly; added latency per frame."""
@@ -35,7 +39,7 @@ def end_to_end(recognizer: Any, frames: list[FaceFrame], series_ids: dict[str, i
         gt_total += len(fr.faces)
         det_gt, _ = match_detections([h.box for h in hits], [h.score for h in hits],
                                      [f.box for f in fr.faces])
-        for h, g in zip(hits, det_gt):
+        for h, g in zip(hits, det_gt, strict=True):
             if g < 0:
                 continue
             matched += 1
@@ -50,8 +54,9 @@ def end_to_end(recognizer: Any, frames: list[FaceFrame], series_ids: dict[str, i
                            "mean": float(lat_a.mean())}}
 
 
-def evaluate_characters(root: Path, labels: dict[str, Any], *, detector: Any, embedder: Any,
-                        recognizer: Any | None, series_ids: dict[str, int], titles: dict[int, str],
+def evaluate_characters(root: Path, labels: dict[str, Any], *, detector: FaceDetector,
+                        embedder: CharacterEmbedder, recognizer: CharacterRecognizer | None,
+                        series_ids: dict[str, int], titles: dict[int, str],
                         every: int = 6, progress: Progress | None = None) -> dict[str, Any]:
     """Detection P/R per series, identification top-1 with 1/5/all references, unknown-face
     rejection, and step 9 end to end (with its added latency)."""

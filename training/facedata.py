@@ -11,9 +11,10 @@ Held-out honesty: `split_episodes` holds out every Nth episode of each series, t
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import av
 import numpy as np

@@ -25,6 +25,7 @@ from typing import Any
 
 import numpy as np
 import torch
+from numpy.typing import ArrayLike
 from PIL import Image, ImageDraw, ImageFilter
 
 from core.models.faces import FaceDetector, FaceNet, FaceNetSpec, build_face_detector, weights_digest
@@ -79,6 +80,40 @@ def _frame_boxes(frame: FaceFrame) -> np.ndarray:
     return np.array([f.box for f in frame.faces], np.float32).reshape(-1, 4)
 
 
+def _occlude(canvas: Image.Image, boxes_out: np.ndarray, ignore: np.ndarray, rng: random.Random,
+             cw: int, ch: int) -> tuple[np.ndarray, np.ndarray]:
+    """Random blocks drawn on `canvas`, some over a face; a face more than half hidden is
+    moved from the labels to the ignored boxes. Returns (boxes, ignored)."""
+    d = ImageDraw.Draw(canvas)
+    rects: list[tuple[float, float, float, float]] = []
+    for _ in range(rng.randint(1, 3)):
+        colour = tuple(rng.randrange(256) for _ in range(3))
+        if len(boxes_out) and rng.random() < 0.5:
+            x0, y0, x1, y1 = boxes_out[rng.randrange(len(boxes_out))].tolist()
+            fw, fh = x1 - x0, y1 - y0
+            side = rng.randrange(4)  # cover up to ~40% from one side
+            f = rng.uniform(0.15, 0.4)
+            r = [(x0 - fw, y0 - fh, x0 + f * fw, y1 + fh), (x1 - f * fw, y0 - fh, x1 + fw, y1 + fh),
+                 (x0 - fw, y1 - f * fh, x1 + fw, y1 + fh), (x0 - fw, y0 - fh, x1 + fw, y0 + f * fh)][side]
+        else:
+            rw, rh = rng.uniform(0.05, 0.35) * cw, rng.uniform(0.05, 0.35) * ch
+            rx, ry = rng.uniform(0, cw - rw), rng.uniform(0, ch - rh)
+            r = (rx, ry, rx + rw, ry + rh)
+        d.rectangle(r, fill=colour)
+        rects.append(r)
+    if len(boxes_out):  # a face more than half hidden is no longer a label
+        hidden = np.zeros(len(boxes_out))
+        for r in rects:
+            ix = (np.minimum(boxes_out[:, 2], r[2]) - np.maximum(boxes_out[:, 0], r[0])).clip(0)
+            iy = (np.minimum(boxes_out[:, 3], r[3]) - np.maximum(boxes_out[:, 1], r[1])).clip(0)
+            hidden += ix * iy
+        area = (boxes_out[:, 2] - boxes_out[:, 0]) * (boxes_out[:, 3] - boxes_out[:, 1])
+        gone = hidden > 0.5 * area
+        ignore = np.concatenate([ignore, boxes_out[gone]])
+        boxes_out = boxes_out[~gone]
+    return boxes_out, ignore
+
+
 def augment(rgb: np.ndarray, boxes: np.ndarray, rng: random.Random, crop: tuple[int, int],
             min_visible: float = 0.45) -> Sample:
     """A randomly damaged `crop`-sized view of a labelled frame, with its boxes moved along."""
@@ -105,12 +140,12 @@ def augment(rgb: np.ndarray, boxes: np.ndarray, rng: random.Random, crop: tuple[
     # the part of the source that lands in the canvas
     fill = rng.choice(((0, 0, 0), (0, 0, 0), (255, 255, 255), (30, 30, 30),
                        tuple(rng.randrange(256) for _ in range(3))))
-    canvas = Image.new("RGB", (cw, ch), fill)  # type: ignore[arg-type]
+    canvas = Image.new("RGB", (cw, ch), fill)
     dx0, dy0 = max(0, math.ceil(-ox)), max(0, math.ceil(-oy))
     dx1, dy1 = min(cw, math.floor(sw - ox)), min(ch, math.floor(sh - oy))
     if dx1 - dx0 >= 1 and dy1 - dy0 >= 1:
         src = ((dx0 + ox) / s, (dy0 + oy) / s, (dx1 + ox) / s, (dy1 + oy) / s)
-        part = img.resize((dx1 - dx0, dy1 - dy0), Image.BILINEAR, box=src)
+        part = img.resize((dx1 - dx0, dy1 - dy0), Image.Resampling.BILINEAR, box=src)
         canvas.paste(part, (dx0, dy0))
     b = boxes * s - np.array([ox, oy, ox, oy], np.float32)
     clipped = b.copy()
@@ -123,7 +158,7 @@ def augment(rgb: np.ndarray, boxes: np.ndarray, rng: random.Random, crop: tuple[
     ignore = clipped[~keep & (vis > 0)]
     boxes_out = clipped[keep]
     if rng.random() < 0.5:  # mirror
-        canvas = canvas.transpose(Image.FLIP_LEFT_RIGHT)
+        canvas = canvas.transpose(Image.Transpose.FLIP_LEFT_RIGHT)
         boxes_out = boxes_out[:, [2, 1, 0, 3]] * np.array([-1, 1, -1, 1], np.float32) + \
             np.array([cw, 0, cw, 0], np.float32)
         ignore = ignore[:, [2, 1, 0, 3]] * np.array([-1, 1, -1, 1], np.float32) + \
@@ -131,39 +166,13 @@ def augment(rgb: np.ndarray, boxes: np.ndarray, rng: random.Random, crop: tuple[
     if rng.random() < 0.2:
         canvas = perturb.subtitles(canvas, rng)
     if rng.random() < 0.35:  # occluders: random blocks, some over a face
-        d = ImageDraw.Draw(canvas)
-        rects: list[tuple[float, float, float, float]] = []
-        for _ in range(rng.randint(1, 3)):
-            colour = tuple(rng.randrange(256) for _ in range(3))
-            if len(boxes_out) and rng.random() < 0.5:
-                x0, y0, x1, y1 = boxes_out[rng.randrange(len(boxes_out))].tolist()
-                fw, fh = x1 - x0, y1 - y0
-                side = rng.randrange(4)  # cover up to ~40% from one side
-                f = rng.uniform(0.15, 0.4)
-                r = [(x0 - fw, y0 - fh, x0 + f * fw, y1 + fh), (x1 - f * fw, y0 - fh, x1 + fw, y1 + fh),
-                     (x0 - fw, y1 - f * fh, x1 + fw, y1 + fh), (x0 - fw, y0 - fh, x1 + fw, y0 + f * fh)][side]
-            else:
-                rw, rh = rng.uniform(0.05, 0.35) * cw, rng.uniform(0.05, 0.35) * ch
-                rx, ry = rng.uniform(0, cw - rw), rng.uniform(0, ch - rh)
-                r = (rx, ry, rx + rw, ry + rh)
-            d.rectangle(r, fill=colour)  # type: ignore[arg-type]
-            rects.append(r)
-        if len(boxes_out):  # a face more than half hidden is no longer a label
-            hidden = np.zeros(len(boxes_out))
-            for r in rects:
-                ix = (np.minimum(boxes_out[:, 2], r[2]) - np.maximum(boxes_out[:, 0], r[0])).clip(0)
-                iy = (np.minimum(boxes_out[:, 3], r[3]) - np.maximum(boxes_out[:, 1], r[1])).clip(0)
-                hidden += ix * iy
-            area = (boxes_out[:, 2] - boxes_out[:, 0]) * (boxes_out[:, 3] - boxes_out[:, 1])
-            gone = hidden > 0.5 * area
-            ignore = np.concatenate([ignore, boxes_out[gone]])
-            boxes_out = boxes_out[~gone]
+        boxes_out, ignore = _occlude(canvas, boxes_out, ignore, rng, cw, ch)
     if rng.random() < 0.15:
         canvas = canvas.filter(ImageFilter.GaussianBlur(rng.uniform(0.4, 1.4)))
     if rng.random() < 0.2:
         f = rng.uniform(0.4, 0.8)
-        canvas = canvas.resize((max(1, int(cw * f)), max(1, int(ch * f))), Image.BILINEAR) \
-            .resize((cw, ch), Image.BILINEAR)
+        canvas = canvas.resize((max(1, int(cw * f)), max(1, int(ch * f))), Image.Resampling.BILINEAR) \
+            .resize((cw, ch), Image.Resampling.BILINEAR)
     if rng.random() < 0.4:
         buf = io.BytesIO()
         canvas.save(buf, format="JPEG", quality=rng.randint(25, 90))
@@ -266,10 +275,11 @@ class FramePool:
               ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         samples = []
         with_faces = [i for i, b in enumerate(self.boxes) if len(b)]
+        crop_h, crop_w = cfg.crop
         for _ in range(cfg.batch):
             pool = with_faces if with_faces and rng.random() < 0.85 else range(len(self.rgb))
             i = rng.choice(pool)
-            samples.append(augment(self.rgb[i], self.boxes[i], rng, tuple(cfg.crop), cfg.min_visible))
+            samples.append(augment(self.rgb[i], self.boxes[i], rng, (crop_h, crop_w), cfg.min_visible))
         x = detector.to_tensor(np.stack([s.rgb for s in samples]))
         hw = (x.shape[-2], x.shape[-1])
         parts = [make_targets(s.boxes, s.ignore, hw) for s in samples]
@@ -292,7 +302,7 @@ def box_iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return inter / np.maximum(area_a[:, None] + area_b[None, :] - inter, 1e-9)
 
 
-def match_detections(boxes: np.ndarray, scores: np.ndarray, gt: np.ndarray, iou: float = 0.5
+def match_detections(boxes: ArrayLike, scores: ArrayLike, gt: ArrayLike, iou: float = 0.5
                      ) -> tuple[np.ndarray, np.ndarray]:
     """Greedy matching, best score first (VOC rule): each ground-truth box matches at most
     one detection. Returns (matched gt index per detection or -1, in the given order;
@@ -390,7 +400,7 @@ def tune_threshold(detector: FaceDetector, frames: Iterable[FaceFrame], iou: flo
     cands = np.unique(np.round(m.det_scores, 4))
     if not len(cands):
         return detector.threshold
-    best = max(((m.at(t)["f1"], -t) for t in cands.tolist()))
+    best = max((m.at(t)["f1"], -t) for t in cands.tolist())
     return float(-best[1])
 
 
@@ -400,7 +410,7 @@ def latency(detector: FaceDetector, frames: list[FaceFrame], width: int = 640, s
     imgs = []
     for f in frames[:samples]:
         im = f.image
-        imgs.append(im.resize((width, max(1, round(im.height * width / im.width))), Image.BILINEAR))
+        imgs.append(im.resize((width, max(1, round(im.height * width / im.width))), Image.Resampling.BILINEAR))
     if not imgs:
         return {"p50_ms": 0.0, "p95_ms": 0.0, "images": 0, "width": width}
     detector.detect(imgs[0])

@@ -193,7 +193,8 @@ def train_scene(sessions: sessionmaker[Session], store: FrameStore, models_dir: 
     path = models_dir / f"{model.version}.pt"
     model.metrics = metrics
     model.save(path)
-    register_model(sessions, kind="scene", version=model.version, path=path.relative_to(models_dir), models_dir=models_dir,
+    register_model(sessions, kind="scene", version=model.version, path=path.relative_to(models_dir),
+                   models_dir=models_dir,
                    metrics={k: v for k, v in metrics.items() if k != "history"}, promote=promote)
     result = SceneResult(model.version, promote, verdict, metrics["train_seconds"], metrics["steps"])
     if promote:
@@ -353,7 +354,8 @@ def train_faces(sessions: sessionmaker[Session], models_dir: Path, *, labels_fil
     det.metrics = {**det.metrics, "check": {k: v for k, v in new.items() if k != "sweep"},
                    "train_episodes": sp.train}
     det.save(path)
-    register_model(sessions, kind="faces", version=det.version, path=path.relative_to(models_dir), models_dir=models_dir,
+    register_model(sessions, kind="faces", version=det.version, path=path.relative_to(models_dir),
+                   models_dir=models_dir,
                    metrics={"precision": new["precision"], "recall": new["recall"], "f1": new["f1"],
                             "train_episodes": sp.train}, promote=promote)
     return FacesResult(det.version, promote, new["precision"], new["recall"], new["f1"],

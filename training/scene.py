@@ -72,7 +72,11 @@ class FrameTable:
 
     @classmethod
     def build(cls, store: FrameStore, episode_ids: list[int]) -> FrameTable:
-        eps, rows, times, tiny, group_of = [], [], [], [], []
+        eps: list[int] = []
+        rows: list[int] = []
+        times: list[float] = []
+        tiny: list[np.ndarray] = []
+        group_of: list[int] = []
         groups: list[list[int]] = []
         packs = {}
         for eid in episode_ids:
@@ -99,7 +103,7 @@ class FrameTable:
         return self.packs[self.episodes[i]].thumbnail(self.rows[i])
 
 
-class PairStream(IterableDataset):  # type: ignore[type-arg]
+class PairStream(IterableDataset):
     """Endless batches of (light views, heavy views, frame indices), seeded per worker."""
 
     def __init__(self, table: FrameTable, embedder: SceneEmbedder, cfg: SceneTrainConfig) -> None:
@@ -151,7 +155,7 @@ def evaluate(embedder: SceneEmbedder, table: FrameTable, query_idx: list[int], s
     qv = embedder.embed_arrays(np.stack(queries), batch_size=64)
     top = (qv @ gallery.T).argmax(axis=1)
     ok = 0
-    for qi, gi in zip(query_idx, top.tolist()):
+    for qi, gi in zip(query_idx, top.tolist(), strict=True):
         same = table.episodes[gi] == table.episodes[qi] and abs(table.times[gi] - table.times[qi]) <= 2.0
         twin = float(np.sqrt(((table.tiny[gi] - table.tiny[qi]) ** 2).mean())) < 0.035
         ok += same or twin
@@ -168,7 +172,8 @@ def train_scene(store: FrameStore, episode_ids: list[int], cfg: SceneTrainConfig
     table = FrameTable.build(store, episode_ids)
     if len(table.groups) < 4:
         raise ValueError("too few shots in the frame store to train on; index a library first")
-    spec = EmbedderSpec(arch=cfg.arch, dim=cfg.dim, input_size=tuple(cfg.input_size), seed=cfg.seed,
+    in_h, in_w = cfg.input_size
+    spec = EmbedderSpec(arch=cfg.arch, dim=cfg.dim, input_size=(in_h, in_w), seed=cfg.seed,
                         version="training")
     emb = build_embedder(spec)
     if cfg.weights:

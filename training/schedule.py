@@ -8,10 +8,16 @@ from typing import Protocol
 
 
 class Schedule(Protocol):
-    steps: int
-    warmup: int
-    lr: float
-    min_lr: float
+    """Read-only, so the frozen training configs match it."""
+
+    @property
+    def steps(self) -> int: ...
+    @property
+    def warmup(self) -> int: ...
+    @property
+    def lr(self) -> float: ...
+    @property
+    def min_lr(self) -> float: ...
 
 
 def get_lr(it: int, cfg: Schedule) -> float:

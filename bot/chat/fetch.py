@@ -46,7 +46,7 @@ class DownloadFailed(AniRecError):
 _NAT64 = ipaddress.ip_network("64:ff9b::/96")
 _NAT64_LOCAL = ipaddress.ip_network("64:ff9b:1::/48")
 _IPV4_COMPAT = ipaddress.ip_network("::/96")
-#: Where Discord serves attachments; links elsewhere need ANIREC_ALLOW_LINK_DOWNLOADS.
+#: Where the platforms serve attachments; links elsewhere need ANIREC_ALLOW_LINK_DOWNLOADS.
 PLATFORM_MEDIA_HOSTS = frozenset({"cdn.discordapp.com", "media.discordapp.net"})
 
 
@@ -133,8 +133,8 @@ class LinkFetcher:
         if url.user or url.password:
             raise DownloadFailed("I don't follow links with a user name or password in them.")
         if not host_allowed(url.host.strip("[]"), self.hosts):
-            raise DownloadFailed("I only download pictures from Discord's own servers here; "
-                                 "attach the file itself instead.")
+            raise DownloadFailed("I only download pictures from the chat platform's own servers "
+                                 "here; attach the file itself instead.")
         if not self.allow_private:
             host = url.host.strip("[]")
             try:

@@ -3,9 +3,18 @@ a stack trace), the answer's shared phrases, and the operator's stats as aligned
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 
-from core.errors import AniRecError, Busy, InvalidMedia, MediaTooLarge, RateLimited
+from core.errors import (
+    AniRecError,
+    Busy,
+    ConfigError,
+    IndexUnavailable,
+    InvalidMedia,
+    MediaTooLarge,
+    RateLimited,
+)
 
 #: The header of a "no match" answer that still lists the closest guesses (Telegram, web).
 NO_MATCH_WITH_GUESSES = "Not sure — nothing matched well; the closest I have"
@@ -13,19 +22,39 @@ NO_MATCH_WITH_GUESSES = "Not sure — nothing matched well; the closest I have"
 FEEDBACK_HINT = "Right? Tap ✅ or ❌ — or the number of the right answer."
 
 
+#: Something that looks like a file path (POSIX or Windows) inside a message.
+_PATHLIKE = re.compile(r"(?:^|[\s(\"'`])(?:~?/[\w.-]|[A-Za-z]:\\)")
+
+
 def user_error_text(exc: BaseException) -> str:
-    """What to tell a chat user when something failed (never a path or a stack trace)."""
+    """What to tell a chat user when something failed: a plain sentence, never a path, an
+    internal detail or a stack trace (the operator's log keeps the detail).
+
+    The operator-facing errors (a missing or unreadable index, a configuration problem)
+    always give their class's plain sentence; any other message that names a path does too.
+    """
+    if isinstance(exc, (IndexUnavailable, ConfigError)):
+        return type(exc).user_message
     if isinstance(exc, (Busy, RateLimited, InvalidMedia)):
-        return str(exc)
-    if isinstance(exc, AniRecError):
-        return exc.user_message
-    return "Sorry, something went wrong while looking that up. Please try again later."
+        msg = str(exc)
+    elif isinstance(exc, AniRecError):
+        msg = exc.user_message
+    else:
+        return "Sorry, something went wrong while looking that up. Please try again later."
+    return type(exc).user_message if _PATHLIKE.search(msg) else msg
 
 
 def too_large(size: int, limit: int) -> MediaTooLarge:
     """The refusal for a file over the byte limit (declared or counted while downloading)."""
-    return MediaTooLarge(f"That file is too large ({size / 1e6:.1f} MB); I can read files up to "
-                         f"{limit / 1e6:.0f} MB.")
+    return MediaTooLarge(f"That file is too large ({file_size(size)}); I can read files up to "
+                         f"{file_size(limit)}.")
+
+
+def file_size(n: float) -> str:
+    """842 → "1 KB", 52_000 → "52 KB", 2_400_000 → "2.4 MB" (sizes under 0.1 MB in KB)."""
+    if n < 100_000:
+        return f"{max(1, round(n / 1000))} KB"
+    return f"{n / 1e6:.1f} MB" if n < 10e6 else f"{n / 1e6:.0f} MB"
 
 
 def too_long(seconds: float, max_seconds: float) -> MediaTooLarge:

@@ -31,17 +31,28 @@ COMMANDS: tuple[Register, ...] = (
 )
 
 
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+
+
 def setup_logging(level: str) -> None:
     logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s",
                         stream=sys.stderr)
     for noisy in ("httpx", "alembic", "discord.gateway", "discord.client", "PIL"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
+    # discord.py warns twice at start that voice needs PyNaCl / davey: AniRec has no voice.
+    logging.getLogger("discord.client").addFilter(_NoVoiceWarning())
+
+
+class _NoVoiceWarning(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "voice will NOT be supported" not in record.getMessage()
 
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="anirec", description="AniRec: recognise anime scenes, "
                                 "series and characters from your own library.")
-    p.add_argument("--log-level", default=None, help="override ANIREC_LOG_LEVEL")
+    p.add_argument("--log-level", default=None, type=str.upper, choices=LOG_LEVELS,
+                   help="override ANIREC_LOG_LEVEL (DEBUG, INFO, WARNING, ERROR)")
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for register in COMMANDS:
         register(sub)
@@ -56,6 +67,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"anirec: {exc}", file=sys.stderr)
         return 2
     setup_logging(args.log_level or settings.log_level)
+    if not settings.home.is_absolute() and not settings.home.exists():
+        print(f"anirec: creating AniRec's home folder {settings.home.resolve()} (relative to the "
+              "current folder; set ANIREC_HOME to keep it elsewhere)", file=sys.stderr)
     app = App.from_settings(settings)
     try:
         app.open()  # every command brings the catalog schema up to date first

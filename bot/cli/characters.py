@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -71,22 +70,13 @@ def _add(app: App, args: argparse.Namespace, home: Path) -> int:
 
 
 def _discover(app: App, args: argparse.Namespace, home: Path) -> int:
-    from tqdm import tqdm
-
+    from bot.cli.progress import CountBar
     from data import cast
 
     detector, embedder = _models(app, need_detector=True)
-    bar = tqdm(desc="finding faces", unit="frame", file=sys.stderr)
-
-    def progress(done: int, total: int) -> None:
-        bar.total = total
-        bar.update(done - bar.n)
-
-    try:
+    with CountBar("finding faces") as progress:
         res = cast.discover(app.sessions, home, args.series, detector=detector, embedder=embedder,
                             per_shot=args.per_shot, threshold=args.threshold, progress=progress)
-    finally:
-        bar.close()
     print(f"{res.series}: {res.faces} faces in {res.frames} frames → {len(res.clusters)} clusters")
     for c in res.clusters:
         print(f"  cluster {c['id']:>5}: {c['size']} faces")

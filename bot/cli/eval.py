@@ -18,8 +18,8 @@ def cmd_eval_characters(app: App, args: argparse.Namespace) -> int:
 
     from bot.cli.progress import StageBars
     from core.characters import CastMember, Gallery, load_floor
-    from core.recognition import CharacterRecognizer
     from core.models.registry import load_character_embedder, load_face_detector
+    from core.recognition import CharacterRecognizer
     from training.characters import FaceSet, embed_faceset
     from training.eval import write_json
     from training.eval_characters import evaluate_characters, format_table
@@ -74,8 +74,10 @@ def cmd_eval(app: App, args: argparse.Namespace) -> int:
         app.configure_torch(default=1)
         return cmd_eval_characters(app, args)
     from bot.cli.progress import StageBars
-    from training.eval import EvalConfig, evaluate, format_table, write_json, write_report
+    from training.eval import EvalConfig, evaluate, format_table, require_plotting, write_json, write_report
 
+    if args.report:
+        require_plotting()  # refused before the run rather than after it
     app.configure_torch(default=1)
     logging.getLogger("matplotlib").setLevel(logging.WARNING)
     st = app.settings

@@ -8,7 +8,6 @@ with animeface and Pillow < 12); the labels it writes train the detector with
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
 
 from bot.app import App
@@ -17,25 +16,16 @@ DEFAULT_OUT = "teacher-labels.json"  # under ANIREC_HOME
 
 
 def cmd_faces(app: App, args: argparse.Namespace) -> int:
-    from tqdm import tqdm
-
+    from bot.cli.progress import CountBar
     from data.teacher import DEFAULT_TEACHER_PYTHON, AnimeFaceTeacher, harvest_labels
 
     out = Path(args.out) if args.out else app.settings.home / DEFAULT_OUT
     python = Path(args.teacher_python) if args.teacher_python else DEFAULT_TEACHER_PYTHON
     scales = tuple(float(s) for s in args.scales.split(",") if s.strip())
     with AnimeFaceTeacher(python, scales=scales, min_score=args.min_score) as teacher:
-        bar = tqdm(desc="harvesting faces", unit="frame", file=sys.stderr, disable=args.quiet)
-
-        def progress(done: int, total: int) -> None:
-            bar.total = total
-            bar.update(done - bar.n)
-
-        try:
+        with CountBar("harvesting faces", disable=args.quiet) as progress:
             res = harvest_labels(app.sessions, teacher, out, per_shot=args.per_shot, progress=progress,
                                  keep_empty=args.keep_empty)
-        finally:
-            bar.close()
     if not res.episodes:
         print("No indexed episodes: run `anirec index LIBRARY` first.")
         return 1

@@ -27,6 +27,12 @@ def cli_service(app: App) -> RecognitionService:
 
 
 def cmd_identify(app: App, args: argparse.Namespace) -> int:
+    missing = [n for n in args.files if not Path(n).is_file()]
+    if missing:  # checked before the models load (that takes seconds)
+        for n in missing:
+            what = "is a folder" if Path(n).is_dir() else "does not exist"
+            print(f"anirec: {n} {what}; give picture, GIF or clip files.", file=sys.stderr)
+        return 2
     app.configure_torch(default=1)
     return asyncio.run(_identify(app, args))
 

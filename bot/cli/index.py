@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 
 from bot.app import App
@@ -12,9 +13,18 @@ def cmd_index(app: App, args: argparse.Namespace) -> int:
     from bot.cli.progress import TqdmProgress
     from data.indexer import Progress
 
+    library = Path(args.library).expanduser()
+    if not args.reembed:
+        if library.is_file():
+            print(f"error: {args.library} is a file; give the folder that holds your series "
+                  "folders (or episode files).", file=sys.stderr)
+            return 2
+        if not library.is_dir():
+            print(f"error: there is no folder {args.library}.", file=sys.stderr)
+            return 2
     app.configure_torch()
     indexer = app.indexer(fps=args.fps, progress=Progress() if args.quiet else TqdmProgress())
-    rep = indexer.run(Path(args.library), reembed=args.reembed)
+    rep = indexer.run(library, reembed=args.reembed)
     print(f"Indexed {args.library}: {len(rep.added)} added, {len(rep.updated)} updated, "
           f"{len(rep.removed)} removed, {rep.unchanged} unchanged, {len(rep.failed)} failed")
     print(f"Frames: +{rep.frames_added} -{rep.frames_removed}, embedded {rep.frames_embedded}; "
@@ -28,6 +38,10 @@ def cmd_index(app: App, args: argparse.Namespace) -> int:
         print(f"FAILED {path}: {err}")
     for w in rep.warnings:
         print(f"warning: {w}")
+    if rep.index_count == 0:
+        print(f"error: no episodes indexed: {args.library} holds no video files AniRec can read "
+              "(.mkv, .mp4, .webm, .avi, .mov, ...), so the bot is not ready.", file=sys.stderr)
+        return 1
     return 1 if rep.failed and not (rep.added or rep.updated or rep.unchanged) else 0
 
 

@@ -97,3 +97,21 @@ class StageBars:
         if self.bar is not None:
             self.bar.close()
             self.bar = None
+
+
+class CountBar:
+    """One bar fed by a `progress(done, total)` callback, for the library calls that report
+    counts (`data.cast.discover`, `data.teacher.harvest_labels`); closes the bar on exit."""
+
+    def __init__(self, desc: str, *, unit: str = "frame", disable: bool = False) -> None:
+        self.bar: Bar = tqdm(desc=desc, unit=unit, file=sys.stderr, disable=disable)
+
+    def __call__(self, done: int, total: int) -> None:
+        self.bar.total = total
+        self.bar.update(done - self.bar.n)
+
+    def __enter__(self) -> CountBar:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.bar.close()

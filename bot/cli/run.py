@@ -13,7 +13,9 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
+import os
 import signal
+import sys
 from collections.abc import Awaitable, Callable
 
 from bot.app import App
@@ -40,9 +42,13 @@ async def serve(app: App, *, web: bool | None = None, stop: asyncio.Event | None
     st = app.settings
     stop = stop or asyncio.Event()
     loop = asyncio.get_running_loop()
+    def on_signal(sig: signal.Signals) -> None:
+        logger.info("%s received: stopping", sig.name)
+        stop.set()
+
     for sig in (signal.SIGINT, signal.SIGTERM):
         try:
-            loop.add_signal_handler(sig, stop.set)
+            loop.add_signal_handler(sig, on_signal, sig)
         except (NotImplementedError, RuntimeError):  # not the main thread (tests)
             pass
     service = app.service()
@@ -69,6 +75,7 @@ async def serve(app: App, *, web: bool | None = None, stop: asyncio.Event | None
             tg_.create_task(_stop_when_all_failed(stop, failures, len(runners)))
     finally:
         await service.close()
+        logger.info("stopped")
     return 1 if failures and len(failures) == len(runners) else 0
 
 
@@ -82,7 +89,14 @@ async def _stop_when_all_failed(stop: asyncio.Event, failures: list[str], n: int
 
 def cmd_run(app: App, args: argparse.Namespace) -> int:
     app.configure_torch(default=1)  # serving shares the cores: one torch thread
-    return asyncio.run(serve(app, web=True if args.web else None, sync_commands=args.sync_commands))
+    rc = asyncio.run(serve(app, web=True if args.web else None, sync_commands=args.sync_commands))
+    # Everything is closed and flushed by now. The interpreter's own teardown (garbage-
+    # collecting torch and the other big modules) takes seconds, and a SIGTERM from a service
+    # manager should end the process at once: leave without it.
+    logging.shutdown()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(rc)
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:

@@ -9,6 +9,7 @@ from bot.app import App
 
 
 def cmd_status(app: App, args: argparse.Namespace) -> int:
+    from bot.chat.texts import file_size
     from core.status import library_status
 
     st = library_status(app.sessions, app.settings.index_dir, app.settings.framestore_dir)
@@ -20,13 +21,16 @@ def cmd_status(app: App, args: argparse.Namespace) -> int:
           f"{st['episodes_pending']} pending)   Frames: {st['frames']}   "
           f"Video: {st['video_hours']:.2f} h")
     idx = st["index"]
-    if idx:
+    if idx and not idx["count"]:
+        print("Index: no episodes indexed (the bot is not ready; run `anirec index LIBRARY` on a "
+              "folder of video files)")
+    elif idx:
         regions = f" + {idx['region_vectors']} region vectors" if idx.get("region_vectors") else ""
-        print(f"Index: {idx['count']} vectors{regions}, {idx['bytes'] / 1e6:.1f} MB, version {idx['version']}, "
+        print(f"Index: {idx['count']} vectors{regions}, {file_size(idx['bytes'])}, version {idx['version']}, "
               f"embedder {idx['embedder']}")
     else:
         print("Index: none yet (run `anirec index LIBRARY`)")
-    print(f"Frame store: {st['framestore_bytes'] / 1e6:.1f} MB")
+    print(f"Frame store: {file_size(st['framestore_bytes'])}")
     for kind, ver in st["models"].items():
         print(f"Model {kind}: {ver}")
     c = st["cast"]

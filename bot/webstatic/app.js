@@ -61,15 +61,52 @@
   }
 
   function mb(n) {
+    if (n < 100e3) return Math.max(1, Math.round(n / 1e3)) + " KB";
     return (n / 1e6).toFixed(n >= 10e6 ? 0 : 1) + " MB";
+  }
+
+  // -- preview clips on or off (remembered by the browser) ------------------------------------------
+  const previewBox = document.getElementById("preview");
+  if (previewBox) {
+    try { previewBox.checked = localStorage.getItem("anirec-preview") !== "off"; } catch (e) { /* storage off */ }
+    previewBox.addEventListener("change", () => {
+      try { localStorage.setItem("anirec-preview", previewBox.checked ? "on" : "off"); } catch (e) { /* storage off */ }
+    });
+  }
+
+  // -- the answer language: the page's choice, else the browser's ---------------------------------
+  const LANGS = ["en", "ja", "zh"];
+  const langSelect = document.getElementById("lang");
+  function browserLang() {
+    for (const l of navigator.languages || [navigator.language || "en"]) {
+      const base = String(l).toLowerCase().split("-")[0];
+      if (LANGS.includes(base)) return base;
+    }
+    return "en";
+  }
+  function currentLang() {
+    return (langSelect && LANGS.includes(langSelect.value)) ? langSelect.value : browserLang();
+  }
+  if (langSelect) {
+    let saved = null;
+    try { saved = localStorage.getItem("anirec-lang"); } catch (e) { /* storage off */ }
+    langSelect.value = LANGS.includes(saved) ? saved : browserLang();
+    langSelect.addEventListener("change", () => {
+      try { localStorage.setItem("anirec-lang", langSelect.value); } catch (e) { /* storage off */ }
+      document.documentElement.lang = langSelect.value;
+    });
+    document.documentElement.lang = langSelect.value;
   }
 
   // -- user's bubble: the picture they sent --------------------------------------------------------
   function userBubble(blob, name) {
     const url = URL.createObjectURL(blob);
     const isVideo = (blob.type || "").startsWith("video/");
+    const isImage = (blob.type || "").startsWith("image/") || /\.(png|jpe?g|gif|webp|bmp|avif)$/i.test(name || "");
     let media;
-    if (isVideo) {
+    if (!isVideo && !isImage) {
+      media = h("div", { class: "sent file-icon", "aria-label": "a file" }, "📄");
+    } else if (isVideo) {
       media = h("video", { class: "sent", src: url, muted: true, autoplay: true, loop: true, playsinline: true });
       media.muted = true;
     } else {
@@ -92,12 +129,19 @@
   // -- the answer bubble ---------------------------------------------------------------------------
   function feedbackLabel(base, n) { return n ? base + " " + n : base; }
 
+  function candidateList(list) {
+    return h("ol", { class: "top5" }, list.map((c) =>
+      h("li", {}, h("span", { class: "rank" }, String(c.rank)), h("span", { class: "cand" }, c.text),
+        c.adult ? h("span", { class: "tag" }, "18+") : null)));
+  }
+
   function answerBubble(v) {
     const parts = [];
+    const L = v.labels || {};
     const status = h("div", { class: "status status-" + v.status },
       h("span", { class: "status-dot", "aria-hidden": "true" }),
       h("span", { class: "status-text" }, v.header),
-      v.status !== "no_match" ? h("span", { class: "conf" }, v.confidence_text + " confidence") : null);
+      v.confidence_text ? h("span", { class: "conf", title: v.confidence_help || "" }, v.confidence_text) : null);
     parts.push(status);
 
     if (v.preview) {
@@ -118,14 +162,17 @@
       if (v.best.other_titles && v.best.other_titles.length) {
         parts.push(h("div", { class: "alt-titles" }, v.best.other_titles.join(" / ")));
       }
-      parts.push(h("div", { class: "where" },
-        h("span", { class: "episode" }, v.best.episode),
-        h("span", { class: "sep" }, "·"),
-        h("span", { class: "time" }, v.best.time)));
+      parts.push(h("div", { class: "where" }, v.best.where));
+      for (const line of v.best.also || []) parts.push(h("div", { class: "also" }, "⚠ ", line));
+      if (v.best.synopsis) parts.push(h("p", { class: "synopsis" }, v.best.synopsis));
+      if (v.best.links && v.best.links.length) {
+        parts.push(h("div", { class: "links" }, v.best.links.map((l) =>
+          h("a", { class: "link-button", href: l.url, target: "_blank", rel: "noopener noreferrer" }, l.label))));
+      }
     }
 
     if (v.characters && v.characters.length) {
-      parts.push(h("div", { class: "characters" }, h("span", { class: "label" }, "Characters: "), v.characters_text));
+      parts.push(h("div", { class: "characters" }, h("span", { class: "label" }, (L.characters || "Characters") + ": "), v.characters_text));
     }
     if (v.annotated) {
       parts.push(h("img", {
@@ -134,15 +181,25 @@
       }));
     }
 
-    if (v.show_candidates) {
-      parts.push(h("div", { class: "section-label" }, v.candidates.length > 1 ? "Top 5" : "Closest"));
-      parts.push(h("ol", { class: "top5" }, v.candidates.map((c) =>
-        h("li", {}, h("span", { class: "rank" }, String(c.rank)), h("span", { class: "cand" }, c.text),
-          c.adult ? h("span", { class: "tag" }, "18+") : null))));
+    if (v.candidates && v.candidates.length) {
+      parts.push(h("div", { class: "section-label" }, L.top5 || "Other candidates"));
+      parts.push(candidateList(v.candidates));
     }
+    if (v.closest && v.closest.length) {
+      const box = h("div", { class: "closest", hidden: true },
+        h("div", { class: "section-label" }, L.closest || "Closest scenes"), candidateList(v.closest));
+      const btn = h("button", { type: "button", class: "show-closest", "aria-expanded": "false" },
+        L.show_closest || "Show closest scenes");
+      btn.addEventListener("click", () => {
+        box.hidden = !box.hidden;
+        btn.setAttribute("aria-expanded", box.hidden ? "false" : "true");
+      });
+      parts.push(btn, box);
+    }
+    if (v.no_match_hint) parts.push(h("p", { class: "muted" }, v.no_match_hint));
 
     if (v.genres && v.genres.length) {
-      parts.push(h("div", { class: "genres" }, h("span", { class: "label" }, "Looks like: "), v.genres.join(", ")));
+      parts.push(h("div", { class: "genres" }, h("span", { class: "label" }, (L.looks_like || "Looks like") + ": "), v.genres.join(", ")));
     }
 
     if (v.still && v.preview) {
@@ -150,11 +207,12 @@
         h("img", { src: v.still, alt: "The matched frame", loading: "lazy" })));
     }
 
-    if (v.query_id) parts.push(feedbackRow(v));
+    if (v.query_id && v.votes) parts.push(feedbackRow(v));
     const meta = [];
     if (v.ms !== null && v.ms !== undefined) meta.push(v.ms + " ms");
     if (meta.length) parts.push(h("div", { class: "meta" }, meta.join(" · ")));
-    return h("div", { class: "bubble answer", dataset: { queryId: v.query_id || "", status: v.status } }, parts);
+    return h("div", { class: "bubble answer", lang: v.lang || null,
+      dataset: { queryId: v.query_id || "", status: v.status } }, parts);
   }
 
   function feedbackRow(v) {
@@ -238,7 +296,8 @@
     form.append("file", blob, name || "pasted.png");
     let bubble;
     try {
-      const r = await fetch("/api/identify", { method: "POST", body: form, headers: { [USER_HEADER]: userId } });
+      const query = "?lang=" + encodeURIComponent(currentLang()) + (previewBox && !previewBox.checked ? "&preview=0" : "");
+      const r = await fetch("/api/identify" + query, { method: "POST", body: form, headers: { [USER_HEADER]: userId } });
       const data = await r.json().catch(() => ({}));
       if (r.ok) {
         bubble = answerBubble(data);
@@ -330,7 +389,7 @@
       const s = await r.json();
       if (s.max_bytes) maxBytes = s.max_bytes;
       if (!s.ready) {
-        banner.textContent = "The library index is not ready yet. Ask the operator to run `anirec index`.";
+        banner.textContent = s.message || "The library index is not ready yet. Ask the operator to run `anirec index`.";
         banner.hidden = false;
       }
     } catch (e) { /* offline: the first upload will say so */ }

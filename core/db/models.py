@@ -35,7 +35,7 @@ NAMING = {
 
 
 def utcnow() -> dt.datetime:
-    return dt.datetime.now(dt.timezone.utc).replace(tzinfo=None)
+    return dt.datetime.now(dt.UTC).replace(tzinfo=None)
 
 
 class Base(DeclarativeBase):
@@ -53,6 +53,8 @@ class Series(Base):
     mal_id: Mapped[int | None] = mapped_column(Integer)
     genres: Mapped[list[str]] = mapped_column(JSON, default=list)
     is_adult: Mapped[bool] = mapped_column(Boolean, default=False)
+    cover: Mapped[str | None] = mapped_column(String(2048))  # an https image URL (series.json)
+    synopsis: Mapped[str | None] = mapped_column(Text)  # a short synopsis (series.json)
     created_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
 
     episodes: Mapped[list[Episode]] = relationship(
@@ -223,3 +225,19 @@ class ModelVersion(Base):
     metrics: Mapped[dict[str, object]] = mapped_column(JSON, default=dict)  # the trainer's
     promoted: Mapped[bool] = mapped_column(Boolean, default=False)
     created_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
+
+
+class ChatSetting(Base):
+    """A person's or a chat's display choices (UI language, title language, private answers).
+
+    `scope` is "user:<hash>" or "chat:<hash>" with the same salted hash as queries use, so no
+    raw platform id is stored."""
+
+    __tablename__ = "chat_settings"
+
+    scope: Mapped[str] = mapped_column(String(80), primary_key=True)
+    lang: Mapped[str | None] = mapped_column(String(8))  # UI language: en / ja / zh
+    title_lang: Mapped[str | None] = mapped_column(String(8))  # which series title to show
+    ephemeral: Mapped[bool | None] = mapped_column(Boolean)  # Discord: private answers
+    preview: Mapped[bool | None] = mapped_column(Boolean)  # False: skip the preview clip
+    updated_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow, onupdate=utcnow)

@@ -14,9 +14,10 @@ from __future__ import annotations
 import hashlib
 import io
 import pickle
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 import torch
@@ -87,17 +88,17 @@ def crop_face(image: Image.Image, box: Sequence[float], spec: CharacterSpec) -> 
     x0, y0, x1, y1 = (float(v) for v in box)
     cx, cy = (x0 + x1) / 2, (y0 + y1) / 2
     side = max(x1 - x0, y1 - y0, 2.0) * (1 + 2 * spec.margin)
-    l, t = cx - side / 2, cy - side / 2
+    left, t = cx - side / 2, cy - side / 2
     img = image.convert("RGB")
-    crop = img.crop((round(l), round(t), round(l + side), round(t + side)))  # pads with black
-    inside = (max(0, -round(l)), max(0, -round(t)))
-    if (round(l) < 0 or round(t) < 0 or round(l + side) > img.width or round(t + side) > img.height):
+    crop = img.crop((round(left), round(t), round(left + side), round(t + side)))  # pads with black
+    inside = (max(0, -round(left)), max(0, -round(t)))
+    if (round(left) < 0 or round(t) < 0 or round(left + side) > img.width or round(t + side) > img.height):
         bg = Image.new("RGB", crop.size, (128, 128, 128))
-        vis = img.crop((max(0, round(l)), max(0, round(t)), min(img.width, round(l + side)),
+        vis = img.crop((max(0, round(left)), max(0, round(t)), min(img.width, round(left + side)),
                         min(img.height, round(t + side))))
         bg.paste(vis, inside)
         crop = bg
-    return np.asarray(crop.resize((spec.size, spec.size), Image.BILINEAR), dtype=np.uint8)
+    return np.asarray(crop.resize((spec.size, spec.size), Image.Resampling.BILINEAR), dtype=np.uint8)
 
 
 def whole_image_crop(image: Image.Image, spec: CharacterSpec) -> np.ndarray:
@@ -106,7 +107,7 @@ def whole_image_crop(image: Image.Image, spec: CharacterSpec) -> np.ndarray:
     side = max(img.size)
     sq = Image.new("RGB", (side, side), (128, 128, 128))
     sq.paste(img, ((side - img.width) // 2, (side - img.height) // 2))
-    return np.asarray(sq.resize((spec.size, spec.size), Image.BILINEAR), dtype=np.uint8)
+    return np.asarray(sq.resize((spec.size, spec.size), Image.Resampling.BILINEAR), dtype=np.uint8)
 
 
 @dataclass

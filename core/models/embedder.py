@@ -10,9 +10,10 @@ from __future__ import annotations
 
 import hashlib
 import logging
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 import torch
@@ -38,6 +39,8 @@ class TinyFeatures(nn.Module):
     """
 
     width = 9 * 16 + 3 * 4 * 7
+    mean: torch.Tensor  # buffers, registered in __init__
+    std: torch.Tensor
 
     def __init__(self, mean: tuple[float, ...] = DEFAULT_MEAN, std: tuple[float, ...] = DEFAULT_STD) -> None:
         super().__init__()
@@ -121,8 +124,9 @@ class SceneNet(nn.Module):
             arch, dim = arch[len("hybrid-"):], dim - dim // 2
         self.backbone, width = _backbone(arch)
         if arch == "tiny":  # a fixed random projection (Johnson-Lindenstrauss) to `dim`
-            self.proj = nn.Sequential(nn.Linear(width, dim, bias=False))
-            nn.init.normal_(self.proj[0].weight, std=width ** -0.5)
+            linear = nn.Linear(width, dim, bias=False)
+            nn.init.normal_(linear.weight, std=width ** -0.5)
+            self.proj = nn.Sequential(linear)
         else:
             self.proj = nn.Sequential(nn.Linear(width, 512), nn.ReLU(inplace=True), nn.Linear(512, dim))
 
@@ -166,7 +170,7 @@ class SceneEmbedder:
         h, w = self.spec.input_size
         img = image.convert("RGB")
         if img.size != (w, h):
-            img = img.resize((w, h), Image.BOX if img.width >= w else Image.BILINEAR)
+            img = img.resize((w, h), Image.Resampling.BOX if img.width >= w else Image.Resampling.BILINEAR)
         return np.asarray(img, dtype=np.uint8)
 
     def to_tensor(self, arrays: Sequence[np.ndarray] | np.ndarray) -> torch.Tensor:

@@ -56,7 +56,8 @@ class FaceNetSpec:
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> FaceNetSpec:
         names = set(cls.__dataclass_fields__)
-        return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in d.items() if k in names})
+        kwargs: dict[str, Any] = {k: tuple(v) if isinstance(v, list) else v for k, v in d.items() if k in names}
+        return cls(**kwargs)
 
 
 def separable(cin: int, cout: int, stride: int = 1) -> nn.Sequential:
@@ -104,7 +105,9 @@ class FaceNet(nn.Module):
                                  nn.Conv2d(spec.head, out, 1))
 
         self.heat, self.size, self.offset = head(1), head(2), head(2)
-        nn.init.constant_(self.heat[-1].bias, -2.19)  # prior 0.1 (CenterNet)
+        heat_out = self.heat[-1]
+        assert isinstance(heat_out, nn.Conv2d) and heat_out.bias is not None
+        nn.init.constant_(heat_out.bias, -2.19)  # prior 0.1 (CenterNet)
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         feats = []
@@ -161,7 +164,7 @@ class FaceDetector:
         scale = self.spec.input_long / max(w, h, 1)
         nw, nh = max(1, round(w * scale)), max(1, round(h * scale))
         if (nw, nh) != (w, h):
-            img = img.resize((nw, nh), Image.BILINEAR)
+            img = img.resize((nw, nh), Image.Resampling.BILINEAR)
         return np.asarray(img, dtype=np.uint8), scale
 
     def to_tensor(self, arrays: np.ndarray) -> torch.Tensor:
@@ -195,7 +198,7 @@ class FaceDetector:
         arr, scale = self.prepare(image)
         boxes, scores = self.detect_arrays(arr[None], thr)[0]
         faces = []
-        for (x0, y0, x1, y1), s in zip((boxes / scale).tolist(), scores.tolist()):
+        for (x0, y0, x1, y1), s in zip((boxes / scale).tolist(), scores.tolist(), strict=True):
             bx0, by0 = min(max(0, round(x0)), w), min(max(0, round(y0)), h)
             bx1, by1 = min(max(0, round(x1)), w), min(max(0, round(y1)), h)
             if bx1 > bx0 and by1 > by0:

@@ -46,14 +46,14 @@ class SeriesHead:
     def predict(self, vectors: np.ndarray) -> dict[int, float]:
         """Series id → probability, averaged over the query's views."""
         p, _ = self._probs(vectors)
-        return {sid: float(x) for sid, x in zip(self.series_ids, p.tolist())}
+        return {sid: float(x) for sid, x in zip(self.series_ids, p.tolist(), strict=True)}
 
     def genres(self, vectors: np.ndarray) -> list[tuple[str, float]]:
         """Genres whose probability passes their own tuned threshold, most likely first."""
         if not self.genre_names:
             return []
         _, g = self._probs(vectors)
-        hits = [(n, float(p)) for n, p, t in zip(self.genre_names, g.tolist(), self.thresholds) if p >= t]
+        hits = [(n, float(p)) for n, p, t in zip(self.genre_names, g.tolist(), self.thresholds, strict=True) if p >= t]
         return sorted(hits, key=lambda x: -x[1])
 
     def save(self, path: Path) -> None:

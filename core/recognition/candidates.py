@@ -271,7 +271,8 @@ def answers(hits: list[Hit], cat: Catalog, p: GroupParams, n: int = 5
             series=cat.series[em.series_id], episode_id=em.id, season=em.season,
             episode=em.number, episode_label=em.label, time=t,
             time_from=min(h.t_from, t), time_to=max(h.t_to, t),
-            score=float(max(0.0, min(1.0, h.score))), is_opening_or_ending=h.oped in OPED))
+            score=float(max(0.0, min(1.0, h.score))), is_opening_or_ending=h.oped in OPED,
+            oped_kind=("opening" if h.oped == FrameFlag.OPENING else "ending") if h.oped in OPED else None))
         picked.append(h)
         if len(out) >= n:
             break

@@ -71,7 +71,9 @@ class CharacterRecognizer:
         for sid in shot_ids:
             in_shot |= self.gallery.shot_cast.get(int(sid), set())
         hits = []
-        for face, v in zip(faces, vecs):
+        for face, v in zip(faces, vecs, strict=True):
+            x0, y0, x1, y1 = (int(x) for x in face.box)
+            box = (x0, y0, x1, y1)
             best, best_sim = None, -1.0
             for m in cast:
                 sim = float((m.vectors @ v).max()) + (self.shot_bonus if m.character_id in in_shot else 0.0)
@@ -79,10 +81,9 @@ class CharacterRecognizer:
                     best, best_sim = m, sim
             if best is not None and best_sim >= self.floor.at(len(best.vectors)):
                 hits.append(CharacterHit(name=best.name, series=series_titles.get(best.series_id),
-                                         score=min(1.0, best_sim), box=tuple(int(x) for x in face.box)))
+                                         score=min(1.0, best_sim), box=box))
             else:
-                hits.append(CharacterHit(name="unknown", series=None, score=max(0.0, best_sim),
-                                         box=tuple(int(x) for x in face.box)))
+                hits.append(CharacterHit(name="unknown", series=None, score=max(0.0, best_sim), box=box))
         hits.sort(key=lambda h: h.box[0])  # left to right, as people read the picture
         return hits
 

@@ -106,7 +106,7 @@ class Sheet:
         if q is None:
             q = query.convert("RGB")
             if q.width > 2 * gw:  # shrink once; each width below is then a cheap resize
-                q = q.resize((2 * gw, max(1, round(q.height * 2 * gw / q.width))), Image.BOX)
+                q = q.resize((2 * gw, max(1, round(q.height * 2 * gw / q.width))), Image.Resampling.BOX)
             cache.shrunk[gw] = q
         for s in scales:
             tw = round(gw * s)
@@ -124,7 +124,7 @@ class Sheet:
                 if hit is None:
                     rgb = cache.resized.get((tw, th))
                     if rgb is None:
-                        rgb = cache.resized[(tw, th)] = np.asarray(q.resize((tw, th), Image.BOX), np.float64)
+                        rgb = cache.resized[(tw, th)] = np.asarray(q.resize((tw, th), Image.Resampling.BOX), np.float64)
                     tt = rgb[:, ::-1] if flipped else rgb
                     tz = tt @ LUMA
                     tz -= tz.mean()
@@ -178,8 +178,8 @@ def check_fit(query: Image.Image, rgb: np.ndarray, sheet: Sheet | None = None,
     for corr, th, tw, tt, fl in sheet.correlate(query, scales, templates=templates):
         k = int(np.argmax(corr))
         if corr.flat[k] > best:
-            i, y, x = np.unravel_index(k, corr.shape)
-            best, spot, flipped = float(corr.flat[k]), (int(i), int(y), int(x), th, tw, tt), fl
+            fi, fy, fx = np.unravel_index(k, corr.shape)
+            best, spot, flipped = float(corr.flat[k]), (int(fi), int(fy), int(fx), th, tw, tt), fl
     if spot is None:
         return 0.0, None
     i, tw0 = spot[0], spot[4]
@@ -195,8 +195,8 @@ def check_fit(query: Image.Image, rgb: np.ndarray, sheet: Sheet | None = None,
                                              templates=templates.refine.setdefault(flipped, TemplateCache())):
         k = int(np.argmax(corr))
         if corr.flat[k] > best:
-            _, y, x = np.unravel_index(k, corr.shape)
-            best, spot = float(corr.flat[k]), (i, int(y), int(x), th, tw, tt)
+            _, ry, rx = np.unravel_index(k, corr.shape)
+            best, spot = float(corr.flat[k]), (i, int(ry), int(rx), th, tw, tt)
     i, y, x, th, tw, tt = spot
     patch = rgb[i, y:y + th, x:x + tw].reshape(-1, 3)
     a = patch - patch.mean(axis=0)
@@ -221,8 +221,8 @@ def _cell_grid(t: np.ndarray, p: DetailParams) -> tuple[np.ndarray, np.ndarray, 
     th, tw = t.shape
     ny, nx = th // cell, tw // cell
     oy, ox = (th - ny * cell) // 2, (tw - nx * cell) // 2
-    cells = t[oy:oy + ny * cell, ox:ox + nx * cell].reshape(ny, cell, nx, cell).swapaxes(1, 2)
-    cells = cells.reshape(ny * nx, cell, cell)
+    blocks = t[oy:oy + ny * cell, ox:ox + nx * cell].reshape(ny, cell, nx, cell).swapaxes(1, 2)
+    cells = blocks.reshape(ny * nx, cell, cell)
     return cells, np.flatnonzero(cells.std(axis=(1, 2)) >= p.texture), nx, oy, ox
 
 
@@ -292,7 +292,7 @@ def detail_score(query: Image.Image, grey: np.ndarray, fit: Fit, scale: float = 
     y0, x0 = round(fit.y * scale), round(fit.x * scale)
     if th < p.cell or tw < p.cell:
         return None
-    t = np.asarray(q.convert("L").resize((tw, th), Image.BOX), np.float64)
+    t = np.asarray(q.convert("L").resize((tw, th), Image.Resampling.BOX), np.float64)
     cells, keep, nx, oy, ox = _cell_grid(t, p)
     if not keep.size:
         return None

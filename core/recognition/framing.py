@@ -44,7 +44,7 @@ def _grey(img: Image.Image, max_side: int = 512, mode: str = "L") -> tuple[np.nd
     small = img.convert(mode)
     if scale < 1.0:
         small = small.resize((max(1, round(img.width * scale)), max(1, round(img.height * scale))),
-                             Image.BOX)
+                             Image.Resampling.BOX)
     return np.asarray(small, dtype=np.float32), scale
 
 

@@ -65,7 +65,7 @@ def embed_subcrops(embedder: SceneEmbedder, views: Sequence[Sequence[View]], p: 
             img = Image.fromarray(e.prepare(v.image))
             for y in ys:
                 for x in xs:
-                    a = np.asarray(img.crop((x, y, x + cw, y + ch)).resize((w, h), Image.BILINEAR))
+                    a = np.asarray(img.crop((x, y, x + cw, y + ch)).resize((w, h), Image.Resampling.BILINEAR))
                     arrays += [a, np.ascontiguousarray(a[:, ::-1])]
                     owner += [fi, fi]
     if not arrays:

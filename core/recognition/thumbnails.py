@@ -88,14 +88,14 @@ class Thumbnails:
             ef = self.pack(episode_id)
             if ef is None or i >= len(ef):
                 return None
-            img = Image.open(io.BytesIO(ef.jpeg(i)))
+            jpeg = Image.open(io.BytesIO(ef.jpeg(i)))
             mode = "RGB" if kind == "colour" else "L"
             if kind == "detail":
-                img = img.convert(mode)
+                img = jpeg.convert(mode)
             else:
                 w, h = self.params.colour_size if kind == "colour" else self.params.grey_size
-                img.draft(mode, (w, h))
-                img = img.convert(mode).resize((w, h), Image.BOX)
+                jpeg.draft(mode, (w, h))
+                img = jpeg.convert(mode).resize((w, h), Image.Resampling.BOX)
             arr = np.asarray(img, np.float32 if kind == "colour" else np.uint8)
             if len(cache) >= self.params.cache_size(kind):
                 cache.pop(next(iter(cache)))

@@ -322,7 +322,7 @@ class _Planner:
                 )
         cx, cy, z = ref
         out = []
-        for ci, (fx, fy, uf, view) in zip(who, specs):
+        for ci, (fx, fy, uf, view) in zip(who, specs, strict=True):
             if walk and view != "front":
                 view = "right" if walk > 0 else "left"
             u = uf / z

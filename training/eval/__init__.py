@@ -39,7 +39,7 @@ from training.eval.queries import (
     demo_queries,
     write_query_files,
 )
-from training.eval.report import format_table, write_json, write_report
+from training.eval.report import format_table, require_plotting, write_json, write_report
 from training.eval.result import SCHEMA, EvalResult
 from training.eval.run import SYSTEM_LABELS, SYSTEMS, evaluate, split_of
 from training.eval.truth import EvalError, Place, Truth, load_truth, places_of, stored_frame_numbers
@@ -49,6 +49,6 @@ __all__ = [
     "EvalResult", "FlatSearch", "Guess", "Judge", "Judgement", "Place", "Query", "Truth",
     "bench_queries", "build_baselines", "build_queries", "categories", "demo_queries",
     "evaluate", "expected_calibration_error", "fit_calibration", "format_table", "guesses_of",
-    "load_truth", "places_of", "reliability", "split_of", "stored_frame_numbers", "summarize",
-    "tracemoe_color_layout", "write_json", "write_query_files", "write_report",
+    "load_truth", "places_of", "reliability", "require_plotting", "split_of", "stored_frame_numbers",
+    "summarize", "tracemoe_color_layout", "write_json", "write_query_files", "write_report",
 ]

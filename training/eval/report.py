@@ -11,6 +11,7 @@ from typing import Any
 
 import numpy as np
 
+from core.errors import MissingExtra
 from training.eval.judging import TOLERANCES
 from training.eval.metrics import COVERAGES, METRICS
 from training.eval.queries import CLIP, EVAL_QUERIES
@@ -174,7 +175,16 @@ def _calibration_plot(result: Doc, out_dir: Path) -> Path:
     return p
 
 
+def require_plotting() -> None:
+    """Raise `MissingExtra` unless matplotlib (the `train` extra) can be imported."""
+    try:
+        import matplotlib  # noqa: F401
+    except ImportError:
+        raise MissingExtra("The evaluation report's plots", "matplotlib", "train") from None
+
+
 def _plots(result: Doc, out_dir: Path) -> list[Path]:
+    require_plotting()
     import matplotlib
 
     matplotlib.use("Agg")

@@ -154,7 +154,7 @@ def _calibrate(rec: Recognizer, truth: Truth, stored: dict[str, set[int]], judge
     cal_media, _ = _load_all(cal_q)
     cal_run = run_ours(rec, cal_media, progress, "calibration set")
     del cal_media
-    labels = [judge(q, g).episode_top1 for q, g in zip(cal_q, cal_run.guesses)]
+    labels = [judge(q, g).episode_top1 for q, g in zip(cal_q, cal_run.guesses, strict=True)]
     name = f"eval seed={cal_seed} n={cal_n} {dt.date.today().isoformat()}"
     fitted = fit_calibration(cal_run.features, labels, name=name)
     fitted.save(path)
@@ -345,7 +345,7 @@ def evaluate(sessions: sessionmaker[Session], *, index_dir: Path, models_dir: Pa
         runs.update((r.name, r) for r in _run_baselines(rec, medias, framestore_dir, progress))
 
     # 3. judge and summarize
-    judged = {name: [judge(q, g) for q, g in zip(queries, run.guesses)] for name, run in runs.items()}
+    judged = {name: [judge(q, g) for q, g in zip(queries, run.guesses, strict=True)] for name, run in runs.items()}
     systems = {name: _system_metrics(run, judged[name], queries) for name, run in runs.items()}
     right_all = [j.episode_top1 for j in judged["ours"]]
     conf_before = _confidence_before(runs["ours"], cal_before)
