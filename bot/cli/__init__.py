@@ -14,6 +14,7 @@ import sys
 from collections.abc import Callable, Sequence
 
 from bot.app import App
+from bot.logsafe import redact_in_logs
 from bot.cli import characters, demo, faces, identify, index, run, sample_library, status, train
 from bot.cli import eval as eval_cmd
 from core.config import load_settings
@@ -67,6 +68,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"anirec: {exc}", file=sys.stderr)
         return 2
     setup_logging(args.log_level or settings.log_level)
+    for secret in (settings.discord_token, settings.telegram_token, settings.web_admin_token):
+        if secret is not None:
+            redact_in_logs(secret.get_secret_value())  # never in a log line, at any level
     if not settings.home.is_absolute() and not settings.home.exists():
         print(f"anirec: creating AniRec's home folder {settings.home.resolve()} (relative to the "
               "current folder; set ANIREC_HOME to keep it elsewhere)", file=sys.stderr)
