@@ -14,9 +14,9 @@ import sys
 from collections.abc import Callable, Sequence
 
 from bot.app import App
-from bot.logsafe import redact_in_logs
 from bot.cli import characters, demo, faces, identify, index, run, sample_library, status, train
 from bot.cli import eval as eval_cmd
+from bot.logsafe import redact_in_logs
 from core.config import load_settings
 from core.errors import AniRecError, NothingToTrain
 
