@@ -5,6 +5,7 @@ an answer; no traceback, no server path, one reply each."""
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -45,9 +46,11 @@ def test_identify_cli_answers_or_explains_every_file(indexed_home: Any, tmp_path
         p = folder / fname
         p.write_bytes(data)
         paths.append((name, p))
+    home = tmp_path / "home"  # a private copy: another process must not share the session's catalog
+    shutil.copytree(indexed_home.settings.home, home)
     run = subprocess.run([sys.executable, "-m", "bot", "identify", "--json", *(str(p) for _, p in paths)],
                          capture_output=True, text=True, cwd=ROOT, timeout=600,
-                         env={"PYTHONPATH": str(ROOT), "ANIREC_HOME": str(indexed_home.settings.home)})
+                         env={"PYTHONPATH": str(ROOT), "ANIREC_HOME": str(home)})
     assert "Traceback" not in run.stderr
     lines = [json.loads(x) for x in run.stdout.splitlines() if x.strip()]
     assert len(lines) == len(paths)
