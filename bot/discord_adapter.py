@@ -50,7 +50,7 @@ from pydantic import SecretStr
 
 from bot.chat.adapter import Launch
 from bot.chat.feedback import emoji_feedback
-from bot.chat.fetch import DownloadFailed, LinkFetcher
+from bot.chat.fetch import PLATFORM_MEDIA_HOSTS, DownloadFailed, LinkFetcher
 from bot.chat.settings import ChatSettings
 from bot.chat.state import AnswerMemory, Owners, UserLocks
 from bot.chat.texts import too_large, user_error_text
@@ -129,7 +129,7 @@ class RecognitionCog(commands.Cog):
     def __init__(self, bot: commands.Bot, service: RecognitionService, *,
                  owner_ids: Iterable[int] = (), auto_channels: Iterable[int] = (),
                  max_images: int = DEFAULTS.max_images, allow_private_urls: bool = False,
-                 answer_map_size: int = DEFAULTS.answer_memory) -> None:
+                 answer_map_size: int = DEFAULTS.answer_memory, any_link_host: bool = False) -> None:
         if max_images < 1:
             raise ValueError("max_images must be at least 1")
         self.bot = bot
@@ -139,7 +139,8 @@ class RecognitionCog(commands.Cog):
         self.max_images = max_images
         self.answers: AnswerMemory[int, str] = AnswerMemory(answer_map_size)
         self._not_ours: AnswerMemory[int, str] = AnswerMemory(DEFAULTS.not_ours_memory)
-        self.links = LinkFetcher(allow_private=allow_private_urls)
+        self.links = LinkFetcher(allow_private=allow_private_urls,
+                                 hosts=None if any_link_host else PLATFORM_MEDIA_HOSTS)
         self._locks = UserLocks()
         self.settings = ChatSettings.of(service)
         self.closest: AnswerMemory[str, str] = AnswerMemory(answer_map_size)
@@ -489,7 +490,7 @@ class AniRecBot(commands.Bot):
     def __init__(self, service: RecognitionService, *, owner_ids: Iterable[int] = (),
                  auto_channels: Iterable[int] = (), max_images: int = DEFAULTS.max_images,
                  sync_commands: bool = False, allow_private_urls: bool = False,
-                 **client_kwargs: Any) -> None:
+                 any_link_host: bool = False, **client_kwargs: Any) -> None:
         client_kwargs.setdefault("intents", intents())
         client_kwargs.setdefault("help_command", None)
         client_kwargs.setdefault("allowed_mentions", discord.AllowedMentions.none())
@@ -501,6 +502,7 @@ class AniRecBot(commands.Bot):
         self._cog_auto_channels = tuple(auto_channels)
         self._cog_max_images = max_images
         self._cog_allow_private_urls = allow_private_urls
+        self._cog_any_link_host = any_link_host
         #: Written only after a successful sync (a failed start must not mark them synced).
         self.sync_marker: Path | None = None
 
@@ -508,7 +510,7 @@ class AniRecBot(commands.Bot):
         cog = RecognitionCog(
             self, self.service, owner_ids=self._cog_owner_ids,
             auto_channels=self._cog_auto_channels, max_images=self._cog_max_images,
-            allow_private_urls=self._cog_allow_private_urls)
+            allow_private_urls=self._cog_allow_private_urls, any_link_host=self._cog_any_link_host)
         await self.add_cog(cog)
         await self.add_cog(PrefsCog(self.service, cog.settings, cog.closest, cog.answer_picked))
         if self.sync_commands:
@@ -542,6 +544,7 @@ def build_discord_bot(service: RecognitionService, *, owner_ids: Iterable[int] =
         max_images: media answered per message.
         **client_kwargs: `sync_commands=True` to sync the command tree in setup_hook;
             `allow_private_urls=True` to let links point at private addresses (tests);
+            `any_link_host=True` to follow links to any public host, not only Discord's CDN;
             anything else goes to `commands.Bot` (e.g. `guild_ready_timeout`).
     """
     return AniRecBot(service, owner_ids=owner_ids, auto_channels=auto_channels,
@@ -586,7 +589,8 @@ class DiscordAdapter:
         marker: Path = st.home / "discord-commands.synced"
         sync = launch.sync_commands or not marker.exists()
         bot = build_discord_bot(launch.service, owner_ids=st.discord_owner_ids,
-                                auto_channels=st.discord_auto_channels, sync_commands=sync)
+                                auto_channels=st.discord_auto_channels, sync_commands=sync,
+                                any_link_host=st.allow_link_downloads)
         bot.sync_marker = marker
         return cls(bot, st.discord_token)
 

@@ -38,8 +38,10 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import hashlib
+import hmac
 import importlib.util
 import logging
+import secrets
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -76,10 +78,11 @@ from telegram.ext import (
 from bot.chat.adapter import Launch
 from bot.chat.answer import answer_text
 from bot.chat.feedback import emoji_feedback, feedback_toast, parse_feedback
-from bot.chat.fetch import LinkFetcher
+from bot.chat.fetch import PLATFORM_MEDIA_HOSTS, LinkFetcher
 from bot.chat.settings import ChatSettings
-from bot.chat.state import AnswerMemory, AutoAnswerChats, Owners, UserLocks
+from bot.chat.state import AnswerMemory, AutoAnswerChats, Owners, UserLocks, chat_token
 from bot.chat.texts import user_error_text
+from bot.logsafe import redact_in_logs
 from bot.telegram_io import (
     AnswerRef,
     Answers,
@@ -105,6 +108,7 @@ from bot.telegram_render import (
     render_stats,
 )
 from core.errors import AniRecError, Busy, ConfigError, InvalidMedia, RateLimited
+from core.feedback import load_salt
 from core.service import RecognitionService
 from core.types import Source, Verdict
 
@@ -220,7 +224,8 @@ async def recognize_and_reply(context: CustomContext, media_msg: Message, reques
     except (InvalidMedia, RateLimited, Busy) as exc:
         if explicit:
             raise
-        logger.info("auto-answer in %s skipped: %s", request.chat_id, exc)
+        logger.info("auto-answer in chat %s skipped: %s",
+                    chat_token(context.state.answers.key, request.chat_id), exc)
         return
     if not explicit and rec.status == "no_match":
         return
@@ -467,8 +472,10 @@ def build_telegram_application(
     rate_limiter: bool | BaseRateLimiter[Any] = True,
     state_file: Path | None = None,
     allow_private_urls: bool = False,
+    any_link_host: bool = False,
     concurrent_updates: int = CONCURRENT_UPDATES,
     answer_map_size: int = ANSWER_MAP_SIZE,
+    salt: bytes | None = None,
 ) -> TelegramApp:
     """The PTB Application with AniRec's handlers, ready for `run_telegram`.
 
@@ -488,7 +495,9 @@ def build_telegram_application(
     raw = token.get_secret_value() if isinstance(token, SecretStr) else token
     if not raw:
         raise ConfigError("TELEGRAM_TOKEN is empty.")
-    # The token is part of every request URL; httpx logs URLs at INFO.
+    # The token is part of every request URL: httpx logs URLs at INFO, PTB logs
+    # "Set Bot API URL: …/bot<token>" at DEBUG. Every log record is scrubbed of it.
+    redact_in_logs(raw)
     httpx_log = logging.getLogger("httpx")
     if httpx_log.getEffectiveLevel() < logging.WARNING:
         httpx_log.setLevel(logging.WARNING)
@@ -505,11 +514,15 @@ def build_telegram_application(
         builder = builder.rate_limiter(rate_limiter)
     app: TelegramApp = builder.build()  # type: ignore[assignment]
     journal = state_file.with_name(state_file.stem + "-answers.jsonl") if state_file else None
+    if salt is None:  # the install's salt next to the state file, else one for this process
+        salt = load_salt(state_file.parent) if state_file is not None else secrets.token_bytes(32)
+    key = hmac.new(salt, b"telegram-chat-ids", hashlib.sha256).digest()  # files hold hashed chat ids
     app.bot_data[_STATE_KEY] = BotState(service=service, owners=Owners(owner_ids),
-                                        answers=answer_memory(answer_map_size, journal),
-                                        auto=AutoAnswerChats(state_file),
+                                        answers=answer_memory(answer_map_size, journal, key),
+                                        auto=AutoAnswerChats(state_file, key),
                                         settings=ChatSettings.of(service),
-                                        links=LinkFetcher(allow_private=allow_private_urls))
+                                        links=LinkFetcher(allow_private=allow_private_urls,
+                                                          hosts=None if any_link_host else PLATFORM_MEDIA_HOSTS))
     new = filters.UpdateType.MESSAGE
     media = (filters.PHOTO | filters.ANIMATION | filters.VIDEO | filters.VIDEO_NOTE
              | filters.Sticker.ALL | filters.Document.ALL)
@@ -601,7 +614,7 @@ class TelegramAdapter:
         app = build_telegram_application(
             st.telegram_token, launch.service, owner_ids=st.telegram_owner_ids,
             state_file=st.home / "telegram.json", base_url=st.telegram_api_url,
-            base_file_url=st.telegram_file_url)
+            base_file_url=st.telegram_file_url, any_link_host=st.allow_link_downloads)
         return cls(app, webhook_url=st.telegram_webhook_url, port=st.telegram_webhook_port)
 
     async def run(self, stop: asyncio.Event) -> None:

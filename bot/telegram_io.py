@@ -8,12 +8,16 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import datetime as dt
+import hashlib
+import hmac
+import json
 import logging
+import secrets
 import warnings
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TypeAlias, TypedDict
+from typing import TypedDict
 
 from telegram import Bot, Message, MessageEntity, ReplyParameters
 from telegram.constants import ChatAction, ChatType, ParseMode
@@ -21,7 +25,7 @@ from telegram.error import BadRequest, TelegramError
 
 from bot.chat.answer import answer_text
 from bot.chat.media import media_kind
-from bot.chat.state import AnswerMemory, JournalCodec
+from bot.chat.state import AnswerMemory, JournalCodec, chat_token
 from bot.chat.texts import too_large, too_long
 from bot.telegram_render import (
     MAX_CAPTION,
@@ -33,6 +37,7 @@ from bot.telegram_render import (
     visible_length,
 )
 from core.errors import UnsupportedMedia
+from core.feedback import load_salt
 from core.types import Recognition, Source
 
 logger = logging.getLogger(__name__)
@@ -54,25 +59,80 @@ class AnswerRef:
     keyboard_message_id: int | None
 
 
-def _encode(key: tuple[int, int], ref: AnswerRef) -> list[object]:
+def _encode(key: tuple[str, int], ref: AnswerRef) -> list[object]:
     return [key[0], key[1], ref.query_id, ref.n_candidates, ref.keyboard_message_id]
 
 
-def _decode(row: list[object]) -> tuple[tuple[int, int], AnswerRef]:
+def _decode(row: list[object]) -> tuple[tuple[str, int], AnswerRef]:
     c, m, q, n, k = row
+    if not isinstance(c, str):
+        raise TypeError("a raw chat id (older journal line)")
     keyboard = int(str(k)) if k is not None else None
-    return (int(str(c)), int(str(m))), AnswerRef(str(q), int(str(n)), keyboard)
+    return (c, int(str(m))), AnswerRef(str(q), int(str(n)), keyboard)
 
 
-#: The journal line of one answer: [chat id, message id, query id, candidates, keyboard id].
-ANSWER_CODEC: JournalCodec[tuple[int, int], AnswerRef] = JournalCodec(_encode, _decode)
-#: Sent answers: (chat id, message id) → what they answered.
-Answers: TypeAlias = AnswerMemory[tuple[int, int], AnswerRef]
+#: The journal line of one answer: [chat token, message id, query id, candidates, keyboard id]
+#: (the chat as a keyed hash: the journal never holds a raw chat id).
+ANSWER_CODEC: JournalCodec[tuple[str, int], AnswerRef] = JournalCodec(_encode, _decode)
 
 
-def answer_memory(size: int, journal: Path | None = None) -> Answers:
-    """The answer memory, journaled to `journal` when given (so it survives a restart)."""
-    return AnswerMemory(size, journal, ANSWER_CODEC)
+class Answers:
+    """Sent answers: (chat id, message id) → what they answered, remembered (and journaled)
+    under the chat's keyed hash."""
+
+    def __init__(self, size: int, journal: Path | None, key: bytes) -> None:
+        self.key = key
+        if journal is not None and journal.exists():
+            _upgrade_journal(journal, key)
+        self._memory: AnswerMemory[tuple[str, int], AnswerRef] = AnswerMemory(size, journal, ANSWER_CODEC)
+
+    def _k(self, key: tuple[int, int]) -> tuple[str, int]:
+        return chat_token(self.key, key[0]), int(key[1])
+
+    def put(self, key: tuple[int, int], ref: AnswerRef) -> None:
+        self._memory.put(self._k(key), ref)
+
+    def get(self, key: tuple[int, int]) -> AnswerRef | None:
+        return self._memory.get(self._k(key))
+
+    def pop(self, key: tuple[int, int]) -> None:
+        self._memory.pop(self._k(key))
+
+    def __contains__(self, key: object) -> bool:
+        return isinstance(key, tuple) and len(key) == 2 and self._k(key) in self._memory  # type: ignore[arg-type]
+
+    def __len__(self) -> int:
+        return len(self._memory)
+
+
+def _upgrade_journal(journal: Path, key: bytes) -> None:
+    """Rewrite a journal an older version wrote with raw chat ids, hashing them."""
+    try:
+        lines = journal.read_text(encoding="utf-8").splitlines()
+    except OSError:
+        return
+    out, changed = [], False
+    for line in lines:
+        try:
+            row = json.loads(line)
+        except ValueError:
+            continue
+        if isinstance(row, list) and row and isinstance(row[0], int):
+            row[0], changed = chat_token(key, row[0]), True
+        out.append(json.dumps(row))
+    if changed:
+        tmp = journal.with_suffix(".tmp")
+        tmp.write_text("".join(x + "\n" for x in out), encoding="utf-8")
+        tmp.replace(journal)
+
+
+def answer_memory(size: int, journal: Path | None = None, key: bytes | None = None) -> Answers:
+    """The answer memory, journaled to `journal` when given (so it survives a restart). The
+    chat ids are hashed with `key` (default: from the install's salt next to the journal)."""
+    if key is None:
+        key = (hmac.new(load_salt(journal.parent), b"telegram-chat-ids", hashlib.sha256).digest()
+               if journal is not None else secrets.token_bytes(32))
+    return Answers(size, journal, key)
 
 
 class _Common(TypedDict):

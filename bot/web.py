@@ -21,10 +21,11 @@ refused.
 from __future__ import annotations
 
 import asyncio
+import hashlib
+import hmac
 import io
 import ipaddress
 import logging
-import re
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -32,6 +33,8 @@ from urllib.parse import urlsplit
 import aiohttp_jinja2
 import jinja2
 from aiohttp import web
+from aiohttp.http_exceptions import HttpProcessingError
+from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
 from bot.chat.adapter import Launch
@@ -50,7 +53,16 @@ from bot.web_common import (
     parse_vote,
     read_json_body,
 )
+from bot.web_identity import (
+    ADMIN_COOKIE,
+    Identities,
+    admin_token_ok,
+    host_allowed,
+    identity_middleware,
+    request_uid,
+)
 from bot.web_render import answer_view
+from core.db.models import Query
 from core.errors import (
     AniRecError,
     Busy,
@@ -60,6 +72,7 @@ from core.errors import (
     NotFound,
     RateLimited,
 )
+from core.feedback import load_salt
 from core.service import RecognitionService
 from core.types import Source
 
@@ -69,7 +82,7 @@ logger = logging.getLogger(__name__)
 STATIC_DIR = Path(__file__).with_name("webstatic")
 #: The page templates (package data: `bot/templates/*`), rendered by Jinja2 with autoescape.
 TEMPLATE_DIR = Path(__file__).with_name("templates")
-#: The browser-local user id (random, kept in localStorage) travels in this header.
+#: The old client-chosen identity header: ignored (identity is the signed cookie).
 USER_HEADER = "X-AniRec-User"
 WEB_CHAT_ID = "web"
 
@@ -89,9 +102,6 @@ SECURITY_HEADERS = {
     "Cross-Origin-Resource-Policy": "same-origin",
     "Permissions-Policy": "camera=(), microphone=(), geolocation=()",
 }
-
-_USER_ID = re.compile(r"^[A-Za-z0-9_-]{16,64}$")
-
 
 # -- small pure helpers ------------------------------------------------------------------------
 
@@ -166,15 +176,24 @@ async def friendly_errors(request: web.Request, handler: Handler) -> web.StreamR
 
 @web.middleware
 async def guard(request: web.Request, handler: Handler) -> web.StreamResponse:
-    """Refuse cross-origin POSTs; keep the operator pages to this machine when local_only."""
+    """Refuse foreign Host names (DNS rebinding) and cross-origin POSTs; the operator pages
+    answer this machine, or anyone else with the operator token."""
+    ctx = ctx_of(request)
+    if not host_allowed(request.host, ctx.allowed_hosts):
+        return error_response(request, 403, "This server does not answer to that name.")
     if request.method not in ("GET", "HEAD", "OPTIONS") and not same_origin(
             request.headers.get("Origin"), request.host):
         return error_response(request, 403, "Cross-site requests are not allowed.")
     if request.path == "/admin" or request.path.startswith("/admin/"):
-        ctx = ctx_of(request)
-        if ctx.local_only and not (is_loopback(request.remote) and is_local_host(request.host)):
-            return error_response(request, 403,
-                                   "The operator pages are only available on this machine.")
+        here = ctx.local_only and is_loopback(request.remote) and is_local_host(request.host)
+        if not here and not admin_token_ok(request, ctx.admin_token):
+            return error_response(request, 403, "The operator pages are only available on this machine"
+                                  + (" or with the operator token." if ctx.admin_token else "."))
+        if "token" in request.query and request.method == "GET":  # log in once, keep it out of the URL
+            resp = web.Response(status=303, headers={"Location": request.path})
+            resp.set_cookie(ADMIN_COOKIE, request.query["token"], httponly=True, samesite="Strict",
+                            path="/admin", secure=request.secure)
+            return resp
     return await handler(request)
 
 
@@ -211,8 +230,9 @@ async def read_upload(request: web.Request, limit: int) -> bytes:
                     if len(buf) > limit:
                         raise _too_large(limit)
                 break
-        except (ValueError, AssertionError, RuntimeError) as exc:
-            logger.info("bad multipart upload: %s", exc)
+        except (ValueError, AssertionError, RuntimeError, HttpProcessingError) as exc:
+            # e.g. a control character in the part's file name: a 400, never a 500
+            logger.info("bad multipart upload: %s", type(exc).__name__)
             raise UploadError(400, "That upload could not be read. Please try again.") from None
     else:
         async for chunk in request.content.iter_chunked(256 * 1024):
@@ -225,11 +245,25 @@ async def read_upload(request: web.Request, limit: int) -> bytes:
 
 
 def web_source(request: web.Request) -> Source:
-    """The browser-local user (a random id the page keeps in localStorage) in the web chat."""
-    uid = request.headers.get(USER_HEADER, "")
-    if not _USER_ID.match(uid):
-        uid = f"addr:{request.remote or 'unknown'}"
-    return Source(platform="web", chat_id=WEB_CHAT_ID, user_id=uid, allow_adult=True)
+    """The browser (its server-signed cookie id, see `bot.web_identity`) in the web chat; the
+    "chat" is the caller's address, so the per-chat limit bounds one machine however many
+    identities it holds, and one web user's flood does not use up the others' allowance."""
+    return Source(platform="web", chat_id=f"{WEB_CHAT_ID}:{request.remote or 'unknown'}",
+                  user_id=request_uid(request), allow_adult=True)
+
+
+async def read_upload_guarded(request: web.Request, limit: int) -> bytes:
+    """`read_upload` within the upload timeout, at most MAX_CONCURRENT_UPLOADS at once."""
+    ctx = ctx_of(request)
+    if ctx.uploads.locked():
+        raise UploadError(503, "I'm busy receiving other uploads, please try again in a few seconds.")
+    async with ctx.uploads:
+        try:
+            async with asyncio.timeout(ctx.upload_timeout):
+                return await read_upload(request, limit)
+        except TimeoutError:
+            logger.info("upload from %s timed out after %.0f s", request.remote, ctx.upload_timeout)
+            raise UploadError(408, "That upload took too long to arrive. Please try again.") from None
 
 
 async def page_index(request: web.Request) -> web.StreamResponse:
@@ -257,9 +291,9 @@ async def api_identify(request: web.Request) -> web.Response:
     ctx = ctx_of(request)
     svc = ctx.service
     try:
-        data = await read_upload(request, svc.limits.max_bytes)
+        data = await read_upload_guarded(request, svc.limits.max_bytes)
     except UploadError as exc:
-        return json_error(exc.status, exc.message)
+        return json_error(exc.status, exc.message, retry_after=5 if exc.status == 503 else None)
     try:
         rec = await svc.recognize(data, source=web_source(request),
                                   with_preview=request.query.get("preview") != "0")
@@ -293,6 +327,8 @@ async def api_feedback(request: web.Request) -> web.Response:
     source = web_source(request)
     withdraw = bool(body.get("withdraw"))
     try:
+        if not await asyncio.get_running_loop().run_in_executor(None, _asked_by, ctx_of(request), qid, source):
+            return json_error(403, "Only the person who asked can vote on that answer.")
         if withdraw:
             await asyncio.get_running_loop().run_in_executor(None, svc.store.get_query, qid)
             tally = await svc.withdraw_feedback(qid, source=source, verdict=verdict, rank=rank)
@@ -304,6 +340,15 @@ async def api_feedback(request: web.Request) -> web.Response:
         return json_error(400, "That answer does not have that many candidates.")
     return web.json_response({"tally": tally.as_dict(),
                               "message": feedback_toast(verdict, rank, withdraw)})
+
+
+def _asked_by(ctx: WebContext, qid: str, source: Source) -> bool:
+    """Whether `source` asked query `qid` (votes come only from the asker); NotFound if unknown."""
+    with ctx.sessions() as s:
+        owner = s.scalar(select(Query.user_hash).where(Query.id == qid))
+    if owner is None:
+        raise NotFound("That answer is no longer known.")
+    return hmac.compare_digest(owner, ctx.service.store.hash_id(source.platform, source.user_id))
 
 
 async def media(request: web.Request) -> web.StreamResponse:
@@ -382,7 +427,9 @@ async def sample_thumb(request: web.Request) -> web.StreamResponse:
 
 def build_web_app(service: RecognitionService, *, sessions: sessionmaker[Session], index_dir: Path,
                   framestore_dir: Path, samples_dir: Path | None = None, local_only: bool = True,
-                  contact_sheets_dir: Path | None = None) -> web.Application:
+                  contact_sheets_dir: Path | None = None, secret: bytes | None = None,
+                  admin_token: str | None = None, allowed_hosts: frozenset[str] = frozenset(),
+                  upload_timeout: float = 30.0) -> web.Application:
     """The web chat and operator pages over a started `RecognitionService`.
 
     Args:
@@ -391,8 +438,12 @@ def build_web_app(service: RecognitionService, *, sessions: sessionmaker[Session
         index_dir: the vector index folder (status; its parent is the home folder).
         framestore_dir: the frame store folder (status).
         samples_dir: a folder of example screenshots (jpg/png/gif) offered on the chat page.
-        local_only: answer /admin only for loopback clients under a loopback host name.
+        local_only: loopback clients under a loopback host name reach /admin without the token.
         contact_sheets_dir: character contact sheets (default `<home>/contact-sheets`).
+        secret: the key that signs identity cookies (default: random, forgotten on restart).
+        admin_token: the operator token for /admin from other machines (None: none can).
+        allowed_hosts: host names answered besides IP literals and localhost.
+        upload_timeout: seconds an upload may take to arrive.
 
     Returns:
         The aiohttp application (not started; see `run_web`).
@@ -403,8 +454,12 @@ def build_web_app(service: RecognitionService, *, sessions: sessionmaker[Session
                      samples_dir=Path(samples_dir) if samples_dir is not None else None,
                      contact_sheets_dir=(Path(contact_sheets_dir) if contact_sheets_dir is not None
                                          else index_dir.parent / "contact-sheets"),
-                     local_only=local_only)
-    app = web.Application(middlewares=[security_headers, friendly_errors, guard],
+                     local_only=local_only, admin_token=admin_token or None,
+                     allowed_hosts=frozenset(h.lower() for h in allowed_hosts), upload_timeout=upload_timeout)
+    if secret is not None:
+        ctx.identities = Identities(hmac.new(secret, b"anirec-web-cookie", hashlib.sha256).digest())
+    app = web.Application(middlewares=[security_headers, friendly_errors, guard,
+                                       identity_middleware(ctx.identities)],
                           client_max_size=1024 * 1024)
     app[CTX] = ctx
     aiohttp_jinja2.setup(app, loader=jinja2.FileSystemLoader(TEMPLATE_DIR),
@@ -428,7 +483,7 @@ async def run_web(app: web.Application, host: str, port: int, stop: asyncio.Even
 
     The address it listens on is logged and kept in the app's context (`app[CTX].url`).
     """
-    runner = web.AppRunner(app, access_log=None, handle_signals=False)
+    runner = web.AppRunner(app, access_log=None, handle_signals=False, keepalive_timeout=15)
     await runner.setup()
     try:
         site = web.TCPSite(runner, host, port)
@@ -442,9 +497,9 @@ async def run_web(app: web.Application, host: str, port: int, stop: asyncio.Even
         ctx = app[CTX]
         ctx.url = f"http://{shown}:{bound}/"
         logger.info("AniRec web chat on %s (operator pages: %sadmin)", ctx.url, ctx.url)
-        if ctx.local_only and not is_loopback(host) and host != "localhost":
-            logger.warning("the web chat listens on %s; the operator pages still answer only "
-                           "this machine", host)
+        if not is_loopback(host) and host != "localhost":
+            logger.warning("the web chat listens on %s; the operator pages answer this machine%s",
+                           host, " and holders of ANIREC_WEB_ADMIN_TOKEN" if ctx.admin_token else " only")
         await stop.wait()
     finally:
         await runner.cleanup()
@@ -466,9 +521,13 @@ class WebAdapter:
         """The chat over the shared service; the demo's query pictures as examples."""
         st = launch.settings
         samples = st.home / "demo-queries"
+        token = st.web_admin_token.get_secret_value() if st.web_admin_token else None
         app = build_web_app(launch.service, sessions=launch.sessions, index_dir=st.index_dir,
                             framestore_dir=st.framestore_dir,
-                            samples_dir=samples if samples.is_dir() else None)
+                            samples_dir=samples if samples.is_dir() else None,
+                            secret=load_salt(st.home), admin_token=token,
+                            allowed_hosts=frozenset(st.web_allowed_hosts),
+                            upload_timeout=st.web_upload_timeout)
         return cls(app, st.web_host, st.web_port)
 
     async def run(self, stop: asyncio.Event) -> None:

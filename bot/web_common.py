@@ -3,8 +3,10 @@ vote from a request body, and the operator's identity."""
 
 from __future__ import annotations
 
+import asyncio
 import math
 import re
+import secrets
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -12,6 +14,7 @@ from pathlib import Path
 from aiohttp import web
 from sqlalchemy.orm import Session, sessionmaker
 
+from bot.web_identity import MAX_CONCURRENT_UPLOADS, Identities
 from bot.web_render import MediaTokens
 from core.service import RecognitionService
 from core.types import Source, Verdict
@@ -41,6 +44,11 @@ class WebContext:
     samples: MediaTokens = field(default_factory=lambda: MediaTokens(256))
     thumbs: dict[str, bytes] = field(default_factory=dict)
     url: str | None = None  # set by run_web once listening
+    identities: Identities = field(default_factory=lambda: Identities(secrets.token_bytes(32)))
+    admin_token: str | None = None  # ANIREC_WEB_ADMIN_TOKEN: the operator pages from elsewhere
+    allowed_hosts: frozenset[str] = frozenset()  # host names answered besides IPs and localhost
+    upload_timeout: float = 30.0  # seconds an upload may take to arrive
+    uploads: asyncio.Semaphore = field(default_factory=lambda: asyncio.Semaphore(MAX_CONCURRENT_UPLOADS))
 
 
 CTX = web.AppKey("anirec_web", WebContext)

@@ -46,12 +46,16 @@ class Settings(BaseSettings):
     discord_owner_ids: Annotated[list[int], NoDecode] = Field(default_factory=list)
     telegram_owner_ids: Annotated[list[int], NoDecode] = Field(default_factory=list)
     discord_auto_channels: Annotated[list[int], NoDecode] = Field(default_factory=list)
+    allow_link_downloads: bool = Field(False)  # follow links to any public host, not only the platforms'
     telegram_webhook_url: str | None = Field(None)
     telegram_api_url: str | None = Field(None)  # self-hosted Bot API server, e.g. http://host:8081/bot
     telegram_file_url: str | None = Field(None)  # its file URL, e.g. http://host:8081/file/bot
     telegram_webhook_port: int = Field(8443, ge=1, le=65535)
     web_host: str = Field("127.0.0.1")  # local web chat
     web_port: int = Field(8765, ge=0, le=65535)
+    web_admin_token: SecretStr | None = Field(None)  # /admin from other machines (Bearer or ?token=)
+    web_allowed_hosts: list[str] = Field(default_factory=list)  # host names besides IPs/localhost
+    web_upload_timeout: float = Field(30.0, gt=0, le=3600)  # seconds an upload may take to arrive
 
     # --- input limits -------------------------------------------------------------------
     max_upload_bytes: int = Field(20_000_000, gt=0)

@@ -42,6 +42,12 @@ class IndexUnavailable(AniRecError):
 
     user_message = "The library index is not ready yet. Ask the operator to run `anirec index`."
 
+    def __init__(self, message: str | None = None) -> None:
+        # the detailed message (paths, checksums) is for the operator's log and CLI; a chat
+        # user keeps the generic sentence
+        super().__init__(message)
+        self.user_message = type(self).user_message
+
 
 class IndexMismatch(IndexUnavailable):
     """The index on disk was built by a different embedder or with other parameters."""

@@ -20,6 +20,7 @@ from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from core.db.models import Feedback, Query, utcnow
+from core.db.retry import retry_writes
 from core.errors import NotFound
 from core.types import FeedbackTally, Recognition, Source, Verdict
 
@@ -99,6 +100,7 @@ class FeedbackStore:
         return hmac.new(self._salt, f"{platform}:{raw}".encode(), hashlib.sha256).hexdigest()
 
     # -- queries ------------------------------------------------------------------------------
+    @retry_writes
     def record_query(self, rec: Recognition, source: Source, *, image_sha256: str,
                      latency_ms: float, image_path: str | None = None) -> str:
         qid = secrets.token_urlsafe(9)  # 12 chars; fits callback data and custom ids
@@ -135,6 +137,7 @@ class FeedbackStore:
                 "frames": _frames(q.trace)}
 
     # -- feedback -----------------------------------------------------------------------------
+    @retry_writes
     def record(self, query_id: str, source: Source, verdict: Verdict, rank: int | None = None
                ) -> FeedbackTally:
         """Record one person's verdict (replacing their earlier one) and return the tally."""
@@ -158,6 +161,7 @@ class FeedbackStore:
             s.commit()
         return self.tally(query_id)
 
+    @retry_writes
     def withdraw(self, query_id: str, source: Source, verdict: Verdict | None = None,
                  rank: int | None = None) -> FeedbackTally:
         """Withdraw a person's active vote (only if it is `verdict`/`rank`, when given)."""

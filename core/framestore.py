@@ -7,7 +7,9 @@ verification and OP/ED detection never need to decode video again.
 from __future__ import annotations
 
 import io
+import logging
 import os
+import zipfile
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,7 +19,14 @@ from PIL import Image
 
 from core.descriptors import TINY_BYTES
 
+logger = logging.getLogger(__name__)
+
 JPEG_QUALITY = 88
+_MEMBERS = ("frame_ids", "times", "shots", "descriptors", "blob", "offsets")
+
+
+class DamagedPack(ValueError):
+    """An episode's frame pack is truncated or corrupt; `anirec index` writes it again."""
 
 
 @dataclass(frozen=True)
@@ -82,17 +91,61 @@ class FrameStore:
             if n else np.zeros((0, TINY_BYTES), np.uint8)
         final = self.path(episode_id)
         tmp = final.with_name(final.name + ".tmp")
-        with open(tmp, "wb") as fh:
-            np.savez(fh, frame_ids=np.asarray(frame_ids, np.int64), times=np.asarray(times, np.float32),
-                     shots=np.asarray(shots, np.int32), descriptors=desc, blob=blob, offsets=offsets)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, final)
+        try:
+            with open(tmp, "wb") as fh:
+                np.savez(fh, frame_ids=np.asarray(frame_ids, np.int64), times=np.asarray(times, np.float32),
+                         shots=np.asarray(shots, np.int32), descriptors=desc, blob=blob, offsets=offsets)
+                fh.flush()
+                os.fsync(fh.fileno())
+            self._check_file(tmp, episode_id)  # a short write (full disk) is never committed
+            os.replace(tmp, final)
+        except BaseException:
+            tmp.unlink(missing_ok=True)
+            raise
 
     def read(self, episode_id: int) -> EpisodeFrames:
-        with np.load(self.path(episode_id)) as z:
-            return EpisodeFrames(int(episode_id), z["frame_ids"], z["times"], z["shots"],
-                                 z["descriptors"], z["blob"], z["offsets"])
+        """The episode's pack. Raises FileNotFoundError when there is none and DamagedPack
+        when it is truncated or corrupt (the zip's CRCs catch a same-size corruption)."""
+        path = self.path(episode_id)
+        try:
+            with np.load(path, allow_pickle=False) as z:
+                ef = EpisodeFrames(int(episode_id), z["frame_ids"], z["times"], z["shots"],
+                                   z["descriptors"], z["blob"], z["offsets"])
+        except FileNotFoundError:
+            raise
+        except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as exc:
+            logger.warning("frame pack of episode %s is damaged: %s", episode_id, exc)
+            raise DamagedPack(f"the stored frames of episode {episode_id} are damaged; "
+                              "run `anirec index` to write them again") from None
+        n = len(ef)
+        if not (ef.times.shape[0] == ef.shots.shape[0] == ef.descriptors.shape[0] == n
+                and ef._offsets.shape[0] == n + 1 and (n == 0 or int(ef._offsets[-1]) == ef._blob.shape[0])):
+            raise DamagedPack(f"the stored frames of episode {episode_id} are inconsistent; "
+                              "run `anirec index` to write them again")
+        return ef
+
+    @staticmethod
+    def _check_file(path: Path, episode_id: int) -> None:
+        """Cheap structural check: the zip directory is readable and names every column."""
+        try:
+            with zipfile.ZipFile(path) as z:
+                names = {n.removesuffix(".npy") for n in z.namelist()}
+        except (OSError, zipfile.BadZipFile, ValueError) as exc:
+            raise DamagedPack(f"the stored frames of episode {episode_id} are damaged ({exc})") from None
+        if not set(_MEMBERS) <= names:
+            raise DamagedPack(f"the stored frames of episode {episode_id} are incomplete")
+
+    def intact(self, episode_id: int) -> bool:
+        """The pack exists and its zip directory is whole (truncation is caught; a corrupt
+        byte inside is caught when the pack is read)."""
+        path = self.path(episode_id)
+        if not path.exists():
+            return False
+        try:
+            self._check_file(path, episode_id)
+        except DamagedPack:
+            return False
+        return True
 
     def has(self, episode_id: int) -> bool:
         return self.path(episode_id).exists()

@@ -55,18 +55,28 @@ class _Window:
         self.per_minute = per_minute
         self._hits: dict[str, collections.deque[float]] = {}
 
-    def check(self, key: str, now: float) -> float:
-        """0 if allowed (and counted), else seconds until the next request is allowed."""
-        q = self._hits.setdefault(key, collections.deque())
+    def wait(self, key: str, now: float) -> float:
+        """0 if one more request of `key` is allowed now, else seconds until it is (nothing counted)."""
+        q = self._hits.get(key)
+        if not q:
+            return 0.0
         while q and now - q[0] >= 60.0:
             q.popleft()
-        if len(q) >= self.per_minute:
-            return 60.0 - (now - q[0])
-        q.append(now)
+        return 60.0 - (now - q[0]) if len(q) >= self.per_minute else 0.0
+
+    def count(self, key: str, now: float) -> None:
+        """Use up one request of `key`'s allowance."""
+        self._hits.setdefault(key, collections.deque()).append(now)
         if len(self._hits) > 10_000:  # forget idle keys
             for k in [k for k, v in self._hits.items() if not v or now - v[-1] > 60]:
                 self._hits.pop(k, None)
-        return 0.0
+
+    def check(self, key: str, now: float) -> float:
+        """0 if allowed (and counted), else seconds until the next request is allowed."""
+        wait = self.wait(key, now)
+        if not wait:
+            self.count(key, now)
+        return wait
 
 
 class RecognitionService:
@@ -182,16 +192,19 @@ class RecognitionService:
 
     # -- recognition -------------------------------------------------------------------------------
     def _admit(self, source: Source) -> None:
+        """Rate limits first, then the queue; a request turned away (rate-limited or busy)
+        uses up none of its sender's allowance: only admitted requests are counted."""
         now = time.monotonic()
-        wait = self._user_rate.check(f"{source.platform}:{source.user_id}", now)
-        if wait:
-            raise RateLimited(wait)
-        wait = self._chat_rate.check(f"{source.platform}:c:{source.chat_id}", now)
+        user_key = f"{source.platform}:{source.user_id}"
+        chat_key = f"{source.platform}:c:{source.chat_id}"
+        wait = max(self._user_rate.wait(user_key, now), self._chat_rate.wait(chat_key, now))
         if wait:
             raise RateLimited(wait)
         if self._inflight >= self.queue_size:
             avg = sum(self._latency_ms) / len(self._latency_ms) / 1000.0
             raise Busy(avg * self._inflight + 1.0)
+        self._user_rate.count(user_key, now)
+        self._chat_rate.count(chat_key, now)
 
     async def recognize(self, data: bytes, *, source: Source, sticker: bool = False,
                         with_preview: bool = True) -> Recognition:

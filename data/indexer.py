@@ -35,7 +35,8 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from core.db.models import Episode, Frame, Series, Shot, utcnow
 from core.descriptors import tiny_descriptor
-from core.framestore import FrameStore, encode_jpeg
+from core.errors import IndexMismatch, IndexUnavailable
+from core.framestore import DamagedPack, FrameStore, encode_jpeg
 from core.index import HnswIndex, HnswOptions, RegionSpec, open_index, read_manifest
 from core.models.embedder import SceneEmbedder
 from data.library import EpisodeEntry, SeriesEntry, content_key, scan_library
@@ -147,7 +148,15 @@ class Indexer:
         report = IndexReport()
         if not root.is_dir():
             raise FileNotFoundError(f"library folder not found: {root}")
-        index = self.open(reembed=reembed)  # IndexMismatch propagates: rebuild on purpose
+        try:
+            index = self.open(reembed=reembed)  # IndexMismatch propagates: rebuild on purpose
+        except IndexMismatch:
+            raise
+        except IndexUnavailable as exc:  # damaged on disk: rebuilt from the frame store
+            logger.warning("the index on disk cannot be used (%s); rebuilding it from the stored frames", exc)
+            report.warnings.append(f"the index on disk was damaged ({exc}); rebuilt from the stored frames")
+            reembed = True
+            index = self.open(reembed=True)
         self._cleanup_pending(index)
         if reembed:
             report.frames_embedded += self._reembed_all(index)
@@ -186,9 +195,12 @@ class Indexer:
                     seen_paths.add(path)
                     row = s.scalar(select(Episode).where(Episode.path == path))
                     if row is not None and self._unchanged(row, ep, path):
-                        if row.status == "indexed":
+                        if row.status == "indexed" and self.framestore.intact(row.id):
                             report.unchanged += 1
                             continue
+                        if row.status == "indexed":  # its stored frames are damaged: write them again
+                            logger.warning("the stored frames of %s are damaged; indexing it again", ep.relpath)
+                            report.warnings.append(f"{ep.relpath}: stored frames were damaged, indexed again")
                         if row.status == "failed":
                             report.failed.append((ep.relpath, row.error or "failed earlier"))
                             continue
@@ -510,7 +522,13 @@ class Indexer:
                     s.execute(update(Episode).where(Episode.id == eid).values(size=None))
                     s.commit()
                 continue
-            ef = self.framestore.read(eid)
+            try:
+                ef = self.framestore.read(eid)
+            except DamagedPack:  # decoded again by the next `anirec index`
+                with self.sessions() as s:
+                    s.execute(update(Episode).where(Episode.id == eid).values(size=None))
+                    s.commit()
+                continue
             arrays = [ef.thumbnail_array(i) for i in range(len(ef))]
             if arrays:
                 index.add(ef.frame_ids, self.embedder.embed_arrays(np.stack(arrays), self.batch_size))
@@ -547,7 +565,10 @@ class Indexer:
                 sigs = []
                 for eid, dur in eps:
                     if self.framestore.has(eid):
-                        ef = self.framestore.read(eid)
+                        try:
+                            ef = self.framestore.read(eid)
+                        except DamagedPack:
+                            continue
                         sigs.append((ef, EpisodeSignature(eid, ef.times, ef.descriptors, dur)))
                 flags = detect_oped([sig for _, sig in sigs])
                 detect_recaps([sig for _, sig in sigs], flags)

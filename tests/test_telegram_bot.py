@@ -10,6 +10,7 @@ models/index/SQLite, and the fake records every Bot API call it makes.
 from __future__ import annotations
 
 import html
+import json
 import re
 import time
 from collections.abc import Callable
@@ -151,7 +152,8 @@ async def test_group_triggers(tg: FakeTelegram, make_service: Callable[..., Any]
         auto = tg.photo_message(group, bob, png)
         tg.push_update(auto)
         assert title in shown(await answer_to(tg, auto["message"]["message_id"]))
-        assert str(group["id"]) in state.read_text()
+        assert str(group["id"]) not in state.read_text()  # the chat kept as a keyed hash only
+        assert len(json.loads(state.read_text())["autoanswer_chats"]) == 1
         # and off again
         tg.push_update(tg.text_message(group, alice, "/autoanswer off"))
         await tg.wait_for("sendMessage", lambda c: "is off" in c.params["text"])

@@ -38,11 +38,17 @@ class Web:
         self.client = client
         self.service = service
         self.bodies: list[bytes] = []
+        self.cookies: dict[str, str] = {}  # each test user's identity cookie (one browser each)
 
-    async def request(self, method: str, path: str, **kw: Any
+    async def request(self, method: str, path: str, *, as_user: str | None = None, **kw: Any
                       ) -> tuple[aiohttp.ClientResponse, bytes]:
+        self.client.session.cookie_jar.clear()
+        if as_user is not None and as_user in self.cookies:
+            kw["headers"] = {**kw.get("headers", {}), "Cookie": f"anirec_uid={self.cookies[as_user]}"}
         resp = await self.client.request(method, path, **kw)
         body = await resp.read()
+        if as_user is not None and "anirec_uid" in resp.cookies:
+            self.cookies[as_user] = resp.cookies["anirec_uid"].value
         self.bodies.append(body)
         return resp, body
 
@@ -50,15 +56,13 @@ class Web:
                        ctype: str = "image/png") -> tuple[aiohttp.ClientResponse, Any]:
         form = aiohttp.FormData()
         form.add_field("file", data, filename=name, content_type=ctype)
-        resp, _ = await self.request("POST", "/api/identify", data=form,
-                                     headers={"X-AniRec-User": user})
+        resp, _ = await self.request("POST", "/api/identify", data=form, as_user=user)
         return resp, await resp.json()
 
     async def vote(self, qid: str, verdict: str, rank: int | None = None, *, user: str = USER_A,
                    **extra: Any) -> tuple[aiohttp.ClientResponse, Any]:
         body = {"query_id": qid, "verdict": verdict, "rank": rank, **extra}
-        resp, _ = await self.request("POST", "/api/feedback", json=body,
-                                     headers={"X-AniRec-User": user})
+        resp, _ = await self.request("POST", "/api/feedback", json=body, as_user=user)
         return resp, await resp.json()
 
 
@@ -199,13 +203,13 @@ async def test_feedback_writes_the_bots_rows_one_vote_per_user(make_web: Any,
     resp, out = await w.vote(qid, "pick", 2)
     assert resp.status == 200
     assert out["tally"] == {"correct": 0, "wrong": 0, "picks": [0, 1, 0, 0, 0]}
-    resp, out = await w.vote(qid, "correct", user=USER_B)
-    assert out["tally"]["correct"] == 1 and out["tally"]["picks"][1] == 1
+    resp, out = await w.vote(qid, "correct", user=USER_B)  # another browser: not the asker
+    assert resp.status == 403 and "Only the person who asked" in out["error"]
 
     rows = feedback_rows(indexed_home, qid)
     assert [(r.verdict, r.rank, r.active, r.platform) for r in rows] == [
-        ("wrong", None, False, "web"), ("pick", 2, True, "web"), ("correct", None, True, "web")]
-    assert rows[0].user_hash == rows[1].user_hash != rows[2].user_hash
+        ("wrong", None, False, "web"), ("pick", 2, True, "web")]
+    assert rows[0].user_hash == rows[1].user_hash
     active_a = [r for r in rows if r.active and r.user_hash == rows[0].user_hash]
     assert len(active_a) == 1
 

@@ -194,6 +194,7 @@ def train_scene(sessions: sessionmaker[Session], store: FrameStore, models_dir: 
     model.metrics = metrics
     model.save(path)
     register_model(sessions, kind="scene", version=model.version, path=path.relative_to(models_dir),
+                   models_dir=models_dir,
                    metrics={k: v for k, v in metrics.items() if k != "history"}, promote=promote)
     result = SceneResult(model.version, promote, verdict, metrics["train_seconds"], metrics["steps"])
     if promote:
@@ -263,7 +264,7 @@ def train_series(sessions: sessionmaker[Session], store: FrameStore, models_dir:
     path = models_dir / f"{head.version}.pt"
     head.save(path)
     register_model(sessions, kind="series", version=head.version,
-                   path=path.relative_to(models_dir), metrics=head.metrics, promote=promote)
+                   path=path.relative_to(models_dir), models_dir=models_dir, metrics=head.metrics, promote=promote)
     return SeriesResult(head.version, promote, embedder.version, dict(head.metrics))
 
 
@@ -354,6 +355,7 @@ def train_faces(sessions: sessionmaker[Session], models_dir: Path, *, labels_fil
                    "train_episodes": sp.train}
     det.save(path)
     register_model(sessions, kind="faces", version=det.version, path=path.relative_to(models_dir),
+                   models_dir=models_dir,
                    metrics={"precision": new["precision"], "recall": new["recall"], "f1": new["f1"],
                             "train_episodes": sp.train}, promote=promote)
     return FacesResult(det.version, promote, new["precision"], new["recall"], new["f1"],
@@ -405,7 +407,7 @@ def train_characters(sessions: sessionmaker[Session], models_dir: Path, *, label
     path = models_dir / f"{emb.version}.pt"
     emb.save(path)
     register_model(sessions, kind="characters", version=emb.version,
-                   path=path.relative_to(models_dir), metrics=dict(emb.metrics), promote=True)
+                   path=path.relative_to(models_dir), models_dir=models_dir, metrics=dict(emb.metrics), promote=True)
     return CharactersResult(emb.version, True, len(faces), emb.metrics["floors"],
                             metrics["train_seconds"], steps, supervision)
 

@@ -43,11 +43,37 @@ class DownloadFailed(AniRecError):
     user_message = "I couldn't download that picture. Try again, or attach the file itself."
 
 
+_NAT64 = ipaddress.ip_network("64:ff9b::/96")
+_NAT64_LOCAL = ipaddress.ip_network("64:ff9b:1::/48")
+_IPV4_COMPAT = ipaddress.ip_network("::/96")
+#: Where the platforms serve attachments; links elsewhere need ANIREC_ALLOW_LINK_DOWNLOADS.
+PLATFORM_MEDIA_HOSTS = frozenset({"cdn.discordapp.com", "media.discordapp.net"})
+
+
 def _public(host: str) -> bool:
+    """A globally routable address; IPv6 forms that carry an IPv4 address (mapped,
+    compatible, 6to4, NAT64) are judged by the IPv4 address inside."""
     try:
-        return ipaddress.ip_address(host.split("%", 1)[0]).is_global
+        ip = ipaddress.ip_address(host.strip("[]").split("%", 1)[0])
     except ValueError:
         return False
+    if isinstance(ip, ipaddress.IPv6Address):
+        inner = ip.ipv4_mapped or ip.sixtofour
+        if inner is None and (ip in _NAT64 or ip in _IPV4_COMPAT):
+            inner = ipaddress.IPv4Address(int(ip) & 0xFFFFFFFF)
+        if ip in _NAT64_LOCAL:
+            return False
+        if inner is not None:
+            return inner.is_global
+    return ip.is_global
+
+
+def host_allowed(host: str, hosts: frozenset[str] | None) -> bool:
+    """`host` is one of `hosts` or a subdomain of one (None: any host)."""
+    if hosts is None:
+        return True
+    name = host.rstrip(".").lower()
+    return any(name == h or name.endswith("." + h) for h in hosts)
 
 
 class PublicResolver(AbstractResolver):
@@ -74,10 +100,14 @@ class LinkFetcher:
     """Downloads media links: http(s) only, a total timeout, a streamed size cap."""
 
     def __init__(self, *, timeout: float | None = None, allow_private: bool = False,
-                 max_redirects: int | None = None, params: FetchParams = FetchParams()) -> None:
+                 max_redirects: int | None = None, params: FetchParams = FetchParams(),
+                 hosts: frozenset[str] | None = PLATFORM_MEDIA_HOSTS) -> None:
+        """`hosts`: the only hosts links may point at (redirects included); None: any public
+        host (the operator allowed links). `allow_private` (tests only) lifts every check."""
         self.timeout = params.timeout_s if timeout is None else timeout
         self.max_redirects = params.max_redirects if max_redirects is None else max_redirects
         self.allow_private = allow_private
+        self.hosts = None if allow_private else hosts
         self.params = params
         self._session: aiohttp.ClientSession | None = None
 
@@ -100,6 +130,11 @@ class LinkFetcher:
         """Only http(s) URLs with a host; literal IPs must be public (unless allowed)."""
         if url.scheme not in ("http", "https") or not url.host:
             raise DownloadFailed("I only follow http(s) links to pictures.")
+        if url.user or url.password:
+            raise DownloadFailed("I don't follow links with a user name or password in them.")
+        if not host_allowed(url.host.strip("[]"), self.hosts):
+            raise DownloadFailed("I only download pictures from the chat platform's own servers "
+                                 "here; attach the file itself instead.")
         if not self.allow_private:
             host = url.host.strip("[]")
             try:

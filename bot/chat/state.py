@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import hashlib
+import hmac
 import json
 import logging
 import os
@@ -133,24 +135,41 @@ class Owners:
         return user_id in self.ids
 
 
-class AutoAnswerChats:
-    """Group chats where every picture is answered; saved to `path` (JSON) when given."""
+def chat_token(key: bytes, chat_id: int | str) -> str:
+    """A chat id as the keyed hash files and logs hold instead of the raw id (24 hex chars)."""
+    return hmac.new(key, f"chat:{chat_id}".encode(), hashlib.sha256).hexdigest()[:24]
 
-    def __init__(self, path: Path | None = None) -> None:
+
+class AutoAnswerChats:
+    """Group chats where every picture is answered; saved to `path` (JSON) when given. With
+    `key`, the file holds keyed hashes of the chat ids, never the ids (raw ids left by an
+    older version are hashed and the file rewritten on load)."""
+
+    def __init__(self, path: Path | None = None, key: bytes | None = None) -> None:
         self.path = path
-        self._ids: set[int] = set()
+        self.key = key
+        self._ids: set[int | str] = set()
+        legacy = False
         if path is not None and path.exists():
             try:
                 data = json.loads(path.read_text(encoding="utf-8"))
-                self._ids = {int(x) for x in data.get("autoanswer_chats", [])}
+                for x in data.get("autoanswer_chats", []):
+                    if key is not None and isinstance(x, int):
+                        legacy = True
+                    self._ids.add(self._key(int(x)) if isinstance(x, int) else str(x))
             except (OSError, ValueError, TypeError, AttributeError) as exc:
                 logger.warning("cannot read %s (%s); auto-answer starts off everywhere", path, exc)
+        if legacy:
+            self._save()
+
+    def _key(self, chat_id: int) -> int | str:
+        return chat_token(self.key, chat_id) if self.key is not None else chat_id
 
     def enabled(self, chat_id: int) -> bool:
-        return chat_id in self._ids
+        return self._key(chat_id) in self._ids
 
     def set(self, chat_id: int, on: bool) -> None:
-        (self._ids.add if on else self._ids.discard)(chat_id)
+        (self._ids.add if on else self._ids.discard)(self._key(chat_id))
         self._save()
 
     def _save(self) -> None:
@@ -158,5 +177,5 @@ class AutoAnswerChats:
             return
         self.path.parent.mkdir(parents=True, exist_ok=True)
         tmp = self.path.with_suffix(self.path.suffix + ".tmp")
-        tmp.write_text(json.dumps({"autoanswer_chats": sorted(self._ids)}), encoding="utf-8")
+        tmp.write_text(json.dumps({"autoanswer_chats": sorted(self._ids, key=str)}), encoding="utf-8")
         os.replace(tmp, self.path)

@@ -8,6 +8,7 @@ one-line message and an exit code.
 from __future__ import annotations
 
 import argparse
+import errno
 import logging
 import sys
 from collections.abc import Callable, Sequence
@@ -28,6 +29,7 @@ from bot.cli import (
     train,
 )
 from bot.cli import eval as eval_cmd
+from bot.logsafe import redact_in_logs
 from core.config import load_settings
 from core.errors import AniRecError, NothingToTrain
 
@@ -79,6 +81,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"anirec: {exc}", file=sys.stderr)
         return 2
     setup_logging(args.log_level or settings.log_level)
+    for secret in (settings.discord_token, settings.telegram_token, settings.web_admin_token):
+        if secret is not None:
+            redact_in_logs(secret.get_secret_value())  # never in a log line, at any level
     if not settings.home.is_absolute() and not settings.home.exists():
         print(f"anirec: creating AniRec's home folder {settings.home.resolve()} (relative to the "
               "current folder; set ANIREC_HOME to keep it elsewhere)", file=sys.stderr)
@@ -94,4 +99,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 1
     except (AniRecError, FileNotFoundError) as exc:
         print(f"anirec: {exc}", file=sys.stderr)
+        return 2
+    except OSError as exc:  # a full disk, a file-size limit, a read-only home: the cause, no traceback
+        full = exc.errno in (errno.ENOSPC, errno.EFBIG, errno.EDQUOT)
+        print(f"anirec: cannot write{' (the disk is full or a file-size limit was hit)' if full else ''}: "
+              f"{exc.strerror or exc}{f' ({exc.filename})' if exc.filename else ''}. "
+              "Nothing half-written was kept; free space and run the same command again.", file=sys.stderr)
         return 2

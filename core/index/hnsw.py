@@ -13,6 +13,7 @@ The main manifest records the region settings; the regions are saved before it.
 
 from __future__ import annotations
 
+import errno
 import logging
 import uuid
 from collections.abc import Iterable
@@ -380,6 +381,13 @@ class HnswIndex:
         files: dict[str, DataFile] = {}
         with temp_path(folder, ".hnsw") as tmp:
             self._index.save_index(str(tmp))
+            # hnswlib's writer does not report a failed write: a full disk or a file-size
+            # limit leaves a short file that would be committed with its own checksum.
+            expected, written = int(self._index.index_file_size()), tmp.stat().st_size
+            if written != expected:
+                raise OSError(errno.ENOSPC, f"the index file was written short ({written} of {expected} "
+                              "bytes): the disk is full or a file-size limit was hit; the previous "
+                              "index is unchanged")
             files["vectors"] = commit_temp(tmp, folder / f"vectors-{version}.hnsw")
         with temp_path(folder, ".npy") as tmp:
             with open(tmp, "wb") as f:

@@ -279,9 +279,9 @@ def load_embedder(path: Path | None, *, weights: Path | None = None) -> SceneEmb
                                 net=emb.net)
             logger.info("loaded backbone weights %s (%d missing keys)", weights.name, len(missing))
         return emb
-    ckpt = torch.load(path, map_location="cpu", weights_only=False)
-    if ckpt.get("kind") != "scene":
-        raise ValueError(f"{path.name} is not a scene embedder checkpoint")
+    from core.models.checkpoint import load_checkpoint
+
+    ckpt = load_checkpoint(path, "scene", "scene embedder")  # weights only: no pickled code runs
     spec = EmbedderSpec.from_dict(ckpt["spec"])
     emb = build_embedder(spec)
     emb.net.load_state_dict(ckpt["model"])

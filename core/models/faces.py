@@ -244,9 +244,9 @@ def weights_digest(net: nn.Module) -> str:
 
 
 def load_face_detector(path: Path) -> FaceDetector:
-    ck = torch.load(path, map_location="cpu", weights_only=True)
-    if not isinstance(ck, dict) or ck.get("kind") != "faces":
-        raise ValueError(f"{Path(path).name} is not a face detector checkpoint")
+    from core.models.checkpoint import load_checkpoint
+
+    ck = load_checkpoint(path, "faces", "face detector")  # weights only; a damaged file is a BadCheckpoint
     spec = FaceNetSpec.from_dict(ck["spec"])
     net = FaceNet(spec)
     net.load_state_dict(ck["model"])

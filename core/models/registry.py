@@ -11,6 +11,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
 from core.db.models import ModelVersion
+from core.index.manifest import sha256_file
 from core.models.embedder import SceneEmbedder, load_embedder
 
 if TYPE_CHECKING:
@@ -38,24 +39,71 @@ def _resolve(models_dir: Path, path: str) -> Path:
     return p if p.is_absolute() else models_dir / p
 
 
+#: Errors a damaged or foreign model file raises while loading (BadCheckpoint is a ValueError).
+_LOAD_ERRORS = (ValueError, RuntimeError, KeyError, OSError, EOFError, TypeError, AttributeError)
+
+
+def _chain(sessions: sessionmaker[Session], kind: str, depth: int = 5) -> list[ModelVersion]:
+    """The promoted model of `kind`, then the ones it replaced (newest first)."""
+    out: list[ModelVersion] = []
+    mv = promoted(sessions, kind)
+    with sessions() as s:
+        while mv is not None and len(out) < depth and mv.version not in {m.version for m in out}:
+            out.append(mv)
+            before = (mv.metrics or {}).get("replaced")
+            mv = s.scalar(select(ModelVersion).where(ModelVersion.version == str(before))) if before else None
+    return out
+
+
+def _load_newest(sessions: sessionmaker[Session], models_dir: Path, kind: str,
+                 loader: Callable[[Path], _M]) -> _M | None:
+    """The promoted model of `kind`, loaded; when its file is missing or damaged it is refused
+    (logged with the cause) and the model it replaced is tried, then the one before."""
+    for i, mv in enumerate(_chain(sessions, kind)):
+        path = _resolve(models_dir, mv.path)
+        if not path.exists():
+            logger.warning("%s model %s is missing (%s)", kind, mv.version, path)
+            continue
+        want = (mv.metrics or {}).get("sha256")
+        if want and sha256_file(path) != want:
+            logger.error("%s model %s refused: %s is corrupt (checksum mismatch)", kind, mv.version, path)
+            continue
+        try:
+            model = loader(path)
+        except _LOAD_ERRORS as exc:
+            logger.error("%s model %s refused: %s", kind, mv.version, exc)
+            continue
+        if i:
+            logger.warning("using the previous %s model %s until the damaged one is retrained",
+                           kind, mv.version)
+        return model
+    return None
+
+
 def load_scene_embedder(sessions: sessionmaker[Session], models_dir: Path) -> SceneEmbedder:
-    """The promoted scene embedder, or the fixed-seed default when none was trained."""
-    mv = promoted(sessions, "scene")
-    if mv is None:
+    """The promoted scene embedder (or the one it replaced, when its file is damaged), or the
+    fixed-seed default when none was trained or none can be read."""
+    emb = _load_newest(sessions, models_dir, "scene", load_embedder)
+    if emb is None:
+        if promoted(sessions, "scene") is not None:
+            logger.warning("no promoted scene model can be loaded; using the default")
         return load_embedder(None)
-    path = _resolve(models_dir, mv.path)
-    if not path.exists():
-        logger.warning("promoted scene model %s is missing (%s); using the default", mv.version, path)
-        return load_embedder(None)
-    return load_embedder(path)
+    return emb
 
 
 def register_model(sessions: sessionmaker[Session], *, kind: str, version: str, path: Path,
-                   metrics: dict[str, object], promote: bool) -> None:
-    """Record a trained model; promoting it un-promotes earlier ones of the same kind."""
+                   metrics: dict[str, object], promote: bool, models_dir: Path | None = None) -> None:
+    """Record a trained model; promoting it un-promotes earlier ones of the same kind (the
+    one it replaces is remembered as `metrics["replaced"]`, the fallback if its file breaks).
+    With `models_dir` the file's sha256 is recorded and checked whenever it is loaded."""
+    metrics = dict(metrics)
+    if models_dir is not None:
+        metrics["sha256"] = sha256_file(_resolve(models_dir, str(path)))
     with sessions() as s:
         if promote:
             for old in s.scalars(select(ModelVersion).where(ModelVersion.kind == kind)):
+                if old.promoted and old.version != version:
+                    metrics["replaced"] = old.version
                 old.promoted = False
         row = s.scalar(select(ModelVersion).where(ModelVersion.version == version))
         if row is None:
@@ -67,28 +115,17 @@ def register_model(sessions: sessionmaker[Session], *, kind: str, version: str, 
 
 def load_series_head(sessions: sessionmaker[Session], models_dir: Path) -> SeriesHead | None:
     """The promoted series/genre head, or None until `anirec train series` has made one."""
-    mv = promoted(sessions, "series")
-    if mv is None:
-        return None
-    path = _resolve(models_dir, mv.path)
-    if not path.exists():
-        logger.warning("promoted series head %s is missing (%s)", mv.version, path)
-        return None
     from core.models.series import load_series_head as _load
 
-    return _load(path)
+    return _load_newest(sessions, models_dir, "series", _load)
 
 
 def _load_promoted(sessions: sessionmaker[Session], models_dir: Path, kind: str,
                    loader: Callable[[Path], _M]) -> _M | None:
-    mv = promoted(sessions, kind)
-    if mv is None:
-        return None
-    path = _resolve(models_dir, mv.path)
-    if not path.exists():
-        logger.warning("promoted %s model %s is missing (%s); characters are off", kind, mv.version, path)
-        return None
-    return loader(path)
+    model = _load_newest(sessions, models_dir, kind, loader)
+    if model is None and promoted(sessions, kind) is not None:
+        logger.warning("no %s model can be loaded; characters are off", kind)
+    return model
 
 
 def load_face_detector(sessions: sessionmaker[Session], models_dir: Path) -> FaceDetector | None:

@@ -67,9 +67,9 @@ class SeriesHead:
 
 
 def load_series_head(path: Path) -> SeriesHead:
-    ck = torch.load(path, map_location="cpu", weights_only=False)
-    if ck.get("kind") != "series":
-        raise ValueError(f"{Path(path).name} is not a series head checkpoint")
+    from core.models.checkpoint import load_checkpoint
+
+    ck = load_checkpoint(path, "series", "series head")  # weights only: no pickled code runs
     net = SeriesHeadNet(ck["dim"], len(ck["series_ids"]), len(ck["genre_names"]))
     net.load_state_dict(ck["model"])
     net.eval()

@@ -273,7 +273,7 @@ def build_recognizer(sessions: sessionmaker[Session], *, index_dir: Path, models
     calibration = learnt_calibration or Calibration.load(models_dir / "calibration.json")
     index = HnswIndex.load(index_dir, embedder_name=embedder.name,
                            embedder_version=embedder.version, dim=embedder.dim,
-                           num_threads=num_threads, verify=False)
+                           num_threads=num_threads, verify=True)  # a corrupt file refused, never loaded
     return Recognizer(embedder=embedder, index=index, catalog=Catalog.load(sessions),
                       index_version=index.version, search_k=search_k,
                       match_threshold=match_threshold, unsure_threshold=unsure_threshold,
