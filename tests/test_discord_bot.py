@@ -21,7 +21,8 @@ import pytest
 from discord.utils import escape_markdown
 
 from bot.chat.state import AnswerMemory
-from bot.discord_adapter import CONTEXT_MENU_NAME, build_discord_bot, run_discord
+from bot.discord_adapter import build_discord_bot, run_discord
+from bot.discord_cog import CONTEXT_MENU_NAME
 from bot.discord_media import LOTTIE_STICKER, UNSUPPORTED_FILE
 from bot.discord_render import (
     ADULT_TITLE,
