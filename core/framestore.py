@@ -53,13 +53,19 @@ class EpisodeFrames:
         return img.convert("RGB")
 
     def thumbnail_array(self, i: int) -> np.ndarray:
-        return np.asarray(self.thumbnail(i), dtype=np.uint8)
+        return decode_jpeg(self.jpeg(i))
 
     def index_of(self, frame_id: int) -> int:
         hit = np.nonzero(self.frame_ids == frame_id)[0]
         if hit.size == 0:
             raise KeyError(frame_id)
         return int(hit[0])
+
+
+def decode_jpeg(jpeg: bytes) -> np.ndarray:
+    """A stored JPEG thumbnail as uint8 HxWx3 RGB."""
+    with Image.open(io.BytesIO(jpeg)) as img:
+        return np.asarray(img.convert("RGB"), dtype=np.uint8)
 
 
 def encode_jpeg(arr: np.ndarray, quality: int = JPEG_QUALITY) -> bytes:

@@ -24,7 +24,7 @@ import logging
 import queue
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -36,7 +36,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from core.db.models import Episode, Frame, Series, Shot, utcnow
 from core.descriptors import tiny_descriptor
 from core.errors import IndexMismatch, IndexUnavailable
-from core.framestore import DamagedPack, FrameStore, encode_jpeg
+from core.framestore import DamagedPack, FrameStore, decode_jpeg, encode_jpeg
 from core.index import HnswIndex, HnswOptions, RegionSpec, open_index, read_manifest
 from core.models.embedder import SceneEmbedder
 from data.library import EpisodeEntry, SeriesEntry, content_key, scan_library
@@ -506,7 +506,7 @@ class Indexer:
         h, w = self.embedder.input_size
         arrays: list[np.ndarray] = []
         for i in keys.tolist():
-            arrays.extend(region_arrays(decode_thumbnail(jpeg(i)), spec, (h, w)))
+            arrays.extend(region_arrays(decode_jpeg(jpeg(i)), spec, (h, w)))
         vecs = self.embedder.embed_arrays(np.stack(arrays), batch_size=self.batch_size)
         regions.add(spec.region_ids(ids[keys]), vecs)
         return len(keys)
@@ -581,27 +581,12 @@ class Indexer:
             s.commit()
 
 
-def decode_thumbnail(jpeg: bytes) -> np.ndarray:
-    """A stored JPEG thumbnail as uint8 HxWx3."""
-    import io
-
-    img = Image.open(io.BytesIO(jpeg))
-    return np.asarray(img.convert("RGB"), dtype=np.uint8)
-
-
 def region_arrays(frame: np.ndarray, spec: RegionSpec, size: tuple[int, int]) -> list[np.ndarray]:
     """The region windows of a frame, each resized to the embedder's (height, width)."""
     h, w = size
     img = Image.fromarray(frame)
     return [np.asarray(img.crop(b).resize((w, h), Image.Resampling.BILINEAR), dtype=np.uint8)
             for b in spec.boxes(img.width, img.height)]
-
-
-def iter_library_frames(framestore: FrameStore) -> Iterator[tuple[int, int, np.ndarray]]:
-    """(episode_id, frame_id, thumbnail) for every stored frame (training reads this)."""
-    for ef in framestore.iter_episodes():
-        for i in range(len(ef)):
-            yield ef.episode_id, int(ef.frame_ids[i]), ef.thumbnail_array(i)
 
 
 ProgressFactory = Callable[[], Progress]

@@ -467,8 +467,9 @@ def test_sub_crops_line_up_with_the_stored_windows(indexed_home: Any) -> None:
     every window as a whole; of its nine sub-crops one lines up with a window of its own frame
     much better. (On the hard sample library this lifts
     25% crops from 71% to 87%: bench/results/eval_hard_library.json.)"""
+    from core.framestore import decode_jpeg
     from core.recognition import clip_views
-    from data.indexer import decode_thumbnail, region_arrays
+    from data.indexer import region_arrays
 
     rec = _recognizer(indexed_home)
     assert rec.subcrops  # on with the default (model-free) embedder
@@ -482,7 +483,7 @@ def test_sub_crops_line_up_with_the_stored_windows(indexed_home: Any) -> None:
                   if e.path == (indexed_home.library / ep["path"]).resolve().as_posix())
         stored = rec.thumbnails.pack(em.id)
         i = rng.randrange(len(stored))
-        thumb = decode_thumbnail(stored.jpeg(i))
+        thumb = decode_jpeg(stored.jpeg(i))
         windows = emb.embed_arrays(np.stack(region_arrays(thumb, rec.index.region_spec,
                                                           emb.input_size)))
         img = Image.fromarray(read_frames_at(indexed_home.library / ep["path"],
