@@ -52,16 +52,27 @@ async def is_group_admin(context: CustomContext, msg: Message) -> bool:
     return member.status in (ChatMemberStatus.ADMINISTRATOR, ChatMemberStatus.OWNER)
 
 
+def _scope_and_args(args: list[str] | None) -> tuple[str, list[str]]:
+    """A setting command's words, lower-cased: a leading "chat" sets it for the whole chat."""
+    words = [a.lower() for a in (args or [])]
+    if words and words[0] == "chat":
+        return "chat", words[1:]
+    return "user", words
+
+
+def _subject(msg: Message, scope: str) -> str:
+    """Whose setting it is: the sender's (raw id; hashed when stored) or the chat's."""
+    assert msg.from_user is not None
+    return str(msg.from_user.id) if scope == "user" else str(msg.chat_id)
+
+
 async def on_lang(update: Update, context: CustomContext) -> None:
     """/lang [chat] <en|ja|zh> [title language]: the reply language and the language of
     series titles, for yourself (or, with "chat", a group admin for the whole group)."""
     msg = update.message
     if msg is None or msg.from_user is None:
         return
-    args = [a.lower() for a in (context.args or [])]
-    scope = "user"
-    if args and args[0] == "chat":
-        scope, args = "chat", args[1:]
+    scope, args = _scope_and_args(context.args)
     current = await prefs_for(context, msg)
     if not args or args[0] not in LANGS or (len(args) > 1 and args[1] not in TITLE_LANGS):
         await msg.reply_text(text(current.lang, "lang.usage"), reply_parameters=reply_to(msg))
@@ -74,7 +85,7 @@ async def on_lang(update: Update, context: CustomContext) -> None:
     title = None if len(args) < 2 or args[1] == "default" else args[1]
     if title == "ja-latn":
         title = "ja-Latn"
-    raw = str(msg.from_user.id) if scope == "user" else str(msg.chat_id)
+    raw = _subject(msg, scope)
     await context.state.settings.set(scope, "telegram", raw, lang=lang, title_lang=title)
     titles = LANG_NAMES.get(title or lang, title or lang)
     await msg.reply_text(text(lang, "lang.set", titles=titles), reply_parameters=reply_to(msg))
@@ -86,17 +97,14 @@ async def on_preview(update: Update, context: CustomContext) -> None:
     msg = update.message
     if msg is None or msg.from_user is None:
         return
-    args = [a.lower() for a in (context.args or [])]
-    scope = "user"
-    if args and args[0] == "chat":
-        scope, args = "chat", args[1:]
+    scope, args = _scope_and_args(context.args)
     if not args or args[0] not in ("on", "off"):
         await msg.reply_text("Use /preview on or /preview off.", reply_parameters=reply_to(msg))
         return
     if scope == "chat" and not await is_group_admin(context, msg):
         await msg.reply_text("Only the group's admins can change that.", reply_parameters=reply_to(msg))
         return
-    raw = str(msg.from_user.id) if scope == "user" else str(msg.chat_id)
+    raw = _subject(msg, scope)
     await context.state.settings.set(scope, "telegram", raw, preview=args[0] == "on")
     await msg.reply_text("Answers come with a preview clip." if args[0] == "on"
                          else "Answers come without the preview clip.", reply_parameters=reply_to(msg))
