@@ -23,6 +23,7 @@ import argparse
 import asyncio
 import io
 import json
+import os
 import re
 import resource
 import socket
@@ -104,8 +105,6 @@ async def burst(home: Path, pngs: list[bytes], *, split: dict[str, tuple[int, in
                 heartbeat_ms: int = 1000) -> dict[str, Any]:
     """Run `serve()` with the web chat and both fake platforms, send the burst, wait for every
     reply (or the deadline), stop cleanly. `split`: surface -> (requests, users)."""
-    import aiohttp
-
     from bot.app import App
     from bot.cli.run import serve
     from core.config import Settings
@@ -268,7 +267,7 @@ def _collect(tg: Any, dc: Any, tg_msgs: dict[int, Outcome], dc_msgs: dict[str, O
         if mid in dc_msgs:
             seen_dc.add(k)
             j = r.json or {}
-            text = " ".join([str(j.get("content") or "")] + [str(e.get("title", "")) + " " + str(e.get("description", ""))
+            text = " ".join([str(j.get("content") or "")] + [f"{e.get('title', '')} {e.get('description', '')}"
                                                               for e in j.get("embeds") or []])
             dc_msgs[mid].replies.append((r.time, classify(text) if not j.get("embeds") else "answer", text[:200]))
 
@@ -336,6 +335,7 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--requests", type=int, default=200)
     ap.add_argument("--users", type=int, default=50)
+    ap.add_argument("--deadline", type=float, default=600.0, help="seconds to wait for every reply")
     ap.add_argument("--out", type=Path, default=Path(__file__).parent / "results" / "load.json")
     a = ap.parse_args()
     # the split: 40 % web, 30 % Telegram, 30 % Discord (requests and users alike)
@@ -352,10 +352,11 @@ def main() -> None:
         generate_library(lib, series=2, episodes=2, seconds=12.0, seed=5)
         App.from_settings(Settings(_env_file=None, home=home)).indexer().run(lib)  # type: ignore[call-arg]
         res = asyncio.run(burst(home, frame_pngs(lib), split={"web": (rw, uw), "telegram": (rt, ut),
-                                                              "discord": (rd, ud)}))
+                                                              "discord": (rd, ud)}, deadline_s=a.deadline))
     res = {"benchmark": "burst across the web chat, fake Telegram and fake Discord (anirec run --web)",
            "date": datetime.now(UTC).isoformat(timespec="seconds"), "machine": machine_info(),
-           "contention": "shared with other jobs", "peak_rss_mb_process": round(
+           "contention": "shared with other jobs", "load_average_at_end": list(os.getloadavg()),
+           "deadline_s": a.deadline, "peak_rss_mb_process": round(
                resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
            "library": "synthetic, 2 series x 2 episodes x 12 s", **res}
     a.out.parent.mkdir(parents=True, exist_ok=True)
