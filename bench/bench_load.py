@@ -102,9 +102,10 @@ def frame_pngs(library: Path, n: int = 4) -> list[bytes]:
 
 async def burst(home: Path, pngs: list[bytes], *, split: dict[str, tuple[int, int]],
                 settings_overrides: dict[str, Any] | None = None, deadline_s: float = 300.0,
-                heartbeat_ms: int = 1000) -> dict[str, Any]:
+                heartbeat_ms: int = 1000, secrets: list[str] | None = None) -> dict[str, Any]:
     """Run `serve()` with the web chat and both fake platforms, send the burst, wait for every
-    reply (or the deadline), stop cleanly. `split`: surface -> (requests, users)."""
+    reply (or the deadline), stop cleanly. `split`: surface -> (requests, users). `secrets`, when
+    given, receives both bot tokens (for a test to look for them in logs and files)."""
     from bot.app import App
     from bot.cli.run import serve
     from core.config import Settings
@@ -114,6 +115,8 @@ async def burst(home: Path, pngs: list[bytes], *, split: dict[str, tuple[int, in
     out: dict[str, Any] = {}
     async with FakeDiscord(heartbeat_interval_ms=heartbeat_ms) as dc, \
             FakeTelegram(token=TG_TOKEN, bot_username="anirec_load_bot") as tg:
+        if secrets is not None:
+            secrets.extend([dc.token, TG_TOKEN])
         settings = Settings(_env_file=None, home=home, discord_token=dc.token,  # type: ignore[call-arg]
                             telegram_token=TG_TOKEN, telegram_api_url=tg.base_url,
                             telegram_file_url=tg.base_file_url,

@@ -6,6 +6,7 @@ chat's status keeps answering; a clean stop. The full-size run is `python -m ben
 
 from __future__ import annotations
 
+import logging
 import shutil
 from pathlib import Path
 from typing import Any
@@ -21,7 +22,9 @@ def _no_proxy(no_proxy: None) -> None:
 
 
 @pytest.mark.timeout(240)
-async def test_burst_across_web_telegram_and_discord(indexed_home: Any, tmp_path: Path) -> None:
+async def test_burst_across_web_telegram_and_discord(indexed_home: Any, tmp_path: Path,
+                                                     caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.DEBUG)  # tokens must stay out of the log at every level
     home = tmp_path / "home"
     shutil.copytree(indexed_home.settings.home, home)
     pngs = [indexed_home.frame_png(i, 5.0) for i in range(3)]
@@ -29,7 +32,7 @@ async def test_burst_across_web_telegram_and_discord(indexed_home: Any, tmp_path
     # be turned away as busy and some as rate-limited, and every one must still hear back
     res = await burst(home, pngs, split={"web": (12, 3), "telegram": (12, 3), "discord": (12, 3)},
                       settings_overrides={"queue_size": 2, "user_rate_per_minute": 3},
-                      deadline_s=150, heartbeat_ms=500)
+                      deadline_s=150, heartbeat_ms=500, secrets=(tokens := []))
     assert res["requests"] == 36 and res["users"] == 9
     assert res["dropped"] == 0 and res["failed_or_deferred_without_retry_time"] == 0, res["by_kind"]
     assert res["duplicate_replies"] == 0
@@ -46,3 +49,10 @@ async def test_burst_across_web_telegram_and_discord(indexed_home: Any, tmp_path
         assert res["telegram_long_poll"]["polls_during_burst"] >= 1
         assert res["status_during_burst_ms"]["answered"] >= 1
     assert res["clean_stop"] and not res["fake_errors"]
+    # neither bot token in any log record (DEBUG included) nor in any file of the home
+    assert len(tokens) == 2
+    for token in tokens:
+        assert token not in caplog.text
+        for f in home.rglob("*"):
+            if f.is_file():
+                assert token.encode() not in f.read_bytes(), f
