@@ -116,7 +116,11 @@ class App:
 
         st = self.settings
         return MediaLimits(max_bytes=st.max_upload_bytes, max_pixels=st.max_pixels,
-                           max_frames=st.max_frames, max_seconds=st.max_clip_seconds)
+                           max_frames=st.max_frames, max_seconds=st.max_clip_seconds,
+                           max_animation_frames=st.max_animation_frames,
+                           max_frame_pixels=st.max_frame_pixels,
+                           max_decode_pixels=st.max_decode_pixels,
+                           max_decode_seconds=st.max_decode_seconds)
 
     def service(self, *, user_rate: int | None = None,
                 chat_rate: int | None = None) -> RecognitionService:

@@ -21,7 +21,7 @@ from typing import TypedDict
 
 from telegram import Bot, Message, MessageEntity, ReplyParameters
 from telegram.constants import ChatAction, ChatType, ParseMode
-from telegram.error import BadRequest, TelegramError
+from telegram.error import BadRequest, NetworkError, TelegramError
 
 from bot.chat.answer import answer_text
 from bot.chat.media import media_kind
@@ -350,7 +350,8 @@ async def send_answer(bot: Bot, answers: Answers, request: Message, rec: Recogni
             media_msg = await request.reply_photo(
                 photo=still, caption=caption, has_spoiler=spoiler,
                 reply_markup=markup if fits else None, **common)
-    except BadRequest as exc:  # e.g. the preview could not be processed: the text still goes
+    except NetworkError as exc:  # the preview could not be processed (BadRequest), or the
+        # connection died while it was sent: the text answer still goes, on a new connection
         logger.warning("sending the preview failed (%s); answering with text", exc)
         media_msg = None
     if media_msg is not None:

@@ -62,6 +62,11 @@ class Settings(BaseSettings):
     max_pixels: int = Field(40_000_000, gt=0)  # per frame
     max_frames: int = Field(8, ge=1, le=64)  # used from a GIF/clip
     max_clip_seconds: float = Field(60.0, gt=0)
+    # the decode budget of one query (decompression bombs that hide in frames, not headers)
+    max_animation_frames: int = Field(5000, ge=1, le=1_000_000)  # frames an animation may declare
+    max_frame_pixels: int = Field(8_300_000, gt=0)  # each frame of an animation or clip
+    max_decode_pixels: int = Field(600_000_000, gt=0)  # all frames decoded for one query
+    max_decode_seconds: float = Field(20.0, gt=0, le=3600)  # wall-clock budget of one decode
 
     # --- indexing -------------------------------------------------------------------------
     index_fps: float = Field(2.0, gt=0, le=30)  # frames kept per second
@@ -132,6 +137,18 @@ class Settings(BaseSettings):
             raise ValueError(f"ANIREC_MATCH_THRESHOLD ({self.match_threshold}) is below "
                              f"ANIREC_UNSURE_THRESHOLD ({self.unsure_threshold}); a match "
                              "must need at least the confidence of an unsure guess")
+        return self
+
+    @model_validator(mode="after")
+    def _check_decode_budget(self) -> Settings:
+        if self.max_frame_pixels > self.max_decode_pixels:
+            raise ValueError(f"ANIREC_MAX_FRAME_PIXELS ({self.max_frame_pixels}) is above "
+                             f"ANIREC_MAX_DECODE_PIXELS ({self.max_decode_pixels}); the budget "
+                             "of a whole decode must hold at least one frame")
+        if self.max_pixels > self.max_decode_pixels:
+            raise ValueError(f"ANIREC_MAX_PIXELS ({self.max_pixels}) is above "
+                             f"ANIREC_MAX_DECODE_PIXELS ({self.max_decode_pixels}); a still "
+                             "image that is allowed must fit in the decode budget")
         return self
 
     @field_validator("database_url")

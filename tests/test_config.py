@@ -45,8 +45,14 @@ def test_dotenv_file(tmp_path: Path) -> None:
     assert s.index_fps == 3.5 and s.discord_token is not None
 
 
-@pytest.mark.parametrize("var,value", [("ANIREC_INDEX_FPS", "fast"), ("ANIREC_WEB_PORT", "99999"),
-                                       ("DATABASE_URL", "not a url"), ("ANIREC_LOG_LEVEL", "LOUD")])
+@pytest.mark.parametrize("var,value", [
+    ("ANIREC_INDEX_FPS", "fast"), ("ANIREC_WEB_PORT", "99999"), ("DATABASE_URL", "not a url"),
+    ("ANIREC_LOG_LEVEL", "LOUD"),
+    # the media decode budget (tests/test_media_settings.py has the rest)
+    ("ANIREC_MAX_ANIMATION_FRAMES", "0"), ("ANIREC_MAX_ANIMATION_FRAMES", "many"),
+    ("ANIREC_MAX_FRAME_PIXELS", "-1"), ("ANIREC_MAX_DECODE_PIXELS", "0"),
+    ("ANIREC_MAX_DECODE_SECONDS", "0"), ("ANIREC_MAX_DECODE_SECONDS", "86400"),
+])
 def test_bad_value_names_the_variable(monkeypatch: pytest.MonkeyPatch, var: str, value: str) -> None:
     monkeypatch.setenv(var, value)
     with pytest.raises(ConfigError, match=var):

@@ -304,6 +304,9 @@ class RecordedCall:
         return self.response.get("result") if self.response else None
 
 
+DROP = 0  # fail_next(status=DROP): the connection is reset, no answer at all
+
+
 @dataclass
 class _Failure:
     status: int
@@ -711,6 +714,7 @@ class FakeTelegram:
 
         429 answers ``Too Many Requests: retry after N`` with ``parameters.retry_after``
         (PTB raises ``RetryAfter``); other statuses get a Telegram-like description.
+        ``status=DROP`` (0) handles nothing and resets the connection instead of answering.
         """
         parameters: JSON | None = None
         if description is None:
@@ -1133,7 +1137,9 @@ class FakeTelegram:
         self._calls.notify()
         status, body = await self._answer(call, token, handler)
         call.status, call.response = status, body
-        return self._json(body, status)
+        if status == DROP and request.transport is not None:  # fail_next(status=DROP)
+            request.transport.abort()  # the connection dies: the client never gets an answer
+        return self._json(body, status or 502)
 
     async def _read_body(
         self, request: web.Request, params: dict[str, Any], files: dict[str, UploadedFile]
