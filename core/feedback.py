@@ -143,7 +143,9 @@ class FeedbackStore:
         """Record one person's verdict (replacing their earlier one) and return the tally."""
         verdict = Verdict(verdict)
         with self.sessions() as s:
-            q = s.get(Query, query_id)
+            # the answer's row locked (PostgreSQL; SQLite has one writer anyway): two bot
+            # processes recording the same person's votes at once keep one active vote
+            q = s.get(Query, query_id, with_for_update=True)
             if q is None:
                 raise NotFound("That answer is no longer known.")
             if verdict is Verdict.PICK:
