@@ -58,14 +58,17 @@ def prepare(url: str, salt: bytes, n_queries: int) -> list[str]:
             for _ in range(n_queries)]
 
 
-def worker(url: str, salt: bytes, qids: list[str], wid: int, votes: int, start_at: float) -> dict[str, Any]:
-    """Write `votes` votes (own users, every 4th by the shared user) and report the time."""
+def worker(url: str, salt: bytes, qids: list[str], wid: int, votes: int) -> dict[str, Any]:
+    """Connect, say "ready", wait for "go" on stdin, then write `votes` votes (own users,
+    every 4th by the shared user) and report the time."""
     from core.db.retry import STATS
     from core.types import Verdict
 
     store = _store(url, salt)
+    store.tally(qids[0])  # connected
     verdicts = [Verdict.CORRECT, Verdict.WRONG, Verdict.PICK]
-    time.sleep(max(0.0, start_at - time.time()))
+    print("ready", flush=True)
+    sys.stdin.readline()
     began = time.time()
     for i in range(votes):
         user = SHARED_USER if i % 4 == 0 else f"w{wid}-u{i % 7}"
@@ -73,19 +76,27 @@ def worker(url: str, salt: bytes, qids: list[str], wid: int, votes: int, start_a
         store.record(qids[i % len(qids)], _source(user), verdict,
                      rank=2 if verdict is Verdict.PICK else None)
     return {"worker": wid, "votes": votes, "began": began, "ended": time.time(),
-            "late_s": began - start_at, "retries": STATS.retries}
+            "retries": STATS.retries}
 
 
 def run_writers(url: str, salt: bytes, qids: list[str], *, processes: int, votes: int
                 ) -> dict[str, Any]:
     """Start `processes` writer processes together; wait for all; return their reports."""
-    start_at = time.time() + 5.0  # all have imported and connected by then (else `late_s`)
     args = [sys.executable, "-m", "bench.bench_votes", "worker", "--url", url,
-            "--salt", salt.hex(), "--qids", ",".join(qids), "--votes", str(votes),
-            "--start-at", repr(start_at)]
+            "--salt", salt.hex(), "--qids", ",".join(qids), "--votes", str(votes)]
     env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=str(ROOT))
-    procs = [subprocess.Popen([*args, "--wid", str(w)], cwd=ROOT, env=env, stdout=subprocess.PIPE,
-                              stderr=subprocess.PIPE, text=True) for w in range(processes)]
+    procs = [subprocess.Popen([*args, "--wid", str(w)], cwd=ROOT, env=env, stdin=subprocess.PIPE,
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+             for w in range(processes)]
+    for p in procs:  # all connected before any writes
+        assert p.stdout is not None
+        if p.stdout.readline().strip() != "ready":
+            p.wait(timeout=60)
+            raise RuntimeError(f"a writer failed to start: {p.stderr.read() if p.stderr else ''}")
+    for p in procs:
+        assert p.stdin is not None
+        p.stdin.write("go\n")
+        p.stdin.flush()
     reports = []
     for p in procs:
         out, err = p.communicate(timeout=600)
@@ -131,15 +142,13 @@ def main(argv: list[str] | None = None) -> int:
     w.add_argument("--qids", required=True)
     w.add_argument("--wid", type=int, required=True)
     w.add_argument("--votes", type=int, required=True)
-    w.add_argument("--start-at", type=float, default=0.0)
     ap.add_argument("--processes", type=int, default=2)
     ap.add_argument("--votes", type=int, default=300, help="votes per process")
     ap.add_argument("--queries", type=int, default=20)
     ap.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "votes.json")
     a = ap.parse_args(argv)
     if a.cmd == "worker":
-        print(json.dumps(worker(a.url, bytes.fromhex(a.salt), a.qids.split(","), a.wid, a.votes,
-                                a.start_at)))
+        print(json.dumps(worker(a.url, bytes.fromhex(a.salt), a.qids.split(","), a.wid, a.votes)))
         return 0
 
     from core.db.pg_local import LocalPostgres

@@ -4,8 +4,9 @@ briefly unreachable is retried with backoff until it lands or a deadline passes.
 SQLite's own busy timeout waits for one lock; a lock held longer (a backup, a long
 `anirec index` transaction, a stalled network filesystem) then fails the write, and a vote
 or an answer would be lost. On PostgreSQL the same goes for a serialization failure, a
-deadlock the server broke, or a restarting server (by SQLSTATE). `retry_writes` wraps a store's write methods: each attempt runs
-the whole method again (its session was rolled back), so nothing is written twice.
+deadlock the server broke, or a restarting server (by SQLSTATE). `retry_writes` wraps a
+store's write methods: each attempt runs the whole method again (its session was rolled
+back), so nothing is written twice.
 """
 
 from __future__ import annotations
