@@ -83,7 +83,7 @@ def run_writers(url: str, salt: bytes, qids: list[str], *, processes: int, votes
                 ) -> dict[str, Any]:
     """Start `processes` writer processes together; wait for all; return their reports."""
     args = [sys.executable, "-m", "bench.bench_votes", "worker", "--url", url,
-            "--salt", salt.hex(), "--qids", ",".join(qids), "--votes", str(votes)]
+            "--salt", salt.hex(), "--qids=" + ",".join(qids), "--votes", str(votes)]  # (ids may start with -)
     env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=str(ROOT))
     procs = [subprocess.Popen([*args, "--wid", str(w)], cwd=ROOT, env=env, stdin=subprocess.PIPE,
                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)

@@ -115,28 +115,22 @@ def test_two_processes_writing_votes_lose_nothing(db_url: str, monkeypatch: pyte
 
 
 def test_processes_starting_on_one_new_database_migrate_once(db_url: str) -> None:
-    """Several bots starting at once on an empty catalog: all open it, none fails (on
+    """Three bot processes starting at once on an empty catalog: all open it, none fails (on
     PostgreSQL the migrations hold an advisory lock; SQLite has one writer)."""
-    import threading
+    import subprocess
 
-    from core.db import current_revision
+    from core.db import create_db_engine, current_revision
 
-    errors: list[BaseException] = []
-    engines: list[Any] = []
-
-    def start() -> None:
-        try:
-            engines.append(open_database(db_url)[0])
-        except BaseException as exc:  # noqa: BLE001 - reported below
-            errors.append(exc)
-
-    threads = [threading.Thread(target=start) for _ in range(3)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(timeout=120)
-    assert not errors, errors
-    assert {current_revision(e) for e in engines} == {current_revision(engines[0])} != {None}
+    code = "import sys; from core.db import open_database; open_database(sys.argv[1]); print('ok')"
+    env = dict(os.environ, PYTHONPATH=str(ROOT), OMP_NUM_THREADS="1")
+    procs = [subprocess.Popen([sys.executable, "-c", code, db_url], cwd=ROOT, env=env,
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+             for _ in range(3)]
+    outs = [p.communicate(timeout=240) for p in procs]
+    assert [p.returncode for p in procs] == [0, 0, 0], [err[-2000:] for _, err in outs]
+    engine = create_db_engine(db_url)
+    assert current_revision(engine) is not None
+    engine.dispose()
 
 
 def test_processes_starting_on_one_home_share_one_salt(tmp_path: Path) -> None:

@@ -63,6 +63,16 @@ def upgrade_to_head(engine: Engine) -> None:
     """Apply every pending migration (idempotent; cheap when already at head)."""
     from alembic import command
 
+    u = engine.url
+    if u.get_backend_name() == "sqlite" and u.database and u.database != ":memory:":
+        import fcntl
+
+        # several processes opening one new SQLite catalog: one migrates at a time
+        # (PostgreSQL: an advisory lock in migrations/env.py)
+        with open(f"{u.database}.migrate-lock", "a") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            command.upgrade(alembic_config(engine), "head")
+        return
     command.upgrade(alembic_config(engine), "head")
 
 

@@ -1337,7 +1337,8 @@ class FakeDiscord:
             "v": 10,
             "user": me,
             "user_settings": {},
-            "guilds": [{"id": self.guild["id"], "unavailable": True}],
+            "guilds": [{"id": self.guild["id"], "unavailable": True}]
+            if self._shard_owns(session, str(self.guild["id"])) else [],  # the shard's guilds
             "session_id": session.session_id,
             "session_type": "normal",
             "resume_gateway_url": self.resume_gateway_url,
