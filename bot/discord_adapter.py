@@ -87,6 +87,13 @@ class AniRecBot(commands.Bot):
         return None
 
 
+class AniRecShardedBot(AniRecBot, commands.AutoShardedBot):
+    """`AniRecBot` over several gateway shards (discord.py's `AutoShardedClient`): with
+    `shard_count` and `shard_ids`, this process runs those shards of `shard_count`, so
+    several processes (sharing the catalog and the vector index) split the guilds; Discord
+    sends a guild's events to shard `(guild_id >> 22) % shard_count`, DMs to shard 0."""
+
+
 def build_discord_bot(service: RecognitionService, *, owner_ids: Iterable[int] = (),
                       auto_channels: Iterable[int] = (), max_images: int = DEFAULTS.max_images,
                       **client_kwargs: Any) -> AniRecBot:
@@ -100,10 +107,16 @@ def build_discord_bot(service: RecognitionService, *, owner_ids: Iterable[int] =
         **client_kwargs: `sync_commands=True` to sync the command tree in setup_hook;
             `allow_private_urls=True` to let links point at private addresses (tests);
             `any_link_host=True` to follow links to any public host, not only Discord's CDN;
+            `shard_count=N` (and `shard_ids=[...]`, the shards this process runs) for an
+            `AniRecShardedBot`;
             anything else goes to `commands.Bot` (e.g. `guild_ready_timeout`).
     """
-    return AniRecBot(service, owner_ids=owner_ids, auto_channels=auto_channels,
-                     max_images=max_images, **client_kwargs)
+    for key in ("shard_count", "shard_ids"):
+        if not client_kwargs.get(key):
+            client_kwargs.pop(key, None)  # (no shard_ids: all shards in this process)
+    cls = AniRecShardedBot if "shard_count" in client_kwargs else AniRecBot
+    return cls(service, owner_ids=owner_ids, auto_channels=auto_channels,
+               max_images=max_images, **client_kwargs)
 
 
 async def run_discord(bot: commands.Bot, token: str | SecretStr, stop: asyncio.Event) -> None:
@@ -145,7 +158,12 @@ class DiscordAdapter:
         sync = launch.sync_commands or not marker.exists()
         bot = build_discord_bot(launch.service, owner_ids=st.discord_owner_ids,
                                 auto_channels=st.discord_auto_channels, sync_commands=sync,
-                                any_link_host=st.allow_link_downloads)
+                                any_link_host=st.allow_link_downloads,
+                                shard_count=st.discord_shard_count,
+                                shard_ids=list(st.discord_shard_ids) or None)
+        if st.discord_shard_count is not None:
+            logger.info("discord: shards %s of %d in this process",
+                        st.discord_shard_ids or "all", st.discord_shard_count)
         bot.sync_marker = marker
         return cls(bot, st.discord_token)
 
@@ -153,4 +171,4 @@ class DiscordAdapter:
         await run_discord(self.bot, self.token, stop)
 
 
-__all__ = ["AniRecBot", "DiscordAdapter", "build_discord_bot", "intents", "run_discord"]
+__all__ = ["AniRecBot", "AniRecShardedBot", "DiscordAdapter", "build_discord_bot", "intents", "run_discord"]

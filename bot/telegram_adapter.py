@@ -463,11 +463,14 @@ def webhook_secret(token: str) -> str:
 
 async def run_telegram(app: TelegramApp, stop: asyncio.Event, *, webhook_url: str | None = None,
                        port: int = 8443, listen: str = "127.0.0.1", poll_timeout: int = 10,
-                       drop_pending_updates: bool = False) -> None:
+                       drop_pending_updates: bool = False, secret_token: str | None = None) -> None:
     """Run the bot until `stop` is set, inside the caller's event loop.
 
     Polling by default; with `webhook_url` (the public HTTPS URL a reverse proxy forwards to
     `listen:port`), a webhook whose path is the URL's path. Both ask for ALLOWED_UPDATES.
+    Several webhook workers may sit behind one URL (docs/deploy.md): each registers the same
+    URL, update types and secret (`secret_token`, else `webhook_secret(token)`), so whichever
+    starts last changes nothing, and each answers the updates the proxy hands it.
     """
     if webhook_url and importlib.util.find_spec("tornado") is None:
         raise ConfigError("Webhook mode needs python-telegram-bot[webhooks] (tornado); install "
@@ -483,7 +486,7 @@ async def run_telegram(app: TelegramApp, stop: asyncio.Event, *, webhook_url: st
                 await updater.start_webhook(
                     listen=listen, port=port, url_path=urlsplit(webhook_url).path.lstrip("/"),
                     webhook_url=webhook_url, allowed_updates=list(ALLOWED_UPDATES),
-                    secret_token=webhook_secret(app.bot.token),
+                    secret_token=secret_token or webhook_secret(app.bot.token),
                     drop_pending_updates=drop_pending_updates)
                 logger.info("telegram: webhook on %s:%d for %s", listen, port, webhook_url)
             else:
@@ -509,10 +512,12 @@ class TelegramAdapter:
     url: str | None = None
 
     def __init__(self, app: TelegramApp, *, webhook_url: str | None = None,
-                 port: int = 8443) -> None:
+                 port: int = 8443, listen: str = "127.0.0.1", secret_token: str | None = None) -> None:
         self.app = app
         self.webhook_url = webhook_url
         self.port = port
+        self.listen = listen
+        self.secret_token = secret_token
 
     @classmethod
     def from_launch(cls, launch: Launch) -> TelegramAdapter:
@@ -524,7 +529,10 @@ class TelegramAdapter:
             st.telegram_token, launch.service, owner_ids=st.telegram_owner_ids,
             state_file=st.home / "telegram.json", base_url=st.telegram_api_url,
             base_file_url=st.telegram_file_url, any_link_host=st.allow_link_downloads)
-        return cls(app, webhook_url=st.telegram_webhook_url, port=st.telegram_webhook_port)
+        secret = st.telegram_webhook_secret.get_secret_value() if st.telegram_webhook_secret else None
+        return cls(app, webhook_url=st.telegram_webhook_url, port=st.telegram_webhook_port,
+                   listen=st.telegram_webhook_listen, secret_token=secret)
 
     async def run(self, stop: asyncio.Event) -> None:
-        await run_telegram(self.app, stop, webhook_url=self.webhook_url, port=self.port)
+        await run_telegram(self.app, stop, webhook_url=self.webhook_url, port=self.port,
+                           listen=self.listen, secret_token=self.secret_token)

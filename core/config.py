@@ -51,6 +51,13 @@ class Settings(BaseSettings):
     telegram_api_url: str | None = Field(None)  # self-hosted Bot API server, e.g. http://host:8081/bot
     telegram_file_url: str | None = Field(None)  # its file URL, e.g. http://host:8081/file/bot
     telegram_webhook_port: int = Field(8443, ge=1, le=65535)
+    telegram_webhook_listen: str = Field("127.0.0.1")  # address the webhook listener binds to
+    # the X-Telegram-Bot-Api-Secret-Token every webhook worker checks (None: derived from the token)
+    telegram_webhook_secret: SecretStr | None = Field(None)
+    # Discord sharding: shards in all (None: no sharding, one gateway connection) and the ones
+    # this process runs (empty: all of them), e.g. 4 shards over two processes "0,1" and "2,3"
+    discord_shard_count: int | None = Field(None, ge=1, le=100_000)
+    discord_shard_ids: Annotated[list[int], NoDecode] = Field(default_factory=list)
     web_host: str = Field("127.0.0.1")  # local web chat
     web_port: int = Field(8765, ge=0, le=65535)
     web_admin_token: SecretStr | None = Field(None)  # /admin from other machines (Bearer or ?token=)
@@ -108,7 +115,7 @@ class Settings(BaseSettings):
         return v
 
     @field_validator("discord_owner_ids", "telegram_owner_ids", "discord_auto_channels",
-                     mode="before")
+                     "discord_shard_ids", mode="before")
     @classmethod
     def _split_ids(cls, v: object) -> object:
         if isinstance(v, str):
@@ -151,10 +158,28 @@ class Settings(BaseSettings):
                              "image that is allowed must fit in the decode budget")
         return self
 
+    @field_validator("discord_shard_count", "telegram_webhook_secret", mode="before")
+    @classmethod
+    def _empty_is_none(cls, v: object) -> object:
+        return None if isinstance(v, str) and not v.strip() else v
+
+    @model_validator(mode="after")
+    def _check_shards(self) -> Settings:
+        if self.discord_shard_ids and self.discord_shard_count is None:
+            raise ValueError("ANIREC_DISCORD_SHARD_IDS needs ANIREC_DISCORD_SHARD_COUNT (the "
+                             "number of shards in all processes together)")
+        bad = [i for i in self.discord_shard_ids if not 0 <= i < (self.discord_shard_count or 0)]
+        if bad:
+            raise ValueError(f"ANIREC_DISCORD_SHARD_IDS {bad} are not below "
+                             f"ANIREC_DISCORD_SHARD_COUNT ({self.discord_shard_count})")
+        if len(set(self.discord_shard_ids)) != len(self.discord_shard_ids):
+            raise ValueError("ANIREC_DISCORD_SHARD_IDS lists a shard twice")
+        return self
+
     @field_validator("database_url")
     @classmethod
     def _check_url(cls, v: str | None) -> str | None:
-        if v is not None and "://" not in v:
+        if v and "://" not in v:
             raise ValueError("must be an SQLAlchemy URL such as sqlite:///var/catalog.db")
         return v or None
 

@@ -35,11 +35,19 @@ def load_salt(home: Path) -> bytes:
     if path.exists():
         return path.read_bytes()
     path.parent.mkdir(parents=True, exist_ok=True)
-    salt = secrets.token_bytes(32)
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    # written whole under a private name, then linked into place: several bot processes
+    # starting on one home at once all end up with the one salt that got there first
+    tmp = path.with_name(f".salt.{os.getpid()}.{secrets.token_hex(4)}")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     with os.fdopen(fd, "wb") as fh:
-        fh.write(salt)
-    return salt
+        fh.write(secrets.token_bytes(32))
+    try:
+        os.link(tmp, path)
+    except FileExistsError:
+        pass
+    finally:
+        tmp.unlink()
+    return path.read_bytes()
 
 
 class QueryView(TypedDict):
@@ -143,7 +151,9 @@ class FeedbackStore:
         """Record one person's verdict (replacing their earlier one) and return the tally."""
         verdict = Verdict(verdict)
         with self.sessions() as s:
-            q = s.get(Query, query_id)
+            # the answer's row locked (PostgreSQL; SQLite has one writer anyway): two bot
+            # processes recording the same person's votes at once keep one active vote
+            q = s.get(Query, query_id, with_for_update=True)
             if q is None:
                 raise NotFound("That answer is no longer known.")
             if verdict is Verdict.PICK:

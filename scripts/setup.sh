@@ -27,3 +27,11 @@ if { ! command -v chromium >/dev/null 2>&1 || ! command -v chromedriver >/dev/nu
   (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver >/dev/null) \
     || echo "setup: could not install chromium; the browser test will be skipped" >&2
 fi
+# The catalog tests also run on a real PostgreSQL they start themselves (initdb/pg_ctl from
+# Debian's postgresql, core/db/pg_local.py). Best effort, as root with apt-get only; without
+# it the PostgreSQL tests skip and say why.
+if ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 && ! command -v initdb >/dev/null 2>&1 \
+    && [ "$(id -u)" -eq 0 ] && command -v apt-get >/dev/null 2>&1; then
+  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql >/dev/null) \
+    || echo "setup: could not install postgresql; the PostgreSQL tests will be skipped" >&2
+fi

@@ -123,3 +123,37 @@ async def make_service(indexed_home: IndexedHome) -> AsyncIterator[Callable[...,
 async def service(make_service: Callable[..., Any]) -> Any:
     """A started RecognitionService with generous limits."""
     return await make_service()
+
+
+# --- catalog databases: SQLite and a real PostgreSQL the tests start themselves ------------
+PG_MISSING = ("PostgreSQL binaries (initdb, pg_ctl) not found: apt-get install postgresql "
+              "(scripts/setup.sh does as root) or set ANIREC_PG_BIN")
+
+
+@pytest.fixture(scope="session")
+def pg_server() -> Any:
+    """One private PostgreSQL server (127.0.0.1, a free port, a socket in its own tmp folder)
+    for the session; each test gets its own database from `pg_url`."""
+    from core.db.pg_local import LocalPostgres, find_bin_dir
+
+    if find_bin_dir() is None:
+        pytest.skip(PG_MISSING)
+    server = LocalPostgres(fsync=False).start()  # tests need no durability across crashes
+    yield server
+    server.stop()
+
+
+@pytest.fixture()
+def pg_url(pg_server: Any) -> str:
+    """A fresh, empty PostgreSQL database's URL."""
+    import uuid
+
+    return str(pg_server.create_database("t_" + uuid.uuid4().hex[:16]))
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """An empty catalog URL: SQLite in tmp_path, then a real PostgreSQL database."""
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'c.db'}"
+    return str(request.getfixturevalue("pg_url"))

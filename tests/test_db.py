@@ -15,10 +15,10 @@ from core.db import alembic_config, create_db_engine, current_revision, open_dat
 from core.db.models import Base, Episode, Feedback, Query, Series
 
 
-def test_empty_database_migrates_to_head(tmp_path: Path) -> None:
-    engine = create_db_engine(f"sqlite:///{tmp_path / 'c.db'}")
+def test_empty_database_migrates_to_head(db_url: str) -> None:
+    engine = create_db_engine(db_url)
     assert current_revision(engine) is None
-    engine, _ = open_database(f"sqlite:///{tmp_path / 'c.db'}")
+    engine, _ = open_database(db_url)
     head = ScriptDirectory.from_config(alembic_config(engine)).get_current_head()
     assert current_revision(engine) == head
     tables = set(inspect(engine).get_table_names())
@@ -26,16 +26,16 @@ def test_empty_database_migrates_to_head(tmp_path: Path) -> None:
             "appearances", "queries", "feedback", "model_versions"} <= tables
 
 
-def test_models_match_migrated_schema(tmp_path: Path) -> None:
-    engine, _ = open_database(f"sqlite:///{tmp_path / 'c.db'}")
+def test_models_match_migrated_schema(db_url: str) -> None:
+    engine, _ = open_database(db_url)
     with engine.connect() as conn:
         diff = compare_metadata(MigrationContext.configure(conn, opts={"compare_type": True}),
                                 Base.metadata)
     assert diff == [], f"models and migrations differ: {diff}"
 
 
-def test_upgrade_is_idempotent_and_keeps_data(tmp_path: Path) -> None:
-    url = f"sqlite:///{tmp_path / 'c.db'}"
+def test_upgrade_is_idempotent_and_keeps_data(db_url: str) -> None:
+    url = db_url
     _, sessions = open_database(url)
     with sessions() as s:
         s.add(Series(title="Kept"))
@@ -56,8 +56,8 @@ def test_sqlite_wal_and_foreign_keys(tmp_path: Path) -> None:
             s.commit()
 
 
-def test_cascade_delete_series_removes_episodes(tmp_path: Path) -> None:
-    _, sessions = open_database(f"sqlite:///{tmp_path / 'c.db'}")
+def test_cascade_delete_series_removes_episodes(db_url: str) -> None:
+    _, sessions = open_database(db_url)
     with sessions() as s:
         se = Series(title="A")
         s.add(se)

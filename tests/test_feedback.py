@@ -26,8 +26,8 @@ def rec(n: int = 5) -> Recognition:
 
 
 @pytest.fixture()
-def store(tmp_path: Path) -> FeedbackStore:
-    _, sessions = open_database(f"sqlite:///{tmp_path / 'c.db'}")
+def store(tmp_path: Path, db_url: str) -> FeedbackStore:
+    _, sessions = open_database(db_url)
     return FeedbackStore(sessions, load_salt(tmp_path))
 
 

@@ -50,12 +50,32 @@ class AnswerMemory(Generic[K, V]):
         self._codec = codec
         self._d: collections.OrderedDict[K, V] = collections.OrderedDict()
         self._lines = 0
-        if journal is not None and codec is not None and journal.exists():
-            for line in journal.read_text(encoding="utf-8").splitlines():
-                try:
-                    key, value = codec.decode(json.loads(line))
-                except (ValueError, TypeError):
-                    continue  # a torn last line after a crash: skip it
+        self._read_to = 0  # bytes of the journal read so far
+        self._follow()
+
+    def _follow(self) -> None:
+        """Read what was appended to the journal since the last read: what this process
+        wrote, and what other bot processes sharing the home folder (webhook workers) wrote,
+        so a reaction on another worker's answer still finds its query."""
+        if self.journal is None or self._codec is None:
+            return
+        try:
+            with open(self.journal, "rb") as fh:
+                size = fh.seek(0, os.SEEK_END)
+                if size < self._read_to:  # compacted by another process: read it all again
+                    self._read_to = 0
+                fh.seek(self._read_to)
+                data = fh.read()
+        except OSError:
+            return
+        end = data.rfind(b"\n") + 1  # a line still being written is read next time
+        self._read_to += end
+        for line in data[:end].decode("utf-8", "replace").splitlines():
+            try:
+                key, value = self._codec.decode(json.loads(line))
+            except (ValueError, TypeError):
+                continue  # a torn last line after a crash: skip it
+            if key not in self._d:  # (this process's own lines are already remembered)
                 self._remember(key, value)
                 self._lines += 1
 
@@ -88,6 +108,8 @@ class AnswerMemory(Generic[K, V]):
             self._lines += 1
 
     def get(self, key: K) -> V | None:
+        if key not in self._d:
+            self._follow()
         value = self._d.get(key)
         if value is not None:
             self._d.move_to_end(key)
@@ -149,8 +171,17 @@ class AutoAnswerChats:
         self.path = path
         self.key = key
         self._ids: set[int | str] = set()
+        self._seen: int | None = None  # the file's mtime when last read
+        if self._read():
+            self._save()
+
+    def _read(self) -> bool:
+        """(Re)read the file; True when it held raw ids of an older version."""
+        path, key = self.path, self.key
+        self._ids = set()
         legacy = False
         if path is not None and path.exists():
+            self._seen = path.stat().st_mtime_ns
             try:
                 data = json.loads(path.read_text(encoding="utf-8"))
                 for x in data.get("autoanswer_chats", []):
@@ -159,16 +190,24 @@ class AutoAnswerChats:
                     self._ids.add(self._key(int(x)) if isinstance(x, int) else str(x))
             except (OSError, ValueError, TypeError, AttributeError) as exc:
                 logger.warning("cannot read %s (%s); auto-answer starts off everywhere", path, exc)
-        if legacy:
-            self._save()
+        return legacy
 
     def _key(self, chat_id: int) -> int | str:
         return chat_token(self.key, chat_id) if self.key is not None else chat_id
 
+    def _refresh(self) -> None:
+        try:  # another bot process sharing the home (webhook workers) may have changed it
+            if self.path is not None and self.path.stat().st_mtime_ns != self._seen:
+                self._read()
+        except OSError:
+            pass
+
     def enabled(self, chat_id: int) -> bool:
+        self._refresh()
         return self._key(chat_id) in self._ids
 
     def set(self, chat_id: int, on: bool) -> None:
+        self._refresh()
         (self._ids.add if on else self._ids.discard)(self._key(chat_id))
         self._save()
 
@@ -176,6 +215,7 @@ class AutoAnswerChats:
         if self.path is None:
             return
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = self.path.with_suffix(self.path.suffix + ".tmp")
+        tmp = self.path.with_suffix(f"{self.path.suffix}.{os.getpid()}.tmp")
         tmp.write_text(json.dumps({"autoanswer_chats": sorted(self._ids, key=str)}), encoding="utf-8")
         os.replace(tmp, self.path)
+        self._seen = self.path.stat().st_mtime_ns

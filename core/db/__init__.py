@@ -26,7 +26,8 @@ def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
 
 
 def create_db_engine(url: str) -> Engine:
-    """An engine for `url`; SQLite gets WAL, foreign keys and a busy timeout.
+    """An engine for `url`; SQLite gets WAL, foreign keys and a busy timeout, a server
+    (PostgreSQL: docs/deploy.md) a pre-ping of pooled connections.
 
     Nothing else assumes SQLite: any SQLAlchemy URL works.
     """
@@ -36,6 +37,8 @@ def create_db_engine(url: str) -> Engine:
         if u.database and u.database != ":memory:":
             Path(u.database).parent.mkdir(parents=True, exist_ok=True)
         kwargs["connect_args"] = {"check_same_thread": False, "timeout": 30}
+    else:  # a server: a connection it dropped (restart, failover) is replaced, not used
+        kwargs["pool_pre_ping"] = True
     engine = create_engine(url, **kwargs)
     if u.get_backend_name() == "sqlite":
         event.listen(engine, "connect", _sqlite_pragmas)
@@ -60,6 +63,16 @@ def upgrade_to_head(engine: Engine) -> None:
     """Apply every pending migration (idempotent; cheap when already at head)."""
     from alembic import command
 
+    u = engine.url
+    if u.get_backend_name() == "sqlite" and u.database and u.database != ":memory:":
+        import fcntl
+
+        # several processes opening one new SQLite catalog: one migrates at a time
+        # (PostgreSQL: an advisory lock in migrations/env.py)
+        with open(f"{u.database}.migrate-lock", "a") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            command.upgrade(alembic_config(engine), "head")
+        return
     command.upgrade(alembic_config(engine), "head")
 
 

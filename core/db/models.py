@@ -10,6 +10,7 @@ import datetime as dt
 
 from sqlalchemy import (
     JSON,
+    BigInteger,
     Boolean,
     DateTime,
     Float,
@@ -32,6 +33,10 @@ NAMING = {
     "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
     "pk": "pk_%(table_name)s",
 }
+
+
+#: 64-bit integers where PostgreSQL's INTEGER (32-bit) is too small; SQLite's INTEGER is 64-bit.
+BigInt = BigInteger().with_variant(Integer(), "sqlite")
 
 
 def utcnow() -> dt.datetime:
@@ -80,8 +85,8 @@ class Episode(Base):
     fps: Mapped[float | None] = mapped_column(Float)
     width: Mapped[int | None] = mapped_column(Integer)
     height: Mapped[int | None] = mapped_column(Integer)
-    size: Mapped[int | None] = mapped_column(Integer)
-    mtime_ns: Mapped[int | None] = mapped_column(Integer)
+    size: Mapped[int | None] = mapped_column(BigInt)
+    mtime_ns: Mapped[int | None] = mapped_column(BigInt)
     content_key: Mapped[str | None] = mapped_column(String(64))  # change-detection fingerprint
     status: Mapped[str] = mapped_column(String(16), default="pending")  # pending/indexed/failed
     error: Mapped[str | None] = mapped_column(Text)

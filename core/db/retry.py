@@ -3,8 +3,10 @@ briefly unreachable is retried with backoff until it lands or a deadline passes.
 
 SQLite's own busy timeout waits for one lock; a lock held longer (a backup, a long
 `anirec index` transaction, a stalled network filesystem) then fails the write, and a vote
-or an answer would be lost. `retry_writes` wraps a store's write methods: each attempt runs
-the whole method again (its session was rolled back), so nothing is written twice.
+or an answer would be lost. On PostgreSQL the same goes for a serialization failure, a
+deadlock the server broke, or a restarting server (by SQLSTATE). `retry_writes` wraps a
+store's write methods: each attempt runs the whole method again (its session was rolled
+back), so nothing is written twice.
 """
 
 from __future__ import annotations
@@ -29,6 +31,9 @@ DEFAULT_DEADLINE_S = 120.0
 _TRANSIENT = ("database is locked", "database table is locked", "busy", "disk i/o error",
               "unable to open database", "could not connect", "connection refused",
               "server closed the connection", "deadlock", "lock wait timeout")
+#: PostgreSQL's SQLSTATEs worth another attempt: serialization failure, deadlock, lock not
+#: available, the server shutting down or starting; class 08 (connection exceptions) too.
+_PG_TRANSIENT = {"40001", "40P01", "55P03", "57P01", "57P02", "57P03"}
 
 
 class RetryStats:
@@ -52,6 +57,10 @@ def is_transient(exc: BaseException) -> bool:
     """A lock or a lost connection (worth retrying), not a constraint or a bug."""
     if isinstance(exc, DBAPIError) and exc.connection_invalidated:
         return True
+    orig = getattr(exc, "orig", None)
+    state = getattr(orig, "sqlstate", None) or getattr(orig, "pgcode", None)  # psycopg 3 / 2
+    if isinstance(exc, DBAPIError) and isinstance(state, str):
+        return state in _PG_TRANSIENT or state.startswith("08")
     if not isinstance(exc, OperationalError):
         return False
     text = str(exc.orig if getattr(exc, "orig", None) is not None else exc).lower()

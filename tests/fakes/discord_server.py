@@ -21,7 +21,9 @@ What it models (the parts a bot needs, with complete payloads for discord.py 2.7
 
 - Gateway: HELLO, IDENTIFY -> READY + GUILD_CREATE, HEARTBEAT -> ACK (every heartbeat is
   recorded with a ``time.monotonic()`` stamp), RESUME -> replay + RESUMED (or INVALID_SESSION),
-  REQUEST_GUILD_MEMBERS -> GUILD_MEMBERS_CHUNK; intents filter dispatches and the
+  REQUEST_GUILD_MEMBERS -> GUILD_MEMBERS_CHUNK; sharding (IDENTIFY's ``shard``: a guild's
+  events go only to the session of shard ``(guild_id >> 22) % count``, DMs to shard 0,
+  ``recommended_shards`` for GET /gateway/bot); intents filter dispatches and the
   MESSAGE_CONTENT intent blanks content like the real platform does.
 - REST under ``/api/v10``: messages (JSON or multipart), edits, deletes, reactions, typing, DMs,
   application commands, interaction callbacks and follow-ups (webhooks). The bot's own messages
@@ -478,6 +480,8 @@ class FakeDiscord:
         self.privileged_intents_enabled = privileged_intents_enabled
         self.resume_behaviour: Literal["resume", "invalidate"] = resume_behaviour
         self.ack_heartbeats = True
+        #: what GET /gateway/bot recommends (AutoShardedClient without a shard_count uses it)
+        self.recommended_shards = 1
 
         self.token = "FAKE." + secrets.token_urlsafe(12) + "." + secrets.token_urlsafe(27)
         self._last_snowflake = 0
@@ -1190,9 +1194,12 @@ class FakeDiscord:
         ``message`` (the stored message) enables MESSAGE_CONTENT gating of ``data``.
         """
         self.dispatched.append((event, data, time.monotonic()))
+        guild_id = self._event_guild(event, data)
         for session in self._sessions.values():
             if not session.resumable:
                 continue
+            if not self._shard_owns(session, guild_id):
+                continue  # as Discord does: a guild's events go to its shard, DMs to shard 0
             if intent is not None and not session.intents & intent:
                 continue
             payload = data
@@ -1200,6 +1207,23 @@ class FakeDiscord:
                 payload = {**data, "content": "", "embeds": [], "attachments": [], "components": []}
                 payload.pop("poll", None)
             session.dispatch(event, payload)
+
+    def _event_guild(self, event: str, data: Json) -> str | None:
+        """The guild an event belongs to (None: a DM or not guild-bound)."""
+        if data.get("guild_id"):
+            return str(data["guild_id"])
+        if event.startswith("GUILD_") and "id" in data:
+            return str(data["id"])
+        channel = data.get("channel_id") or (data.get("channel") or {}).get("id")
+        return self._guild_id_of(str(channel)) if channel else None
+
+    @staticmethod
+    def _shard_owns(session: _Session, guild_id: str | None) -> bool:
+        """Discord's rule: shard_id = (guild_id >> 22) % num_shards; DMs on shard 0."""
+        if session.shard is None:
+            return True
+        shard_id, count = session.shard
+        return (int(guild_id) >> 22) % count == shard_id if guild_id else shard_id == 0
 
     def _content_visible(self, session: _Session, message: Json) -> bool:
         if session.intents & Intents.MESSAGE_CONTENT:
@@ -1313,7 +1337,8 @@ class FakeDiscord:
             "v": 10,
             "user": me,
             "user_settings": {},
-            "guilds": [{"id": self.guild["id"], "unavailable": True}],
+            "guilds": [{"id": self.guild["id"], "unavailable": True}]
+            if self._shard_owns(session, str(self.guild["id"])) else [],  # the shard's guilds
             "session_id": session.session_id,
             "session_type": "normal",
             "resume_gateway_url": self.resume_gateway_url,
@@ -1329,10 +1354,7 @@ class FakeDiscord:
         if session.shard is not None:
             ready["shard"] = session.shard
         session.dispatch("READY", ready)
-        if (
-            session.shard is None
-            or (int(self.guild["id"]) >> 22) % session.shard[1] == session.shard[0]
-        ):
+        if self._shard_owns(session, str(self.guild["id"])):
             session.dispatch("GUILD_CREATE", copy.deepcopy(self.guild))
 
     async def _resume(self, conn: _Connection, data: Json) -> None:
@@ -2127,7 +2149,7 @@ class FakeDiscord:
             200,
             {
                 "url": self.gateway_url.rstrip("/"),
-                "shards": 1,
+                "shards": self.recommended_shards,
                 "session_start_limit": {
                     "total": 1000,
                     "remaining": 999,

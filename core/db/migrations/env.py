@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 from alembic import context
-from sqlalchemy import create_engine
+from sqlalchemy import create_engine, text
 
 from core.db.models import Base
 
 config = context.config
 target_metadata = Base.metadata
+MIGRATION_LOCK = 0x616E6972  # "anir": the advisory lock key the migrations hold on PostgreSQL
 
 
 def run_migrations_offline() -> None:
@@ -29,6 +30,10 @@ def run_migrations_online() -> None:
         context.configure(connection=connection, target_metadata=target_metadata,
                           render_as_batch=True, compare_type=True)
         with context.begin_transaction():
+            if connection.dialect.name == "postgresql":
+                # several bot processes starting on one new database: one migrates, the
+                # others wait here and then find it at head (PostgreSQL's DDL is transactional)
+                connection.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": MIGRATION_LOCK})
             context.run_migrations()
         connection.commit()
 

@@ -88,8 +88,9 @@ def upgrade() -> None:
     sa.Column('fps', sa.Float(), nullable=True),
     sa.Column('width', sa.Integer(), nullable=True),
     sa.Column('height', sa.Integer(), nullable=True),
-    sa.Column('size', sa.Integer(), nullable=True),
-    sa.Column('mtime_ns', sa.Integer(), nullable=True),
+    # 64-bit on PostgreSQL (nanosecond mtimes, files over 2 GiB); SQLite's INTEGER already is
+    sa.Column('size', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), nullable=True),
+    sa.Column('mtime_ns', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), nullable=True),
     sa.Column('content_key', sa.String(length=64), nullable=True),
     sa.Column('status', sa.String(length=16), nullable=False),
     sa.Column('error', sa.Text(), nullable=True),
