@@ -1,4 +1,7 @@
-"""`anirec characters add|discover|name|list`: build each series' cast."""
+"""`anirec characters add|discover|name|list`: build each series' cast; `anirec characters
+who FILE... [--series S] [--json]`: who is in pictures, against one cast or every cast (open
+set: a face below the floor is listed with name null), one object a line:
+`{"file", "characters": [{"name", "series", "score", "box"}]}` (the shape of `identify --json`)."""
 
 from __future__ import annotations
 
@@ -113,12 +116,44 @@ def _list(app: App, args: argparse.Namespace, home: Path) -> int:
     return 0
 
 
+def _who(app: App, args: argparse.Namespace, home: Path) -> int:
+    from sqlalchemy import select
+
+    from bot.cli.faces import read_picture
+    from core.db.models import Series
+    from core.recognition.characters import build_character_recognizer
+    from data import cast
+
+    app.configure_torch(default=1)
+    rec = build_character_recognizer(app.sessions, app.settings.models_dir)
+    if rec is None:
+        raise SystemExit("anirec: characters need a face detector, a character embedder and a cast: "
+                         "`anirec characters bootstrap` (or train faces / characters, then add or discover)")
+    with app.sessions() as s:
+        titles = {int(sid): str(t) for sid, t in s.execute(select(Series.id, Series.title))}
+    series_ids = [cast.find_series(app.sessions, args.series)[0]] if args.series else rec.gallery.all_series()
+    rc = 0
+    for name in args.files:
+        image, err = read_picture(name)
+        if err is not None or image is None:
+            rc = 1
+            print(json.dumps({"file": name, "error": err}) if args.json else f"{name}: {err}")
+            continue
+        hits = rec.recognize(image, series_ids, titles)
+        if args.json:
+            print(json.dumps({"file": name, "characters": [h.to_json() for h in hits]}, ensure_ascii=False))
+        else:
+            print(f"{name}: " + (", ".join(f"{h.name if h.name != 'unknown' else '?'} ({h.score:.2f})"
+                                           for h in hits) or "no faces"))
+    return rc
+
+
 ACTIONS: dict[str, Callable[[App, argparse.Namespace, Path], int]] = {
-    "add": _add, "discover": _discover, "name": _name, "list": _list}
+    "add": _add, "discover": _discover, "name": _name, "list": _list, "who": _who}
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    sp = sub.add_parser("characters", help="build each series' cast: add, discover, name, list")
+    sp = sub.add_parser("characters", help="each series' cast: bootstrap, add, discover, name, list; who")
     acts = sp.add_subparsers(dest="action", metavar="ACTION", required=True)
     a = acts.add_parser("add", help="add a character from 1–5 reference images (one-shot)")
     a.add_argument("series", help="series title, folder name or id")
@@ -135,4 +170,8 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     lst = acts.add_parser("list", help="the characters of every (or one) series")
     lst.add_argument("series", nargs="?", default=None)
     lst.add_argument("--json", action="store_true")
+    w = acts.add_parser("who", help="the characters in picture files (against every cast, or one)")
+    w.add_argument("files", nargs="+", help="picture, GIF or clip files (the first frame)")
+    w.add_argument("--series", default=None, help="match against this series' cast only")
+    w.add_argument("--json", action="store_true", help="one JSON object per file, per line")
     sp.set_defaults(func=cmd_characters)
