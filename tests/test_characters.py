@@ -169,3 +169,32 @@ def test_cast_errors_are_clear(tmp_path: Path) -> None:
     with pytest.raises(CastError, match="no cluster 42"):
         name_cluster(sessions, tmp_path, 42, "X", embedder=None)
     assert json.dumps(str(CastError("x")))
+
+
+def test_no_scene_matched_faces_are_matched_against_every_cast(labelled: dict[str, Any],
+                                                               sample_library: Path) -> None:
+    from types import SimpleNamespace
+
+    from core.recognition.characters import with_characters
+    from core.types import Recognition
+
+    emb = new_embedder(CharacterSpec(width=8, dim=32), seed=0)
+    frame = next(iter_face_frames(sample_library, labelled["labels"], labelled["held"], every=1,
+                                  with_faces_only=True))
+    img, face = frame.image, frame.faces[0]
+    v = emb.embed_faces(img, [face.box])
+    gal = Gallery("x", by_series={1: [CastMember(7, "Other", 1, -v)], 2: [CastMember(8, face.character, 2, v)]})
+    assert gal.all_series() == [1, 2]
+    rec = CharacterRecognizer(_Boxes([face.box]), emb, gal, floor=0.9)
+    cat = SimpleNamespace(series={1: SimpleNamespace(title="S1"), 2: SimpleNamespace(title="S2")})
+    media = SimpleNamespace(frames=[img])
+    timings: dict[str, float] = {}
+    out = with_characters(Recognition(status="no_match", confidence=0.0), media, cat, rec, timings)  # type: ignore[arg-type]
+    hit, = out.characters
+    assert (hit.name, hit.series) == (face.character, "S2") and "characters" in timings
+    assert hit.to_json()["name"] == face.character
+    # below the floor in every cast: unknown, and null in the JSON
+    far = CharacterRecognizer(_Boxes([face.box]), emb, Gallery("x", by_series={1: [CastMember(7, "Other", 1, -v)]}),
+                              floor=0.9)
+    hit, = with_characters(Recognition(status="no_match", confidence=0.0), media, cat, far, {}).characters  # type: ignore[arg-type]
+    assert hit.name == "unknown" and hit.to_json()["name"] is None and hit.to_json()["series"] is None
