@@ -198,3 +198,32 @@ def test_no_scene_matched_faces_are_matched_against_every_cast(labelled: dict[st
                               floor=0.9)
     hit, = with_characters(Recognition(status="no_match", confidence=0.0), media, cat, far, {}).characters  # type: ignore[arg-type]
     assert hit.name == "unknown" and hit.to_json()["name"] is None and hit.to_json()["series"] is None
+
+
+def test_no_match_answer_names_the_characters_on_every_platform(tmp_path: Path) -> None:
+    """No scene matched but a face is known: "Characters: Mika" on Discord, Telegram and the
+    web; only unknown faces: nothing about characters."""
+    from bot.chat.answer import answer_text
+    from bot.discord_render import render_answer as discord_answer
+    from bot.telegram_render import render_answer as telegram_answer
+    from bot.web_render import answer_view
+    from core.types import Recognition
+
+    class Tokens:
+        def token_for(self, path: object) -> str:
+            return "t"
+
+    named = Recognition(status="no_match", confidence=0.0,
+                        characters=(CharacterHit("Mika", "Neon Shrine", 0.8, (1, 2, 30, 40)),
+                                    CharacterHit("unknown", None, 0.1, (50, 2, 80, 40))))
+    nobody = Recognition(status="no_match", confidence=0.0,
+                         characters=(CharacterHit("unknown", None, 0.1, (50, 2, 80, 40)),))
+    assert answer_text(named).characters == "Mika, 1 unknown" and answer_text(nobody).characters == ""
+    assert "Characters: Mika, 1 unknown" in telegram_answer(named)
+    assert "Characters" not in telegram_answer(nobody)
+    fields = {f.name: f.value for f in discord_answer(named).embed.fields}
+    assert fields.get("Characters") == "Mika, 1 unknown"
+    assert "Characters" not in {f.name for f in discord_answer(nobody).embed.fields}
+    view = answer_view(named, Tokens())  # type: ignore[arg-type]
+    assert view["characters"] == ["Mika", "unknown"] and view["characters_text"] == "Mika, 1 unknown"
+    assert answer_view(nobody, Tokens())["characters"] == []  # type: ignore[arg-type]
