@@ -40,6 +40,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     ap.add_argument("--save-set", help="also write the composed pictures and labels.json here")
     ap.add_argument("--no-distractors", action="store_true",
                     help="leave the home's sample-library cast out of the gallery")
+    ap.add_argument("--teacher", action="store_true", help="also measure the animeface teacher's detection")
     ap.add_argument("--sample-eval", action="store_true", help="also run `anirec eval characters` on --home")
     ap.add_argument("--out", default=None, help="default: bench/results/realart/LABEL.json")
     return ap.parse_args(argv)
@@ -78,6 +79,23 @@ def vectorisers(embedder: Any) -> dict[str, Any]:
             "colour": colour_descriptors,
             "fused_w50": FusedEmbedder(embedder, 0.5).embed_faces,
             "fused_w30": FusedEmbedder(embedder, 0.3).embed_faces}
+
+
+class TeacherDetector:
+    """The animeface teacher as a detector: its boxes mapped to head boxes, its likelihoods as scores."""
+
+    threshold = 0.0
+    version = "animeface"
+
+    def __init__(self, teacher: Any) -> None:
+        self.teacher = teacher
+
+    def detect(self, image: Any, threshold: float | None = None) -> list[Any]:
+        from core.models.faces import Face
+        from data.teacher import HEAD_FROM_FACE
+
+        faces = [Face(HEAD_FROM_FACE.apply(f.box, image.size), float(f.score)) for f in self.teacher.detect(image)]
+        return [f for f in faces if f.score >= (threshold or 0.0)]
 
 
 FLOORS = {"untrained_network": 0.55}  # the shipped default floor; the others: see the code
@@ -143,6 +161,11 @@ def main(argv: list[str] | None = None) -> int:
     t0 = time.perf_counter()
     result["detection"] = ev.detection(det, items)
     result["detection"]["seconds"] = round(time.perf_counter() - t0, 1)
+    if args.teacher:
+        from data.teacher import DEFAULT_TEACHER_PYTHON, AnimeFaceTeacher
+
+        with AnimeFaceTeacher(DEFAULT_TEACHER_PYTHON) as teacher:
+            result["teacher_detection"] = ev.detection(TeacherDetector(teacher), items)
     others = other_series_faces(args.home) if args.home and not args.no_distractors else []
     result["set"]["distractor_characters"] = len({n for n, _, _ in others})
     naming: dict[str, Any] = {}

@@ -124,13 +124,18 @@ class _Boxes:
         return [Face(b, 0.9) for b in self.boxes]
 
 
-def test_recognizer_matches_only_the_given_cast_and_says_unknown(labelled: dict[str, Any],
-                                                                 sample_library: Path) -> None:
+def _one_face(labelled: dict[str, Any], sample_library: Path) -> tuple[Any, Image.Image, Any, np.ndarray]:
+    """A small untrained embedder, a held-out frame, its first face and that face's vector."""
     emb = new_embedder(CharacterSpec(width=8, dim=32), seed=0)
     frame = next(iter_face_frames(sample_library, labelled["labels"], labelled["held"], every=1,
                                   with_faces_only=True))
     img, face = frame.image, frame.faces[0]
-    v = emb.embed_faces(img, [face.box])
+    return emb, img, face, emb.embed_faces(img, [face.box])
+
+
+def test_recognizer_matches_only_the_given_cast_and_says_unknown(labelled: dict[str, Any],
+                                                                 sample_library: Path) -> None:
+    emb, img, face, v = _one_face(labelled, sample_library)
     gal = Gallery("x", by_series={1: [CastMember(7, face.character, 1, v)],
                                   2: [CastMember(8, "Other", 2, -v)]})
     rec = CharacterRecognizer(_Boxes([face.box]), emb, gal, floor=0.9)
@@ -178,11 +183,7 @@ def test_no_scene_matched_faces_are_matched_against_every_cast(labelled: dict[st
     from core.recognition.characters import with_characters
     from core.types import Recognition
 
-    emb = new_embedder(CharacterSpec(width=8, dim=32), seed=0)
-    frame = next(iter_face_frames(sample_library, labelled["labels"], labelled["held"], every=1,
-                                  with_faces_only=True))
-    img, face = frame.image, frame.faces[0]
-    v = emb.embed_faces(img, [face.box])
+    emb, img, face, v = _one_face(labelled, sample_library)
     gal = Gallery("x", by_series={1: [CastMember(7, "Other", 1, -v)], 2: [CastMember(8, face.character, 2, v)]})
     assert gal.all_series() == [1, 2]
     rec = CharacterRecognizer(_Boxes([face.box]), emb, gal, floor=0.9)
