@@ -42,6 +42,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                     help="leave the home's sample-library cast out of the gallery")
     ap.add_argument("--teacher", action="store_true", help="also measure the animeface teacher's detection")
     ap.add_argument("--sample-eval", action="store_true", help="also run `anirec eval characters` on --home")
+    ap.add_argument("--cache", help="a pickle of the composed set and the distractor faces (written if missing)")
+    ap.add_argument("--naming-only", action="store_true", help="skip detection (and the teacher)")
     ap.add_argument("--out", default=None, help="default: bench/results/realart/LABEL.json")
     return ap.parse_args(argv)
 
@@ -142,7 +144,22 @@ def main(argv: list[str] | None = None) -> int:
     floor = (load_floor(models, emb) if models is not None else
              Floor.of(emb.metrics.get("floors", emb.metrics.get("floor", DEFAULT_FLOOR)))).at(5)
     t0 = time.perf_counter()
-    items = compose_set(games_dir(Path(args.renpy)), n=args.pictures, seed=args.seed)
+    cache = Path(args.cache) if args.cache else None
+    if cache is not None and cache.exists():
+        import pickle
+
+        with cache.open("rb") as fh:
+            items, others = pickle.load(fh)  # noqa: S301 - our own file from an earlier run
+    else:
+        items = compose_set(games_dir(Path(args.renpy)), n=args.pictures, seed=args.seed)
+        others = other_series_faces(args.home) if args.home and not args.no_distractors else []
+        if cache is not None:
+            import pickle
+
+            with cache.open("wb") as fh:
+                pickle.dump((items, others), fh)
+    if args.no_distractors:
+        others = []
     compose_s = time.perf_counter() - t0
     if args.save_set:
         save_set(items, Path(args.save_set))
@@ -159,14 +176,14 @@ def main(argv: list[str] | None = None) -> int:
         "embedder": {"version": emb.version, "floor_5": floor},
     }
     t0 = time.perf_counter()
-    result["detection"] = ev.detection(det, items)
-    result["detection"]["seconds"] = round(time.perf_counter() - t0, 1)
-    if args.teacher:
+    if not args.naming_only:
+        result["detection"] = ev.detection(det, items)
+        result["detection"]["seconds"] = round(time.perf_counter() - t0, 1)
+    if args.teacher and not args.naming_only:
         from data.teacher import DEFAULT_TEACHER_PYTHON, AnimeFaceTeacher
 
         with AnimeFaceTeacher(DEFAULT_TEACHER_PYTHON) as teacher:
             result["teacher_detection"] = ev.detection(TeacherDetector(teacher), items)
-    others = other_series_faces(args.home) if args.home and not args.no_distractors else []
     result["set"]["distractor_characters"] = len({n for n, _, _ in others})
     naming: dict[str, Any] = {}
     casts = {}
@@ -193,7 +210,8 @@ def main(argv: list[str] | None = None) -> int:
     result["naming"] = naming
     cast, fn, f = casts["embedder"]
     held_items = [it for it in items if it.split == "held_apart"]
-    result["end_to_end_held_apart"] = ev.end_to_end(det, fn, held_items, cast, f)
+    if not args.naming_only:
+        result["end_to_end_held_apart"] = ev.end_to_end(det, fn, held_items, cast, f)
     if args.sample_eval and app is not None:
         import argparse as _a
 
@@ -210,13 +228,14 @@ def main(argv: list[str] | None = None) -> int:
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(result, indent=2, ensure_ascii=False, default=lambda o: o.item()
                               if isinstance(o, np.generic) else str(o)) + "\n")
-    d = result["detection"]
-    print(json.dumps({"detection_held_apart": {k: round(d["held_apart"][k], 3) for k in ("precision", "recall")},
+    d = result.get("detection", {})
+    print(json.dumps({"detection_held_apart": {k: round(d["held_apart"][k], 3) for k in ("precision", "recall")}
+                      if d else None,
                       "detection_tuned": d.get("tuned_on_tuning", {}).get("held_apart"),
                       "naming": {k: {x: round(v["held_apart"][x], 3) for x in
                                      ("top1", "named_right", "confident_wrong", "open_set_confident_wrong")}
                                  for k, v in naming.items()},
-                      "end_to_end": result["end_to_end_held_apart"]}, indent=1))
+                      "end_to_end": result.get("end_to_end_held_apart")}, indent=1))
     print(f"wrote {out}")
     return 0
 
