@@ -43,6 +43,7 @@ def main() -> None:
     ap.add_argument("--work", default=str(ROOT / "bench" / "work" / "faces"))
     ap.add_argument("--steps", type=int, default=None)
     ap.add_argument("--every", type=int, default=3, help="keep every Nth training frame")
+    ap.add_argument("--style", type=float, default=None, help="share of crops redrawn in a random style")
     ap.add_argument("--resume", action="store_true")
     ap.add_argument("--out", default=str(ROOT / "bench" / "results" / "faces.json"))
     args = ap.parse_args()
@@ -75,6 +76,8 @@ def main() -> None:
         val = [f for f in frames if f.shot % VAL_EVERY_SHOT == VAL_EVERY_SHOT - 1]
         decode_s = time.perf_counter() - t0
         cfg = TrainConfig() if args.steps is None else replace(TrainConfig(), steps=args.steps)
+        if args.style is not None:
+            cfg = replace(cfg, style=args.style)
 
         def progress(step: int, loss: float, metrics: dict[str, Any]) -> None:
             if metrics:

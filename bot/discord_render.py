@@ -306,7 +306,7 @@ def render_answer(rec: Recognition, *, adult_ok: bool = False, budget: int = UPL
     if a.candidates:
         lines = [candidate_markdown(c, adult_ok) for c in a.candidates]
         embed.add_field(name=a.labels["top5"], value=_fit(lines, MAX_FIELD_VALUE), inline=False)
-    if a.characters and a.title is not None:
+    if a.characters:  # also when no scene matched: the characters may still be known
         chars = esc(a.characters, MAX_FIELD * 3)
         embed.add_field(name=a.labels["characters"], value=spoiler(chars) if hide else chars,
                         inline=False)

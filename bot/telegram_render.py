@@ -110,7 +110,7 @@ def render_answer(rec: Recognition | AnswerText, *, adult_ok: bool = True,
     lines = [header_html(a)]
     lines += best_block(a, adult_ok=adult_ok)
     hide = a.adult and not adult_ok
-    if a.characters and a.title is not None:
+    if a.characters:  # also when no scene matched: the characters may still be known
         chars = esc(a.characters, MAX_FIELD * 2)
         lines.append(f"{esc(a.labels['characters'])}: {spoiler(chars) if hide else chars}")
     if a.synopsis and not hide:

@@ -90,7 +90,7 @@ def answer_view(rec: Recognition, media: MediaTokens, *, lang: str = "en",
         if best_c.still:
             still = f"/media/{media.token_for(best_c.still)}"
     annotated = annotated_alt = None
-    if rec.annotated and rec.characters and a.title is not None:
+    if rec.annotated and rec.characters and a.characters:
         annotated = f"/media/{media.token_for(rec.annotated)}"
         annotated_alt = f"Your picture with the faces marked: {a.characters}" if a.characters else None
     total = rec.timings_ms.get("total")
@@ -106,8 +106,8 @@ def answer_view(rec: Recognition, media: MediaTokens, *, lang: str = "en",
         "candidates": [_candidate(c) for c in a.candidates],
         "closest": [_candidate(c) for c in a.closest],
         "labels": a.labels,
-        "characters": [h.name for h in rec.characters] if a.title is not None else [],
-        "characters_text": a.characters if a.title is not None else "",
+        "characters": [h.name for h in rec.characters] if a.characters else [],
+        "characters_text": a.characters,
         "genres": list(a.genres),
         "no_match_hint": text(lang, "no_match.hint") if a.title is None and not a.closest else None,
         "preview": preview,

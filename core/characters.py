@@ -7,10 +7,10 @@ still (faces boxed and named). The matching itself is `core.recognition.characte
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
@@ -54,6 +54,10 @@ class Gallery:
 
     def __len__(self) -> int:
         return sum(len(v) for v in self.by_series.values())
+
+    def all_series(self) -> list[int]:
+        """Every series with a cast (for a face with no scene to go by)."""
+        return sorted(self.by_series)
 
     def cast(self, series_ids: Sequence[int]) -> list[CastMember]:
         out: list[CastMember] = []
@@ -123,6 +127,43 @@ class Floor:
 
 
 FLOOR_FILE = "characters-floor.json"
+MAX_WRONG = 0.05  # the share of faces of a character not in the cast that may still get a name
+
+
+def impostor_scores(cast: Mapping[Any, np.ndarray]) -> np.ndarray:
+    """For every reference vector, its best similarity to any *other* character's references:
+    how a face of someone who is not in the cast scores against the cast."""
+    keys = list(cast)
+    out = []
+    for k in keys:
+        others = [cast[o] for o in keys if o != k and len(cast[o])]
+        if not others or not len(cast[k]):
+            continue
+        out.append((cast[k] @ np.vstack(others).T).max(1))
+    return np.concatenate(out) if out else np.zeros(0, np.float32)
+
+
+def calibrate_floor(cast: Mapping[Any, np.ndarray], max_wrong: float = MAX_WRONG, minimum: float = 0.0
+                    ) -> float | None:
+    """The similarity floor above which at most `max_wrong` of the impostor scores lie (the
+    operator's own gallery, every series, as the measure of "someone else"); None with fewer
+    than two characters or 20 scores to go by."""
+    sc = impostor_scores(cast)
+    if len(cast) < 2 or len(sc) < 20:
+        return None
+    k = int(np.floor(max_wrong * len(sc)))  # impostor scores that may stay at or above the floor
+    return max(minimum, float(np.sort(sc)[::-1][k]) + 1e-6)
+
+
+def write_floor(models_dir: Path, embedder_version: str, floor: float, **about: object) -> Path:
+    """The operator's floor file (`load_floor` reads it for this embedder version)."""
+    import json
+
+    p = models_dir / FLOOR_FILE
+    p.parent.mkdir(parents=True, exist_ok=True)
+    p.write_text(json.dumps({"embedder_version": embedder_version,
+                             "floor": {"1": round(floor, 4), "5": round(floor, 4)}, **about}, indent=1))
+    return p
 
 
 def load_floor(models_dir: Path, embedder: CharacterEmbedder) -> Floor:

@@ -83,8 +83,10 @@ class CharacterHit:
     box: tuple[int, int, int, int]  # x0, y0, x1, y1 in query-image pixels
 
     def to_json(self) -> dict[str, Any]:
-        return {"name": self.name, "series": self.series, "score": round(self.score, 4),
-                "box": list(self.box)}
+        """`name` and `series` are null for an unknown face."""
+        known = self.name != "unknown"
+        return {"name": self.name if known else None, "series": self.series if known else None,
+                "score": round(self.score, 4), "box": list(self.box)}
 
 
 @dataclass(frozen=True)

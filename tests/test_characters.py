@@ -124,13 +124,18 @@ class _Boxes:
         return [Face(b, 0.9) for b in self.boxes]
 
 
-def test_recognizer_matches_only_the_given_cast_and_says_unknown(labelled: dict[str, Any],
-                                                                 sample_library: Path) -> None:
+def _one_face(labelled: dict[str, Any], sample_library: Path) -> tuple[Any, Image.Image, Any, np.ndarray]:
+    """A small untrained embedder, a held-out frame, its first face and that face's vector."""
     emb = new_embedder(CharacterSpec(width=8, dim=32), seed=0)
     frame = next(iter_face_frames(sample_library, labelled["labels"], labelled["held"], every=1,
                                   with_faces_only=True))
     img, face = frame.image, frame.faces[0]
-    v = emb.embed_faces(img, [face.box])
+    return emb, img, face, emb.embed_faces(img, [face.box])
+
+
+def test_recognizer_matches_only_the_given_cast_and_says_unknown(labelled: dict[str, Any],
+                                                                 sample_library: Path) -> None:
+    emb, img, face, v = _one_face(labelled, sample_library)
     gal = Gallery("x", by_series={1: [CastMember(7, face.character, 1, v)],
                                   2: [CastMember(8, "Other", 2, -v)]})
     rec = CharacterRecognizer(_Boxes([face.box]), emb, gal, floor=0.9)
@@ -169,3 +174,57 @@ def test_cast_errors_are_clear(tmp_path: Path) -> None:
     with pytest.raises(CastError, match="no cluster 42"):
         name_cluster(sessions, tmp_path, 42, "X", embedder=None)
     assert json.dumps(str(CastError("x")))
+
+
+def test_no_scene_matched_faces_are_matched_against_every_cast(labelled: dict[str, Any],
+                                                               sample_library: Path) -> None:
+    from types import SimpleNamespace
+
+    from core.recognition.characters import with_characters
+    from core.types import Recognition
+
+    emb, img, face, v = _one_face(labelled, sample_library)
+    gal = Gallery("x", by_series={1: [CastMember(7, "Other", 1, -v)], 2: [CastMember(8, face.character, 2, v)]})
+    assert gal.all_series() == [1, 2]
+    rec = CharacterRecognizer(_Boxes([face.box]), emb, gal, floor=0.9)
+    cat = SimpleNamespace(series={1: SimpleNamespace(title="S1"), 2: SimpleNamespace(title="S2")})
+    media = SimpleNamespace(frames=[img])
+    timings: dict[str, float] = {}
+    out = with_characters(Recognition(status="no_match", confidence=0.0), media, cat, rec, timings)  # type: ignore[arg-type]
+    hit, = out.characters
+    assert (hit.name, hit.series) == (face.character, "S2") and "characters" in timings
+    assert hit.to_json()["name"] == face.character
+    # below the floor in every cast: unknown, and null in the JSON
+    far = CharacterRecognizer(_Boxes([face.box]), emb, Gallery("x", by_series={1: [CastMember(7, "Other", 1, -v)]}),
+                              floor=0.9)
+    hit, = with_characters(Recognition(status="no_match", confidence=0.0), media, cat, far, {}).characters  # type: ignore[arg-type]
+    assert hit.name == "unknown" and hit.to_json()["name"] is None and hit.to_json()["series"] is None
+
+
+def test_no_match_answer_names_the_characters_on_every_platform(tmp_path: Path) -> None:
+    """No scene matched but a face is known: "Characters: Mika" on Discord, Telegram and the
+    web; only unknown faces: nothing about characters."""
+    from bot.chat.answer import answer_text
+    from bot.discord_render import render_answer as discord_answer
+    from bot.telegram_render import render_answer as telegram_answer
+    from bot.web_render import answer_view
+    from core.types import Recognition
+
+    class Tokens:
+        def token_for(self, path: object) -> str:
+            return "t"
+
+    named = Recognition(status="no_match", confidence=0.0,
+                        characters=(CharacterHit("Mika", "Neon Shrine", 0.8, (1, 2, 30, 40)),
+                                    CharacterHit("unknown", None, 0.1, (50, 2, 80, 40))))
+    nobody = Recognition(status="no_match", confidence=0.0,
+                         characters=(CharacterHit("unknown", None, 0.1, (50, 2, 80, 40)),))
+    assert answer_text(named).characters == "Mika, 1 unknown" and answer_text(nobody).characters == ""
+    assert "Characters: Mika, 1 unknown" in telegram_answer(named)
+    assert "Characters" not in telegram_answer(nobody)
+    fields = {f.name: f.value for f in discord_answer(named).embed.fields}
+    assert fields.get("Characters") == "Mika, 1 unknown"
+    assert "Characters" not in {f.name for f in discord_answer(nobody).embed.fields}
+    view = answer_view(named, Tokens())  # type: ignore[arg-type]
+    assert view["characters"] == ["Mika", "unknown"] and view["characters_text"] == "Mika, 1 unknown"
+    assert answer_view(nobody, Tokens())["characters"] == []  # type: ignore[arg-type]

@@ -170,7 +170,7 @@ def test_identify_lists_characters_and_writes_the_annotated_still(
         assert set(c) == {"name", "series", "score", "box"} and len(c["box"]) == 4
         x0, y0, x1, y1 = c["box"]
         assert 0 <= x0 < x1 <= 480 and 0 <= y0 < y1 <= 270 and 0 <= c["score"] <= 1
-        assert c["name"] == "unknown" or c["series"] == gt["series"][0]["name"]
+        assert c["name"] is None or c["series"] == gt["series"][0]["name"]
     assert "characters" in d["timings_ms"] and "+characters:" in d["model_version"]
     annotated = Path(d["annotated"])
     assert annotated.exists()
@@ -196,3 +196,41 @@ def test_eval_characters_json(cast_home: dict[str, Any], monkeypatch: pytest.Mon
         assert 0 <= r["identification"][k]["top1"] <= 1 and r["identification"][k]["per_series"]
     assert r["end_to_end"]["latency_ms"]["p50"] > 0
     assert (tmp_path / "r" / "characters.md").exists()
+
+
+def test_faces_detect_and_characters_who_json(cast_home: dict[str, Any], monkeypatch: pytest.MonkeyPatch,
+                                              capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    monkeypatch.setenv("ANIREC_HOME", str(cast_home["home"]))
+    gt = cast_home["gt"]
+    ep_i, k = next((i, k) for i, e in enumerate(gt["episodes"]) for k, f in enumerate(e["frames_gt"])
+                   if len(f["faces"]) >= 1 and k > 30)
+    e = gt["episodes"][ep_i]
+    shot = tmp_path / "shot.png"
+    shot.write_bytes(cast_home["indexed"].frame_png(ep_i, k / e["fps"]))
+    bad = tmp_path / "notes.txt"
+    bad.write_text("not a picture")
+    rc, out = _cli(["faces", "detect", "--json", str(shot), str(bad)], capsys)
+    assert rc == 1  # one file could not be read
+    good, err = (json.loads(x) for x in out.strip().splitlines())
+    assert set(good) == {"file", "faces"} and good["file"] == str(shot)
+    assert good["faces"] and all(set(f) == {"box", "score"} and 0 <= f["score"] <= 1 for f in good["faces"])
+    with Image.open(shot) as im:
+        w, h = im.size
+    assert all(0 <= f["box"][0] < f["box"][2] <= w and 0 <= f["box"][1] < f["box"][3] <= h for f in good["faces"])
+    assert err["file"] == str(bad) and "error" in err and str(tmp_path) not in err["error"]
+
+    series, _ = _first_series(gt)
+    for args in (["characters", "who", "--json", str(shot)], ["characters", "who", "--json", "--series", series,
+                                                               str(shot)]):
+        rc, out = _cli(args, capsys)
+        assert rc == 0
+        d = json.loads(out.strip())
+        assert set(d) == {"file", "characters"} and len(d["characters"]) == len(good["faces"][:8])
+        cast_names = {(c["series"], c["name"]) for c in json.loads(_cli(["characters", "list", "--json"],
+                                                                         capsys)[1])}
+        for c in d["characters"]:
+            assert set(c) == {"name", "series", "score", "box"}
+            assert (c["name"] is None and c["series"] is None) or (c["series"], c["name"]) in cast_names
+            if args[3] == "--series":
+                assert c["name"] is None or c["series"] == series
+    assert "no series called" in _fails(["characters", "who", "--series", "Nope Such", str(shot)], capsys)

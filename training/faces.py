@@ -32,6 +32,7 @@ from core.models.faces import FaceDetector, FaceNet, FaceNetSpec, build_face_det
 from data import perturb
 from training.facedata import FaceFrame
 from training.schedule import get_lr
+from training.styles import stylise
 
 logger = logging.getLogger(__name__)
 
@@ -56,6 +57,7 @@ class TrainConfig:
     size_weight: float = 1.0
     offset_weight: float = 1.0
     min_visible: float = 0.45  # a face cut by the crop keeps its label above this visible area
+    style: float = 0.0  # share of training crops redrawn in a random drawing style (training.styles)
     eval_interval: int = 150
     eval_frames: int = 120  # validation frames evaluated at each interval
     seed: int = 0
@@ -115,8 +117,9 @@ def _occlude(canvas: Image.Image, boxes_out: np.ndarray, ignore: np.ndarray, rng
 
 
 def augment(rgb: np.ndarray, boxes: np.ndarray, rng: random.Random, crop: tuple[int, int],
-            min_visible: float = 0.45) -> Sample:
-    """A randomly damaged `crop`-sized view of a labelled frame, with its boxes moved along."""
+            min_visible: float = 0.45, style: float = 0.0) -> Sample:
+    """A randomly damaged `crop`-sized view of a labelled frame, with its boxes moved along;
+    with probability `style` also redrawn in a random drawing style (training.styles)."""
     ch, cw = crop
     h, w = rgb.shape[:2]
     img = Image.fromarray(rgb)
@@ -163,6 +166,8 @@ def augment(rgb: np.ndarray, boxes: np.ndarray, rng: random.Random, crop: tuple[
             np.array([cw, 0, cw, 0], np.float32)
         ignore = ignore[:, [2, 1, 0, 3]] * np.array([-1, 1, -1, 1], np.float32) + \
             np.array([cw, 0, cw, 0], np.float32)
+    if style and rng.random() < style:
+        canvas = stylise(canvas, rng, boxes_out)
     if rng.random() < 0.2:
         canvas = perturb.subtitles(canvas, rng)
     if rng.random() < 0.35:  # occluders: random blocks, some over a face
@@ -279,7 +284,7 @@ class FramePool:
         for _ in range(cfg.batch):
             pool = with_faces if with_faces and rng.random() < 0.85 else range(len(self.rgb))
             i = rng.choice(pool)
-            samples.append(augment(self.rgb[i], self.boxes[i], rng, (crop_h, crop_w), cfg.min_visible))
+            samples.append(augment(self.rgb[i], self.boxes[i], rng, (crop_h, crop_w), cfg.min_visible, cfg.style))
         x = detector.to_tensor(np.stack([s.rgb for s in samples]))
         hw = (x.shape[-2], x.shape[-1])
         parts = [make_targets(s.boxes, s.ignore, hw) for s in samples]

@@ -152,9 +152,10 @@ def answer_text(rec: Recognition, *, lang: str = "en", title_lang: str | None = 
     best = rec.best
     if best is None or rec.status == "no_match":
         header = text(lang, "status.no_match_guesses" if cands else "status.no_match")
+        named = any(h.name != "unknown" for h in rec.characters)  # no scene: only names are worth saying
         return AnswerText(status="no_match", lang=lang, header=header, confidence="",
                           confidence_help=text(lang, "confidence.help"), closest=cands,
-                          characters=character_text(rec.characters, lang), genres=genres,
+                          characters=character_text(rec.characters, lang) if named else "", genres=genres,
                           labels=labels)
     same, other = rivals(rec)
     title = title_in(best.series, title_lang)

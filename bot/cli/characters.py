@@ -1,4 +1,7 @@
-"""`anirec characters add|discover|name|list`: build each series' cast."""
+"""`anirec characters add|discover|name|list`: build each series' cast; `anirec characters
+who FILE... [--series S] [--json]`: who is in pictures, against one cast or every cast (open
+set: a face below the floor is listed with name null), one object a line:
+`{"file", "characters": [{"name", "series", "score", "box"}]}` (the shape of `identify --json`)."""
 
 from __future__ import annotations
 
@@ -113,12 +116,103 @@ def _list(app: App, args: argparse.Namespace, home: Path) -> int:
     return 0
 
 
+def _who(app: App, args: argparse.Namespace, home: Path) -> int:
+    from sqlalchemy import select
+
+    from bot.cli.faces import read_picture
+    from core.db.models import Series
+    from core.recognition.characters import build_character_recognizer
+    from data import cast
+
+    app.configure_torch(default=1)
+    rec = build_character_recognizer(app.sessions, app.settings.models_dir)
+    if rec is None:
+        raise SystemExit("anirec: characters need a face detector, a character embedder and a cast: "
+                         "`anirec characters bootstrap` (or train faces / characters, then add or discover)")
+    with app.sessions() as s:
+        titles = {int(sid): str(t) for sid, t in s.execute(select(Series.id, Series.title))}
+    series_ids = [cast.find_series(app.sessions, args.series)[0]] if args.series else rec.gallery.all_series()
+    rc = 0
+    for name in args.files:
+        image, err = read_picture(name)
+        if err is not None or image is None:
+            rc = 1
+            print(json.dumps({"file": name, "error": err}) if args.json else f"{name}: {err}")
+            continue
+        hits = rec.recognize(image, series_ids, titles)
+        if args.json:
+            print(json.dumps({"file": name, "characters": [h.to_json() for h in hits]}, ensure_ascii=False))
+        else:
+            print(f"{name}: " + (", ".join(f"{h.name if h.name != 'unknown' else '?'} ({h.score:.2f})"
+                                           for h in hits) or "no faces"))
+    return rc
+
+
+def _bar(desc: str) -> Callable[[int, int], None]:
+    """A progress callback drawing one tqdm bar on stderr (closed when it reaches its total)."""
+    from tqdm import tqdm
+
+    state: dict[str, tqdm] = {}  # type: ignore[type-arg]
+
+    def update(done: int, total: int) -> None:
+        bar = state.get("bar")
+        if bar is None:
+            bar = state["bar"] = tqdm(total=total, desc=desc, unit="frame", leave=False)
+        bar.n = done
+        bar.refresh()
+        if done >= total:
+            bar.close()
+
+    return update
+
+
+def _bootstrap(app: App, args: argparse.Namespace, home: Path) -> int:
+    from data.bootstrap import bootstrap
+    from data.teacher import DEFAULT_TEACHER_PYTHON
+
+    python = Path(args.teacher_python) if args.teacher_python else DEFAULT_TEACHER_PYTHON
+    if not python.exists():
+        raise SystemExit("anirec: the animeface teacher is not installed: run scripts/teacher-venv.sh "
+                         "(or give --teacher-python)")
+    app.configure_torch(default=1)
+    res = bootstrap(app.sessions, home, app.settings.models_dir, series=args.series or None,
+                    teacher_python=python, rounds=args.rounds, per_shot=args.per_shot,
+                    face_steps=args.face_steps, char_steps=args.char_steps,
+                    report=lambda line: print(line, flush=True), progress_factory=_bar)
+    if args.json:
+        print(json.dumps(res.to_json(), indent=2, ensure_ascii=False))
+    print("Next: open each contact sheet, `anirec characters name CLUSTER \"Name\"` for the clusters you "
+          "know, then `anirec characters calibrate`.")
+    return 0
+
+
+def _calibrate(app: App, args: argparse.Namespace, home: Path) -> int:
+    from core.characters import FLOOR_FILE, write_floor
+    from data.bootstrap import gallery_floor
+
+    _, embedder = _models(app, need_detector=True)
+    assert embedder is not None
+    floor, identities, vectors = gallery_floor(app.sessions, app.settings.models_dir, embedder, home=home,
+                                               max_wrong=args.max_wrong)
+    if floor is None:
+        print(f"Not enough to calibrate on ({identities} identities, {vectors} faces): name at least two "
+              "characters or run `anirec characters discover` first; the floor stays as it is.")
+        return 1
+    write_floor(app.settings.models_dir, embedder.version, floor, identities=identities, faces=vectors,
+                max_wrong=args.max_wrong)
+    print(f"Unknown floor {floor:.3f}: at most {args.max_wrong:.0%} of the faces of someone else in your "
+          f"library ({identities} characters and unnamed clusters, {vectors} faces) would get a name "
+          f"(models/{FLOOR_FILE}).")
+    return 0
+
+
 ACTIONS: dict[str, Callable[[App, argparse.Namespace, Path], int]] = {
-    "add": _add, "discover": _discover, "name": _name, "list": _list}
+    "add": _add, "discover": _discover, "name": _name, "list": _list, "who": _who,
+    "bootstrap": _bootstrap, "calibrate": _calibrate}
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    sp = sub.add_parser("characters", help="build each series' cast: add, discover, name, list")
+    sp = sub.add_parser("characters", help="each series' cast: bootstrap, add, discover, name, list; who")
     acts = sp.add_subparsers(dest="action", metavar="ACTION", required=True)
     a = acts.add_parser("add", help="add a character from 1–5 reference images (one-shot)")
     a.add_argument("series", help="series title, folder name or id")
@@ -135,4 +229,20 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     lst = acts.add_parser("list", help="the characters of every (or one) series")
     lst.add_argument("series", nargs="?", default=None)
     lst.add_argument("--json", action="store_true")
+    b = acts.add_parser("bootstrap", help="characters from the indexed library with no labels: teacher → "
+                                          "detector (self-trained) → embedder (tracks) → discover")
+    b.add_argument("series", nargs="*", help="series to train on and discover (default: all indexed)")
+    b.add_argument("--rounds", type=int, default=1, help="self-training rounds of the detector (default 1)")
+    b.add_argument("--per-shot", type=int, default=2, help="frames the teacher labels per shot (default 2)")
+    b.add_argument("--face-steps", type=int, default=None, help="detector training steps a round")
+    b.add_argument("--char-steps", type=int, default=400, help="embedder training steps (default 400)")
+    b.add_argument("--teacher-python", default=None, help="the teacher interpreter (default .venv-teacher)")
+    b.add_argument("--json", action="store_true", help="also print the whole result as JSON")
+    c = acts.add_parser("calibrate", help="set the unknown floor from your own gallery and discovered clusters")
+    c.add_argument("--max-wrong", type=float, default=0.05,
+                   help="share of someone else's faces that may still get a name (default 0.05)")
+    w = acts.add_parser("who", help="the characters in picture files (against every cast, or one)")
+    w.add_argument("files", nargs="+", help="picture, GIF or clip files (the first frame)")
+    w.add_argument("--series", default=None, help="match against this series' cast only")
+    w.add_argument("--json", action="store_true", help="one JSON object per file, per line")
     sp.set_defaults(func=cmd_characters)

@@ -1,4 +1,6 @@
-"""`anirec faces harvest`: face pseudo-labels for a real library from the animeface teacher.
+"""`anirec faces harvest`: face pseudo-labels for a real library from the animeface teacher;
+`anirec faces detect FILE...`: the promoted detector's faces in pictures (`--json`: one
+object a line, `{"file", "faces": [{"box": [x0, y0, x1, y1], "score"}]}` in the file's pixels).
 
 The teacher runs in its own interpreter (`scripts/teacher-venv.sh` creates `.venv-teacher`
 with animeface and Pillow < 12); the labels it writes train the detector with
@@ -8,14 +10,65 @@ with animeface and Pillow < 12); the labels it writes train the detector with
 from __future__ import annotations
 
 import argparse
+import json
+import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from bot.app import App
+
+if TYPE_CHECKING:
+    from PIL import Image
 
 DEFAULT_OUT = "teacher-labels.json"  # under ANIREC_HOME
 
 
 def cmd_faces(app: App, args: argparse.Namespace) -> int:
+    return _detect(app, args) if args.action == "detect" else _harvest(app, args)
+
+
+def read_picture(name: str) -> tuple[Image.Image | None, str | None]:
+    """(the first frame of a picture / GIF / clip file as RGB, None) or (None, a clear error)."""
+    from core.errors import AniRecError
+    from core.media import MediaLimits, load_media
+
+    try:
+        data = Path(name).read_bytes()
+    except OSError as exc:
+        return None, f"cannot read: {exc.strerror or exc.__class__.__name__}"
+    try:
+        return load_media(data, MediaLimits(max_frames=1)).first, None
+    except AniRecError as exc:
+        return None, str(exc)
+
+
+def _detect(app: App, args: argparse.Namespace) -> int:
+    from core.models.registry import load_face_detector
+
+    app.configure_torch(default=1)
+    detector = load_face_detector(app.sessions, app.settings.models_dir)
+    if detector is None:
+        raise SystemExit("anirec: no face detector yet: `anirec train faces` (or `anirec characters bootstrap`)")
+    rc = 0
+    for name in args.files:
+        image, err = read_picture(name)
+        if err is not None:
+            rc = 1
+            print(json.dumps({"file": name, "error": err}) if args.json else f"{name}: {err}")
+            continue
+        assert image is not None
+        faces = detector.detect(image, threshold=args.threshold)
+        if args.json:
+            print(json.dumps({"file": name, "faces": [{"box": list(f.box), "score": round(f.score, 4)}
+                                                      for f in faces]}))
+        else:
+            print(f"{name}: {len(faces)} face(s)" + "".join(
+                f"\n   {list(f.box)} {f.score:.2f}" for f in faces))
+        sys.stdout.flush()
+    return rc
+
+
+def _harvest(app: App, args: argparse.Namespace) -> int:
     from bot.cli.progress import CountBar
     from data.teacher import DEFAULT_TEACHER_PYTHON, AnimeFaceTeacher, harvest_labels
 
@@ -38,8 +91,12 @@ def cmd_faces(app: App, args: argparse.Namespace) -> int:
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    sp = sub.add_parser("faces", help="face labels: harvest pseudo-labels with the animeface teacher")
+    sp = sub.add_parser("faces", help="faces: detect them in pictures; harvest pseudo-labels with the teacher")
     acts = sp.add_subparsers(dest="action", metavar="ACTION", required=True)
+    dt = acts.add_parser("detect", help="the face detector's boxes in picture files")
+    dt.add_argument("files", nargs="+", help="picture, GIF or clip files (the first frame)")
+    dt.add_argument("--json", action="store_true", help="one JSON object per file, per line")
+    dt.add_argument("--threshold", type=float, default=None, help="score threshold (default: the detector's)")
     h = acts.add_parser("harvest", help="run the animeface teacher over indexed frames and write a label file")
     h.add_argument("--teacher-python", default=None,
                    help="the teacher interpreter (default: .venv-teacher/bin/python; "

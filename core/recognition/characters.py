@@ -92,14 +92,15 @@ def with_characters(rec: Recognition, media: Media, cat: Catalog,
                     characters: CharacterRecognizer, timings: dict[str, float]) -> Recognition:
     """Faces in the (first) query frame, matched against the cast of the matched series (or,
     when unsure, of the top candidates' series, at most three), with a bonus for who appears
-    in the matched shot. Nothing matched: the faces are still found, as "unknown"."""
+    in the matched shot. No scene matched (fan art, a sticker, an episode not in the library):
+    against every cast, open set — below the floor a face stays "unknown"."""
     t0 = time.perf_counter()
     # a confident match: its series' cast only; unsure: the casts of up to three series
     series_ids = list(dict.fromkeys(c.series.id for c in rec.candidates[:5]))[:3]
     if rec.status == "match":
         series_ids = series_ids[:1]
     elif rec.status == "no_match":
-        series_ids = []
+        series_ids = characters.gallery.all_series()
     shots: list[int] = []
     if rec.candidates and rec.status != "no_match":
         best = rec.candidates[0]
