@@ -289,6 +289,17 @@ def test_unreachable_milvus_is_a_clear_error(tmp_path: Path) -> None:
     assert "127.0.0.1:9" in str(err.value) and "secret" not in str(err.value)
 
 
+def test_missing_client_names_the_extra(monkeypatch: pytest.MonkeyPatch) -> None:
+    import sys
+
+    from core.errors import MissingExtra
+    from core.index.milvus import MilvusConfig, connect
+
+    monkeypatch.setitem(sys.modules, "pymilvus", None)
+    with pytest.raises(MissingExtra, match=r"pip install 'anirec\[milvus\]'"):
+        connect(MilvusConfig(uri="x.db"))
+
+
 def test_bad_milvus_settings_are_refused() -> None:
     from core.errors import ConfigError
     from core.index.milvus import MilvusConfig

@@ -156,8 +156,8 @@ def connect(cfg: MilvusConfig) -> MilvusClient:
     try:
         from pymilvus import MilvusClient
     except ImportError:
-        raise MissingExtra("The Milvus backend needs pymilvus: pip install 'anirec[milvus]'") \
-            from None
+        raise MissingExtra("The Milvus vector backend (ANIREC_VECTOR_BACKEND=milvus)",
+                           "pymilvus", "milvus") from None
     uri = cfg.uri
     if cfg.is_lite:
         Path(uri).parent.mkdir(parents=True, exist_ok=True)
@@ -403,11 +403,15 @@ class MilvusIndex:
         out_sim = np.full((n, k), -1.0, dtype=np.float32)
         if n == 0:
             return out_ids, out_sim
-        res = self._client.search(
-            self.collection, data=[row for row in q], limit=min(k, 16384), filter=expr,
-            output_fields=[], search_params={"metric_type": "IP",
-                                             "params": self.cfg.search_params(k)},
-            consistency_level=self._level())
+        try:
+            res = self._client.search(
+                self.collection, data=[row for row in q], limit=min(k, 16384), filter=expr,
+                output_fields=[], search_params={"metric_type": "IP",
+                                                 "params": self.cfg.search_params(k)},
+                consistency_level=self._level())
+        except Exception as exc:  # the server went away or refused: the index is not ready
+            raise IndexUnavailable(f"Milvus at {_safe(self.cfg.uri)} did not answer a search "
+                                   f"of {self.collection}: {exc}") from None
         self._read_done()
         for r, hits in enumerate(res):
             m = min(k, len(hits))

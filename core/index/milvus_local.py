@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import socket
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -47,6 +48,28 @@ def start_standalone(data_dir: Path, timeout_s: float = 180.0) -> LocalMilvus:
     data_dir = Path(data_dir)
     data_dir.mkdir(parents=True, exist_ok=True)
     server = milvus.MilvusServer(data_dir=str(data_dir), wait_for_started=False)
+    write_config = server.config.write_config
+
+    def write_with_etcd_ports() -> None:
+        # The package finds free ports for every service but the embedded etcd's peer port
+        # (2380, fixed in etcd's defaults): give etcd a config file naming free ones, so two
+        # servers (a test's and a benchmark's, say) can run side by side.
+        write_config()
+        cfg_dir = Path(server.config.base_data_dir) / "configs"
+        client, peer = int(server.config.get("etcd_port")), _free_port()
+        etcd = cfg_dir / "etcd.yaml"
+        etcd.write_text(f"name: default\n"
+                        f"listen-client-urls: http://127.0.0.1:{client}\n"
+                        f"advertise-client-urls: http://127.0.0.1:{client}\n"
+                        f"listen-peer-urls: http://127.0.0.1:{peer}\n"
+                        f"initial-advertise-peer-urls: http://127.0.0.1:{peer}\n"
+                        f"initial-cluster: default=http://127.0.0.1:{peer}\n", encoding="utf-8")
+        main = cfg_dir / "milvus.yaml"
+        text = main.read_text(encoding="utf-8")
+        main.write_text(text.replace("\netcd:\n", f"\netcd:\n  config:\n    path: {etcd}\n", 1),
+                        encoding="utf-8")
+
+    server.config.write_config = write_with_etcd_ports
     try:
         server.start()
         server.wait_started(timeout=int(timeout_s * 1000))
@@ -58,6 +81,12 @@ def start_standalone(data_dir: Path, timeout_s: float = 180.0) -> LocalMilvus:
     port = int(server.config.get("proxy_port"))
     logger.info("standalone Milvus %s on 127.0.0.1:%d (%s)", milvus.__version__, port, data_dir)
     return LocalMilvus(f"http://127.0.0.1:{port}", str(milvus.__version__), data_dir, server)
+
+
+def _free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
 
 
 @contextlib.contextmanager
