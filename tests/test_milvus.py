@@ -44,7 +44,7 @@ def milvus_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     from core.index.milvus_local import MilvusStartError, start_standalone
 
     try:
-        srv = start_standalone(tmp_path_factory.mktemp("milvus-server"))
+        srv = start_standalone(tmp_path_factory.mktemp("milvus-server"), timeout_s=300)
     except MilvusStartError as exc:
         pytest.skip(f"no standalone Milvus: {exc}")
     try:

@@ -294,6 +294,9 @@ class MilvusIndex:
                                       consistency_level=self._level())
             self._read_done()
             return np.array(sorted(int(r["id"]) for r in rows), dtype=np.int64)
+        if self._dirty:  # the iterator reads at its own timestamp: wait for our writes first
+            self._count = None
+            len(self)
         it = self._client.query_iterator(self.collection, batch_size=10_000, filter="",
                                          output_fields=["id"],
                                          consistency_level=self._level())
