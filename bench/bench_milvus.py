@@ -21,6 +21,7 @@ Run (about 30-40 min on 2 shared cores at 1M):
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import shutil
@@ -127,27 +128,37 @@ def bench_hnswlib(dim: int, data: np.ndarray, queries: np.ndarray, truth: np.nda
 
 def bench_milvus(cfg: MilvusConfig, dim: int, data: np.ndarray, queries: np.ndarray,
                  truth: np.ndarray, ks: list[int], types: list[str], storage: Path,
-                 done: Any) -> list[dict[str, Any]]:
-    index = MilvusIndex.new(dim, cfg, embedder_name="bench", embedder_version="1")
-    client = index._client
+                 done: Any, attach: tuple[str, float] | None = None) -> list[dict[str, Any]]:
+    """Ingest, then build and search each index type. `attach`: (collection, ingest seconds)
+    of a collection an earlier run already filled with the same data (then every type is
+    built anew on it)."""
     n = len(data)
-    ids = np.arange(n, dtype=np.int64)
-    t0 = time.perf_counter()
-    for s in range(0, n, 10_000):
-        index.add(ids[s:s + 10_000], data[s:s + 10_000])
-    ins_s = time.perf_counter() - t0
-    index.flush()
-    ingest_s = time.perf_counter() - t0
-    print(f"milvus: ingested {n:,} in {ingest_s:.1f}s (upserts {ins_s:.1f}s)", flush=True)
-    first_wait = index.wait_indexed()
+    if attach is not None:
+        index = MilvusIndex(dim, cfg, embedder_name="bench", embedder_version="1",
+                            collection=attach[0])
+        client, ingest_s, first_wait = index._client, attach[1], 0.0
+        assert len(index) == n, f"{attach[0]} holds {len(index)} rows, not {n}"
+    else:
+        index = MilvusIndex.new(dim, cfg, embedder_name="bench", embedder_version="1")
+        client = index._client
+        ids = np.arange(n, dtype=np.int64)
+        t0 = time.perf_counter()
+        for s in range(0, n, 10_000):
+            index.add(ids[s:s + 10_000], data[s:s + 10_000])
+        ins_s = time.perf_counter() - t0
+        index.flush()
+        ingest_s = time.perf_counter() - t0
+        print(f"milvus: ingested {n:,} in {ingest_s:.1f}s (upserts {ins_s:.1f}s)", flush=True)
+        first_wait = index.wait_indexed()
     raw_bytes = dir_bytes(storage, "insert_log")
     out = []
     for it in types:
         tcfg = replace(cfg, index_type=it)
         index.cfg = tcfg
-        if it != cfg.index_type:
+        if it != cfg.index_type or attach is not None:  # attached: build each type anew
             client.release_collection(index.collection)
-            client.drop_index(index.collection, "vec")
+            with contextlib.suppress(Exception):  # none yet, or the unfinished one
+                client.drop_index(index.collection, "vec")
             ip = client.prepare_index_params()
             ip.add_index(field_name="vec", index_type=it, metric_type="IP",
                          params=tcfg.index_params())
@@ -213,6 +224,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--build-threads", type=int, default=2, help="hnswlib build threads")
     p.add_argument("--skip-hnswlib", action="store_true")
     p.add_argument("--out", type=Path, default=None)
+    p.add_argument("--attach-storage", default=".", help="with --attach: the server's data folder")
+    p.add_argument("--attach", default=None, metavar="URI/COLLECTION/INGEST_S",
+                   help="use a running server whose collection a run of the same --count "
+                        "already filled (its ingest seconds given) instead of starting one")
     a = p.parse_args(argv)
     human = f"{a.count // 1_000_000}m" if a.count % 1_000_000 == 0 else f"{a.count // 1000}k"
     out = a.out or ROOT / "bench" / "results" / f"milvus_{human}.json"
@@ -263,16 +278,23 @@ def main(argv: list[str] | None = None) -> int:
         write()
 
     types = a.types.split(",")
-    srv = start_standalone(work / "server")
-    meta["server"] = srv.version
+    attach = None
+    if a.attach:
+        uri, coll, ingest_s = a.attach.rsplit("/", 2)
+        attach, srv, storage = (coll, float(ingest_s)), None, Path(a.attach_storage)
+    else:
+        srv = start_standalone(work / "server")
+        uri, storage = srv.uri, work / "server" / "data"
+    meta["server"] = srv.version if srv is not None else "attached"
     try:
         t0 = time.perf_counter()
-        cfg = MilvusConfig(uri=srv.uri, collection="bench_frames", index_type=types[0],
+        cfg = MilvusConfig(uri=uri, collection="bench_frames", index_type=types[0],
                            ef_search=a.ef, nprobe=a.nprobe, nlist=a.nlist, pq_m=a.pq_m)
-        bench_milvus(cfg, a.dim, data, queries, truth, ks, types, work / "server" / "data", done)
+        bench_milvus(cfg, a.dim, data, queries, truth, ks, types, storage, done, attach)
         meta["milvus_wall_s"] = round(time.perf_counter() - t0, 1)
     finally:
-        srv.stop()
+        if srv is not None:
+            srv.stop()
     if not a.skip_hnswlib:
         done(bench_hnswlib(a.dim, data, queries, truth, ks, a.ef, a.build_threads, work))
     shutil.rmtree(work, ignore_errors=True)
