@@ -128,7 +128,7 @@ def model(milvus: dict[str, Any], hnsw: dict[str, Any] | None,
 
 def markdown(rows: list[dict[str, Any]]) -> str:
     out = ["| backend | index | frames | memory (B/frame → total) | disk | build, 1 machine | "
-           "p50 search, 1 node | recall@10 (1M) | what it takes |",
+           "p50 search, 1 node | recall@10 (measured) | what it takes |",
            "|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
         out.append(f"| {r['backend']} | {r['index_type']} | {_human(r['frames'])} | "
