@@ -18,6 +18,7 @@ if TYPE_CHECKING:
     from core.feedback import FeedbackStore
     from core.framestore import FrameStore
     from core.index import RegionSpec
+    from core.index.milvus import MilvusConfig
     from core.media import MediaLimits
     from core.models.embedder import SceneEmbedder
     from core.recognition import Recognizer
@@ -86,6 +87,19 @@ class App:
 
         return RegionSpec() if self.settings.index_regions else None
 
+    def milvus_config(self) -> MilvusConfig | None:
+        """The Milvus backend's settings when ANIREC_VECTOR_BACKEND=milvus (None: hnswlib).
+        The scalar fields (series, episode, time) of a frame are read from the catalog."""
+        st = self.settings
+        if st.vector_backend != "milvus":
+            return None
+        from core.index.milvus import MilvusConfig, catalog_fields
+
+        token = st.milvus_token.get_secret_value() if st.milvus_token else ""
+        return MilvusConfig(uri=st.milvus_uri or str(st.home / "milvus.db"),
+                            collection=st.milvus_collection, index_type=st.milvus_index,
+                            token=token, frame_fields=catalog_fields(self.sessions))
+
     def indexer(self, *, embedder: SceneEmbedder | None = None, progress: Progress | None = None,
                 fps: float | None = None) -> Indexer:
         """The indexer every command uses: `embedder` defaults to the promoted one, `fps` to
@@ -97,7 +111,7 @@ class App:
                        index_dir=st.index_dir, framestore=self.framestore(),
                        fps=fps or st.index_fps, max_fps=st.index_max_fps,
                        batch_size=st.embed_batch, progress=progress or Progress(),
-                       regions=self.region_spec())
+                       regions=self.region_spec(), milvus=self.milvus_config())
 
     # -- recognition ---------------------------------------------------------------------------
     def recognizer(self) -> Recognizer:
@@ -109,7 +123,7 @@ class App:
         return build_recognizer(self.sessions, index_dir=st.index_dir, models_dir=st.models_dir,
                                 search_k=st.search_k, match_threshold=st.match_threshold,
                                 unsure_threshold=st.unsure_threshold, subcrops=st.subcrops,
-                                framestore_dir=st.framestore_dir)
+                                framestore_dir=st.framestore_dir, milvus=self.milvus_config())
 
     def media_limits(self) -> MediaLimits:
         from core.media import MediaLimits

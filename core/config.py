@@ -83,6 +83,13 @@ class Settings(BaseSettings):
     embed_batch: int = Field(32, ge=1, le=1024)
     torch_threads: int = Field(0, ge=0, le=256)  # 0: torch default
     index_regions: bool = Field(True)  # region vectors of keyframes, for cropped screenshots
+    # --- vector backend (core/index): hnswlib files in the home folder, or Milvus ---------
+    vector_backend: Literal["hnsw", "milvus"] = Field("hnsw")
+    # a Milvus server (http://host:19530) or a Milvus Lite file; default <home>/milvus.db
+    milvus_uri: str | None = Field(None)
+    milvus_token: SecretStr | None = Field(None)  # user:password or API key of the server
+    milvus_collection: str = Field("anirec_frames", pattern=r"^[A-Za-z_][A-Za-z0-9_]{0,200}$")
+    milvus_index: Literal["HNSW", "IVF_SQ8", "IVF_PQ", "IVF_FLAT", "FLAT"] = Field("HNSW")
 
     # --- recognition ------------------------------------------------------------------------
     search_k: int = Field(200, ge=10, le=5000)  # neighbours per frame

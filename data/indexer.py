@@ -37,7 +37,8 @@ from core.db.models import Episode, Frame, Series, Shot, utcnow
 from core.descriptors import tiny_descriptor
 from core.errors import IndexMismatch, IndexUnavailable
 from core.framestore import DamagedPack, FrameStore, decode_jpeg, encode_jpeg
-from core.index import HnswIndex, HnswOptions, RegionSpec, open_index, read_manifest
+from core.index import HnswIndex, HnswOptions, RegionSpec, new_index, open_index, read_manifest
+from core.index.milvus import MilvusConfig, MilvusIndex
 from core.models.embedder import SceneEmbedder
 from data.library import EpisodeEntry, SeriesEntry, content_key, scan_library
 from data.oped import RULES_VERSION, EpisodeSignature, detect_oped, detect_recaps
@@ -49,6 +50,8 @@ logger = logging.getLogger(__name__)
 FLAG_RULES_FILE = "flag-rules.json"
 SAVE_EVERY_SECONDS = 120.0  # save the index (and commit finished episodes) at least this often
 
+#: the index being written: hnswlib files or a Milvus collection (the same methods)
+Index = HnswIndex | MilvusIndex
 #: What the decoding thread hands over: a batch of frames, its error, or None at the end.
 _Batch = list[SampledFrame] | BaseException | None
 
@@ -127,19 +130,19 @@ class Indexer:
     #: region vectors to keep (None: none); an existing index built otherwise is refused
     #: until `--reembed` (ANIREC_INDEX_REGIONS).
     regions: RegionSpec | None = field(default_factory=RegionSpec)
+    #: the Milvus backend's settings (None: hnswlib files in `index_dir`; ANIREC_VECTOR_BACKEND)
+    milvus: MilvusConfig | None = None
 
     # ------------------------------------------------------------------------------------------
-    def open(self, *, reembed: bool = False) -> HnswIndex:
+    def open(self, *, reembed: bool = False) -> HnswIndex | MilvusIndex:
         """The index to write into: a new empty one for `reembed`, else the one on disk."""
         emb = self.embedder
         if reembed:
-            index = HnswIndex(emb.dim, embedder_name=emb.name, embedder_version=emb.version,
-                              **self.index_options)
-            if self.regions is not None:
-                index.enable_regions(self.regions)
-            return index
+            return new_index(emb.dim, embedder_name=emb.name, embedder_version=emb.version,
+                             regions=self.regions, milvus=self.milvus, **self.index_options)
         return open_index(self.index_dir, embedder_name=emb.name, embedder_version=emb.version,
-                          dim=emb.dim, regions=self.regions, **self.index_options)
+                          dim=emb.dim, regions=self.regions, milvus=self.milvus,
+                          **self.index_options)
 
     def run(self, root: Path, *, reembed: bool = False) -> IndexReport:
         """Index (or update) the library under `root`."""
@@ -177,7 +180,7 @@ class Indexer:
         report.wall_seconds = time.perf_counter() - t_start
         return report
 
-    def _plan(self, root: Path, index: HnswIndex, report: IndexReport
+    def _plan(self, root: Path, index: Index, report: IndexReport
               ) -> tuple[list[_Todo], set[int]]:
         """Scan `root`: the episodes to (re)index, and drop the ones whose files are gone.
 
@@ -218,7 +221,7 @@ class Indexer:
             s.commit()
         return todo, touched_series
 
-    def _index_episodes(self, todo: list[_Todo], root: Path, index: HnswIndex,
+    def _index_episodes(self, todo: list[_Todo], root: Path, index: Index,
                         report: IndexReport, touched_series: set[int]) -> list[int]:
         """Decode, embed and write each to-do episode, saving the index every
         `SAVE_EVERY_SECONDS`; returns the episodes written since the last save."""
@@ -245,7 +248,7 @@ class Indexer:
                 last_save = time.perf_counter()
         return pending_done
 
-    def _index_episode(self, item: _Todo, root: Path, index: HnswIndex, report: IndexReport,
+    def _index_episode(self, item: _Todo, root: Path, index: Index, report: IndexReport,
                        touched_series: set[int]) -> int | None:
         """One episode into the catalog (as `pending`), the index and the frame store; its id,
         or None when it cannot be decoded (recorded as failed, nothing else written)."""
@@ -308,7 +311,7 @@ class Indexer:
         return report
 
     # ------------------------------------------------------------------------------------------
-    def _commit(self, index: HnswIndex, done: list[int]) -> None:
+    def _commit(self, index: Index, done: list[int]) -> None:
         """Save the index atomically, then mark the finished episodes indexed."""
         index.save(self.index_dir)
         if done:
@@ -369,7 +372,7 @@ class Indexer:
         s.flush()
         return row
 
-    def _clear_episode(self, s: Session, index: HnswIndex, row: Episode) -> int:
+    def _clear_episode(self, s: Session, index: Index, row: Episode) -> int:
         """Remove an episode's frames, shots and vectors (the episode row stays)."""
         ids = list(s.scalars(select(Frame.id).where(Frame.episode_id == row.id)))
         if ids:
@@ -379,12 +382,12 @@ class Indexer:
         self.framestore.delete(row.id)
         return len(ids)
 
-    def _drop_episode(self, s: Session, index: HnswIndex, row: Episode) -> int:
+    def _drop_episode(self, s: Session, index: Index, row: Episode) -> int:
         n = self._clear_episode(s, index, row)
         s.delete(row)
         return n
 
-    def _cleanup_pending(self, index: HnswIndex) -> None:
+    def _cleanup_pending(self, index: Index) -> None:
         """Episodes left `pending` by an interrupted run: drop their partial data."""
         with self.sessions() as s:
             rows = s.scalars(select(Episode).where(Episode.status == "pending")).all()
@@ -394,7 +397,7 @@ class Indexer:
                 row.size = None  # forces a re-index
             s.commit()
 
-    def _consistent(self, index: HnswIndex) -> bool:
+    def _consistent(self, index: Index) -> bool:
         """Remove vectors the catalog does not know (left by a crash); True if none were."""
         with self.sessions() as s:
             known = set(s.scalars(select(Frame.id).join(Episode).where(Episode.status == "indexed")))
@@ -475,7 +478,7 @@ class Indexer:
         return _Prepared(times, np.concatenate(vecs).astype(np.float32), jpegs, descs, shots,
                          shot_idx, duration)
 
-    def _write_episode(self, episode_id: int, p: _Prepared, index: HnswIndex) -> int:
+    def _write_episode(self, episode_id: int, p: _Prepared, index: Index) -> int:
         times, vectors, jpegs, descs, shots, shot_idx, duration = (
             p.times, p.vectors, p.jpegs, p.descs, p.shots, p.shot_idx, p.duration)
         with self.sessions() as s:
@@ -496,7 +499,7 @@ class Indexer:
         self.framestore.write(episode_id, ids.tolist(), times, shot_idx.tolist(), jpegs, descs)
         return len(ids)
 
-    def _add_regions(self, index: HnswIndex, ids: np.ndarray, times: np.ndarray,
+    def _add_regions(self, index: Index, ids: np.ndarray, times: np.ndarray,
                      shots: np.ndarray, jpeg: Callable[[int], bytes]) -> int:
         """Embed the region windows of an episode's keyframes into `index.regions`."""
         spec, regions = index.region_spec, index.regions
@@ -511,7 +514,7 @@ class Indexer:
         regions.add(spec.region_ids(ids[keys]), vecs)
         return len(keys)
 
-    def _reembed_all(self, index: HnswIndex) -> int:
+    def _reembed_all(self, index: Index) -> int:
         """Embed every stored frame again (new embedder) into `index`, from the frame store."""
         n = 0
         with self.sessions() as s:

@@ -95,7 +95,7 @@ def cmd_eval(app: App, args: argparse.Namespace) -> int:
         result = evaluate(app.sessions, index_dir=st.index_dir, models_dir=st.models_dir,
                           framestore_dir=st.framestore_dir,
                           library=Path(args.library) if args.library else None,
-                          config=config, progress=bars)
+                          config=config, progress=bars, milvus=app.milvus_config())
     finally:
         bars.close()
     result = result.with_command(" ".join(

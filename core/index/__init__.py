@@ -4,8 +4,9 @@
 `hnsw.py` the hnswlib backend (`HnswIndex`); `manifest.py` the manifest and the crash-safe
 writes (data files under fresh names, the manifest last, so a crash leaves the previous
 version readable and a damaged file is caught by its recorded size and sha256); `regions.py`
-the region vectors' settings and ids; `gate.py` the reader/writer gate around hnswlib.
-`open_index` here picks the backend and opens (or starts) an index folder.
+the region vectors' settings and ids; `gate.py` the reader/writer gate around hnswlib;
+`milvus.py` the Milvus backend (`MilvusIndex`, chosen with a `MilvusConfig`).
+`open_index` and `load_index` here pick the backend and open (or start) an index folder.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 from types import EllipsisType
-from typing import TypedDict, Unpack
+from typing import TYPE_CHECKING, TypedDict, Unpack
 
 from core.index.hnsw import SPACES, HnswIndex, Space
 from core.index.manifest import (
@@ -27,6 +28,9 @@ from core.index.manifest import (
 )
 from core.index.protocol import VectorIndex
 from core.index.regions import REGION_SLOTS, REGIONS_DIR, RegionSpec, region_frame_ids
+
+if TYPE_CHECKING:
+    from core.index.milvus import MilvusConfig, MilvusIndex
 
 __all__ = [
     "BACKEND",
@@ -43,6 +47,8 @@ __all__ = [
     "RegionSpec",
     "Space",
     "VectorIndex",
+    "load_index",
+    "new_index",
     "open_index",
     "read_manifest",
     "region_frame_ids",
@@ -71,8 +77,9 @@ def open_index(
     dim: int,
     create: bool = True,
     regions: RegionSpec | None | EllipsisType = ...,
+    milvus: MilvusConfig | None = None,
     **options: Unpack[HnswOptions],
-) -> HnswIndex:
+) -> HnswIndex | MilvusIndex:
     """Load the index in `folder`, or start an empty one when the folder has none.
 
     Meant for the indexer: a damaged or mismatched index is still an error (rebuild on
@@ -86,6 +93,7 @@ def open_index(
         create: return a new empty index when there is none (otherwise raise).
         regions: the region settings wanted (None: none); an existing index built with
             other settings is refused (IndexMismatch). Omitted: whatever the index has.
+        milvus: use the Milvus backend with these settings (None: hnswlib).
         **options: passed to `HnswIndex` (space, M, ef_construction, initial_capacity,
             ef_search, num_threads, seed); options fixed by an existing index are ignored.
 
@@ -97,6 +105,12 @@ def open_index(
         IndexMismatch: the index was built by another embedder.
     """
     folder = Path(folder)
+    if milvus is not None:
+        from core.index.milvus import open_milvus
+
+        return open_milvus(folder, milvus, embedder_name=embedder_name,
+                           embedder_version=embedder_version, dim=dim, create=create,
+                           regions=regions)
     if create and not (folder / MANIFEST_NAME).exists():
         logger.info("no index in %s; starting an empty one", folder)
         index = HnswIndex(dim, embedder_name=embedder_name, embedder_version=embedder_version,
@@ -108,3 +122,37 @@ def open_index(
                           embedder_version=embedder_version, dim=dim,
                           ef_search=options.get("ef_search", 128),
                           num_threads=options.get("num_threads", 1))
+
+
+def new_index(dim: int, *, embedder_name: str, embedder_version: str,
+              regions: RegionSpec | None = None, milvus: MilvusConfig | None = None,
+              **options: Unpack[HnswOptions]) -> HnswIndex | MilvusIndex:
+    """A new empty index of the chosen backend (Milvus: its collections are recreated)."""
+    if milvus is not None:
+        from core.index.milvus import MilvusIndex
+
+        return MilvusIndex.new(dim, milvus, embedder_name=embedder_name,
+                               embedder_version=embedder_version, regions=regions)
+    index = HnswIndex(dim, embedder_name=embedder_name, embedder_version=embedder_version,
+                      **options)
+    if regions is not None:
+        index.enable_regions(regions)
+    return index
+
+
+def load_index(folder: Path, *, embedder_name: str, embedder_version: str, dim: int,
+               num_threads: int = 1, verify: bool = True,
+               milvus: MilvusConfig | None = None) -> HnswIndex | MilvusIndex:
+    """The saved index in `folder` for searching, of the chosen backend (None: hnswlib).
+
+    Raises:
+        IndexUnavailable: no index, a damaged one, or Milvus cannot be reached.
+        IndexMismatch: built by another embedder or backend.
+    """
+    if milvus is not None:
+        from core.index.milvus import MilvusIndex
+
+        return MilvusIndex.load(folder, milvus, embedder_name=embedder_name,
+                                embedder_version=embedder_version, dim=dim)
+    return HnswIndex.load(folder, embedder_name=embedder_name, embedder_version=embedder_version,
+                          dim=dim, num_threads=num_threads, verify=verify)

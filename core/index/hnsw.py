@@ -27,6 +27,7 @@ import numpy as np
 import numpy.typing as npt
 
 from core.errors import IndexMismatch, IndexUnavailable
+from core.index.checks import check_ids, check_vectors
 from core.index.gate import SearchGate
 from core.index.manifest import (
     BACKEND,
@@ -180,25 +181,11 @@ class HnswIndex:
 
     # ------------------------------------------------------------------ validation
     def _check_vectors(self, vectors: np.ndarray) -> np.ndarray:
-        v = np.asarray(vectors)
-        if v.ndim == 1:
-            v = v[None, :]
-        if v.ndim != 2 or v.shape[1] != self.dim:
-            raise ValueError(f"vectors must have shape [n, {self.dim}], got {np.shape(vectors)}")
-        v = np.ascontiguousarray(v, dtype=np.float32)
-        if not np.isfinite(v).all():
-            raise ValueError("vectors contain NaN or infinity")
-        return v
+        return check_vectors(vectors, self.dim)
 
     @staticmethod
     def _check_ids(ids: npt.ArrayLike) -> np.ndarray:
-        arr = np.asarray(ids)
-        if arr.size and not np.issubdtype(arr.dtype, np.integer):
-            raise ValueError(f"ids must be integers, got dtype {arr.dtype}")
-        arr = arr.astype(np.int64, copy=False).reshape(-1)
-        if arr.size and arr.min() < 0:
-            raise ValueError("ids must be >= 0 (-1 marks an empty result slot)")
-        return arr
+        return check_ids(ids)
 
     # ------------------------------------------------------------------ writes
     def add(self, ids: np.ndarray, vectors: np.ndarray) -> None:

@@ -9,7 +9,7 @@ import logging
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 import numpy as np
 from sqlalchemy.orm import Session, sessionmaker
@@ -34,6 +34,9 @@ from core.recognition.framing import View, clip_views
 from core.recognition.params import RecognitionParams
 from core.recognition.thumbnails import Thumbnails
 from core.types import QueryTrace, Recognition, Status
+
+if TYPE_CHECKING:
+    from core.index.milvus import MilvusConfig
 
 logger = logging.getLogger(__name__)
 
@@ -249,7 +252,8 @@ def build_recognizer(sessions: sessionmaker[Session], *, index_dir: Path, models
                      search_k: int = 200, match_threshold: float = 0.80,
                      unsure_threshold: float = 0.35, num_threads: int = 1,
                      framestore_dir: Path | None = None, subcrops: bool | None = None,
-                     params: RecognitionParams | None = None) -> Recognizer:
+                     params: RecognitionParams | None = None,
+                     milvus: MilvusConfig | None = None) -> Recognizer:
     """Load the promoted embedder, the index (refusing one built by another embedder), the
     catalog and the calibration. Raises IndexUnavailable/IndexMismatch when not ready.
 
@@ -258,8 +262,8 @@ def build_recognizer(sessions: sessionmaker[Session], *, index_dir: Path, models
     sub-crops among them too; None: only with the model-free embedder (on the hard sample
     library they lift its 25% crops from 71% to 84%, for ~20 ms a crop query; a trained
     CNN gains 1-2% there for ~130 ms). `params`: the stages' tuning (default: the tuned
-    values)."""
-    from core.index import HnswIndex
+    values). `milvus`: the index is in Milvus (None: hnswlib files in `index_dir`)."""
+    from core.index import load_index
     from core.models.registry import load_query_adapter, load_scene_embedder, load_series_head
 
     embedder = load_scene_embedder(sessions, models_dir)
@@ -271,9 +275,10 @@ def build_recognizer(sessions: sessionmaker[Session], *, index_dir: Path, models
         head = None
     adapter, learnt_calibration = load_query_adapter(sessions, models_dir, embedder.version)
     calibration = learnt_calibration or Calibration.load(models_dir / "calibration.json")
-    index = HnswIndex.load(index_dir, embedder_name=embedder.name,
-                           embedder_version=embedder.version, dim=embedder.dim,
-                           num_threads=num_threads, verify=True)  # a corrupt file refused, never loaded
+    index = load_index(index_dir, embedder_name=embedder.name,
+                       embedder_version=embedder.version, dim=embedder.dim,
+                       num_threads=num_threads, verify=True,  # a corrupt file refused, never loaded
+                       milvus=milvus)
     return Recognizer(embedder=embedder, index=index, catalog=Catalog.load(sessions),
                       index_version=index.version, search_k=search_k,
                       match_threshold=match_threshold, unsure_threshold=unsure_threshold,

@@ -8,6 +8,7 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -50,6 +51,9 @@ from training.eval.result import (
     SystemMetrics,
 )
 from training.eval.truth import Truth, load_truth, stored_frame_numbers
+
+if TYPE_CHECKING:
+    from core.index.milvus import MilvusConfig
 
 DEFAULT_CONFIG = EvalConfig()
 SYSTEMS = ("ours", "colorlayout", "phash", "untrained_cnn")
@@ -302,7 +306,8 @@ def _query_counts(queries: Sequence[Query]) -> QueryCounts:
 def evaluate(sessions: sessionmaker[Session], *, index_dir: Path, models_dir: Path,
              framestore_dir: Path, library: Path | None = None,
              config: EvalConfig = DEFAULT_CONFIG, progress: Progress | None = None,
-             calibration_path: Path | None = None) -> EvalResult:
+             calibration_path: Path | None = None,
+             milvus: MilvusConfig | None = None) -> EvalResult:
     """Run the whole evaluation and return its result (see `EvalResult`, `write_report`).
 
     Args:
@@ -313,6 +318,7 @@ def evaluate(sessions: sessionmaker[Session], *, index_dir: Path, models_dir: Pa
         progress: called as progress(stage, done, total).
         calibration_path: where `--calibrate` saves the fit (default
             `<models_dir>/calibration.json`, which the bot loads).
+        milvus: the index is in Milvus (None: hnswlib files in `index_dir`).
 
     Raises:
         EvalError: no ground truth / nothing indexed.
@@ -322,7 +328,7 @@ def evaluate(sessions: sessionmaker[Session], *, index_dir: Path, models_dir: Pa
     rec = build_recognizer(sessions, index_dir=index_dir, models_dir=models_dir,
                            search_k=config.search_k, match_threshold=config.match_threshold,
                            unsure_threshold=config.unsure_threshold, num_threads=1,
-                           subcrops=config.subcrops)
+                           subcrops=config.subcrops, milvus=milvus)
     truth = load_truth(sessions, rec.catalog, library)
     stored = stored_frame_numbers(rec.catalog, truth)
     judge = Judge(rec.catalog)
