@@ -139,9 +139,10 @@ def renpy_pictures(root: Path) -> list[Image.Image]:
     sprites = sorted(game.glob("sylvie *.png"))
     if not bgs:
         raise SystemExit(f"no renpy backgrounds under {game}")
-    out = []
+    out: list[Image.Image] = []
     for k, b in enumerate(bgs):
-        for s in (sprites[k::len(bgs)] or [None])[:3]:
+        chosen: list[Path | None] = [*sprites[k::len(bgs)][:3]] or [None]
+        for s in chosen:
             img = Image.open(b).convert("RGB").resize((800, 450), Image.Resampling.BILINEAR)
             if s is not None:
                 sp = Image.open(s).convert("RGBA")
@@ -173,7 +174,7 @@ def run(library: Path, n: int, n_rec: int, seed: int, renpy: Path | None) -> dic
         print(f"held (renpy art) framed {r['framed']:.1%} · " + " ".join(
             f"{k} {v['framed']:.0%}" for k, v in r["per_family"].items()))
     # recognition: held-apart layouts vs the same frames alone
-    app = App.from_settings(Settings())
+    app = App.from_settings(Settings())  # type: ignore[call-arg]
     rec = app.recognizer()
     held = list(layouts("held", pics[:n_rec], n_rec, seed=seed + 2))
     pairs = [(lay.image, frames[k % n_rec][0], frames[k % n_rec][1], lay.family) for k, lay in enumerate(held)]
