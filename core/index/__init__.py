@@ -4,7 +4,8 @@
 `hnsw.py` the hnswlib backend (`HnswIndex`); `manifest.py` the manifest and the crash-safe
 writes (data files under fresh names, the manifest last, so a crash leaves the previous
 version readable and a damaged file is caught by its recorded size and sha256); `regions.py`
-the region vectors' settings and ids; `gate.py` the reader/writer gate around hnswlib.
+the region vectors' settings and ids; `compact.py` the compact (IVF-PQ, exactly re-ranked)
+index the region vectors are kept in; `gate.py` the reader/writer gate around hnswlib.
 `open_index` here picks the backend and opens (or starts) an index folder.
 """
 
@@ -15,6 +16,7 @@ from pathlib import Path
 from types import EllipsisType
 from typing import TypedDict, Unpack
 
+from core.index.compact import COMPACT_BACKEND, CompactIndex
 from core.index.hnsw import SPACES, HnswIndex, Space
 from core.index.manifest import (
     BACKEND,
@@ -30,6 +32,8 @@ from core.index.regions import REGION_SLOTS, REGIONS_DIR, RegionSpec, region_fra
 
 __all__ = [
     "BACKEND",
+    "COMPACT_BACKEND",
+    "CompactIndex",
     "FORMAT_VERSION",
     "MANIFEST_NAME",
     "REGIONS_DIR",
@@ -104,7 +108,10 @@ def open_index(
         if isinstance(regions, RegionSpec):
             index.enable_regions(regions)
         return index
-    return HnswIndex.load(folder, embedder_name=embedder_name, regions=regions,
-                          embedder_version=embedder_version, dim=dim,
-                          ef_search=options.get("ef_search", 128),
-                          num_threads=options.get("num_threads", 1))
+    index = HnswIndex.load(folder, embedder_name=embedder_name, regions=regions,
+                           embedder_version=embedder_version, dim=dim,
+                           ef_search=options.get("ef_search", 128),
+                           num_threads=options.get("num_threads", 1))
+    if index.compact_regions():  # saved before compact region codes: converted once, here
+        index.save(folder)
+    return index

@@ -42,6 +42,7 @@ from core.index.manifest import (
     verify_file,
     write_manifest,
 )
+from core.index.compact import COMPACT_BACKEND, CompactIndex
 from core.index.regions import REGIONS_DIR, RegionSpec
 
 logger = logging.getLogger("core.index")  # the package's logger, whichever backend logs
@@ -108,8 +109,10 @@ class HnswIndex:
         self._labels: set[int] = set()  # every id hnswlib holds, deleted ones included
         self._deleted: set[int] = set()
         self._reusable = 0  # deleted slots hnswlib can hand to new ids
-        #: region vectors of keyframes (`RegionSpec`), in their own index; None: none kept.
-        self.regions: HnswIndex | None = None
+        #: region vectors of keyframes (`RegionSpec`), in their own index (compact codes;
+        #: an index saved before them holds an `HnswIndex` until `anirec index` converts
+        #: it, see `compact_regions`); None: none kept.
+        self.regions: CompactIndex | HnswIndex | None = None
         self.region_spec: RegionSpec | None = None
         now = utcnow()
         self._manifest = IndexManifest(
@@ -120,13 +123,29 @@ class HnswIndex:
         )
 
     def enable_regions(self, spec: RegionSpec) -> None:
-        """Start an (empty) region index with the given settings."""
+        """Start an (empty) region index with the given settings (compact codes)."""
         self.region_spec = spec
-        self.regions = HnswIndex(self.dim, space=self.space, M=self.M,
-                                 ef_construction=self.ef_construction,
-                                 embedder_name=self.embedder_name,
-                                 embedder_version=self.embedder_version,
-                                 ef_search=self.ef_search, num_threads=self.num_threads)
+        self.regions = CompactIndex(self.dim, embedder_name=self.embedder_name,
+                                    embedder_version=self.embedder_version,
+                                    num_threads=self.num_threads)
+
+    def compact_regions(self) -> bool:
+        """Convert region vectors kept in full (an `HnswIndex`, as saved before compact
+        codes) into a `CompactIndex` holding the same vectors; True when converted. The
+        caller saves the index afterwards."""
+        old = self.regions
+        if not isinstance(old, HnswIndex):
+            return False
+        new = CompactIndex(self.dim, embedder_name=self.embedder_name,
+                           embedder_version=self.embedder_version, num_threads=self.num_threads)
+        ids = old.ids()
+        for i in range(0, len(ids), 100_000):
+            new.add(ids[i:i + 100_000], old.vectors(ids[i:i + 100_000]))
+        self.regions = new
+        logger.warning("converted %d region vectors from full hnswlib vectors to compact codes "
+                       "(%.0f bytes in memory a vector)", len(ids),
+                       new.memory_bytes() / max(1, len(new)))
+        return True
 
     # ------------------------------------------------------------------ properties
     def __len__(self) -> int:
@@ -437,9 +456,10 @@ class HnswIndex:
                                verify=verify)
         if have is not None:
             index.region_spec = have
-            index.regions = cls.load(folder / REGIONS_DIR, embedder_name=embedder_name,
-                                     embedder_version=embedder_version, dim=dim,
-                                     ef_search=ef_search, num_threads=num_threads, verify=verify)
+            index.regions = _load_regions(folder / REGIONS_DIR, embedder_name=embedder_name,
+                                          embedder_version=embedder_version, dim=dim,
+                                          ef_search=ef_search, num_threads=num_threads,
+                                          verify=verify)
             named = m.regions.get("version") if m.regions is not None else None
             if index.regions.version != named:
                 # saved after the regions and before this manifest: a crash in between. The
@@ -484,6 +504,23 @@ class HnswIndex:
                 f"says {m.count}). Rebuild with `anirec index`.")
         index._manifest = m
         return index
+
+
+def _load_regions(folder: Path, *, embedder_name: str, embedder_version: str, dim: int,
+                  ef_search: int, num_threads: int, verify: bool) -> CompactIndex | HnswIndex:
+    """The region index in `folder`: compact codes, or (saved before them) a full hnswlib
+    index, loaded as it is with a note that `anirec index` converts it."""
+    backend = read_manifest(folder).backend
+    if backend == COMPACT_BACKEND:
+        return CompactIndex.load(folder, embedder_name=embedder_name,
+                                 embedder_version=embedder_version, dim=dim,
+                                 num_threads=num_threads, verify=verify)
+    old = HnswIndex.load(folder, embedder_name=embedder_name, embedder_version=embedder_version,
+                         dim=dim, ef_search=ef_search, num_threads=num_threads, verify=verify)
+    logger.warning("the region vectors in %s are kept in full (%d of them, ~1.2 KB each in "
+                   "memory); the next `anirec index` converts them to compact codes (~60 B)",
+                   folder, len(old))
+    return old
 
 
 def _check_builder(folder: Path, m: IndexManifest, embedder_name: str, embedder_version: str,

@@ -28,7 +28,7 @@ FORMAT_VERSION = 1
 MANIFEST_NAME = "manifest.json"
 BACKEND = "hnswlib"
 #: Names of versioned data files (any other version of them is stale after a save).
-DATA_FILE_RE = re.compile(r"^(vectors|deleted)-.+\.(hnsw|npy)$")
+DATA_FILE_RE = re.compile(r"^(vectors|deleted|ids|codes)-.+\.(hnsw|npy|faiss)$")
 _HASH_CHUNK = 4 << 20
 
 
