@@ -19,10 +19,13 @@ from __future__ import annotations
 
 import logging
 import math
+import os
 import uuid
 from collections.abc import Iterable
+from contextlib import AbstractContextManager
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -44,9 +47,12 @@ from core.index.manifest import (
 logger = logging.getLogger("core.index")
 
 COMPACT_BACKEND = "faiss-ivfpq"
+#: vectors below which a new compact index stays exact (no codes); ANIREC_COMPACT_TRAIN_MIN
+#: overrides it (the evaluation quantises the small sample library's regions with it)
+TRAIN_MIN = int(os.environ.get("ANIREC_COMPACT_TRAIN_MIN", "16384"))
 
 
-def _faiss():  # type: ignore[no-untyped-def]
+def _faiss() -> Any:
     """faiss, imported on first use (an index without compact vectors never needs it)."""
     try:
         import faiss
@@ -63,14 +69,14 @@ class CompactIndex:
         dim: vector dimension (a multiple of `pq_m`).
         embedder_name / embedder_version: what made the vectors (checked on load).
         pq_m: bytes of code per vector (sub-quantisers of 8 bits).
-        nprobe: inverted lists searched per query (of nlist = 4 sqrt(n), 64..16384).
+        nprobe: inverted lists searched per query (of nlist = 2 sqrt(n), 64..4096).
         rerank: candidates taken from the codes per neighbour asked, re-ranked exactly.
         train_min: below this many vectors the index is exact (no codes).
         num_threads: threads for faiss (1: the bot shares the cores).
     """
 
     def __init__(self, dim: int, *, embedder_name: str, embedder_version: str, pq_m: int = 32,
-                 nprobe: int = 24, rerank: int = 4, train_min: int = 16_384,
+                 nprobe: int = 24, rerank: int = 4, train_min: int = TRAIN_MIN,
                  num_threads: int = 1, space: str = "ip") -> None:
         if dim <= 0 or pq_m <= 0 or dim % pq_m:
             raise ValueError(f"dim ({dim}) must be a positive multiple of pq_m ({pq_m})")
@@ -93,7 +99,7 @@ class CompactIndex:
         self._add_alive = np.zeros(0, bool)
         self._add_n = 0
         self._add_row: dict[int, int] = {}
-        self._codes = None  # the faiss IndexIVFPQ once trained
+        self._codes: Any = None  # the faiss IndexIVFPQ once trained
         self._trained_on = 0
         now = utcnow()
         self._manifest = IndexManifest(
@@ -101,6 +107,20 @@ class CompactIndex:
             M=self.pq_m, ef_construction=0, embedder_name=embedder_name,
             embedder_version=embedder_version, count=0, created_at=now, updated_at=now,
             version=f"{embedder_version}-0-unsaved")
+
+    @classmethod
+    def from_rows(cls, ids: np.ndarray, vectors: np.ndarray, **kwargs: Any) -> CompactIndex:
+        """An index over `vectors` [n, dim] (a memory-mapped array is read in chunks, never
+        copied whole) with strictly increasing `ids`; trained when n >= train_min."""
+        ids = np.asarray(ids, np.int64)
+        if vectors.ndim != 2 or len(ids) != len(vectors) or (np.diff(ids) <= 0).any():
+            raise ValueError("from_rows takes strictly increasing ids, one per vector row")
+        index = cls(int(vectors.shape[1]), **kwargs)
+        index._ids, index._vecs, index._alive = ids, vectors, np.ones(len(ids), bool)
+        if len(ids) >= index.train_min:
+            with index._gate.write():
+                index._train()
+        return index
 
     # ------------------------------------------------------------------ rows
     def _rows(self, ids: np.ndarray) -> np.ndarray:
@@ -236,13 +256,14 @@ class CompactIndex:
         faiss = _faiss()
         live = self._live_rows()
         n = len(live)
-        nlist = int(min(16384, max(64, 4 * math.sqrt(n))))
+        nlist = int(min(4096, max(64, 2 * math.sqrt(n))))
         nlist = max(1, min(nlist, n // 39))
         quantizer = faiss.IndexFlatIP(self.dim)
         codes = faiss.IndexIVFPQ(quantizer, self.dim, nlist, self.pq_m, 8,
                                  faiss.METRIC_INNER_PRODUCT)
         rng = np.random.default_rng(0)
-        sample = live if n <= 64 * nlist else np.sort(rng.choice(live, 64 * nlist, replace=False))
+        sample = live if n <= 40 * nlist else np.sort(rng.choice(live, 40 * nlist, replace=False))
+        codes.cp.niter = 12
         faiss.omp_set_num_threads(self.num_threads)
         codes.train(self._rows_vecs(sample))
         for i in range(0, n, 200_000):
@@ -254,7 +275,7 @@ class CompactIndex:
                     n, nlist, self.pq_m)
 
     # ------------------------------------------------------------------ search
-    def _read(self):  # type: ignore[no-untyped-def]
+    def _read(self) -> AbstractContextManager[None]:
         return self._gate.read(0, lambda _ef: None)
 
     def vectors(self, ids: np.ndarray) -> np.ndarray:
@@ -358,7 +379,8 @@ class CompactIndex:
 
     @classmethod
     def load(cls, folder: Path, *, embedder_name: str, embedder_version: str, dim: int,
-             num_threads: int = 1, verify: bool = True, **options: int) -> CompactIndex:
+             num_threads: int = 1, verify: bool = True, nprobe: int = 24,
+             rerank: int = 4) -> CompactIndex:
         """Load a folder written by `save`. Raises IndexUnavailable (missing, damaged) or
         IndexMismatch (another embedder or backend)."""
         folder = Path(folder)
@@ -372,7 +394,7 @@ class CompactIndex:
                 f"(dim {m.dim}), but the current embedder is {embedder_name} "
                 f"v{embedder_version} (dim {dim}). Run `anirec index --reembed` to rebuild it.")
         index = cls(m.dim, embedder_name=m.embedder_name, embedder_version=m.embedder_version,
-                    pq_m=m.M, num_threads=num_threads, **options)
+                    pq_m=m.M, num_threads=num_threads, nprobe=nprobe, rerank=rerank)
         try:
             vec_path = verify_file(folder, m.files["vectors"], checksum=verify)
             ids_path = verify_file(folder, m.files["ids"], checksum=verify)

@@ -27,6 +27,7 @@ import numpy as np
 import numpy.typing as npt
 
 from core.errors import IndexMismatch, IndexUnavailable
+from core.index.compact import COMPACT_BACKEND, CompactIndex
 from core.index.gate import SearchGate
 from core.index.manifest import (
     BACKEND,
@@ -42,7 +43,6 @@ from core.index.manifest import (
     verify_file,
     write_manifest,
 )
-from core.index.compact import COMPACT_BACKEND, CompactIndex
 from core.index.regions import REGIONS_DIR, RegionSpec
 
 logger = logging.getLogger("core.index")  # the package's logger, whichever backend logs
