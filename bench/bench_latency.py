@@ -43,6 +43,12 @@ def percentiles(values: list[float]) -> dict[str, float]:
             "p95": round(float(np.percentile(a, 95)), 2), "n": len(values)}
 
 
+def centres(seed: int, dim: int, n: int = 20000) -> np.ndarray:
+    """The padding's cluster centres (unit vectors)."""
+    c = np.random.default_rng(seed).standard_normal((n, dim)).astype(np.float32)
+    return c / np.linalg.norm(c, axis=1, keepdims=True)
+
+
 def clustered(rng: np.random.Generator, centres: np.ndarray, n: int) -> np.ndarray:
     """Unit vectors around random centres (like `bench.bench_identify.pad_index`)."""
     dim = centres.shape[1]
@@ -50,24 +56,24 @@ def clustered(rng: np.random.Generator, centres: np.ndarray, n: int) -> np.ndarr
     return (v / np.linalg.norm(v, axis=1, keepdims=True)).astype(np.float32)
 
 
-def padded_frames(work: Path, n: int, dim: int, threads: int = 2) -> Path:
-    """An hnswlib file of `n` padded whole-frame vectors (ids PAD_BASE + i), built once."""
+def padded_frames(work: Path, n: int, dim: int, threads: int = 2, ef_construction: int = 200
+                  ) -> Path:
+    """An hnswlib file of `n` padded whole-frame vectors (ids PAD_BASE + i), built once (a
+    lower `ef_construction` builds it faster, for a graph as deep but a little less exact)."""
     import hnswlib
 
-    path = work / f"pad-frames-{n}-{dim}.hnsw"
+    path = work / f"pad-frames-{n}-{dim}-ef{ef_construction}.hnsw"
     if path.exists():
         return path
-    rng = np.random.default_rng(0)
-    centres = rng.standard_normal((20000, dim)).astype(np.float32)
-    centres /= np.linalg.norm(centres, axis=1, keepdims=True)
+    rng, cs = np.random.default_rng(0), centres(0, dim)
     idx = hnswlib.Index(space="ip", dim=dim)
-    idx.init_index(max_elements=n + 100_000, M=16, ef_construction=200, random_seed=100,
+    idx.init_index(max_elements=n + 100_000, M=16, ef_construction=ef_construction, random_seed=100,
                    allow_replace_deleted=True)
     idx.set_num_threads(threads)
     t0 = time.perf_counter()
     for i in range(0, n, 50_000):
         m = min(50_000, n - i)
-        idx.add_items(clustered(rng, centres, m), np.arange(PAD_BASE + i, PAD_BASE + i + m))
+        idx.add_items(clustered(rng, cs, m), np.arange(PAD_BASE + i, PAD_BASE + i + m))
         print(f"  padded frames {i + m}/{n} ({time.perf_counter() - t0:.0f} s)", flush=True)
     tmp = path.with_suffix(".tmp")
     idx.save_index(str(tmp))
@@ -80,13 +86,11 @@ def padded_regions(work: Path, n: int, dim: int) -> Path:
     path = work / f"pad-regions-{n}-{dim}.npy"
     if path.exists():
         return path
-    rng = np.random.default_rng(1)
-    centres = rng.standard_normal((20000, dim)).astype(np.float32)
-    centres /= np.linalg.norm(centres, axis=1, keepdims=True)
+    rng, cs = np.random.default_rng(1), centres(1, dim)
     tmp = path.with_suffix(".tmp.npy")
     out = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.float32, shape=(n, dim))
     for i in range(0, n, 200_000):
-        out[i:i + 200_000] = clustered(rng, centres, min(200_000, n - i))
+        out[i:i + 200_000] = clustered(rng, cs, min(200_000, n - i))
     out.flush()
     del out
     tmp.replace(path)
@@ -249,6 +253,8 @@ def main(argv: list[str] | None = None) -> int:
                     help="BEFORE's hnswlib region vectors (0: the library's)")
     ap.add_argument("--before", default="bbfb893", help="the git revision timed as BEFORE")
     ap.add_argument("--per-case", type=int, default=12)
+    ap.add_argument("--pad-ef-construction", type=int, default=200,
+                    help="the padded whole-frame graph's build beam (the index's own: 200)")
     ap.add_argument("--threads", default="1,2")
     ap.add_argument("--work", default=str(ROOT / "bench" / "work" / "latency"))
     ap.add_argument("--out", default=str(ROOT / "bench" / "results" / "latency" / "identify_realsize.json"))
@@ -271,7 +277,8 @@ def main(argv: list[str] | None = None) -> int:
     t_start = time.perf_counter()
     library = library_1080p(work.parent)
     dim = default_embedder().dim
-    pad_frames = padded_frames(work, args.frames, dim) if args.frames else None
+    pad_frames = (padded_frames(work, args.frames, dim, ef_construction=args.pad_ef_construction)
+                  if args.frames else None)
     result: dict[str, Any] = {
         "benchmark": "identify latency (ms) per stage on real-size pictures, before vs after",
         "date": datetime.now(UTC).isoformat(timespec="seconds"), "machine": machine_info(),
@@ -281,6 +288,9 @@ def main(argv: list[str] | None = None) -> int:
         "cases": "whole frames at 480p/720p/1080p, crops (25-60% of the area) of 720p/1080p frames, "
                  "1170x2532 phone screenshots, 640x360 8-frame GIFs; JPEG q90 (phone q85)",
         "per_case": args.per_case, "frames_padded_to": args.frames,
+        "pad_ef_construction": args.pad_ef_construction,
+        "region_vectors_after": args.region_vectors,
+        "region_vectors_before": args.before_region_vectors or "the library's",
         "before": {"revision": args.before}, "after": {"revision": "working tree"},
     }
     before_regions = padded_regions(work, args.before_region_vectors, dim) if args.before_region_vectors else None

@@ -35,6 +35,7 @@ from core.index.manifest import (
     FORMAT_VERSION,
     DataFile,
     IndexManifest,
+    check_embedder,
     commit_temp,
     read_manifest,
     remove_stale_files,
@@ -388,11 +389,7 @@ class CompactIndex:
         if m.backend != COMPACT_BACKEND or m.format_version != FORMAT_VERSION:
             raise IndexMismatch(f"The index in {folder} is a {m.backend} index of format "
                                 f"{m.format_version}, not a compact one.")
-        if (m.embedder_name, m.embedder_version, m.dim) != (embedder_name, embedder_version, dim):
-            raise IndexMismatch(
-                f"The index in {folder} was built by embedder {m.describe_embedder()} "
-                f"(dim {m.dim}), but the current embedder is {embedder_name} "
-                f"v{embedder_version} (dim {dim}). Run `anirec index --reembed` to rebuild it.")
+        check_embedder(folder, m, embedder_name, embedder_version, dim)
         index = cls(m.dim, embedder_name=m.embedder_name, embedder_version=m.embedder_version,
                     pq_m=m.M, num_threads=num_threads, nprobe=nprobe, rerank=rerank)
         try:

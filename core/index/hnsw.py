@@ -35,6 +35,7 @@ from core.index.manifest import (
     DataFile,
     IndexManifest,
     ManifestRegions,
+    check_embedder,
     commit_temp,
     read_manifest,
     remove_stale_files,
@@ -531,11 +532,7 @@ def _check_builder(folder: Path, m: IndexManifest, embedder_name: str, embedder_
             f"The index in {folder} is a {m.backend} index of format {m.format_version}; "
             f"this AniRec reads {BACKEND} format {FORMAT_VERSION}. "
             "Run `anirec index --reembed` to rebuild it.")
-    if (m.embedder_name, m.embedder_version, m.dim) != (embedder_name, embedder_version, dim):
-        raise IndexMismatch(
-            f"The index in {folder} was built by embedder {m.describe_embedder()} "
-            f"(dim {m.dim}), but the current embedder is {embedder_name} "
-            f"v{embedder_version} (dim {dim}). Run `anirec index --reembed` to rebuild it.")
+    check_embedder(folder, m, embedder_name, embedder_version, dim)
     if m.space not in SPACES:
         raise IndexUnavailable(f"The index manifest in {folder} names an unknown space "
                                f"{m.space!r}.")
