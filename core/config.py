@@ -71,6 +71,9 @@ class Settings(BaseSettings):
     embed_batch: int = Field(32, ge=1, le=1024)
     torch_threads: int = Field(0, ge=0, le=256)  # 0: torch default
     index_regions: bool = Field(True)  # region vectors of keyframes, for cropped screenshots
+    # region vectors below which the compact region index stays exact (read by
+    # core/index/compact.py when it is imported; docs/latency.md)
+    compact_train_min: int = Field(16384, ge=256)
 
     # --- recognition ------------------------------------------------------------------------
     search_k: int = Field(200, ge=10, le=5000)  # neighbours per frame

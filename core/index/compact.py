@@ -48,9 +48,14 @@ from core.index.manifest import (
 logger = logging.getLogger("core.index")
 
 COMPACT_BACKEND = "faiss-ivfpq"
-#: vectors below which a new compact index stays exact (no codes); ANIREC_COMPACT_TRAIN_MIN
-#: overrides it (the evaluation quantises the small sample library's regions with it)
-TRAIN_MIN = int(os.environ.get("ANIREC_COMPACT_TRAIN_MIN", "16384"))
+#: vectors below which a compact index stays exact (no codes); the environment's
+#: ANIREC_COMPACT_TRAIN_MIN overrides it (an evaluation quantises the sample library with it)
+TRAIN_MIN = 16_384
+
+
+def train_min_default() -> int:
+    """`TRAIN_MIN`, or ANIREC_COMPACT_TRAIN_MIN when set (read when an index is made)."""
+    return max(256, int(os.environ.get("ANIREC_COMPACT_TRAIN_MIN", TRAIN_MIN)))
 
 
 def _faiss() -> Any:
@@ -72,15 +77,17 @@ class CompactIndex:
         pq_m: bytes of code per vector (sub-quantisers of 8 bits).
         nprobe: inverted lists searched per query (of nlist = 2 sqrt(n), 64..4096).
         rerank: candidates taken from the codes per neighbour asked, re-ranked exactly.
-        train_min: below this many vectors the index is exact (no codes).
+        train_min: below this many vectors the index is exact (no codes); None:
+            `train_min_default()`.
         num_threads: threads for faiss (1: the bot shares the cores).
     """
 
     def __init__(self, dim: int, *, embedder_name: str, embedder_version: str, pq_m: int = 32,
-                 nprobe: int = 24, rerank: int = 4, train_min: int = TRAIN_MIN,
+                 nprobe: int = 24, rerank: int = 4, train_min: int | None = None,
                  num_threads: int = 1, space: str = "ip") -> None:
         if dim <= 0 or pq_m <= 0 or dim % pq_m:
             raise ValueError(f"dim ({dim}) must be a positive multiple of pq_m ({pq_m})")
+        train_min = train_min_default() if train_min is None else train_min
         if nprobe < 1 or rerank < 1 or train_min < 256 or num_threads < 1:
             raise ValueError("nprobe >= 1, rerank >= 1, train_min >= 256, num_threads >= 1")
         if space != "ip":
