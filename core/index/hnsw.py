@@ -143,9 +143,9 @@ class HnswIndex:
         for i in range(0, len(ids), 100_000):
             new.add(ids[i:i + 100_000], old.vectors(ids[i:i + 100_000]))
         self.regions = new
-        logger.warning("converted %d region vectors from full hnswlib vectors to compact codes "
-                       "(%.0f bytes in memory a vector)", len(ids),
-                       new.memory_bytes() / max(1, len(new)))
+        logger.warning("converted %d region vectors from full hnswlib vectors to compact %s "
+                       "(the full vectors move to disk once saved)", len(ids),
+                       f"codes of {new.pq_m} bytes" if new.quantised else "rows, searched exactly")
         return True
 
     # ------------------------------------------------------------------ properties
