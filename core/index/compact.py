@@ -74,7 +74,8 @@ class CompactIndex:
     Args:
         dim: vector dimension (a multiple of `pq_m`).
         embedder_name / embedder_version: what made the vectors (checked on load).
-        pq_m: bytes of code per vector (sub-quantisers of 8 bits).
+        pq_m: bytes of code per vector (sub-quantisers of 8 bits); None: 32, or the
+            largest divisor of a dim it does not divide.
         nprobe: inverted lists searched per query (of nlist = 2 sqrt(n), 64..4096).
         rerank: candidates taken from the codes per neighbour asked, re-ranked exactly.
         train_min: below this many vectors the index is exact (no codes); None:
@@ -82,10 +83,13 @@ class CompactIndex:
         num_threads: threads for faiss (1: the bot shares the cores).
     """
 
-    def __init__(self, dim: int, *, embedder_name: str, embedder_version: str, pq_m: int = 32,
+    def __init__(self, dim: int, *, embedder_name: str, embedder_version: str,
+                 pq_m: int | None = None,
                  nprobe: int = 24, rerank: int = 4, train_min: int | None = None,
                  num_threads: int = 1, space: str = "ip") -> None:
-        if dim <= 0 or pq_m <= 0 or dim % pq_m:
+        if pq_m is None and dim > 0:  # 32 bytes, or the largest divisor of a smaller dim
+            pq_m = next(m for m in range(min(32, dim), 0, -1) if dim % m == 0)
+        if pq_m is None or dim <= 0 or pq_m <= 0 or dim % pq_m:
             raise ValueError(f"dim ({dim}) must be a positive multiple of pq_m ({pq_m})")
         train_min = train_min_default() if train_min is None else train_min
         if nprobe < 1 or rerank < 1 or train_min < 256 or num_threads < 1:
@@ -171,6 +175,10 @@ class CompactIndex:
 
     def __len__(self) -> int:
         return int(self._alive.sum()) + len(self._add_row)
+
+    def ids(self) -> np.ndarray:
+        """All live ids, sorted (int64)."""
+        return np.sort(self._rows_ids(self._live_rows()))
 
     @property
     def manifest(self) -> IndexManifest:
