@@ -90,6 +90,9 @@ class Settings(BaseSettings):
     milvus_token: SecretStr | None = Field(None)  # user:password or API key of the server
     milvus_collection: str = Field("anirec_frames", pattern=r"^[A-Za-z_][A-Za-z0-9_]{0,200}$")
     milvus_index: Literal["HNSW", "IVF_SQ8", "IVF_PQ", "IVF_FLAT", "FLAT"] = Field("HNSW")
+    # region vectors below which the compact region index stays exact (read by
+    # core/index/compact.py when it is imported; docs/latency.md)
+    compact_train_min: int = Field(16384, ge=256)
 
     # --- recognition ------------------------------------------------------------------------
     search_k: int = Field(200, ge=10, le=5000)  # neighbours per frame

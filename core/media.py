@@ -143,7 +143,17 @@ def _spread(n: int, k: int) -> list[int]:
     return sorted({int(round(i * (n - 1) / (k - 1))) for i in range(k)}) if k > 1 else [n // 2]
 
 
+#: a JPEG at least twice this on its longer side is decoded at a reduced scale (1/2, 1/4 or
+#: 1/8, in the JPEG decoder itself) that keeps at least this much: recognition works on
+#: views at most 640 px wide (core/recognition/resolution.py), and the decode of a 1080p
+#: or phone-sized screenshot is then ~3x faster
+DRAFT_SIDE = 960
+
+
 def _still(img: Image.Image, fmt: str, limits: MediaLimits, sticker: bool, meter: DecodeMeter) -> Media:
+    big = max(img.size)
+    if fmt == "jpeg" and big >= 2 * DRAFT_SIDE:
+        img.draft("RGB", (-(-img.width * DRAFT_SIDE // big), -(-img.height * DRAFT_SIDE // big)))
     img.load()
     meter.spend(img.width, img.height, limits)
     img = ImageOps.exif_transpose(img) or img  # EXIF orientation (JPEG, PNG, WebP, TIFF-ish)

@@ -4,7 +4,8 @@
 `hnsw.py` the hnswlib backend (`HnswIndex`); `manifest.py` the manifest and the crash-safe
 writes (data files under fresh names, the manifest last, so a crash leaves the previous
 version readable and a damaged file is caught by its recorded size and sha256); `regions.py`
-the region vectors' settings and ids; `gate.py` the reader/writer gate around hnswlib;
+the region vectors' settings and ids; `compact.py` the compact (IVF-PQ, exactly re-ranked)
+index the region vectors are kept in; `gate.py` the reader/writer gate around hnswlib;
 `milvus.py` the Milvus backend (`MilvusIndex`, chosen with a `MilvusConfig`).
 `open_index` and `load_index` here pick the backend and open (or start) an index folder.
 """
@@ -16,6 +17,7 @@ from pathlib import Path
 from types import EllipsisType
 from typing import TYPE_CHECKING, TypedDict, Unpack
 
+from core.index.compact import COMPACT_BACKEND, CompactIndex
 from core.index.hnsw import SPACES, HnswIndex, Space
 from core.index.manifest import (
     BACKEND,
@@ -34,6 +36,8 @@ if TYPE_CHECKING:
 
 __all__ = [
     "BACKEND",
+    "COMPACT_BACKEND",
+    "CompactIndex",
     "FORMAT_VERSION",
     "MANIFEST_NAME",
     "REGIONS_DIR",
@@ -118,10 +122,13 @@ def open_index(
         if isinstance(regions, RegionSpec):
             index.enable_regions(regions)
         return index
-    return HnswIndex.load(folder, embedder_name=embedder_name, regions=regions,
-                          embedder_version=embedder_version, dim=dim,
-                          ef_search=options.get("ef_search", 128),
-                          num_threads=options.get("num_threads", 1))
+    index = HnswIndex.load(folder, embedder_name=embedder_name, regions=regions,
+                           embedder_version=embedder_version, dim=dim,
+                           ef_search=options.get("ef_search", 128),
+                           num_threads=options.get("num_threads", 1))
+    if index.compact_regions():  # saved before compact region codes: converted once, here
+        index.save(folder)
+    return index
 
 
 def new_index(dim: int, *, embedder_name: str, embedder_version: str,

@@ -28,6 +28,7 @@ import numpy.typing as npt
 
 from core.errors import IndexMismatch, IndexUnavailable
 from core.index.checks import check_ids, check_vectors
+from core.index.compact import COMPACT_BACKEND, CompactIndex
 from core.index.gate import SearchGate
 from core.index.manifest import (
     BACKEND,
@@ -35,6 +36,7 @@ from core.index.manifest import (
     DataFile,
     IndexManifest,
     ManifestRegions,
+    check_embedder,
     commit_temp,
     read_manifest,
     remove_stale_files,
@@ -109,8 +111,10 @@ class HnswIndex:
         self._labels: set[int] = set()  # every id hnswlib holds, deleted ones included
         self._deleted: set[int] = set()
         self._reusable = 0  # deleted slots hnswlib can hand to new ids
-        #: region vectors of keyframes (`RegionSpec`), in their own index; None: none kept.
-        self.regions: HnswIndex | None = None
+        #: region vectors of keyframes (`RegionSpec`), in their own index (compact codes;
+        #: an index saved before them holds an `HnswIndex` until `anirec index` converts
+        #: it, see `compact_regions`); None: none kept.
+        self.regions: CompactIndex | HnswIndex | None = None
         self.region_spec: RegionSpec | None = None
         now = utcnow()
         self._manifest = IndexManifest(
@@ -121,13 +125,29 @@ class HnswIndex:
         )
 
     def enable_regions(self, spec: RegionSpec) -> None:
-        """Start an (empty) region index with the given settings."""
+        """Start an (empty) region index with the given settings (compact codes)."""
         self.region_spec = spec
-        self.regions = HnswIndex(self.dim, space=self.space, M=self.M,
-                                 ef_construction=self.ef_construction,
-                                 embedder_name=self.embedder_name,
-                                 embedder_version=self.embedder_version,
-                                 ef_search=self.ef_search, num_threads=self.num_threads)
+        self.regions = CompactIndex(self.dim, embedder_name=self.embedder_name,
+                                    embedder_version=self.embedder_version,
+                                    num_threads=self.num_threads)
+
+    def compact_regions(self) -> bool:
+        """Convert region vectors kept in full (an `HnswIndex`, as saved before compact
+        codes) into a `CompactIndex` holding the same vectors; True when converted. The
+        caller saves the index afterwards."""
+        old = self.regions
+        if not isinstance(old, HnswIndex):
+            return False
+        new = CompactIndex(self.dim, embedder_name=self.embedder_name,
+                           embedder_version=self.embedder_version, num_threads=self.num_threads)
+        ids = old.ids()
+        for i in range(0, len(ids), 100_000):
+            new.add(ids[i:i + 100_000], old.vectors(ids[i:i + 100_000]))
+        self.regions = new
+        logger.warning("converted %d region vectors from full hnswlib vectors to compact %s "
+                       "(the full vectors move to disk once saved)", len(ids),
+                       f"codes of {new.pq_m} bytes" if new.quantised else "rows, searched exactly")
+        return True
 
     # ------------------------------------------------------------------ properties
     def __len__(self) -> int:
@@ -424,9 +444,10 @@ class HnswIndex:
                                verify=verify)
         if have is not None:
             index.region_spec = have
-            index.regions = cls.load(folder / REGIONS_DIR, embedder_name=embedder_name,
-                                     embedder_version=embedder_version, dim=dim,
-                                     ef_search=ef_search, num_threads=num_threads, verify=verify)
+            index.regions = _load_regions(folder / REGIONS_DIR, embedder_name=embedder_name,
+                                          embedder_version=embedder_version, dim=dim,
+                                          ef_search=ef_search, num_threads=num_threads,
+                                          verify=verify)
             named = m.regions.get("version") if m.regions is not None else None
             if index.regions.version != named:
                 # saved after the regions and before this manifest: a crash in between. The
@@ -473,6 +494,23 @@ class HnswIndex:
         return index
 
 
+def _load_regions(folder: Path, *, embedder_name: str, embedder_version: str, dim: int,
+                  ef_search: int, num_threads: int, verify: bool) -> CompactIndex | HnswIndex:
+    """The region index in `folder`: compact codes, or (saved before them) a full hnswlib
+    index, loaded as it is with a note that `anirec index` converts it."""
+    backend = read_manifest(folder).backend
+    if backend == COMPACT_BACKEND:
+        return CompactIndex.load(folder, embedder_name=embedder_name,
+                                 embedder_version=embedder_version, dim=dim,
+                                 num_threads=num_threads, verify=verify)
+    old = HnswIndex.load(folder, embedder_name=embedder_name, embedder_version=embedder_version,
+                         dim=dim, ef_search=ef_search, num_threads=num_threads, verify=verify)
+    logger.warning("the region vectors in %s are kept in full (%d of them, ~1.2 KB each in "
+                   "memory); the next `anirec index` converts them to compact codes (~60 B)",
+                   folder, len(old))
+    return old
+
+
 def _check_builder(folder: Path, m: IndexManifest, embedder_name: str, embedder_version: str,
                    dim: int) -> None:
     """Refuse an index of another backend, format, embedder or space."""
@@ -481,11 +519,7 @@ def _check_builder(folder: Path, m: IndexManifest, embedder_name: str, embedder_
             f"The index in {folder} is a {m.backend} index of format {m.format_version}; "
             f"this AniRec reads {BACKEND} format {FORMAT_VERSION}. "
             "Run `anirec index --reembed` to rebuild it.")
-    if (m.embedder_name, m.embedder_version, m.dim) != (embedder_name, embedder_version, dim):
-        raise IndexMismatch(
-            f"The index in {folder} was built by embedder {m.describe_embedder()} "
-            f"(dim {m.dim}), but the current embedder is {embedder_name} "
-            f"v{embedder_version} (dim {dim}). Run `anirec index --reembed` to rebuild it.")
+    check_embedder(folder, m, embedder_name, embedder_version, dim)
     if m.space not in SPACES:
         raise IndexUnavailable(f"The index manifest in {folder} names an unknown space "
                                f"{m.space!r}.")

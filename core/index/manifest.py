@@ -20,7 +20,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import cast
 
-from core.errors import IndexUnavailable
+from core.errors import IndexMismatch, IndexUnavailable
 from core.index.regions import RegionSpec, RegionSpecJson
 
 #: Bumped when the folder layout or manifest fields change incompatibly.
@@ -28,7 +28,7 @@ FORMAT_VERSION = 1
 MANIFEST_NAME = "manifest.json"
 BACKEND = "hnswlib"
 #: Names of versioned data files (any other version of them is stale after a save).
-DATA_FILE_RE = re.compile(r"^(vectors|deleted)-.+\.(hnsw|npy)$")
+DATA_FILE_RE = re.compile(r"^(vectors|deleted|ids|codes)-.+\.(hnsw|npy|faiss)$")
 _HASH_CHUNK = 4 << 20
 
 
@@ -121,6 +121,16 @@ class IndexManifest:
     def describe_embedder(self) -> str:
         """E.g. ``"scene-resnet18 v3"``."""
         return f"{self.embedder_name} v{self.embedder_version}"
+
+
+def check_embedder(folder: Path, m: IndexManifest, embedder_name: str, embedder_version: str,
+                   dim: int) -> None:
+    """Refuse an index built by another embedder (IndexMismatch, saying how to rebuild)."""
+    if (m.embedder_name, m.embedder_version, m.dim) != (embedder_name, embedder_version, dim):
+        raise IndexMismatch(
+            f"The index in {folder} was built by embedder {m.describe_embedder()} "
+            f"(dim {m.dim}), but the current embedder is {embedder_name} "
+            f"v{embedder_version} (dim {dim}). Run `anirec index --reembed` to rebuild it.")
 
 
 def utcnow() -> str:

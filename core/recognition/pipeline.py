@@ -30,8 +30,9 @@ from core.recognition.characters import (
     with_characters,
 )
 from core.recognition.checks import Ranked, Templates
-from core.recognition.framing import View, clip_views
+from core.recognition.framing import View
 from core.recognition.params import RecognitionParams
+from core.recognition.resolution import working_views
 from core.recognition.thumbnails import Thumbnails
 from core.types import QueryTrace, Recognition, Status
 
@@ -121,10 +122,10 @@ class Recognizer:
     def embed_views(self, media: Media, views: list[list[View]] | None = None
                     ) -> tuple[np.ndarray, list[int], list[bytes]]:
         """Vectors for every view (and mirror) of every frame; the frame each came from; the
-        tiny descriptors of each view/mirror. `views`: `query_views` of each frame, when
+        tiny descriptors of each view/mirror. `views`: `working_views` of the frames, when
         already known."""
         arrays, owner, tinies = [], [], []
-        views = views if views is not None else clip_views(media.frames)
+        views = views if views is not None else working_views(media.frames)
         for fi, frame_views in enumerate(views):
             for v in frame_views:
                 a = self.embedder.prepare(v.image)
@@ -141,7 +142,8 @@ class Recognizer:
         near-tie, colour and detail checks, the calibrated confidence, the characters."""
         p = self.params
         t0 = time.perf_counter()
-        views = clip_views(media.frames)  # found once, used by every step
+        # found once on a reduced picture, each view at the width the stages need
+        views = working_views(media.frames)
         raw, owner, tinies = self.embed_views(media, views)
         vecs = raw
         if self.adapter is not None:  # the adapted vectors searched beside the raw ones
