@@ -20,7 +20,7 @@ from pydantic import SecretStr
 
 from bot.chat.adapter import Launch
 from bot.discord_cog import DEFAULTS, RecognitionCog
-from bot.discord_prefs import PrefsCog
+from bot.discord_prefs import CatalogueTranslator, PrefsCog
 from core.errors import ConfigError
 from core.service import RecognitionService
 
@@ -66,6 +66,7 @@ class AniRecBot(commands.Bot):
             self, self.service, owner_ids=self._cog_owner_ids,
             auto_channels=self._cog_auto_channels, max_images=self._cog_max_images,
             allow_private_urls=self._cog_allow_private_urls, any_link_host=self._cog_any_link_host)
+        await self.tree.set_translator(CatalogueTranslator())
         await self.add_cog(cog)
         await self.add_cog(PrefsCog(self.service, cog.settings, cog.closest, cog.answer_picked))
         if self.sync_commands:
