@@ -117,7 +117,7 @@ def source_of(user_id: int, guild_id: int | None, channel_id: int | None, channe
 class RecognitionCog(commands.Cog):
     """Answers pictures, reads feedback reactions, and has the owner commands."""
 
-    anirec = app_commands.Group(name="anirec", description="AniRec operator commands")
+    anirec = app_commands.Group(name="anirec", description=text("en", "dc.cmd.anirec"))
 
     def __init__(self, bot: commands.Bot, service: RecognitionService, *,
                  owner_ids: Iterable[int] = (), auto_channels: Iterable[int] = (),
@@ -384,7 +384,7 @@ class RecognitionCog(commands.Cog):
             text((await self.prefs(interaction)).lang, "error.owner_only"), ephemeral=True)
         return False
 
-    @anirec.command(name="stats", description="Operator: service and feedback numbers")
+    @anirec.command(name="stats", description=text("en", "dc.cmd.anirec.stats"))
     async def stats(self, interaction: Interaction) -> None:
         if not await self._owner(interaction):
             return
@@ -393,7 +393,7 @@ class RecognitionCog(commands.Cog):
         stats["guilds"] = len(self.bot.guilds)
         await interaction.response.send_message(render_stats(stats), ephemeral=True)
 
-    @anirec.command(name="reload", description="Operator: load the current models and index")
+    @anirec.command(name="reload", description=text("en", "dc.cmd.anirec.reload"))
     async def reload(self, interaction: Interaction) -> None:
         if not await self._owner(interaction):
             return

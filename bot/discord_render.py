@@ -99,7 +99,7 @@ class RenderedAnswer:
     hidden: bool = False  # an adult answer withheld behind spoilers
     view: discord.ui.View | None = None  # the buttons under the answer
     closest: str | None = None  # a no-match's closest guesses (shown on "Show closest scenes")
-    closest_label: str = "Closest scenes"
+    closest_label: str = ""  # its section name, in the answer's language
 
     def files(self) -> list[discord.File]:
         """Fresh `discord.File`s (each can be sent once).

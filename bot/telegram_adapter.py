@@ -95,6 +95,14 @@ from bot.telegram_io import (
     source_of,
 )
 from bot.telegram_links import answer_link, message_links, on_private_text
+from bot.telegram_picker import (
+    Pending,
+    album_memory,
+    collect_album,
+    offer_others,
+    on_pick,
+    picker_memory,
+)
 from bot.telegram_prefs import (
     closest_memory,
     is_group_admin,
@@ -172,6 +180,9 @@ class BotState:
     settings: ChatSettings = field(default_factory=lambda: ChatSettings(None, lambda p, r: r))
     closest: AnswerMemory[str, str] = field(default_factory=closest_memory)
     links: LinkFetcher = field(default_factory=LinkFetcher)
+    #: Pictures of a message not answered yet, behind a picker (bot/telegram_picker.py).
+    pending: AnswerMemory[str, Pending] = field(default_factory=picker_memory)
+    albums: AnswerMemory[str, list[Message]] = field(default_factory=album_memory)
 
 
 class CustomContext(CallbackContext[ExtBot[None], dict[Any, Any], dict[Any, Any], dict[Any, Any]]):
@@ -244,6 +255,9 @@ async def on_media(update: Update, context: CustomContext) -> None:
     if msg is None or ignored(msg, context.bot.id):
         return
     private = msg.chat.type == ChatType.PRIVATE
+    if msg.media_group_id:
+        await on_album(context, msg, private)
+        return
     explicit = private or addressed(msg, context.bot.username, context.bot.id)
     if not explicit:
         if not context.state.auto.enabled(msg.chat_id):
@@ -251,6 +265,22 @@ async def on_media(update: Update, context: CustomContext) -> None:
         if msg.sticker or msg.video_note:  # chat stickers and round selfies: not screenshots
             return
     await recognize_and_reply(context, msg, msg, explicit=explicit)
+
+
+async def on_album(context: CustomContext, msg: Message, private: bool) -> None:
+    """Several photos sent together: the first is answered, a picker offers the others."""
+    group = await collect_album(context, msg)
+    if group is None:
+        return  # collected by the album's first item
+    asked = [m for m in group if private or addressed(m, context.bot.username, context.bot.id)]
+    if not asked and not context.state.auto.enabled(msg.chat_id):
+        return
+    request = asked[0] if asked else group[0]
+    try:
+        await recognize_and_reply(context, group[0], request, explicit=bool(asked))
+    finally:
+        if asked:
+            await offer_others(context, request, list(group[1:]))
 
 
 async def on_anime_command(update: Update, context: CustomContext) -> None:
@@ -261,7 +291,10 @@ async def on_anime_command(update: Update, context: CustomContext) -> None:
     target = msg.reply_to_message
     urls = message_links(msg) or (message_links(target) if not has_media(target) else [])
     if urls:
-        await answer_link(context, urls[0], msg)
+        try:
+            await answer_link(context, urls[0], msg)
+        finally:
+            await offer_others(context, msg, list(urls[1:]))
         return
     if not has_media(target):
         key = "tg.anime_usage_private" if msg.chat.type == ChatType.PRIVATE else "tg.anime_usage"
@@ -459,6 +492,7 @@ def build_telegram_application(
     app.add_handler(CommandHandler("preview", on_preview, filters=new))
     app.add_handler(CallbackQueryHandler(on_feedback_button, pattern=r"^fb:"))
     app.add_handler(CallbackQueryHandler(on_closest, pattern=r"^cl:"))
+    app.add_handler(CallbackQueryHandler(on_pick, pattern=r"^pk:"))
     app.add_handler(MessageReactionHandler(on_reaction))
     app.add_error_handler(on_error)
     return app

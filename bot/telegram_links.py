@@ -15,6 +15,7 @@ from bot.chat.answer import answer_text
 from bot.chat.i18n import text
 from bot.discord_media import links_in, media_link
 from bot.telegram_io import chat_action, ignored, reply_to, source_of
+from bot.telegram_picker import offer_others
 from bot.telegram_prefs import lang_for, prefs_for
 from bot.telegram_render import closest_html
 
@@ -64,7 +65,10 @@ async def on_private_text(update: Update, context: CustomContext) -> None:
         return
     urls = message_links(msg)
     if urls:
-        await answer_link(context, urls[0], msg)
+        try:
+            await answer_link(context, urls[0], msg)
+        finally:
+            await offer_others(context, msg, list(urls[1:]))
         return
     await msg.reply_text(text(await lang_for(context, msg), "tg.send_me"),
                          reply_parameters=reply_to(msg))

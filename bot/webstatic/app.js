@@ -181,7 +181,7 @@
     } else if (v.best && v.best.cover) {
       // no scene to show: the series' cover from series.json, next to the title
       parts.push(h("img", { class: "cover", src: v.best.cover, alt: T("web.cover_alt", { title: v.best.title }),
-        referrerpolicy: "no-referrer", loading: "lazy" }));
+        referrerpolicy: "no-referrer", onerror: (e) => { e.target.hidden = true; } }));
     }
 
     if (v.best) {

@@ -506,6 +506,8 @@ class FakeDiscord:
         self._blobs: dict[str, _Blob] = {}
         self._reactions: dict[str, dict[str, tuple[Json, list[str]]]] = {}
         self.commands: list[Json] = []
+        #: user id -> the Discord client language its interactions carry (default "en-US").
+        self.locales: dict[str, str] = {}
         self.guild_commands: dict[str, list[Json]] = {}
         self.interactions: dict[str, _Interaction] = {}
         self._interactions_by_token: dict[str, _Interaction] = {}
@@ -1787,7 +1789,7 @@ class FakeDiscord:
             "token": "aW50ZXJhY3Rpb246" + secrets.token_urlsafe(60),
             "version": 1,
             "channel_id": ch["id"],
-            "locale": "en-US",
+            "locale": self.locales.get(person["id"], "en-US"),
             "entitlements": [],
             "entitlement_sku_ids": [],
             "attachment_size_limit": self.upload_limit,
@@ -1801,8 +1803,9 @@ class FakeDiscord:
             payload.update(
                 {
                     "guild_id": gid,
-                    "guild": {"id": gid, "locale": "en-US", "features": self.guild["features"]},
-                    "guild_locale": "en-US",
+                    "guild": {"id": gid, "locale": self.guild["preferred_locale"],
+                              "features": self.guild["features"]},
+                    "guild_locale": self.guild["preferred_locale"],
                     "member": member,
                     "channel": {**ch, "permissions": member["permissions"]},
                     "app_permissions": str(self._member_permissions(self.bot_user["id"])),
