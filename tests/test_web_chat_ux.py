@@ -230,7 +230,7 @@ async def test_page_language_cover_picker_and_examples(
         Select(driver.find_element(By.ID, "lang")).select_by_value("zh")
         lead = driver.find_element(By.CSS_SELECTOR, ".welcome .lead").text
         assert lead == i18n.ZH["web.welcome"]
-        assert driver.find_element(By.CSS_SELECTOR, "label.attach").text.strip() == i18n.ZH["web.choose"]
+        assert driver.find_element(By.CSS_SELECTOR, "label.attach [data-i18n]").text == i18n.ZH["web.choose"]
         assert driver.title == i18n.ZH["web.title"]
         await off_loop(driver.save_screenshot, str(shots / "web_chinese_page.png"))
 
