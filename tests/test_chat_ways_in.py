@@ -14,8 +14,6 @@ tests/test_chat_answers.py).
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from typing import Any
 
 import pytest
@@ -28,7 +26,7 @@ from tests.discord_helpers import embed_of, eventually, png_attachment
 from tests.discord_helpers import running as discord_running
 from tests.fakes.discord_server import FakeDiscord
 from tests.fakes.telegram_server import FakeTelegram
-from tests.telegram_helpers import TOKEN, answer_to, keyboard, replies_to, shown
+from tests.telegram_helpers import answer_to, keyboard, replies_to, running, shown
 from tests.test_chat_answers import (
     SHOW,
     Recording,
@@ -58,23 +56,9 @@ def covered_match() -> Recognition:
                        candidates=(cand(COVERED, 4, 61.0, 0.93),))
 
 
-@asynccontextmanager
-async def telegram_bot(tg: FakeTelegram, service: Any) -> AsyncIterator[Any]:
+def telegram_bot(tg: FakeTelegram, service: Any) -> Any:
     """The Telegram bot, allowed to fetch links from the local test server."""
-    from bot.telegram_adapter import build_telegram_application, run_telegram
-
-    app = build_telegram_application(TOKEN, service, base_url=tg.base_url,
-                                     base_file_url=tg.base_file_url, allow_private_urls=True,
-                                     any_link_host=True)
-    stop = asyncio.Event()
-    mark = len(tg.requests)
-    task = asyncio.create_task(run_telegram(app, stop, poll_timeout=1))
-    try:
-        await tg.wait_for("getUpdates", since=mark, timeout=15)
-        yield app
-    finally:
-        stop.set()
-        await asyncio.wait_for(task, 15)
+    return running(tg, service, allow_private_urls=True, any_link_host=True)
 
 
 async def sends_to(tg: FakeTelegram, message_id: int, n: int, timeout: float = 20.0) -> list[Any]:

@@ -29,6 +29,20 @@ def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     return h
 
 
+async def web_client(app: Any, svc: Any) -> Any:
+    """The web chat over `svc`, served to a started aiohttp test client."""
+    from aiohttp.test_utils import TestClient, TestServer
+
+    from bot.web import build_web_app
+
+    st = app.settings
+    web_app = build_web_app(svc, sessions=app.sessions, index_dir=st.index_dir,
+                            framestore_dir=st.framestore_dir)
+    client = TestClient(TestServer(web_app, host="127.0.0.1"))
+    await client.start_server()
+    return client
+
+
 def test_index_of_an_empty_folder_or_a_file_says_so(home: Path, tmp_path: Path,
                                                     capsys: pytest.CaptureFixture[str]) -> None:
     from bot.cli import main
@@ -47,10 +61,7 @@ def test_index_of_an_empty_folder_or_a_file_says_so(home: Path, tmp_path: Path,
 
 
 async def test_web_status_says_no_episodes_indexed(home: Path, tmp_path: Path) -> None:
-    from aiohttp.test_utils import TestClient, TestServer
-
     from bot.app import App
-    from bot.web import build_web_app
 
     empty = tmp_path / "empty"
     empty.mkdir()
@@ -59,11 +70,7 @@ async def test_web_status_says_no_episodes_indexed(home: Path, tmp_path: Path) -
     app.indexer(fps=1.0).run(empty)
     svc = app.service()
     await svc.start()
-    st = app.settings
-    web_app = build_web_app(svc, sessions=app.sessions, index_dir=st.index_dir,
-                            framestore_dir=st.framestore_dir)
-    client = TestClient(TestServer(web_app, host="127.0.0.1"))
-    await client.start_server()
+    client = await web_client(app, svc)
     try:
         r = await client.get("/api/status")
         body = await r.json()
@@ -180,12 +187,10 @@ async def test_without_an_index_chat_users_get_a_plain_sentence(home: Path, dc: 
     never the folder."""
     import io
 
-    from aiohttp.test_utils import TestClient, TestServer
     from PIL import Image
 
     from bot.app import App
     from bot.chat import i18n
-    from bot.web import build_web_app
 
     app = App.from_settings(load_settings())
     app.open()
@@ -195,11 +200,7 @@ async def test_without_an_index_chat_users_get_a_plain_sentence(home: Path, dc: 
     buf = io.BytesIO()
     Image.new("RGB", (64, 48), (200, 90, 40)).save(buf, format="PNG")
     png = buf.getvalue()
-    st = app.settings
-    web_app = build_web_app(svc, sessions=app.sessions, index_dir=st.index_dir,
-                            framestore_dir=st.framestore_dir)
-    client = TestClient(TestServer(web_app, host="127.0.0.1"))
-    await client.start_server()
+    client = await web_client(app, svc)
     try:
         for lang, table in (("en", i18n.EN), ("ja", i18n.JA)):
             r = await client.post(f"/api/identify?lang={lang}", data={"file": png})
