@@ -14,6 +14,7 @@ tests/test_chat_answers.py).
 from __future__ import annotations
 
 import asyncio
+import json
 from typing import Any
 
 import pytest
@@ -154,6 +155,9 @@ async def test_telegram_text_answer_shows_the_cover_and_the_app_language(tg: Fak
     assert ans.result["link_preview_options"]["url"] == COVERED.cover
     assert "灯籠通り" in shown(ans) and "確信度 97%" in shown(ans)
     assert "Two couriers race the last tram." in shown(ans)
+    # the "/" menu in Japanese for people whose Telegram is in Japanese
+    menu = tg.commands[json.dumps([{"type": "default"}, "ja"], sort_keys=True)]
+    assert {c["command"]: c["description"] for c in menu}["lang"] == i18n.JA["tg.cmd.lang"]
     save("telegram_cover", "Telegram: a text answer (no preview) with the series cover as its "
          "link preview, in Japanese from the person's Telegram language",
          [tg_record(ans)])
