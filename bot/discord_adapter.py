@@ -8,7 +8,6 @@ Lifecycle: `build_discord_bot()` then `run_discord(bot, token, stop)` inside a r
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections.abc import Iterable
 from pathlib import Path
@@ -119,10 +118,18 @@ async def run_discord(bot: commands.Bot, token: str | SecretStr, stop: asyncio.E
             await asyncio.wait({runner, stopper}, return_when=asyncio.FIRST_COMPLETED)
         finally:
             stopper.cancel()
-            if not runner.done():
+            stopping = not runner.done()
+            if stopping:
                 await bot.close()
-            with contextlib.suppress(asyncio.CancelledError):
+            try:
                 await runner  # re-raises a failed login/connection
+            except asyncio.CancelledError:
+                pass
+            except Exception as exc:
+                if not stopping:
+                    raise
+                # closed while still connecting: the half-open connection fails as it goes
+                logger.info("discord: stopped while connecting (%s)", type(exc).__name__)
 
 
 
