@@ -7,7 +7,7 @@
 - Discord: the answer language from the server's locale (messages) and the person's client
   locale (slash commands), and the slash commands' descriptions in Japanese and Chinese.
 
-With ANIREC_CHAT_EVIDENCE=1 the fakes' recordings go to bench/results/chat/ (see
+With CHAT_EVIDENCE=1 the fakes' recordings go to bench/results/chat/ (see
 tests/test_chat_answers.py).
 """
 
