@@ -187,6 +187,7 @@ async def test_without_an_index_chat_users_get_a_plain_sentence(home: Path, dc: 
     never the folder."""
     import io
 
+    import aiohttp
     from PIL import Image
 
     from bot.app import App
@@ -203,7 +204,9 @@ async def test_without_an_index_chat_users_get_a_plain_sentence(home: Path, dc: 
     client = await web_client(app, svc)
     try:
         for lang, table in (("en", i18n.EN), ("ja", i18n.JA)):
-            r = await client.post(f"/api/identify?lang={lang}", data={"file": png})
+            form = aiohttp.FormData()
+            form.add_field("file", png, filename="shot.png", content_type="image/png")
+            r = await client.post(f"/api/identify?lang={lang}", data=form)
             body = await r.text()
             assert r.status == 503 and (await r.json())["error"] == table["error.index"]
             assert str(home) not in body and "manifest" not in body
