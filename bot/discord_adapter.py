@@ -8,7 +8,6 @@ Lifecycle: `build_discord_bot()` then `run_discord(bot, token, stop)` inside a r
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections.abc import Iterable
 from pathlib import Path
@@ -20,7 +19,7 @@ from pydantic import SecretStr
 
 from bot.chat.adapter import Launch
 from bot.discord_cog import DEFAULTS, RecognitionCog
-from bot.discord_prefs import PrefsCog
+from bot.discord_prefs import CatalogueTranslator, PrefsCog
 from core.errors import ConfigError
 from core.service import RecognitionService
 
@@ -66,6 +65,7 @@ class AniRecBot(commands.Bot):
             self, self.service, owner_ids=self._cog_owner_ids,
             auto_channels=self._cog_auto_channels, max_images=self._cog_max_images,
             allow_private_urls=self._cog_allow_private_urls, any_link_host=self._cog_any_link_host)
+        await self.tree.set_translator(CatalogueTranslator())
         await self.add_cog(cog)
         await self.add_cog(PrefsCog(self.service, cog.settings, cog.closest, cog.answer_picked))
         if self.sync_commands:
@@ -131,10 +131,18 @@ async def run_discord(bot: commands.Bot, token: str | SecretStr, stop: asyncio.E
             await asyncio.wait({runner, stopper}, return_when=asyncio.FIRST_COMPLETED)
         finally:
             stopper.cancel()
-            if not runner.done():
+            stopping = not runner.done()
+            if stopping:
                 await bot.close()
-            with contextlib.suppress(asyncio.CancelledError):
+            try:
                 await runner  # re-raises a failed login/connection
+            except asyncio.CancelledError:
+                pass
+            except Exception as exc:
+                if not stopping:
+                    raise
+                # closed while still connecting: the half-open connection fails as it goes
+                logger.info("discord: stopped while connecting (%s)", type(exc).__name__)
 
 
 

@@ -47,37 +47,34 @@ from discord.ext import commands
 
 from bot.chat.feedback import emoji_feedback
 from bot.chat.fetch import PLATFORM_MEDIA_HOSTS, DownloadFailed, LinkFetcher
+from bot.chat.i18n import text
 from bot.chat.settings import ChatSettings
 from bot.chat.state import AnswerMemory, Owners, UserLocks
-from bot.chat.texts import too_large, user_error_text
+from bot.chat.texts import said, too_large, user_error_text
 from bot.discord_components import picker_view
 from bot.discord_media import (
-    UNSUPPORTED_FILE,
     Found,
     MediaRef,
     find_media,
     is_media_attachment,
+    not_media,
 )
 from bot.discord_prefs import DEFAULT_PREFS, AnswerPrefs, answer_prefs
 from bot.discord_render import (
-    HELP_TEXT,
-    MENTION_HINT,
-    NO_MEDIA_IN_TARGET,
-    OWNER_ONLY,
-    SLASH_HINT,
+    help_text,
     query_id_from_message,
     render_answer,
     render_stats,
     skipped_text,
 )
 from bot.discord_reply import Interaction, InteractionReplier, MessageReplier, Replier
-from core.errors import AniRecError, Busy, NotFound, RateLimited, UnsupportedMedia
+from core.errors import AniRecError, Busy, NotFound, RateLimited
 from core.service import RecognitionService
 from core.types import Recognition, Source
 
 logger = logging.getLogger(__name__)
 
-CONTEXT_MENU_NAME = "Identify anime"
+CONTEXT_MENU_NAME = text("en", "dc.cmd.identify")
 
 
 
@@ -120,7 +117,7 @@ def source_of(user_id: int, guild_id: int | None, channel_id: int | None, channe
 class RecognitionCog(commands.Cog):
     """Answers pictures, reads feedback reactions, and has the owner commands."""
 
-    anirec = app_commands.Group(name="anirec", description="AniRec operator commands")
+    anirec = app_commands.Group(name="anirec", description=text("en", "dc.cmd.anirec"))
 
     def __init__(self, bot: commands.Bot, service: RecognitionService, *,
                  owner_ids: Iterable[int] = (), auto_channels: Iterable[int] = (),
@@ -154,8 +151,9 @@ class RecognitionCog(commands.Cog):
 
     # -- the one place errors become user text ---------------------------------------------------
 
-    async def report(self, error: BaseException, reply: Replier | None) -> None:
-        """Log `error`, then tell the person (when there is someone to tell)."""
+    async def report(self, error: BaseException, reply: Replier | None,
+                     lang: str | None = None) -> None:
+        """Log `error`, then tell the person (when there is someone to tell), in `lang`."""
         if isinstance(error, (app_commands.CommandInvokeError, commands.CommandInvokeError)):
             error = error.original
         if isinstance(error, AniRecError):
@@ -169,17 +167,22 @@ class RecognitionCog(commands.Cog):
         if isinstance(error, discord.Forbidden):
             return  # no permission to post here: replying would fail the same way
         try:
-            await reply.send(content=user_error_text(error))
+            await reply.send(content=user_error_text(error, lang))
         except discord.HTTPException as exc:
             logger.info("could not send the error text: %s", exc)
 
+    async def prefs(self, interaction: Interaction) -> AnswerPrefs:
+        """How to answer the person behind `interaction` (their choice, else their locale)."""
+        return await answer_prefs(self.settings, interaction.user.id, interaction.guild_id,
+                                  interaction.locale)
+
     async def cog_app_command_error(self, interaction: Interaction,
                                     error: app_commands.AppCommandError) -> None:
-        await self.report(error, InteractionReplier(interaction))
+        await self.report(error, InteractionReplier(interaction), (await self.prefs(interaction)).lang)
 
     async def _context_menu_error(self, interaction: Interaction,
                                   error: app_commands.AppCommandError) -> None:
-        await self.report(error, InteractionReplier(interaction))
+        await self.report(error, InteractionReplier(interaction), (await self.prefs(interaction)).lang)
 
     async def cog_command_error(self, ctx: commands.Context[Any], error: Exception) -> None:
         await self.report(error, None)
@@ -206,7 +209,7 @@ class RecognitionCog(commands.Cog):
             else:
                 raise DownloadFailed()
         except TimeoutError:
-            raise DownloadFailed("That file took too long to download.") from None
+            raise said(DownloadFailed, "error.download_slow") from None
         except (discord.HTTPException, aiohttp.ClientError) as exc:
             logger.info("download of %s failed: %s", ref.kind, exc)
             raise DownloadFailed() from None
@@ -246,26 +249,25 @@ class RecognitionCog(commands.Cog):
                 try:
                     await self.answer_one(ref, source, reply, prefs)
                 except (Busy, RateLimited) as exc:  # the rest would get the same answer
-                    await self.report(exc, reply)
+                    await self.report(exc, reply, prefs.lang)
                     return
                 except Exception as exc:  # one bad picture must not stop the others
-                    await self.report(exc, reply)
+                    await self.report(exc, reply, prefs.lang)
         rest = found.refs[self.max_images:]
         if rest:  # a picker for the others: the person chooses which to look at next
             token = secrets.token_urlsafe(9)
             self.pending.put(token, (rest, source))
-            await reply.send(content=skipped_text(len(refs), len(rest)),
-                             view=picker_view(token, [r.name for r in rest]))
+            await reply.send(content=skipped_text(len(refs), len(rest), prefs.lang),
+                             view=picker_view(token, [r.name for r in rest], prefs.lang))
 
     async def answer_picked(self, interaction: Interaction, token: str, index: int) -> None:
         """A picture chosen in the picker: answered like the first ones (as a follow-up)."""
         pending = self.pending.get(token)
+        prefs = await self.prefs(interaction)
         if pending is None or not 0 <= index < len(pending[0]):
-            await interaction.response.send_message(NO_MEDIA_IN_TARGET, ephemeral=True)
+            await interaction.response.send_message(text(prefs.lang, "picker.gone"), ephemeral=True)
             return
         await interaction.response.defer(thinking=True)
-        prefs = await answer_prefs(self.settings, interaction.user.id, interaction.guild_id,
-                                   interaction.locale)
         await self.answer_all(Found([pending[0][index]]), pending[1],
                               InteractionReplier(interaction), prefs)
 
@@ -301,7 +303,11 @@ class RecognitionCog(commands.Cog):
         if not (dm or mentioned or self._is_auto(message.channel)):
             return
         reply = MessageReplier(message)
+        gid = message.guild.id if message.guild else None
+        prefs = DEFAULT_PREFS
         try:
+            prefs = await answer_prefs(self.settings, message.author.id, gid,
+                                       message.guild.preferred_locale if message.guild else None)
             found = find_media(message)
             if (not found.refs and found.problem is None and message.reference is not None
                     and (mentioned or dm)):
@@ -314,15 +320,13 @@ class RecognitionCog(commands.Cog):
                 if found.problem is not None:
                     raise found.problem
                 if dm or mentioned:
-                    await reply.send(content=HELP_TEXT if dm else MENTION_HINT)
+                    await reply.send(content=help_text(prefs.lang) if dm
+                                     else text(prefs.lang, "dc.mention_hint"))
                 return
-            gid = message.guild.id if message.guild else None
             source = source_of(message.author.id, gid, message.channel.id, message.channel)
-            prefs = await answer_prefs(self.settings, message.author.id, gid,
-                                       message.guild.preferred_locale if message.guild else None)
             await self.answer_all(found, source, reply, prefs)
         except Exception as exc:
-            await self.report(exc, reply)
+            await self.report(exc, reply, prefs.lang)
 
     # -- app commands ------------------------------------------------------------------------------
 
@@ -330,33 +334,31 @@ class RecognitionCog(commands.Cog):
         return source_of(interaction.user.id, interaction.guild_id, interaction.channel_id,
                          interaction.channel)
 
-    @app_commands.command(name="anime", description="Find the anime, episode and moment of a "
-                                                     "picture, GIF or clip")
-    @app_commands.describe(image="A screenshot, GIF or short clip",
-                           url="A link to a picture, GIF or clip")
+    @app_commands.command(name="anime", description=text("en", "dc.cmd.anime"))
+    @app_commands.describe(image=text("en", "dc.cmd.anime.image"), url=text("en", "dc.cmd.anime.url"))
     async def anime(self, interaction: Interaction,
                     image: discord.Attachment | None = None, url: str | None = None) -> None:
         """/anime image:<file> or url:<link>."""
         refs: list[MediaRef] = []
         if image is not None:
             if not is_media_attachment(image):
-                raise UnsupportedMedia(UNSUPPORTED_FILE)
+                raise not_media()
             refs.append(MediaRef("attachment", image.filename, size=image.size,
                                  attachment=image))
         if url:
             url = url.strip().strip("<>")
             if not url.lower().startswith(("http://", "https://")):
-                raise DownloadFailed("That isn't an http(s) link to a picture.")
+                raise said(DownloadFailed, "error.not_http")
             refs.append(MediaRef("link", url.rsplit("/", 1)[-1][:64], url=url))
         if not refs:
-            await interaction.response.send_message(SLASH_HINT, ephemeral=True)
+            await interaction.response.send_message(
+                text((await self.prefs(interaction)).lang, "dc.slash_hint"), ephemeral=True)
             return
         await self._answer_interaction(interaction, Found(refs))
 
     async def _answer_interaction(self, interaction: Interaction, found: Found) -> None:
         """/anime and Identify anime: private (ephemeral) when the server asks for it."""
-        prefs = await answer_prefs(self.settings, interaction.user.id, interaction.guild_id,
-                                   interaction.locale)
+        prefs = await self.prefs(interaction)
         await interaction.response.defer(thinking=True, ephemeral=prefs.private)
         await self.answer_all(found, self._interaction_source(interaction),
                               InteractionReplier(interaction, ephemeral=prefs.private), prefs)
@@ -370,17 +372,19 @@ class RecognitionCog(commands.Cog):
         if not found.refs:
             if found.problem is not None:
                 raise found.problem
-            await interaction.response.send_message(NO_MEDIA_IN_TARGET, ephemeral=True)
+            await interaction.response.send_message(
+                text((await self.prefs(interaction)).lang, "dc.no_media"), ephemeral=True)
             return
         await self._answer_interaction(interaction, found)
 
     async def _owner(self, interaction: Interaction) -> bool:
         if self.owners.allows(interaction.user.id):
             return True
-        await interaction.response.send_message(OWNER_ONLY, ephemeral=True)
+        await interaction.response.send_message(
+            text((await self.prefs(interaction)).lang, "error.owner_only"), ephemeral=True)
         return False
 
-    @anirec.command(name="stats", description="Operator: service and feedback numbers")
+    @anirec.command(name="stats", description=text("en", "dc.cmd.anirec.stats"))
     async def stats(self, interaction: Interaction) -> None:
         if not await self._owner(interaction):
             return
@@ -389,13 +393,14 @@ class RecognitionCog(commands.Cog):
         stats["guilds"] = len(self.bot.guilds)
         await interaction.response.send_message(render_stats(stats), ephemeral=True)
 
-    @anirec.command(name="reload", description="Operator: load the current models and index")
+    @anirec.command(name="reload", description=text("en", "dc.cmd.anirec.reload"))
     async def reload(self, interaction: Interaction) -> None:
         if not await self._owner(interaction):
             return
         await interaction.response.defer(ephemeral=True, thinking=True)
         what = await self.service.reload()
-        await interaction.followup.send(f"Reloaded: {what}", ephemeral=True)
+        await interaction.followup.send(text((await self.prefs(interaction)).lang, "reloaded", what=what),
+                                        ephemeral=True)
 
     # -- feedback reactions ------------------------------------------------------------------------
 

@@ -13,6 +13,7 @@ import discord
 
 from bot.chat.answer import AnswerText
 from bot.chat.feedback import CORRECT_EMOJI, WRONG_EMOJI, encode_feedback
+from bot.chat.i18n import text
 from core.types import FeedbackTally, Verdict
 
 CLOSEST_PREFIX = "cl:"
@@ -91,11 +92,12 @@ def ranks_of(message: discord.Message | None) -> int:
     return n
 
 
-def picker_view(token: str, names: list[str]) -> discord.ui.View:
+def picker_view(token: str, names: list[str], lang: str = "en") -> discord.ui.View:
     """A select menu of the pictures not answered yet ("pk:<token>", values = their index)."""
     view = discord.ui.View(timeout=None)
-    options = [discord.SelectOption(label=(name or f"picture {i + 1}")[:100], value=str(i))
+    options = [discord.SelectOption(label=(name or text(lang, "picker.item", n=i + 2))[:100],
+                                    value=str(i))
                for i, name in enumerate(names[:25])]
     view.add_item(discord.ui.Select(custom_id=f"{PICK_PREFIX}{token}", options=options,
-                                    placeholder="Look at another picture…"))
+                                    placeholder=text(lang, "picker.placeholder")[:150]))
     return view

@@ -10,16 +10,22 @@ from urllib.parse import unquote
 import discord
 import yarl
 
-from bot.chat.media import MEDIA_EXTS, extension, media_kind
+from bot.chat.i18n import text
+from bot.chat.media import MEDIA_EXTS, MEDIA_FORMATS, extension, media_kind
+from bot.chat.texts import said
 from core.errors import AniRecError, UnsupportedMedia
 
 DISCORD_CDN_HOSTS = frozenset({"cdn.discordapp.com", "media.discordapp.net"})
 _URL = re.compile(r"https?://[^\s<>|\"']+", re.IGNORECASE)
 
-UNSUPPORTED_FILE = ("That file isn't a picture or a clip. Send a screenshot, GIF, sticker or "
-                    "short video (PNG, JPEG, WebP, GIF, MP4 or WebM).")
-LOTTIE_STICKER = ("That's an animated (Lottie) sticker; I can only read picture stickers. "
-                  "Send a screenshot of it instead.")
+#: The English refusals (users read them in their language: `user_error_text`).
+UNSUPPORTED_FILE = text("en", "error.not_media", formats=MEDIA_FORMATS)
+LOTTIE_STICKER = text("en", "error.lottie")
+
+
+def not_media() -> UnsupportedMedia:
+    """The refusal of a file that is no picture or clip."""
+    return said(UnsupportedMedia, "error.not_media", formats=MEDIA_FORMATS)
 
 
 @dataclass(frozen=True)
@@ -84,10 +90,10 @@ def find_media(message: discord.Message) -> Found:
         if is_media_attachment(att):
             refs.append(MediaRef("attachment", att.filename, size=att.size, attachment=att))
         elif problem is None:
-            problem = UnsupportedMedia(UNSUPPORTED_FILE)
+            problem = not_media()
     for st in message.stickers:
         if st.format is discord.StickerFormatType.lottie:
-            problem = problem or UnsupportedMedia(LOTTIE_STICKER)
+            problem = problem or said(UnsupportedMedia, "error.lottie")
         else:
             refs.append(MediaRef("sticker", st.name, sticker=st))
     links = links_in(message.content)

@@ -18,7 +18,7 @@ from discord import app_commands
 from discord.ext import commands
 
 from bot.chat.feedback import feedback_toast, parse_feedback
-from bot.chat.i18n import LANG_NAMES, pick_lang, text
+from bot.chat.i18n import EN, LANG_NAMES, pick_lang, text
 from bot.chat.settings import ChatSettings, Prefs
 from bot.chat.state import AnswerMemory, UserLocks
 from bot.discord_components import CLOSEST_PREFIX, PICK_PREFIX, links_of, ranks_of, vote_view
@@ -56,6 +56,23 @@ async def answer_prefs(settings: ChatSettings, user_id: int, guild_id: int | Non
     return AnswerPrefs(lang, p.title_lang, bool(server.ephemeral), p.with_preview)
 
 
+class CatalogueTranslator(app_commands.Translator):
+    """The slash commands' descriptions (and the "Identify anime" menu name) in Japanese and
+    Chinese for people whose Discord is in those languages: every English text of a command
+    is a `dc.cmd.*` entry of the catalogue, found by its English wording."""
+
+    def __init__(self) -> None:
+        self._keys = {v: k for k, v in EN.items() if k.startswith("dc.cmd.")}
+
+    async def translate(self, string: app_commands.locale_str, locale: discord.Locale,
+                        context: app_commands.TranslationContextTypes) -> str | None:
+        key = self._keys.get(string.message)
+        lang = pick_lang(locale.value)
+        if key is None or lang is None or lang == "en":
+            return None
+        return text(lang, key)
+
+
 class PrefsCog(commands.Cog):
     """Component presses on answers, and /settings."""
 
@@ -88,6 +105,10 @@ class PrefsCog(commands.Cog):
         except discord.HTTPException as exc:
             logger.warning("discord: answering a button press failed: %s", exc)
 
+    async def _lang(self, interaction: Interaction) -> str:
+        return (await answer_prefs(self.settings, interaction.user.id, interaction.guild_id,
+                                   interaction.locale)).lang
+
     async def _vote(self, interaction: Interaction, custom_id: str) -> None:
         action = parse_feedback(custom_id)
         if action is None:
@@ -100,19 +121,21 @@ class PrefsCog(commands.Cog):
                 tally = await self.service.record_feedback(action.query_id, action.verdict,
                                                            source=source, rank=action.rank)
         except (ValueError, NotFound):
-            await interaction.response.send_message("That answer can't take this vote any more.",
+            await interaction.response.send_message(text(await self._lang(interaction), "vote.gone"),
                                                     ephemeral=True)
             return
         msg = interaction.message
         view = vote_view(action.query_id, ranks_of(msg) or 1, tally, links_of(msg))
         await interaction.response.edit_message(view=view)
-        await interaction.followup.send(feedback_toast(action.verdict, action.rank), ephemeral=True)
+        await interaction.followup.send(
+            feedback_toast(action.verdict, action.rank, lang=await self._lang(interaction)),
+            ephemeral=True)
 
     async def _closest(self, interaction: Interaction, query_id: str) -> None:
         shown = self.closest.get(query_id)
         if shown is None:
             await interaction.response.send_message(
-                "That answer is too old; send the picture again.", ephemeral=True)
+                text(await self._lang(interaction), "error.answer_too_old"), ephemeral=True)
             return
         label, body = shown.split("\n", 1)
         msg = interaction.message
@@ -121,12 +144,11 @@ class PrefsCog(commands.Cog):
         embed.add_field(name=label, value=body, inline=False)
         await interaction.response.edit_message(embed=embed, view=None)
 
-    @app_commands.command(name="settings", description="Your answer language and title "
-                                                       "language; server managers: private answers")
-    @app_commands.describe(language="Language of the answers", titles="Language of series titles",
-                           preview="Answers with the preview clip (off: text only, faster)",
-                           private="Server managers: answers to /anime and Identify anime only "
-                                   "the asker sees")
+    @app_commands.command(name="settings", description=text("en", "dc.cmd.settings"))
+    @app_commands.describe(language=text("en", "dc.cmd.settings.language"),
+                           titles=text("en", "dc.cmd.settings.titles"),
+                           preview=text("en", "dc.cmd.settings.preview"),
+                           private=text("en", "dc.cmd.settings.private"))
     async def settings_command(self, interaction: Interaction, language: LangChoice | None = None,
                                titles: TitleChoice | None = None, preview: bool | None = None,
                                private: bool | None = None) -> None:
@@ -144,16 +166,15 @@ class PrefsCog(commands.Cog):
             perms = getattr(interaction.user, "guild_permissions", None)
             if interaction.guild_id is None or perms is None or not perms.manage_guild:
                 await interaction.response.send_message(
-                    "Only server managers can make answers private, and only in a server.",
-                    ephemeral=True)
+                    text(await self._lang(interaction), "settings.private_denied"), ephemeral=True)
                 return
             await self.settings.set("chat", "discord", str(interaction.guild_id), ephemeral=private)
         now = await answer_prefs(self.settings, interaction.user.id, interaction.guild_id,
                                  interaction.locale)
         titles_name = LANG_NAMES.get(now.title_lang or now.lang, now.title_lang or now.lang)
         lines = [text(now.lang, "lang.set", titles=titles_name),
-                 "Preview clips: " + ("on." if now.preview else "off.")]
+                 text(now.lang, "settings.preview_on" if now.preview else "settings.preview_off")]
         if interaction.guild_id is not None:
-            lines.append("Answers to /anime here: " + ("private (only you see them)." if now.private
-                                                      else "visible to everyone."))
+            lines.append(text(now.lang, "settings.private_on" if now.private
+                              else "settings.private_off"))
         await interaction.response.send_message("\n".join(lines), ephemeral=True)

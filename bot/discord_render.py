@@ -64,10 +64,8 @@ COLOR_MATCH = 0x2ECC71
 COLOR_UNSURE = 0xF1C40F
 COLOR_NO_MATCH = 0x95A5A6
 
-NO_MATCH_WITH_GUESSES = "Not sure — nothing matched well"
-ADULT_TITLE = "18+ series (hidden outside NSFW channels)"
+ADULT_TITLE = text("en", "dc.adult_title")
 ADULT_MARK = " (18+)"
-FOOTER_HINT = f"{CORRECT_EMOJI} right · {WRONG_EMOJI} wrong · 1️⃣–5️⃣ it was that one"
 CLIP_NAME = "preview.mp4"
 STILL_NAME = "preview.jpg"
 ANNOTATED_NAME = "characters.jpg"
@@ -101,7 +99,7 @@ class RenderedAnswer:
     hidden: bool = False  # an adult answer withheld behind spoilers
     view: discord.ui.View | None = None  # the buttons under the answer
     closest: str | None = None  # a no-match's closest guesses (shown on "Show closest scenes")
-    closest_label: str = "Closest scenes"
+    closest_label: str = ""  # its section name, in the answer's language
 
     def files(self) -> list[discord.File]:
         """Fresh `discord.File`s (each can be sent once).
@@ -184,10 +182,10 @@ def status_line(a: AnswerText) -> str:
     return f"{a.header} · {a.confidence}" if a.confidence else a.header
 
 
-def footer_text(votes: bool, total_ms: float | None = None) -> str:
+def footer_text(votes: bool, total_ms: float | None = None, lang: str = "en") -> str:
     parts = []
     if votes:
-        parts.append(FOOTER_HINT)
+        parts.append(text(lang, "dc.footer"))
     if total_ms is not None:
         parts.append(f"{total_ms:.0f} ms")
     return cut(" · ".join(parts), MAX_FOOTER)
@@ -300,7 +298,7 @@ def render_answer(rec: Recognition, *, adult_ok: bool = False, budget: int = UPL
     if a.title is None:
         title = a.header
     else:
-        title = ADULT_TITLE if hide else esc(a.title, MAX_TITLE - 10)
+        title = text(lang, "dc.adult_title") if hide else esc(a.title, MAX_TITLE - 10)
     embed = discord.Embed(title=cut(title, MAX_TITLE), color=color,
                           description=_fit(_describe(a, hide), MAX_DESCRIPTION))
     if a.candidates:
@@ -313,7 +311,7 @@ def render_answer(rec: Recognition, *, adult_ok: bool = False, budget: int = UPL
     if a.genres:
         embed.add_field(name=a.labels["looks_like"], value=esc(", ".join(a.genres), MAX_FIELD),
                         inline=False)
-    embed.set_footer(text=footer_text(bool(a.votes), rec.timings_ms.get("total")))
+    embed.set_footer(text=footer_text(bool(a.votes), rec.timings_ms.get("total"), lang))
     attachments, still_use = preview_attachments(best, hide=hide, budget=budget)
     # The named faces take the thumbnail; a still that was only the clip's thumbnail makes room.
     others = [x for x in attachments if not (still_use == "thumbnail" and x.filename == STILL_NAME)]
@@ -340,23 +338,23 @@ def render_answer(rec: Recognition, *, adult_ok: bool = False, budget: int = UPL
 
 # -- other texts -----------------------------------------------------------------------------------
 
-HELP_TEXT = (
-    "Send me a screenshot, GIF, sticker or short clip and I'll tell you which anime it is "
-    "from — the episode, the moment, and how sure I am. In a server, mention me in a reply "
-    "to a picture, or use `/anime`, or right-click a message → Apps → **Identify anime**."
-)
-MENTION_HINT = ("Mention me in a reply to a picture (or attach one), or use `/anime` with an "
-                "image or a link.")
-SLASH_HINT = "Give me an `image` (attach a picture, GIF or clip) or a `url` of one."
-NO_MEDIA_IN_TARGET = "That message has no picture, GIF, sticker or clip I could look at."
-OWNER_ONLY = "That command is for the bot's operator."
+#: The English texts; `text(lang, key)` (bot/chat/i18n.py) gives them in any language.
+HELP_TEXT = text("en", "dc.help", menu=text("en", "dc.cmd.identify"))
+MENTION_HINT = text("en", "dc.mention_hint")
+SLASH_HINT = text("en", "dc.slash_hint")
+NO_MEDIA_IN_TARGET = text("en", "dc.no_media")
+OWNER_ONLY = text("en", "error.owner_only")
 
 
-def skipped_text(answered: int, skipped: int) -> str:
-    """Told when a message had more images than the bot answers at once."""
-    noun = "picture" if skipped == 1 else "pictures"
-    return (f"I looked at the first {answered}; send the other {skipped} {noun} in another "
-            "message.")
+def help_text(lang: str = "en") -> str:
+    """What a direct message without a picture gets."""
+    return text(lang, "dc.help", menu=text(lang, "dc.cmd.identify"))
+
+
+def skipped_text(answered: int, skipped: int, lang: str = "en") -> str:
+    """Told when a message had more images than the bot answers at once (a picker follows)."""
+    return text(lang, "picker.skipped_one" if skipped == 1 else "picker.skipped",
+                answered=answered, skipped=skipped)
 
 
 def render_stats(stats: Mapping[str, object]) -> str:

@@ -75,6 +75,7 @@ from telegram.ext import (
 from bot.chat.adapter import Launch
 from bot.chat.answer import answer_text
 from bot.chat.fetch import PLATFORM_MEDIA_HOSTS, LinkFetcher
+from bot.chat.i18n import LANGS, text
 from bot.chat.settings import ChatSettings
 from bot.chat.state import AnswerMemory, AutoAnswerChats, Owners, UserLocks, chat_token
 from bot.chat.texts import user_error_text
@@ -94,7 +95,23 @@ from bot.telegram_io import (
     source_of,
 )
 from bot.telegram_links import answer_link, message_links, on_private_text
-from bot.telegram_prefs import closest_memory, is_group_admin, on_closest, on_lang, on_preview, prefs_for
+from bot.telegram_picker import (
+    Pending,
+    album_memory,
+    collect_album,
+    offer_others,
+    on_pick,
+    picker_memory,
+)
+from bot.telegram_prefs import (
+    closest_memory,
+    is_group_admin,
+    lang_for,
+    on_closest,
+    on_lang,
+    on_preview,
+    prefs_for,
+)
 from bot.telegram_render import (
     closest_html,
     help_text,
@@ -117,13 +134,14 @@ CONCURRENT_UPDATES = 32
 
 _STATE_KEY = "anirec"
 
-BOT_COMMANDS = (
-    BotCommand("anime", "Reply to a picture with this to find its anime"),
-    BotCommand("help", "How to use AniRec"),
-    BotCommand("autoanswer", "Group admins: answer every picture (on/off)"),
-    BotCommand("lang", "Language of answers and titles: en, ja, zh"),
-    BotCommand("preview", "Preview clips with answers: on/off"),
-)
+#: The commands in Telegram's "/" menu (their descriptions: `tg.cmd.<name>` in the catalogue).
+COMMANDS = ("anime", "help", "autoanswer", "lang", "preview")
+
+
+def bot_commands(lang: str = "en") -> list[BotCommand]:
+    """The "/" menu in `lang`."""
+    return [BotCommand(c, text(lang, f"tg.cmd.{c}")) for c in COMMANDS]
+
 
 
 # -- rate limiting ---------------------------------------------------------------------------------
@@ -162,6 +180,9 @@ class BotState:
     settings: ChatSettings = field(default_factory=lambda: ChatSettings(None, lambda p, r: r))
     closest: AnswerMemory[str, str] = field(default_factory=closest_memory)
     links: LinkFetcher = field(default_factory=LinkFetcher)
+    #: Pictures of a message not answered yet, behind a picker (bot/telegram_picker.py).
+    pending: AnswerMemory[str, Pending] = field(default_factory=picker_memory)
+    albums: AnswerMemory[str, list[Message]] = field(default_factory=album_memory)
 
 
 class CustomContext(CallbackContext[ExtBot[None], dict[Any, Any], dict[Any, Any], dict[Any, Any]]):
@@ -234,6 +255,9 @@ async def on_media(update: Update, context: CustomContext) -> None:
     if msg is None or ignored(msg, context.bot.id):
         return
     private = msg.chat.type == ChatType.PRIVATE
+    if msg.media_group_id:
+        await on_album(context, msg, private)
+        return
     explicit = private or addressed(msg, context.bot.username, context.bot.id)
     if not explicit:
         if not context.state.auto.enabled(msg.chat_id):
@@ -241,6 +265,22 @@ async def on_media(update: Update, context: CustomContext) -> None:
         if msg.sticker or msg.video_note:  # chat stickers and round selfies: not screenshots
             return
     await recognize_and_reply(context, msg, msg, explicit=explicit)
+
+
+async def on_album(context: CustomContext, msg: Message, private: bool) -> None:
+    """Several photos sent together: the first is answered, a picker offers the others."""
+    group = await collect_album(context, msg)
+    if group is None:
+        return  # collected by the album's first item
+    asked = [m for m in group if private or addressed(m, context.bot.username, context.bot.id)]
+    if not asked and not context.state.auto.enabled(msg.chat_id):
+        return
+    request = asked[0] if asked else group[0]
+    try:
+        await recognize_and_reply(context, group[0], request, explicit=bool(asked))
+    finally:
+        if asked:
+            await offer_others(context, request, list(group[1:]))
 
 
 async def on_anime_command(update: Update, context: CustomContext) -> None:
@@ -251,13 +291,14 @@ async def on_anime_command(update: Update, context: CustomContext) -> None:
     target = msg.reply_to_message
     urls = message_links(msg) or (message_links(target) if not has_media(target) else [])
     if urls:
-        await answer_link(context, urls[0], msg)
+        try:
+            await answer_link(context, urls[0], msg)
+        finally:
+            await offer_others(context, msg, list(urls[1:]))
         return
     if not has_media(target):
-        await msg.reply_text(
-            "Reply to a picture, GIF, sticker or clip with /anime and I'll look it up"
-            + (" — or just send it to me here." if msg.chat.type == ChatType.PRIVATE else "."),
-            reply_parameters=reply_to(msg))
+        key = "tg.anime_usage_private" if msg.chat.type == ChatType.PRIVATE else "tg.anime_usage"
+        await msg.reply_text(text(await lang_for(context, msg), key), reply_parameters=reply_to(msg))
         return
     assert target is not None
     await recognize_and_reply(context, target, msg, explicit=True)
@@ -278,7 +319,8 @@ async def on_mention_reply(update: Update, context: CustomContext) -> None:
 
 async def on_help(update: Update, context: CustomContext) -> None:
     if update.message is not None:
-        await update.message.reply_text(help_text(context.bot.username),
+        lang = await lang_for(context, update.message)
+        await update.message.reply_text(help_text(context.bot.username, lang),
                                         parse_mode=ParseMode.HTML)
 
 
@@ -287,27 +329,21 @@ async def on_autoanswer(update: Update, context: CustomContext) -> None:
     msg = update.message
     if msg is None or ignored(msg, context.bot.id):
         return
+    lang = await lang_for(context, msg)
     if msg.chat.type == ChatType.PRIVATE:
-        await msg.reply_text("In a private chat I always answer; /autoanswer is for groups.")
+        await msg.reply_text(text(lang, "tg.auto.private"))
         return
     auto = context.state.auto
     arg = (context.args[0].lower() if context.args else "")
     if arg not in ("on", "off"):
-        state = "on" if auto.enabled(msg.chat_id) else "off"
-        await msg.reply_text(f"Auto-answer is {state} here. Admins: /autoanswer on or "
-                             "/autoanswer off.", reply_parameters=reply_to(msg))
+        key = "tg.auto.is_on" if auto.enabled(msg.chat_id) else "tg.auto.is_off"
+        await msg.reply_text(text(lang, key), reply_parameters=reply_to(msg))
         return
     if not await is_group_admin(context, msg):
-        await msg.reply_text("Only group admins can change auto-answer.",
-                             reply_parameters=reply_to(msg))
+        await msg.reply_text(text(lang, "tg.auto.admins"), reply_parameters=reply_to(msg))
         return
     auto.set(msg.chat_id, arg == "on")
-    if arg == "on":
-        text = ("Auto-answer is on: I'll answer every picture in this group. (I need to be an "
-                "admin here, or have privacy mode off, to see pictures that don't mention me.)")
-    else:
-        text = "Auto-answer is off: reply to a picture with /anime when you want me."
-    await msg.reply_text(text, reply_parameters=reply_to(msg))
+    await msg.reply_text(text(lang, f"tg.auto.{arg}"), reply_parameters=reply_to(msg))
 
 
 def _is_owner(update: Update, context: CustomContext) -> bool:
@@ -321,7 +357,7 @@ async def on_stats(update: Update, context: CustomContext) -> None:
     if msg is None:
         return
     if not _is_owner(update, context):
-        await msg.reply_text("That command is for the bot's operator.")
+        await msg.reply_text(text(await lang_for(context, msg), "error.owner_only"))
         return
     stats = await context.service.stats()
     stats["answers_remembered"] = len(context.state.answers)
@@ -333,12 +369,13 @@ async def on_reload(update: Update, context: CustomContext) -> None:
     msg = update.message
     if msg is None:
         return
+    lang = await lang_for(context, msg)
     if not _is_owner(update, context):
-        await msg.reply_text("That command is for the bot's operator.")
+        await msg.reply_text(text(lang, "error.owner_only"))
         return
     async with chat_action(context.bot, msg.chat_id, ChatAction.TYPING):
         what = await context.service.reload()
-    await msg.reply_text(f"Reloaded: {what}")
+    await msg.reply_text(text(lang, "reloaded", what=what))
 
 
 async def on_error(update: object, context: CustomContext) -> None:
@@ -355,16 +392,21 @@ async def on_error(update: object, context: CustomContext) -> None:
         return  # a failed Telegram call: replying would most likely fail the same way
     if isinstance(update, Update) and update.message is not None:
         try:
-            await update.message.reply_text(user_error_text(err),
+            lang = await lang_for(context, update.message)
+            await update.message.reply_text(user_error_text(err, lang),
                                             reply_parameters=reply_to(update.message))
         except TelegramError as exc:
             logger.info("could not send the error text: %s", exc)
 
 
 async def publish_commands(app: TelegramApp) -> None:
-    """Publish the command list shown in Telegram's "/" menu (best effort)."""
+    """Publish the command list shown in Telegram's "/" menu (best effort): in English for
+    everyone, and in Japanese and Chinese for people whose Telegram is in those languages."""
     try:
-        await app.bot.set_my_commands(list(BOT_COMMANDS))
+        await app.bot.set_my_commands(bot_commands())
+        for lang in LANGS:
+            if lang != "en":
+                await app.bot.set_my_commands(bot_commands(lang), language_code=lang)
     except TelegramError as exc:
         logger.info("setMyCommands failed: %s", exc)
 
@@ -450,6 +492,7 @@ def build_telegram_application(
     app.add_handler(CommandHandler("preview", on_preview, filters=new))
     app.add_handler(CallbackQueryHandler(on_feedback_button, pattern=r"^fb:"))
     app.add_handler(CallbackQueryHandler(on_closest, pattern=r"^cl:"))
+    app.add_handler(CallbackQueryHandler(on_pick, pattern=r"^pk:"))
     app.add_handler(MessageReactionHandler(on_reaction))
     app.add_error_handler(on_error)
     return app

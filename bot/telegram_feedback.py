@@ -7,12 +7,21 @@ import logging
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
-from telegram import InlineKeyboardMarkup, Message, ReactionType, ReactionTypeEmoji, Update
+from telegram import (
+    CallbackQuery,
+    InlineKeyboardMarkup,
+    Message,
+    ReactionType,
+    ReactionTypeEmoji,
+    Update,
+)
 from telegram.error import BadRequest
 
 from bot.chat.feedback import emoji_feedback, feedback_toast, parse_feedback
+from bot.chat.i18n import text
 from bot.chat.texts import user_error_text
 from bot.telegram_io import AnswerRef
+from bot.telegram_prefs import prefs_of
 from bot.telegram_render import feedback_keyboard, link_buttons, rank_buttons
 from core.types import Source, Verdict
 
@@ -25,6 +34,12 @@ logger = logging.getLogger(__name__)
 def not_modified(exc: BadRequest) -> bool:
     """Telegram's answer to an edit that changes nothing (the same tally)."""
     return "not modified" in str(exc).lower()
+
+
+async def _lang(context: CustomContext, query: CallbackQuery) -> str:
+    """The UI language of the person who pressed a button."""
+    chat_id = query.message.chat.id if query.message is not None else None
+    return (await prefs_of(context, query.from_user, chat_id)).lang or "en"
 
 
 async def on_feedback_button(update: Update, context: CustomContext) -> None:
@@ -45,12 +60,13 @@ async def on_feedback_button(update: Update, context: CustomContext) -> None:
             tally = await context.service.record_feedback(action.query_id, action.verdict,
                                                           source=source, rank=action.rank)
     except ValueError:
-        await query.answer("That number isn't one of the answers.")
+        await query.answer(text(await _lang(context, query), "vote.bad_rank"))
         return
     except Exception as exc:
-        await query.answer(user_error_text(exc)[:200])
+        await query.answer(user_error_text(exc, await _lang(context, query))[:200])
         raise
-    await query.answer(feedback_toast(action.verdict, action.rank))
+    await query.answer(feedback_toast(action.verdict, action.rank,
+                                      lang=await _lang(context, query)))
     if msg is None:
         return
     markup = msg.reply_markup if isinstance(msg.reply_markup, InlineKeyboardMarkup) else None

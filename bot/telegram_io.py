@@ -19,14 +19,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TypedDict
 
-from telegram import Bot, Message, MessageEntity, ReplyParameters
+from telegram import Bot, LinkPreviewOptions, Message, MessageEntity, ReplyParameters
 from telegram.constants import ChatAction, ChatType, ParseMode
 from telegram.error import BadRequest, NetworkError, TelegramError
 
-from bot.chat.answer import answer_text
-from bot.chat.media import media_kind
+from bot.chat.answer import AnswerText, answer_text
+from bot.chat.media import MEDIA_FORMATS, media_kind
 from bot.chat.state import AnswerMemory, JournalCodec, chat_token
-from bot.chat.texts import too_large, too_long
+from bot.chat.texts import said, too_large, too_long
 from bot.telegram_render import (
     MAX_CAPTION,
     answer_keyboard,
@@ -217,9 +217,7 @@ def media_ref(msg: Message, limit: int, max_seconds: float | None = None) -> Med
         d = msg.document
         kind = media_kind(d.mime_type, d.file_name or "", svg=True)
         if kind is None and (d.mime_type or "").lower() != TG_STICKER_MIME:
-            raise UnsupportedMedia(
-                "That file isn't a picture or a clip. Send a screenshot, GIF, sticker or "
-                "short video (as a photo, video or image file).")
+            raise said(UnsupportedMedia, "error.not_media", formats=MEDIA_FORMATS)
         _check(d.file_size, limit)
         return MediaRef(d.file_id, d.file_size, "document")
     return None
@@ -357,24 +355,35 @@ async def send_answer(bot: Bot, answers: Answers, request: Message, rec: Recogni
     if media_msg is not None:
         sent.append(media_msg)
     if media_msg is None or not fits:
-        sent.append(await request.reply_text(text, reply_markup=markup, **common))
+        preview = cover_preview(a, adult_ok) if media_msg is None else None
+        sent.append(await request.reply_text(text, reply_markup=markup,
+                                             link_preview_options=preview, **common))
     if rec.query_id and n:
         keyboard_id = sent[-1].message_id
         for m in sent:
             answers.put((m.chat_id, m.message_id), AnswerRef(rec.query_id, n, keyboard_id))
     if a.title is not None:
-        await send_characters(sent[-1], rec, adult_ok=adult_ok, spoiler=spoiler)
+        await send_characters(sent[-1], rec, adult_ok=adult_ok, spoiler=spoiler, lang=lang)
     return sent
 
 
+def cover_preview(a: AnswerText, adult_ok: bool) -> LinkPreviewOptions | None:
+    """A text answer (no preview clip or still) shows the series' cover from series.json as
+    its link preview: small, under the text. None when there is no cover or the series is
+    withheld here."""
+    if not a.cover or a.title is None or (a.adult and not adult_ok):
+        return None
+    return LinkPreviewOptions(url=a.cover, prefer_small_media=True, show_above_text=False)
+
+
 async def send_characters(answer: Message, rec: Recognition, *, adult_ok: bool,
-                          spoiler: bool) -> Message | None:
+                          spoiler: bool, lang: str = "en") -> Message | None:
     """After an answer that went out: the query picture with the faces boxed and named, as a
     photo replying to `answer` (only when someone was recognised). Best effort: a missing
     file or a failed call is logged and the answer stands as it is."""
     if not rec.annotated:
         return None
-    caption = characters_caption(rec, adult_ok=adult_ok)
+    caption = characters_caption(rec, adult_ok=adult_ok, lang=lang)
     if caption is None:
         return None
     path = Path(rec.annotated)

@@ -12,9 +12,11 @@ from telegram import Message, MessageEntity, Update
 from telegram.constants import ChatAction
 
 from bot.chat.answer import answer_text
+from bot.chat.i18n import text
 from bot.discord_media import links_in, media_link
 from bot.telegram_io import chat_action, ignored, reply_to, source_of
-from bot.telegram_prefs import prefs_for
+from bot.telegram_picker import offer_others
+from bot.telegram_prefs import lang_for, prefs_for
 from bot.telegram_render import closest_html
 
 if TYPE_CHECKING:
@@ -25,8 +27,8 @@ def message_links(msg: Message | None) -> list[str]:
     """Image/clip links of a message: its text and caption, text links, the link preview."""
     if msg is None:
         return []
-    text = " ".join(t for t in (msg.text, msg.caption) if t)
-    urls = links_in(text)
+    body = " ".join(t for t in (msg.text, msg.caption) if t)
+    urls = links_in(body)
     for ent in (*(msg.entities or ()), *(msg.caption_entities or ())):
         if ent.type == MessageEntity.TEXT_LINK and ent.url and media_link(ent.url):
             urls.append(ent.url)
@@ -63,8 +65,10 @@ async def on_private_text(update: Update, context: CustomContext) -> None:
         return
     urls = message_links(msg)
     if urls:
-        await answer_link(context, urls[0], msg)
+        try:
+            await answer_link(context, urls[0], msg)
+        finally:
+            await offer_others(context, msg, list(urls[1:]))
         return
-    await msg.reply_text("Send me a screenshot, GIF, sticker or short clip and I'll tell you "
-                         "which anime it is from. /help explains more.",
+    await msg.reply_text(text(await lang_for(context, msg), "tg.send_me"),
                          reply_parameters=reply_to(msg))

@@ -3,14 +3,15 @@
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from typing import TYPE_CHECKING
 
-from telegram import Message, Update
+from telegram import Message, Update, User
 from telegram.constants import ChatMemberStatus, ChatType, ParseMode
 from telegram.error import BadRequest
 
-from bot.chat.i18n import LANG_NAMES, LANGS, text
+from bot.chat.i18n import LANG_NAMES, LANGS, pick_lang, text
 from bot.chat.settings import Prefs
 from bot.chat.state import AnswerMemory
 from bot.telegram_io import reply_to
@@ -30,11 +31,27 @@ def closest_memory(size: int = 2048) -> AnswerMemory[str, str]:
     return AnswerMemory(size)
 
 
+async def prefs_of(context: CustomContext, user: User | None, chat_id: int | None) -> Prefs:
+    """A person's prefs here: their own over their chat's; with no language chosen, the
+    language of their Telegram app (`User.language_code`) when it is one of ours."""
+    p = await context.state.settings.get(
+        "telegram", user_id=str(user.id) if user else None,
+        chat_id=str(chat_id) if chat_id is not None else None)
+    if p.lang is None and user is not None:
+        p = dataclasses.replace(p, lang=pick_lang(user.language_code))
+    return p
+
+
 async def prefs_for(context: CustomContext, msg: Message) -> Prefs:
-    """The language prefs for an answer to `msg` (its sender's over its chat's)."""
-    user = msg.from_user
-    return await context.state.settings.get(
-        "telegram", user_id=str(user.id) if user else None, chat_id=str(msg.chat_id))
+    """The prefs for an answer to `msg` (its sender's over its chat's)."""
+    return await prefs_of(context, msg.from_user, msg.chat_id)
+
+
+async def lang_for(context: CustomContext, msg: Message | None) -> str:
+    """The UI language to answer `msg` in."""
+    if msg is None:
+        return "en"
+    return (await prefs_for(context, msg)).lang or "en"
 
 
 async def is_group_admin(context: CustomContext, msg: Message) -> bool:
@@ -78,8 +95,7 @@ async def on_lang(update: Update, context: CustomContext) -> None:
         await msg.reply_text(text(current.lang, "lang.usage"), reply_parameters=reply_to(msg))
         return
     if scope == "chat" and not await is_group_admin(context, msg):
-        await msg.reply_text("Only the group's admins can set its language.",
-                             reply_parameters=reply_to(msg))
+        await msg.reply_text(text(current.lang, "admins.lang"), reply_parameters=reply_to(msg))
         return
     lang = args[0]
     title = None if len(args) < 2 or args[1] == "default" else args[1]
@@ -98,16 +114,17 @@ async def on_preview(update: Update, context: CustomContext) -> None:
     if msg is None or msg.from_user is None:
         return
     scope, args = _scope_and_args(context.args)
+    lang = await lang_for(context, msg)
     if not args or args[0] not in ("on", "off"):
-        await msg.reply_text("Use /preview on or /preview off.", reply_parameters=reply_to(msg))
+        await msg.reply_text(text(lang, "preview.usage"), reply_parameters=reply_to(msg))
         return
     if scope == "chat" and not await is_group_admin(context, msg):
-        await msg.reply_text("Only the group's admins can change that.", reply_parameters=reply_to(msg))
+        await msg.reply_text(text(lang, "admins.change"), reply_parameters=reply_to(msg))
         return
     raw = _subject(msg, scope)
     await context.state.settings.set(scope, "telegram", raw, preview=args[0] == "on")
-    await msg.reply_text("Answers come with a preview clip." if args[0] == "on"
-                         else "Answers come without the preview clip.", reply_parameters=reply_to(msg))
+    await msg.reply_text(text(lang, "preview.on" if args[0] == "on" else "preview.off"),
+                         reply_parameters=reply_to(msg))
 
 
 async def on_closest(update: Update, context: CustomContext) -> None:
@@ -119,7 +136,8 @@ async def on_closest(update: Update, context: CustomContext) -> None:
     html_ = context.state.closest.get(qid)
     msg = query.message if isinstance(query.message, Message) else None
     if html_ is None or msg is None:
-        await query.answer("That answer is too old; send the picture again.")
+        prefs = await prefs_of(context, query.from_user, msg.chat_id if msg else None)
+        await query.answer(text(prefs.lang, "error.answer_too_old"))
         return
     await query.answer()
     body = msg.text_html if msg.text else (msg.caption_html or "")

@@ -141,7 +141,8 @@ def render_short_caption(rec: Recognition | AnswerText, *, adult_ok: bool = True
     return text_ if visible_length(text_) <= MAX_CAPTION else header_html(a)
 
 
-def characters_caption(rec: Recognition, *, adult_ok: bool = True) -> str | None:
+def characters_caption(rec: Recognition, *, adult_ok: bool = True, lang: str = "en"
+                       ) -> str | None:
     """The caption of the named-faces picture: "Characters: <b>Name</b> (Series) · …", or
     None when no face was recognised (all "unknown"). Fits Telegram's caption limit; behind
     a spoiler when the answer's series is withheld here."""
@@ -151,7 +152,7 @@ def characters_caption(rec: Recognition, *, adult_ok: bool = True) -> str | None
             seen.setdefault((h.name, h.series), None)
     if not seen:
         return None
-    prefix = "Characters: "
+    prefix = f"{esc(text(lang, 'characters'))}: "
     parts: list[str] = []
     for name, series in seen:
         part = f"<b>{esc(name)}</b>" + (f" ({esc(series)})" if series else "")
@@ -248,27 +249,11 @@ def link_buttons(markup: InlineKeyboardMarkup | None) -> list[Link]:
 
 # -- operator and help texts -----------------------------------------------------------------------
 
-def help_text(bot_username: str | None) -> str:
-    """/start and /help."""
-    at = f"@{esc(bot_username)}" if bot_username else "the bot"
+def help_text(bot_username: str | None, lang: str = "en") -> str:
+    """/start and /help, in `lang`."""
+    at = f"@{esc(bot_username)}" if bot_username else esc(text(lang, "tg.the_bot"))
     cmd = f"/anime@{esc(bot_username)}" if bot_username else "/anime"
-    return "\n".join([
-        "<b>AniRec</b> finds the anime, episode and moment a picture comes from.",
-        "",
-        "Send me a screenshot, GIF, sticker or short clip (as a photo, video or file).",
-        "I answer with the series, episode and timestamp, a preview of the scene, "
-        "how sure I am, and the top 5 guesses.",
-        "",
-        "<b>In groups</b>: put /anime (or mention " + at + ") in the caption, or reply to a "
-        "picture with /anime or " + cmd + ". Admins can make me answer every picture with "
-        "/autoanswer on.",
-        "",
-        "<b>Language</b>: /lang en, /lang ja or /lang zh (add a second code for the "
-        "language of titles, e.g. /lang en ja; group admins: /lang chat ja).",
-        "",
-        "<b>Feedback</b>: tap ✅ if I was right, ❌ if not, or the number of the right "
-        "candidate. A 👍 or 👎 reaction on my answer counts too. It makes me better.",
-    ])
+    return text(lang, "tg.help", at=at, cmd=cmd)
 
 
 def render_stats(stats: Mapping[str, object]) -> str:

@@ -25,7 +25,10 @@ import hashlib
 import hmac
 import io
 import ipaddress
+import json
 import logging
+import math
+import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -39,9 +42,9 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from bot.chat.adapter import Launch
 from bot.chat.feedback import feedback_toast
-from bot.chat.i18n import pick_lang
+from bot.chat.i18n import EN, LANGS, TABLES, text
 from bot.chat.media import content_type
-from bot.chat.texts import FEEDBACK_HINT, user_error_text
+from bot.chat.texts import file_size, said, user_error_text
 from bot.web_admin import add_admin_routes
 from bot.web_common import (
     CTX,
@@ -52,6 +55,7 @@ from bot.web_common import (
     json_error,
     parse_vote,
     read_json_body,
+    request_lang,
 )
 from bot.web_identity import (
     ADMIN_COOKIE,
@@ -90,7 +94,8 @@ WEB_CHAT_ID = "web"
 MULTIPART_SLACK = 64 * 1024
 SAMPLE_SUFFIXES = {".jpg", ".jpeg", ".png", ".gif", ".webp"}
 MAX_SAMPLES = 12
-CSP = ("default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' blob:; "
+#: img-src allows https: for the series covers named in series.json (never sent a referrer).
+CSP = ("default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' blob: https:; "
        "media-src 'self' blob:; connect-src 'self'; font-src 'self'; object-src 'none'; "
        "base-uri 'none'; form-action 'self'; frame-ancestors 'none'")
 SECURITY_HEADERS = {
@@ -142,9 +147,8 @@ def same_origin(origin: str | None, host: str | None) -> bool:
         return False
 
 
-_HTTP_TEXT = {400: "That request was not understood.", 403: "Not allowed from here.",
-              404: "Not found.", 405: "Method not allowed.",
-              413: "That file is too large."}
+_HTTP_TEXT = {400: "web.bad_request", 403: "web.forbidden", 404: "web.not_found",
+              405: "web.method", 413: "error.too_large"}
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
@@ -166,12 +170,14 @@ async def friendly_errors(request: web.Request, handler: Handler) -> web.StreamR
     except web.HTTPException as exc:
         if exc.status < 400:
             raise
-        return error_response(request, exc.status, _HTTP_TEXT.get(exc.status, exc.reason))
+        key = _HTTP_TEXT.get(exc.status)
+        return error_response(request, exc.status,
+                              text(request_lang(request), key) if key else exc.reason)
     except asyncio.CancelledError:
         raise
     except Exception as exc:  # the one catch-all: the user gets a friendly line, the log the trace
         logger.error("web request %s %s failed", request.method, request.path, exc_info=exc)
-        return error_response(request, 500, user_error_text(exc))
+        return error_response(request, 500, user_error_text(exc, request_lang(request)))
 
 
 @web.middleware
@@ -200,7 +206,7 @@ async def guard(request: web.Request, handler: Handler) -> web.StreamResponse:
 # -- the chat ------------------------------------------------------------------------------------
 
 def _too_large(limit: int) -> UploadError:
-    return UploadError(413, f"That file is too large (the limit is {limit / 1e6:.0f} MB).")
+    return UploadError(413, "web.file_too_large", limit=file_size(limit))
 
 
 async def read_upload(request: web.Request, limit: int) -> bytes:
@@ -223,7 +229,7 @@ async def read_upload(request: web.Request, limit: int) -> bytes:
                     continue
                 if part.name != "file" and not part.filename:
                     if await part.read_chunk(MULTIPART_SLACK) and not part.at_eof():
-                        raise UploadError(400, "That request was not understood.")
+                        raise UploadError(400, "web.bad_request")
                     continue
                 while chunk := await part.read_chunk(256 * 1024):
                     buf += chunk
@@ -233,14 +239,14 @@ async def read_upload(request: web.Request, limit: int) -> bytes:
         except (ValueError, AssertionError, RuntimeError, HttpProcessingError) as exc:
             # e.g. a control character in the part's file name: a 400, never a 500
             logger.info("bad multipart upload: %s", type(exc).__name__)
-            raise UploadError(400, "That upload could not be read. Please try again.") from None
+            raise UploadError(400, "web.upload_unreadable") from None
     else:
         async for chunk in request.content.iter_chunked(256 * 1024):
             buf += chunk
             if len(buf) > limit:
                 raise _too_large(limit)
     if not buf:
-        raise UploadError(400, "There was no file in that message. Send a picture, GIF or clip.")
+        raise UploadError(400, "web.no_file")
     return bytes(buf)
 
 
@@ -256,18 +262,31 @@ async def read_upload_guarded(request: web.Request, limit: int) -> bytes:
     """`read_upload` within the upload timeout, at most MAX_CONCURRENT_UPLOADS at once."""
     ctx = ctx_of(request)
     if ctx.uploads.locked():
-        raise UploadError(503, "I'm busy receiving other uploads, please try again in a few seconds.")
+        raise UploadError(503, "web.uploads_busy")
     async with ctx.uploads:
         try:
             async with asyncio.timeout(ctx.upload_timeout):
                 return await read_upload(request, limit)
         except TimeoutError:
             logger.info("upload from %s timed out after %.0f s", request.remote, ctx.upload_timeout)
-            raise UploadError(408, "That upload took too long to arrive. Please try again.") from None
+            raise UploadError(408, "web.upload_slow") from None
+
+
+#: The catalogue keys the chat page's script uses (bot/webstatic/app.js), in every language.
+PAGE_KEYS = tuple(k for k in EN if k.startswith("web.")) + ("feedback.hint", "error.generic",
+                                                            "error.index")
+
+
+def page_texts() -> dict[str, dict[str, str]]:
+    """{lang: {key: text}} for the page's language switch (read by app.js)."""
+    return {lang: {k: TABLES[lang].get(k) or EN[k] for k in PAGE_KEYS} for lang in LANGS}
 
 
 async def page_index(request: web.Request) -> web.StreamResponse:
-    page = aiohttp_jinja2.render_string("chat.html", request, {})
+    lang = request_lang(request)
+    page = aiohttp_jinja2.render_string("chat.html", request, {
+        "lang": lang, "t": {k: text(lang, k) for k in PAGE_KEYS},
+        "texts_json": json.dumps(page_texts(), ensure_ascii=False).replace("</", "<\\/")})
     return web.Response(text=page, content_type="text/html", charset="utf-8",
                         headers={"Cache-Control": "no-cache"})
 
@@ -276,70 +295,94 @@ async def api_status(request: web.Request) -> web.Response:
     """Whether the chat can answer: {"ready", "message", "frames", "max_bytes", "hint"}.
     An index without a single episode is not ready ("no episodes indexed")."""
     svc = ctx_of(request).service
+    lang = request_lang(request)
     frames = svc.indexed_frames if svc.ready else 0
     ready = bool(svc.ready) and frames > 0
-    message = None if ready else ("No episodes are indexed yet. Ask the operator to run "
-                                  "`anirec index` on the library." if svc.ready
-                                  else "The library index is not ready yet. Ask the operator "
-                                  "to run `anirec index`.")
+    message = None if ready else text(lang, "error.no_episodes" if svc.ready else "error.index")
     return web.json_response({"ready": ready, "message": message, "frames": frames,
-                              "max_bytes": svc.limits.max_bytes, "hint": FEEDBACK_HINT})
+                              "max_bytes": svc.limits.max_bytes,
+                              "hint": text(lang, "feedback.hint")})
+
+
+async def _answer(request: web.Request, data: bytes, *, sample: bool = False) -> web.Response:
+    """Recognise `data` for the web chat and answer with the bubble's JSON (or an error)."""
+    ctx = ctx_of(request)
+    lang = request_lang(request)
+    try:
+        rec = await ctx.service.recognize(data, source=web_source(request), counted=not sample,
+                                          with_preview=request.query.get("preview") != "0")
+    except (RateLimited, Busy) as exc:
+        return json_error(429 if isinstance(exc, RateLimited) else 503,
+                          user_error_text(exc, lang), retry_after=exc.retry_after)
+    except MediaTooLarge as exc:
+        return json_error(413, user_error_text(exc, lang))
+    except IndexUnavailable as exc:
+        return json_error(503, user_error_text(exc, lang), retry_after=30)
+    except AniRecError as exc:
+        if not isinstance(exc, InvalidMedia):
+            logger.warning("web identify: %s", exc)
+        return json_error(400, user_error_text(exc, lang))
+    return web.json_response(answer_view(rec, ctx.media, lang=lang,
+                                         title_lang=request.query.get("titles", "")[:8] or None))
 
 
 async def api_identify(request: web.Request) -> web.Response:
     """POST a picture/GIF/clip; answer with the chat bubble's JSON (see `answer_view`)."""
     ctx = ctx_of(request)
-    svc = ctx.service
     try:
-        data = await read_upload_guarded(request, svc.limits.max_bytes)
+        data = await read_upload_guarded(request, ctx.service.limits.max_bytes)
     except UploadError as exc:
-        return json_error(exc.status, exc.message, retry_after=5 if exc.status == 503 else None)
+        return json_error(exc.status, exc.text(request_lang(request)),
+                          retry_after=5 if exc.status == 503 else None)
+    return await _answer(request, data)
+
+
+async def api_sample_identify(request: web.Request) -> web.Response:
+    """POST /api/samples/<token>/identify: one of the welcome page's examples, read from the
+    server's own sample folder. Examples have their own allowance per address
+    (`SAMPLES_PER_MINUTE`, enough to try every example twice a minute) and do not use up the
+    person's upload allowance (the service's per-user and per-address limits), so trying the
+    examples never makes the next real upload wait."""
+    ctx = ctx_of(request)
+    lang = request_lang(request)
+    path = ctx.samples.resolve(request.match_info["token"])
+    if path is None or not path.is_file():
+        return json_error(404, text(lang, "web.example_gone"))
+    wait = ctx.sample_rate.check(f"sample:{request.remote or 'unknown'}", time.monotonic())
+    if wait:
+        return json_error(429, text(lang, "web.samples_fast", s=math.ceil(wait)), retry_after=wait)
     try:
-        rec = await svc.recognize(data, source=web_source(request),
-                                  with_preview=request.query.get("preview") != "0")
-    except RateLimited as exc:
-        return json_error(429, user_error_text(exc), retry_after=exc.retry_after)
-    except Busy as exc:
-        return json_error(503, user_error_text(exc), retry_after=exc.retry_after)
-    except MediaTooLarge as exc:
-        return json_error(413, user_error_text(exc))
-    except InvalidMedia as exc:
-        return json_error(400, user_error_text(exc))
-    except IndexUnavailable as exc:
-        return json_error(503, user_error_text(exc), retry_after=30)
-    except AniRecError as exc:
-        logger.warning("web identify: %s", exc)
-        return json_error(400, user_error_text(exc))
-    lang = (pick_lang(request.query.get("lang")) or pick_lang(request.headers.get("Accept-Language"))
-            or "en")
-    return web.json_response(answer_view(rec, ctx.media, lang=lang,
-                                         title_lang=request.query.get("titles", "")[:8] or None))
+        data = await asyncio.get_running_loop().run_in_executor(None, path.read_bytes)
+    except OSError:
+        return json_error(404, text(lang, "web.example_gone"))
+    return await _answer(request, data, sample=True)
 
 
 async def api_feedback(request: web.Request) -> web.Response:
     """POST {query_id, verdict, rank?, withdraw?}: the ✅ ❌ 1–5 buttons."""
     svc = ctx_of(request).service
+    lang = request_lang(request)
     try:
         body = await read_json_body(request)
         qid, verdict, rank = parse_vote(body)
     except UploadError as exc:
-        return json_error(exc.status, exc.message)
+        return json_error(exc.status, exc.text(lang))
     source = web_source(request)
     withdraw = bool(body.get("withdraw"))
     try:
         if not await asyncio.get_running_loop().run_in_executor(None, _asked_by, ctx_of(request), qid, source):
-            return json_error(403, "Only the person who asked can vote on that answer.")
+            return json_error(403, text(lang, "vote.not_asker"))
         if withdraw:
             await asyncio.get_running_loop().run_in_executor(None, svc.store.get_query, qid)
             tally = await svc.withdraw_feedback(qid, source=source, verdict=verdict, rank=rank)
         else:
             tally = await svc.record_feedback(qid, verdict, source=source, rank=rank)
     except NotFound as exc:
-        return json_error(404, user_error_text(exc))
+        return json_error(404, user_error_text(exc, lang))
     except ValueError:
-        return json_error(400, "That answer does not have that many candidates.")
+        return json_error(400, text(lang, "web.no_such_rank"))
     return web.json_response({"tally": tally.as_dict(),
-                              "message": feedback_toast(verdict, rank, withdraw)})
+                              "message": feedback_toast(verdict, rank, withdraw, lang=lang)})
 
 
 def _asked_by(ctx: WebContext, qid: str, source: Source) -> bool:
@@ -347,7 +390,7 @@ def _asked_by(ctx: WebContext, qid: str, source: Source) -> bool:
     with ctx.sessions() as s:
         owner = s.scalar(select(Query.user_hash).where(Query.id == qid))
     if owner is None:
-        raise NotFound("That answer is no longer known.")
+        raise said(NotFound, "error.not_found")
     return hmac.compare_digest(owner, ctx.service.store.hash_id(source.platform, source.user_id))
 
 
@@ -355,7 +398,7 @@ async def media(request: web.Request) -> web.StreamResponse:
     """A preview clip, still or named-faces picture, by its opaque token."""
     path = ctx_of(request).media.resolve(request.match_info["token"])
     if path is None or not path.is_file():
-        return json_error(404, "That preview is no longer available.")
+        return json_error(404, text(request_lang(request), "web.preview_gone"))
     return web.FileResponse(path, headers={"Content-Type": content_type(path),
                                            "Cache-Control": "private, max-age=3600"})
 
@@ -387,7 +430,7 @@ async def api_samples(request: web.Request) -> web.Response:
 async def sample_full(request: web.Request) -> web.StreamResponse:
     path = ctx_of(request).samples.resolve(request.match_info["token"])
     if path is None or not path.is_file():
-        return json_error(404, "That example is no longer available.")
+        return json_error(404, text(request_lang(request), "web.example_gone"))
     return web.FileResponse(path, headers={"Content-Type": content_type(path), "Cache-Control": "no-cache"})
 
 
@@ -409,13 +452,13 @@ async def sample_thumb(request: web.Request) -> web.StreamResponse:
     tok = request.match_info["token"]
     path = ctx.samples.resolve(tok)
     if path is None or not path.is_file():
-        return json_error(404, "That example is no longer available.")
+        return json_error(404, text(request_lang(request), "web.example_gone"))
     data = ctx.thumbs.get(tok)
     if data is None:
         try:
             data = await asyncio.get_running_loop().run_in_executor(None, make_thumbnail, path)
         except OSError:
-            return json_error(404, "That example cannot be shown.")
+            return json_error(404, text(request_lang(request), "web.example_unshowable"))
         if len(ctx.thumbs) > 512:
             ctx.thumbs.clear()
         ctx.thumbs[tok] = data
@@ -469,6 +512,7 @@ def build_web_app(service: RecognitionService, *, sessions: sessionmaker[Session
     app.router.add_post("/api/identify", api_identify)
     app.router.add_post("/api/feedback", api_feedback)
     app.router.add_get("/api/samples", api_samples)
+    app.router.add_post("/api/samples/{token}/identify", api_sample_identify)
     app.router.add_get("/media/{token}", media)
     app.router.add_get("/samples/{token}", sample_full)
     app.router.add_get("/samples/{token}/thumb", sample_thumb)

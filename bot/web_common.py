@@ -14,13 +14,17 @@ from pathlib import Path
 from aiohttp import web
 from sqlalchemy.orm import Session, sessionmaker
 
+from bot.chat.i18n import pick_lang, text
 from bot.web_identity import MAX_CONCURRENT_UPLOADS, Identities
 from bot.web_render import MediaTokens
-from core.service import RecognitionService
+from core.service import RecognitionService, SlidingWindow
 from core.types import Source, Verdict
 
 #: Who the operator is when they pick the right candidate on /admin.
 OPERATOR = Source(platform="web", chat_id="admin", user_id="operator", allow_adult=True)
+
+#: Examples one address may have recognised per minute: each of the 12 shown, twice.
+SAMPLES_PER_MINUTE = 24
 
 _QUERY_ID = re.compile(r"^[A-Za-z0-9_-]{1,40}$")
 
@@ -49,6 +53,8 @@ class WebContext:
     allowed_hosts: frozenset[str] = frozenset()  # host names answered besides IPs and localhost
     upload_timeout: float = 30.0  # seconds an upload may take to arrive
     uploads: asyncio.Semaphore = field(default_factory=lambda: asyncio.Semaphore(MAX_CONCURRENT_UPLOADS))
+    #: The welcome page's examples, per address (their own allowance: `api_sample_identify`).
+    sample_rate: SlidingWindow = field(default_factory=lambda: SlidingWindow(SAMPLES_PER_MINUTE))
 
 
 CTX = web.AppKey("anirec_web", WebContext)
@@ -80,12 +86,24 @@ def error_response(request: web.Request, status: int, message: str) -> web.Respo
 
 
 class UploadError(Exception):
-    """A request the chat cannot use: its HTTP status and the text to show."""
+    """A request the chat cannot use: its HTTP status and the text to show (a catalogue key
+    of bot/chat/i18n.py; `message` is the English text, `text(lang)` any language's)."""
 
-    def __init__(self, status: int, message: str) -> None:
-        super().__init__(message)
+    def __init__(self, status: int, key: str, **values: object) -> None:
         self.status = status
-        self.message = message
+        self.key = key
+        self.values = values
+        self.message = text("en", key, **values)
+        super().__init__(self.message)
+
+    def text(self, lang: str | None) -> str:
+        return text(lang, self.key, **self.values)
+
+
+def request_lang(request: web.Request) -> str:
+    """The web chat user's language: the page's choice (`?lang=`), else the browser's."""
+    return (pick_lang(request.query.get("lang")) or pick_lang(request.headers.get("Accept-Language"))
+            or "en")
 
 
 async def read_json_body(request: web.Request) -> dict[str, object]:
@@ -93,9 +111,9 @@ async def read_json_body(request: web.Request) -> dict[str, object]:
     try:
         body = await request.json()
     except ValueError:
-        raise UploadError(400, "That request was not understood.") from None
+        raise UploadError(400, "web.bad_request") from None
     if not isinstance(body, dict):
-        raise UploadError(400, "That request was not understood.")
+        raise UploadError(400, "web.bad_request")
     return body
 
 
@@ -103,15 +121,15 @@ def parse_vote(body: Mapping[str, object]) -> tuple[str, Verdict, int | None]:
     """The query id, verdict and rank (picks only) of a vote body; UploadError when bad."""
     qid = body.get("query_id")
     if not isinstance(qid, str) or not _QUERY_ID.match(qid):
-        raise UploadError(404, "That answer is no longer known.")
+        raise UploadError(404, "error.not_found")
     try:
         verdict = Verdict(body.get("verdict"))
     except ValueError:
-        raise UploadError(400, "Unknown verdict: use correct, wrong or pick.") from None
+        raise UploadError(400, "web.bad_verdict") from None
     raw = body.get("rank")
     rank: int | None = None
     if verdict is Verdict.PICK:
         if isinstance(raw, bool) or not isinstance(raw, int) or not 1 <= raw <= 5:
-            raise UploadError(400, "A pick needs a rank from 1 to 5.")
+            raise UploadError(400, "web.pick_rank")
         rank = raw
     return qid, verdict, rank

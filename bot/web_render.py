@@ -92,7 +92,7 @@ def answer_view(rec: Recognition, media: MediaTokens, *, lang: str = "en",
     annotated = annotated_alt = None
     if rec.annotated and rec.characters and a.characters:
         annotated = f"/media/{media.token_for(rec.annotated)}"
-        annotated_alt = f"Your picture with the faces marked: {a.characters}" if a.characters else None
+        annotated_alt = text(a.lang, "web.faces_alt", names=a.characters) if a.characters else None
     total = rec.timings_ms.get("total")
     return {
         "query_id": rec.query_id,

@@ -48,7 +48,7 @@ class ServiceStats(FeedbackStats):
     uptime_s: int
 
 
-class _Window:
+class SlidingWindow:
     """Sliding one-minute windows of request times per key."""
 
     def __init__(self, per_minute: int) -> None:
@@ -97,8 +97,8 @@ class RecognitionService:
         self.previews = previews
         self.queue_size = queue_size
         self.images_dir = images_dir
-        self._user_rate = _Window(user_rate_per_minute)
-        self._chat_rate = _Window(chat_rate_per_minute)
+        self._user_rate = SlidingWindow(user_rate_per_minute)
+        self._chat_rate = SlidingWindow(chat_rate_per_minute)
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="anirec-infer")
         self._io = ThreadPoolExecutor(max_workers=2, thread_name_prefix="anirec-io")
         self._recognizer: Recognizer | None = None
@@ -191,25 +191,31 @@ class RecognitionService:
         return len(eng.catalog) if eng is not None else 0
 
     # -- recognition -------------------------------------------------------------------------------
-    def _admit(self, source: Source) -> None:
+    def _admit(self, source: Source, counted: bool = True) -> None:
         """Rate limits first, then the queue; a request turned away (rate-limited or busy)
-        uses up none of its sender's allowance: only admitted requests are counted."""
+        uses up none of its sender's allowance: only admitted requests are counted. An
+        uncounted request (`counted=False`) only meets the queue."""
         now = time.monotonic()
         user_key = f"{source.platform}:{source.user_id}"
         chat_key = f"{source.platform}:c:{source.chat_id}"
-        wait = max(self._user_rate.wait(user_key, now), self._chat_rate.wait(chat_key, now))
+        wait = max(self._user_rate.wait(user_key, now), self._chat_rate.wait(chat_key, now)) \
+            if counted else 0.0
         if wait:
             raise RateLimited(wait)
         if self._inflight >= self.queue_size:
             avg = sum(self._latency_ms) / len(self._latency_ms) / 1000.0
             raise Busy(avg * self._inflight + 1.0)
-        self._user_rate.count(user_key, now)
-        self._chat_rate.count(chat_key, now)
+        if counted:
+            self._user_rate.count(user_key, now)
+            self._chat_rate.count(chat_key, now)
 
     async def recognize(self, data: bytes, *, source: Source, sticker: bool = False,
-                        with_preview: bool = True) -> Recognition:
-        """Recognise one upload. Raises InvalidMedia, RateLimited, Busy or IndexUnavailable."""
-        self._admit(source)
+                        with_preview: bool = True, counted: bool = True) -> Recognition:
+        """Recognise one upload. Raises InvalidMedia, RateLimited, Busy or IndexUnavailable.
+
+        `counted=False`: outside the per-user and per-chat rate limits (the caller bounds it
+        itself, e.g. the web chat's examples); the queue still applies."""
+        self._admit(source, counted)
         self._inflight += 1
         loop = asyncio.get_running_loop()
         try:

@@ -43,11 +43,13 @@ async def tg() -> AsyncIterator[FakeTelegram]:
 
 
 @asynccontextmanager
-async def running(tg: FakeTelegram, service: Any, state_file: Path | None = None
-                  ) -> AsyncIterator[Any]:
-    """The bot as the runner runs it: `run_telegram(app, stop)` as a task on this loop."""
+async def running(tg: FakeTelegram, service: Any, state_file: Path | None = None,
+                  **build: Any) -> AsyncIterator[Any]:
+    """The bot as the runner runs it: `run_telegram(app, stop)` as a task on this loop
+    (`build`: more `build_telegram_application` arguments)."""
     app = build_telegram_application(TOKEN, service, owner_ids=[OWNER], base_url=tg.base_url,
-                                     base_file_url=tg.base_file_url, state_file=state_file)
+                                     base_file_url=tg.base_file_url, state_file=state_file,
+                                     **build)
     stop = asyncio.Event()
     mark = len(tg.requests)
     task = asyncio.create_task(run_telegram(app, stop, poll_timeout=1))

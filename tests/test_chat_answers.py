@@ -2,11 +2,11 @@
 answers issue #22 is about: a close rival, a no-match, the link buttons, a title in
 Japanese, private answers, and an error that never shows a path.
 
-With ANIREC_CHAT_EVIDENCE=1 the tests also write what the fakes recorded to
+With CHAT_EVIDENCE=1 the tests also write what the fakes recorded to
 bench/results/chat/*.json (the evidence the issue asks for; the web chat's screenshots come
 from tests/test_web_chat_ux.py the same way):
 
-    ANIREC_CHAT_EVIDENCE=1 python -m pytest tests/test_chat_answers.py tests/test_web_chat_ux.py
+    CHAT_EVIDENCE=1 python -m pytest tests/test_chat_answers.py tests/test_web_chat_ux.py
 """
 
 from __future__ import annotations
@@ -39,7 +39,7 @@ _no_proxy = telegram_helpers._no_proxy
 pytestmark = pytest.mark.timeout(90)
 
 EVIDENCE = Path(__file__).resolve().parent.parent / "bench" / "results" / "chat"
-SAVE = bool(os.environ.get("ANIREC_CHAT_EVIDENCE"))
+SAVE = bool(os.environ.get("CHAT_EVIDENCE"))
 
 SHOW = SeriesInfo(7, "Crimson Harbor", {"en": "Crimson Harbor", "ja": "紅の港", "zh": "红港"},
                   anilist_id=101, mal_id=202, synopsis="A lighthouse keeper's daughter "

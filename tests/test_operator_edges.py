@@ -29,6 +29,20 @@ def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     return h
 
 
+async def web_client(app: Any, svc: Any) -> Any:
+    """The web chat over `svc`, served to a started aiohttp test client."""
+    from aiohttp.test_utils import TestClient, TestServer
+
+    from bot.web import build_web_app
+
+    st = app.settings
+    web_app = build_web_app(svc, sessions=app.sessions, index_dir=st.index_dir,
+                            framestore_dir=st.framestore_dir)
+    client = TestClient(TestServer(web_app, host="127.0.0.1"))
+    await client.start_server()
+    return client
+
+
 def test_index_of_an_empty_folder_or_a_file_says_so(home: Path, tmp_path: Path,
                                                     capsys: pytest.CaptureFixture[str]) -> None:
     from bot.cli import main
@@ -47,10 +61,7 @@ def test_index_of_an_empty_folder_or_a_file_says_so(home: Path, tmp_path: Path,
 
 
 async def test_web_status_says_no_episodes_indexed(home: Path, tmp_path: Path) -> None:
-    from aiohttp.test_utils import TestClient, TestServer
-
     from bot.app import App
-    from bot.web import build_web_app
 
     empty = tmp_path / "empty"
     empty.mkdir()
@@ -59,11 +70,7 @@ async def test_web_status_says_no_episodes_indexed(home: Path, tmp_path: Path) -
     app.indexer(fps=1.0).run(empty)
     svc = app.service()
     await svc.start()
-    st = app.settings
-    web_app = build_web_app(svc, sessions=app.sessions, index_dir=st.index_dir,
-                            framestore_dir=st.framestore_dir)
-    client = TestClient(TestServer(web_app, host="127.0.0.1"))
-    await client.start_server()
+    client = await web_client(app, svc)
     try:
         r = await client.get("/api/status")
         body = await r.json()
@@ -171,3 +178,50 @@ def test_sigterm_stops_the_runner_with_a_log_line(tmp_path: Path) -> None:
     assert proc.returncode == 0, text
     assert "SIGTERM received: stopping" in text and "anirec.run: stopped" in text
     assert "voice will NOT be supported" not in text and "Traceback" not in text
+
+
+async def test_without_an_index_chat_users_get_a_plain_sentence(home: Path, dc: FakeDiscord
+                                                                ) -> None:
+    """Item 7 end to end: no index was ever built (the service's error names the index
+    folder); the web chat and Discord say the plain sentence, in the person's language, and
+    never the folder."""
+    import io
+
+    import aiohttp
+    from PIL import Image
+
+    from bot.app import App
+    from bot.chat import i18n
+
+    app = App.from_settings(load_settings())
+    app.open()
+    svc = app.service()
+    await svc.start()
+    assert not svc.ready
+    buf = io.BytesIO()
+    Image.new("RGB", (64, 48), (200, 90, 40)).save(buf, format="PNG")
+    png = buf.getvalue()
+    client = await web_client(app, svc)
+    try:
+        for lang, table in (("en", i18n.EN), ("ja", i18n.JA)):
+            form = aiohttp.FormData()
+            form.add_field("file", png, filename="shot.png", content_type="image/png")
+            r = await client.post(f"/api/identify?lang={lang}", data=form)
+            body = await r.text()
+            assert r.status == 503 and (await r.json())["error"] == table["error.index"]
+            assert str(home) not in body and "manifest" not in body
+        async with discord_helpers.running(dc, svc):
+            dm = dc.dm_channel(dc.users[1])
+            msg = dc.message_create(dm, dc.users[1], "",
+                                    attachments=[discord_helpers.png_attachment(dc, png)])
+            [reply] = await discord_helpers.answer_to(dc, msg)
+        assert reply.json["content"] == i18n.EN["error.index"]
+        assert str(home) not in str(reply.json)
+    finally:
+        await client.close()
+        await svc.close()
+
+
+def test_discord_docs_explain_sync_commands() -> None:
+    doc = (Path(__file__).resolve().parent.parent / "docs" / "discord.md").read_text()
+    assert "--sync-commands" in doc and "discord-commands.synced" in doc

@@ -362,6 +362,45 @@ async def test_samples_are_listed_and_served(make_web: Any, indexed_home: Any) -
     assert_no_home(w, indexed_home)
 
 
+async def test_the_welcome_pages_twelve_examples_do_not_trip_the_rate_limit(
+        make_web: Any, indexed_home: Any, tmp_path: Path) -> None:
+    """Trying all 12 examples, under a per-person limit of 3 a minute, then uploading: every
+    example is answered and the uploads still have their whole allowance. The examples have
+    their own allowance per address, which does run out."""
+    from bot.web_common import SAMPLES_PER_MINUTE
+    from core.service import SlidingWindow
+
+    w = await make_web(samples=True, rate=3)
+    folder = tmp_path / "samples"
+    for i in range(11):
+        (folder / f"ex-{i:02d}.png").write_bytes(indexed_home.frame_png(i % 3, 4.0 + i))
+    r, _ = await w.request("GET", "/api/samples", as_user=USER_A)
+    samples = (await r.json())["samples"]
+    assert len(samples) == 12 and SAMPLES_PER_MINUTE >= 2 * len(samples)
+    queries = count_queries(indexed_home)
+    for s in samples:
+        r, _ = await w.request("POST", f"/api/samples/{s['id']}/identify?preview=0", as_user=USER_A)
+        view = await r.json()
+        assert r.status == 200, view
+        assert view["status"] in ("match", "unsure", "no_match") and view["query_id"]
+    assert count_queries(indexed_home) == queries + 12  # each example is a real query (votes)
+    for _ in range(3):  # the person's own allowance is untouched
+        r, view = await w.identify(indexed_home.frame_png(1, 6.0), user=USER_A)
+        assert r.status == 200, view
+    r, view = await w.identify(indexed_home.frame_png(1, 6.0), user=USER_A)
+    assert r.status == 429 and "too fast" in view["error"]  # …and it is a real limit
+    app_ctx = w.client.server.app[CTX]
+    app_ctx.sample_rate = SlidingWindow(1)
+    r, _ = await w.request("POST", f"/api/samples/{samples[0]['id']}/identify", as_user=USER_A)
+    assert r.status == 200
+    r, body = await w.request("POST", f"/api/samples/{samples[0]['id']}/identify?lang=ja",
+                              as_user=USER_A)
+    assert r.status == 429 and "秒後" in (await r.json())["error"]
+    r, _ = await w.request("POST", "/api/samples/" + "z" * 12 + "/identify", as_user=USER_A)
+    assert r.status == 404
+    assert_no_home(w, indexed_home)
+
+
 # -- operator pages -------------------------------------------------------------------------------
 
 async def test_admin_lists_queries_and_records_picks(make_web: Any, indexed_home: Any,

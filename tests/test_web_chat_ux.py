@@ -41,9 +41,23 @@ class Scripted:
         return await self._real.recognize(data, **kw)
 
 
+async def start(app: Any, tmp_path: Path) -> tuple[asyncio.Event, Any, Any, Path]:
+    """Serve `app` on a free port and open Chromium: (stop, server task, driver, shots)."""
+    browser, driver_bin = require_browser()
+    stop = asyncio.Event()
+    server = asyncio.create_task(run_web(app, "127.0.0.1", 0, stop))
+    driver = await off_loop(_driver, browser, driver_bin, tmp_path / "profile")
+    shots = EVIDENCE if SAVE else tmp_path
+    shots.mkdir(parents=True, exist_ok=True)
+    for _ in range(250):
+        if app[CTX].url or server.done():
+            break
+        await asyncio.sleep(0.02)
+    return stop, server, driver, shots
+
+
 async def test_language_switch_rivals_links_and_closest(
         make_service: Callable[..., Any], indexed_home: Any, tmp_path: Path) -> None:
-    browser, driver_bin = require_browser()
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support.ui import Select, WebDriverWait
 
@@ -55,16 +69,8 @@ async def test_language_switch_rivals_links_and_closest(
     st = indexed_home.settings
     app = build_web_app(svc, sessions=indexed_home.app.sessions, index_dir=st.index_dir,
                         framestore_dir=st.framestore_dir)
-    stop = asyncio.Event()
-    server = asyncio.create_task(run_web(app, "127.0.0.1", 0, stop))
-    driver = await off_loop(_driver, browser, driver_bin, tmp_path / "profile")
-    shots = EVIDENCE if SAVE else tmp_path
-    shots.mkdir(parents=True, exist_ok=True)
+    stop, server, driver, shots = await start(app, tmp_path)
     try:
-        for _ in range(250):
-            if app[CTX].url or server.done():
-                break
-            await asyncio.sleep(0.02)
         url = app[CTX].url
         assert url
 
@@ -175,6 +181,91 @@ async def test_language_switch_rivals_links_and_closest(
         assert Select(driver.find_element(By.ID, "lang")).first_selected_option \
             .get_attribute("value") == "en"
         assert not driver.find_element(By.ID, "preview").is_selected()
+    finally:
+        await off_loop(driver.quit)
+        stop.set()
+        await asyncio.wait_for(server, 10)
+
+
+async def test_page_language_cover_picker_and_examples(
+        make_service: Callable[..., Any], indexed_home: Any, tmp_path: Path) -> None:
+    """The whole page switches language (not only the answers); a text-only answer shows the
+    series' cover; several files at once get one answer and a picker; and trying more
+    examples than the per-person limit allows (3 a minute here) never hits it."""
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import Select, WebDriverWait
+
+    from bot.chat import i18n
+    from tests.test_chat_ways_in import COVERED, covered_match
+
+    samples = tmp_path / "samples"
+    samples.mkdir()
+    for i in range(4):
+        (samples / f"example-{i}.png").write_bytes(indexed_home.frame_png(i % 3, 4.0 + i))
+    files = []
+    for i in range(3):
+        f = tmp_path / f"shot-{i}.png"
+        f.write_bytes(indexed_home.frame_png(0, 5.0 + i))
+        files.append(f)
+    svc = Scripted(await make_service(rate=3))
+    st = indexed_home.settings
+    app = build_web_app(svc, sessions=indexed_home.app.sessions, index_dir=st.index_dir,
+                        framestore_dir=st.framestore_dir, samples_dir=samples)
+    stop, server, driver, shots = await start(app, tmp_path)
+    try:
+        assert app[CTX].url
+
+        def wait(cond: Callable[[Any], Any], timeout: float = 60) -> Any:
+            return WebDriverWait(driver, timeout, poll_frequency=0.1).until(cond)
+
+        def answers() -> list[Any]:
+            return driver.find_elements(By.CSS_SELECTOR, ".answer")
+
+        await off_loop(driver.get, app[CTX].url)
+        await off_loop(wait, lambda d: d.find_elements(By.CSS_SELECTOR, "#sample-strip .sample"))
+        # 中文: the page itself, not only the answers
+        Select(driver.find_element(By.ID, "lang")).select_by_value("zh")
+        lead = driver.find_element(By.CSS_SELECTOR, ".welcome .lead").text
+        assert lead == i18n.ZH["web.welcome"]
+        assert driver.find_element(By.CSS_SELECTOR, "label.attach [data-i18n]").text == i18n.ZH["web.choose"]
+        assert driver.title == i18n.ZH["web.title"]
+        await off_loop(driver.save_screenshot, str(shots / "web_chinese_page.png"))
+
+        # Four examples with a limit of three uploads a minute: all four are answered.
+        for n, button in enumerate(driver.find_elements(By.CSS_SELECTOR, "#sample-strip .sample")):
+            driver.execute_script("arguments[0].click()", button)  # under the fixed bars, maybe
+            await off_loop(wait, lambda d, n=n: len(answers()) == n + 1
+                           and not d.find_elements(By.CSS_SELECTOR, ".typing"))
+        assert not driver.find_elements(By.CSS_SELECTOR, ".bubble.error")
+        assert all(a.get_attribute("lang") == "zh" for a in answers())
+
+        # A text-only answer (no preview): the cover from series.json, next to the title.
+        Select(driver.find_element(By.ID, "lang")).select_by_value("en")
+        svc.script = [covered_match()]
+        await off_loop(driver.find_element(By.ID, "file").send_keys, str(files[0]))
+        await off_loop(wait, lambda d: len(answers()) == 5)
+        covered = answers()[-1]
+        cover = covered.find_element(By.CSS_SELECTOR, "img.cover")
+        assert cover.get_attribute("src") == COVERED.cover
+        assert cover.get_attribute("alt") == "Cover of Lantern Street"
+        assert "Two couriers race the last tram." in covered.text
+
+        # Three files at once: the first answered, a picker for the other two.
+        await off_loop(driver.find_element(By.ID, "file").send_keys, "\n".join(map(str, files)))
+        await off_loop(wait, lambda d: len(answers()) == 6
+                       and d.find_elements(By.CSS_SELECTOR, ".picker-bubble .pick"))
+        picker = driver.find_elements(By.CSS_SELECTOR, ".picker-bubble")[-1]
+        assert i18n.EN["web.picker"].format(n=3) in picker.text
+        picks = picker.find_elements(By.CSS_SELECTOR, ".pick")
+        assert [p.get_attribute("title") for p in picks] == ["shot-1.png", "shot-2.png"]
+        driver.execute_script("arguments[0].scrollIntoView({block: 'center'})", picker)
+        await off_loop(picker.screenshot, str(shots / "web_picker.png"))
+        driver.execute_script("arguments[0].click()", picks[1])
+        await off_loop(wait, lambda d: len(answers()) == 7)
+        assert [p.get_attribute("title") for p in picker.find_elements(By.CSS_SELECTOR, ".pick")] \
+            == ["shot-1.png"]
+        sent = [c.text for c in driver.find_elements(By.CSS_SELECTOR, ".user-bubble .caption")]
+        assert sent[-3:] == [sent[-3], sent[-2], sent[-1]] and sent[-1].startswith("shot-2.png")
     finally:
         await off_loop(driver.quit)
         stop.set()

@@ -14,7 +14,7 @@ from aiohttp.test_utils import TestClient, TestServer
 
 from bot.web import CTX, build_web_app
 from bot.web_identity import NEW_IDS_PER_ADDRESS, Identities
-from core.service import _Window
+from core.service import SlidingWindow
 
 
 @web.middleware
@@ -141,7 +141,7 @@ async def test_operator_pages_without_a_token_answer_this_machine_only(make_clie
 async def test_per_address_limit_is_not_shared_and_cannot_be_bypassed(make_client: Any, make_service: Any,
                                                                       indexed_home: Any) -> None:
     svc = await make_service()
-    svc._chat_rate = _Window(3)
+    svc._chat_rate = SlidingWindow(3)
     client = await make_client(service=svc)
     png = indexed_home.frame_png(0, 8.0)
     statuses = []

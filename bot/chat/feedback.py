@@ -6,6 +6,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
+from bot.chat.i18n import text
 from core.types import Verdict
 
 # Telegram: InlineKeyboardButton callback_data is at most 64 bytes; Discord custom_id 100 chars.
@@ -74,13 +75,14 @@ def emoji_feedback(emoji: str) -> tuple[Verdict, int | None] | None:
     return None
 
 
-def feedback_toast(verdict: Verdict, rank: int | None = None, withdrawn: bool = False) -> str:
+def feedback_toast(verdict: Verdict, rank: int | None = None, withdrawn: bool = False,
+                   lang: str | None = None) -> str:
     """The short "thanks" a button press gets (Telegram's answerCallbackQuery text, ≤ 200
-    chars, and the web chat's toast)."""
+    chars, and the web chat's toast), in `lang`."""
     if withdrawn:
-        return "Your vote was taken back."
+        return text(lang, "vote.withdrawn")
     if verdict is Verdict.CORRECT:
-        return "Thanks! Marked as right ✅"
+        return text(lang, "vote.correct")
     if verdict is Verdict.WRONG:
-        return "Thanks! Marked as wrong ❌ (tap a number if one of the others is right)"
-    return f"Thanks! Noted: it was answer {rank}."
+        return text(lang, "vote.wrong")
+    return text(lang, "vote.pick", rank=rank)

@@ -15,7 +15,7 @@ import yarl
 from aiohttp.abc import AbstractResolver, ResolveResult
 
 from bot.chat.media import fetchable_type
-from bot.chat.texts import too_large
+from bot.chat.texts import said, too_large
 from core.errors import AniRecError, UnsupportedMedia
 
 logger = logging.getLogger(__name__)
@@ -41,6 +41,7 @@ class DownloadFailed(AniRecError):
     """The file or link could not be fetched (timeout, HTTP error, not an image)."""
 
     user_message = "I couldn't download that picture. Try again, or attach the file itself."
+    i18n_key = "error.download"
 
 
 _NAT64 = ipaddress.ip_network("64:ff9b::/96")
@@ -129,12 +130,11 @@ class LinkFetcher:
     def check_url(self, url: yarl.URL) -> None:
         """Only http(s) URLs with a host; literal IPs must be public (unless allowed)."""
         if url.scheme not in ("http", "https") or not url.host:
-            raise DownloadFailed("I only follow http(s) links to pictures.")
+            raise said(DownloadFailed, "error.link_scheme")
         if url.user or url.password:
-            raise DownloadFailed("I don't follow links with a user name or password in them.")
+            raise said(DownloadFailed, "error.link_login")
         if not host_allowed(url.host.strip("[]"), self.hosts):
-            raise DownloadFailed("I only download pictures from the chat platform's own servers "
-                                 "here; attach the file itself instead.")
+            raise said(DownloadFailed, "error.link_host")
         if not self.allow_private:
             host = url.host.strip("[]")
             try:
@@ -142,7 +142,7 @@ class LinkFetcher:
             except ValueError:
                 return  # a name: PublicResolver checks what it resolves to
             if not _public(host):
-                raise DownloadFailed("I can't fetch pictures from that address.")
+                raise said(DownloadFailed, "error.link_address")
 
     async def fetch(self, url: str, limit: int) -> bytes:
         """The bytes at `url` (at most `limit`), following up to `max_redirects` redirects.
@@ -155,7 +155,7 @@ class LinkFetcher:
             async with asyncio.timeout(self.timeout):
                 return await self._fetch(yarl.URL(url), limit)
         except TimeoutError:
-            raise DownloadFailed("That link took too long to download.") from None
+            raise said(DownloadFailed, "error.link_slow") from None
         except (aiohttp.ClientError, OSError, ValueError) as exc:
             logger.info("link download failed: %s: %s", type(exc).__name__, exc)
             raise DownloadFailed() from None
@@ -172,15 +172,14 @@ class LinkFetcher:
                     url = url.join(yarl.URL(location))
                     continue
                 return await self._body(resp, limit)
-        raise DownloadFailed("That link redirects too many times.")
+        raise said(DownloadFailed, "error.link_redirects")
 
     async def _body(self, resp: aiohttp.ClientResponse, limit: int) -> bytes:
         if resp.status != 200:
-            raise DownloadFailed(f"That link answered with an error ({resp.status}).")
+            raise said(DownloadFailed, "error.link_status", status=resp.status)
         ctype = (resp.content_type or "").lower()
         if not fetchable_type(ctype):
-            raise UnsupportedMedia("That link is not a picture or a clip "
-                                   f"({ctype or 'unknown type'}).")
+            raise said(UnsupportedMedia, "error.link_type", type=ctype or "?")
         if resp.content_length is not None and resp.content_length > limit:
             raise too_large(resp.content_length, limit)
         buf = bytearray()

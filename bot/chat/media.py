@@ -18,6 +18,8 @@ class MediaKind(enum.Enum):
 IMAGE_EXTS = frozenset({".png", ".jpg", ".jpeg", ".jfif", ".gif", ".webp", ".bmp"})
 CLIP_EXTS = frozenset({".mp4", ".webm", ".mov", ".m4v"})
 MEDIA_EXTS = IMAGE_EXTS | CLIP_EXTS
+#: What to tell people AniRec reads.
+MEDIA_FORMATS = "PNG, JPEG, WebP, GIF, MP4, WebM"
 CLIP_TYPES = frozenset({"video/mp4", "video/webm", "video/quicktime", "video/x-m4v"})
 #: Content types that say nothing: the file name decides.
 BINARY_TYPES = frozenset({"application/octet-stream", "binary/octet-stream", ""})

@@ -77,6 +77,22 @@
   // -- the answer language: the page's choice, else the browser's ---------------------------------
   const LANGS = ["en", "ja", "zh"];
   const langSelect = document.getElementById("lang");
+  // Every text of the page, in each language (bot/chat/i18n.py's "web.*" entries).
+  let TEXTS = {};
+  try { TEXTS = JSON.parse(document.getElementById("texts").textContent || "{}"); } catch (e) { /* none */ }
+  function T(key, vals) {
+    const table = TEXTS[currentLang()] || TEXTS.en || {};
+    let s = table[key] || (TEXTS.en || {})[key] || key;
+    for (const [k, v] of Object.entries(vals || {})) s = s.split("{" + k + "}").join(String(v));
+    return s;
+  }
+  function applyTexts() {
+    for (const el of document.querySelectorAll("[data-i18n]")) el.textContent = T(el.dataset.i18n);
+    for (const el of document.querySelectorAll("[data-i18n-title]")) el.title = T(el.dataset.i18nTitle);
+    for (const el of document.querySelectorAll("[data-i18n-aria-label]")) {
+      el.setAttribute("aria-label", T(el.dataset.i18nAriaLabel));
+    }
+  }
   function browserLang() {
     for (const l of navigator.languages || [navigator.language || "en"]) {
       const base = String(l).toLowerCase().split("-")[0];
@@ -94,32 +110,39 @@
     langSelect.addEventListener("change", () => {
       try { localStorage.setItem("anirec-lang", langSelect.value); } catch (e) { /* storage off */ }
       document.documentElement.lang = langSelect.value;
+      applyTexts();
     });
     document.documentElement.lang = langSelect.value;
   }
+  applyTexts();
+  function langQuery() { return "?lang=" + encodeURIComponent(currentLang()); }
 
   // -- user's bubble: the picture they sent --------------------------------------------------------
-  function userBubble(blob, name) {
-    const url = URL.createObjectURL(blob);
-    const isVideo = (blob.type || "").startsWith("video/");
-    const isImage = (blob.type || "").startsWith("image/") || /\.(png|jpe?g|gif|webp|bmp|avif)$/i.test(name || "");
+  function isImageFile(blob, name) {
+    return (blob.type || "").startsWith("image/") || /\.(png|jpe?g|gif|webp|bmp|avif)$/i.test(name || "");
+  }
+
+  function userBubble(blob, name, src) {
+    const url = src || URL.createObjectURL(blob);
+    const isVideo = !src && (blob.type || "").startsWith("video/");
+    const isImage = !!src || isImageFile(blob, name);
     let media;
     if (!isVideo && !isImage) {
-      media = h("div", { class: "sent file-icon", "aria-label": "a file" }, "📄");
+      media = h("div", { class: "sent file-icon", "aria-label": T("web.a_file") }, "📄");
     } else if (isVideo) {
       media = h("video", { class: "sent", src: url, muted: true, autoplay: true, loop: true, playsinline: true });
       media.muted = true;
     } else {
-      media = h("img", { class: "sent", src: url, alt: name || "your picture" });
+      media = h("img", { class: "sent", src: url, alt: name || T("web.your_picture") });
     }
     return h("div", { class: "bubble user-bubble" }, media,
-      h("div", { class: "caption" }, name || "pasted picture", " · ", mb(blob.size)));
+      h("div", { class: "caption" }, name || T("web.pasted"), blob ? " · " + mb(blob.size) : ""));
   }
 
   function typingBubble() {
-    return h("div", { class: "bubble typing", "aria-label": "Looking it up" },
+    return h("div", { class: "bubble typing", "aria-label": T("web.looking") },
       h("span", { class: "dot" }), h("span", { class: "dot" }), h("span", { class: "dot" }),
-      h("span", { class: "typing-text" }, "Looking it up…"));
+      h("span", { class: "typing-text" }, T("web.looking")));
   }
 
   function errorBubble(text) {
@@ -148,13 +171,17 @@
       const vid = h("video", {
         class: "preview", src: v.preview, muted: true, autoplay: true, loop: true,
         playsinline: true, preload: "auto", poster: v.still || null,
-        "aria-label": "Preview of the matched scene"
+        "aria-label": T("web.preview_alt")
       });
       vid.muted = true;
       vid.defaultMuted = true;
       parts.push(vid);
     } else if (v.still) {
-      parts.push(h("img", { class: "preview", src: v.still, alt: "The matched frame" }));
+      parts.push(h("img", { class: "preview", src: v.still, alt: T("web.still_alt") }));
+    } else if (v.best && v.best.cover) {
+      // no scene to show: the series' cover from series.json, next to the title
+      parts.push(h("img", { class: "cover", src: v.best.cover, alt: T("web.cover_alt", { title: v.best.title }),
+        referrerpolicy: "no-referrer", onerror: (e) => { e.target.hidden = true; } }));
     }
 
     if (v.best) {
@@ -172,24 +199,24 @@
     }
 
     if (v.characters && v.characters.length) {
-      parts.push(h("div", { class: "characters" }, h("span", { class: "label" }, (L.characters || "Characters") + ": "), v.characters_text));
+      parts.push(h("div", { class: "characters" }, h("span", { class: "label" }, L.characters + ": "), v.characters_text));
     }
     if (v.annotated) {
       parts.push(h("img", {
         class: "annotated", src: v.annotated, loading: "lazy",
-        alt: v.annotated_alt || "Your picture with the faces marked"
+        alt: v.annotated_alt || T("web.faces_alt", { names: v.characters_text || "" })
       }));
     }
 
     if (v.candidates && v.candidates.length) {
-      parts.push(h("div", { class: "section-label" }, L.top5 || "Other candidates"));
+      parts.push(h("div", { class: "section-label" }, L.top5));
       parts.push(candidateList(v.candidates));
     }
     if (v.closest && v.closest.length) {
       const box = h("div", { class: "closest", hidden: true },
-        h("div", { class: "section-label" }, L.closest || "Closest scenes"), candidateList(v.closest));
+        h("div", { class: "section-label" }, L.closest), candidateList(v.closest));
       const btn = h("button", { type: "button", class: "show-closest", "aria-expanded": "false" },
-        L.show_closest || "Show closest scenes");
+        L.show_closest);
       btn.addEventListener("click", () => {
         box.hidden = !box.hidden;
         btn.setAttribute("aria-expanded", box.hidden ? "false" : "true");
@@ -199,12 +226,12 @@
     if (v.no_match_hint) parts.push(h("p", { class: "muted" }, v.no_match_hint));
 
     if (v.genres && v.genres.length) {
-      parts.push(h("div", { class: "genres" }, h("span", { class: "label" }, (L.looks_like || "Looks like") + ": "), v.genres.join(", ")));
+      parts.push(h("div", { class: "genres" }, h("span", { class: "label" }, L.looks_like + ": "), v.genres.join(", ")));
     }
 
     if (v.still && v.preview) {
-      parts.push(h("details", { class: "still" }, h("summary", {}, "Still frame"),
-        h("img", { src: v.still, alt: "The matched frame", loading: "lazy" })));
+      parts.push(h("details", { class: "still" }, h("summary", {}, T("web.still")),
+        h("img", { src: v.still, alt: T("web.still_alt"), loading: "lazy" })));
     }
 
     if (v.query_id && v.votes) parts.push(feedbackRow(v));
@@ -225,7 +252,7 @@
       const b = h("button", {
         type: "button", class: "fb" + (rank ? " fb-rank" : ""),
         dataset: { verdict: verdict, rank: rank ? String(rank) : "" },
-        title: verdict === "correct" ? "Right" : verdict === "wrong" ? "Wrong" : "It was answer " + rank,
+        title: verdict === "correct" ? T("web.right") : verdict === "wrong" ? T("web.wrong") : T("web.it_was", { n: rank }),
         "aria-pressed": "false"
       }, base);
       b.dataset.base = base;
@@ -249,24 +276,24 @@
       const withdraw = !!active && active.verdict === verdict && (active.rank || 0) === (rank || 0);
       buttons.forEach((b) => { b.disabled = true; });
       try {
-        const r = await fetch("/api/feedback", {
+        const r = await fetch("/api/feedback" + langQuery(), {
           method: "POST",
           headers: { "Content-Type": "application/json", [USER_HEADER]: userId },
           body: JSON.stringify({ query_id: v.query_id, verdict: verdict, rank: rank || null, withdraw: withdraw })
         });
         const data = await r.json().catch(() => ({}));
         if (!r.ok) {
-          toast.textContent = data.error || "That did not work. Please try again.";
+          toast.textContent = data.error || T("web.vote_failed");
           toast.classList.add("bad");
           return;
         }
         active = withdraw ? null : { verdict: verdict, rank: rank || 0 };
         render(data.tally);
         toast.classList.remove("bad");
-        toast.textContent = data.message || "Thanks!";
+        toast.textContent = data.message || T("web.thanks");
         row.dataset.tally = JSON.stringify(data.tally);
       } catch (e) {
-        toast.textContent = "Could not reach AniRec. Is it still running?";
+        toast.textContent = T("web.offline");
         toast.classList.add("bad");
       } finally {
         buttons.forEach((b) => { b.disabled = false; });
@@ -285,35 +312,53 @@
   }
 
   // -- sending -------------------------------------------------------------------------------------
-  async function identify(blob, name) {
-    addMessage("user", userBubble(blob, name));
-    if (blob.size > maxBytes) {
-      addMessage("bot", errorBubble("That file is too large (the limit is " + mb(maxBytes) + ")."));
-      return;
-    }
-    const pending = addMessage("bot", typingBubble());
-    const form = new FormData();
-    form.append("file", blob, name || "pasted.png");
+  async function ask(pending, url, body) {
     let bubble;
     try {
-      const query = "?lang=" + encodeURIComponent(currentLang()) + (previewBox && !previewBox.checked ? "&preview=0" : "");
-      const r = await fetch("/api/identify" + query, { method: "POST", body: form, headers: { [USER_HEADER]: userId } });
+      const query = langQuery() + (previewBox && !previewBox.checked ? "&preview=0" : "");
+      const r = await fetch(url + query, { method: "POST", body: body, headers: { [USER_HEADER]: userId } });
       const data = await r.json().catch(() => ({}));
-      if (r.ok) {
-        bubble = answerBubble(data);
-      } else {
-        bubble = errorBubble(data.error || "Sorry, something went wrong. Please try again later.");
-      }
+      bubble = r.ok ? answerBubble(data) : errorBubble(data.error || T("error.generic"));
     } catch (e) {
-      bubble = errorBubble("Could not reach AniRec. Is it still running?");
+      bubble = errorBubble(T("web.offline"));
     }
     pending.replaceChildren(pending.querySelector(".avatar"), bubble);
     scrollDown();
   }
 
+  async function identify(blob, name) {
+    addMessage("user", userBubble(blob, name));
+    if (blob.size > maxBytes) {
+      addMessage("bot", errorBubble(T("web.file_too_large", { limit: mb(maxBytes) })));
+      return;
+    }
+    const pending = addMessage("bot", typingBubble());
+    const form = new FormData();
+    form.append("file", blob, name || "pasted.png");
+    await ask(pending, "/api/identify", form);
+  }
+
+  // Several files at once: the first is answered, a picker offers the others.
+  function identifyMany(files) {
+    const list = Array.from(files || []);
+    if (!list.length) return;
+    identify(list[0], list[0].name);
+    if (list.length < 2) return;
+    const rest = list.slice(1, 13);
+    const choices = h("div", { class: "picker" });
+    for (const f of rest) {
+      const thumb = isImageFile(f, f.name) ? h("img", { src: URL.createObjectURL(f), alt: f.name })
+        : h("span", { class: "file-icon", "aria-hidden": "true" }, "📄");
+      const btn = h("button", { type: "button", class: "sample pick", title: f.name, dataset: { name: f.name } }, thumb);
+      btn.addEventListener("click", () => { btn.remove(); identify(f, f.name); });
+      choices.append(btn);
+    }
+    addMessage("bot", h("div", { class: "bubble picker-bubble" },
+      h("p", { class: "small" }, T("web.picker", { n: list.length })), choices));
+  }
+
   fileInput.addEventListener("change", () => {
-    const f = fileInput.files && fileInput.files[0];
-    if (f) identify(f, f.name);
+    identifyMany(fileInput.files);
     fileInput.value = "";
   });
 
@@ -338,8 +383,7 @@
     e.preventDefault();
     dragDepth = 0;
     drop.hidden = true;
-    const f = e.dataTransfer.files[0];
-    if (f) identify(f, f.name);
+    identifyMany(e.dataTransfer.files);
   });
 
   // Paste (Ctrl-V / ⌘-V) of a copied picture or file.
@@ -366,15 +410,11 @@
       const strip = document.getElementById("sample-strip");
       for (const s of data.samples || []) {
         const btn = h("button", { type: "button", class: "sample", title: s.name, dataset: { name: s.name } },
-          h("img", { src: s.thumb, alt: "Example " + s.name, loading: "lazy" }));
-        btn.addEventListener("click", async () => {
-          try {
-            const resp = await fetch(s.url);
-            if (!resp.ok) throw new Error("gone");
-            identify(await resp.blob(), s.name);
-          } catch (e) {
-            addMessage("bot", errorBubble("That example is no longer available."));
-          }
+          h("img", { src: s.thumb, alt: T("web.sample_alt", { name: s.name }), loading: "lazy" }));
+        btn.addEventListener("click", () => {
+          // the server reads its own example (no upload; its own allowance, not the person's)
+          addMessage("user", userBubble(null, s.name, s.thumb));
+          ask(addMessage("bot", typingBubble()), "/api/samples/" + encodeURIComponent(s.id) + "/identify", null);
         });
         strip.append(btn);
       }
@@ -384,12 +424,12 @@
 
   async function loadStatus() {
     try {
-      const r = await fetch("/api/status");
+      const r = await fetch("/api/status" + langQuery());
       if (!r.ok) return;
       const s = await r.json();
       if (s.max_bytes) maxBytes = s.max_bytes;
       if (!s.ready) {
-        banner.textContent = s.message || "The library index is not ready yet. Ask the operator to run `anirec index`.";
+        banner.textContent = s.message || T("error.index");
         banner.hidden = false;
       }
     } catch (e) { /* offline: the first upload will say so */ }

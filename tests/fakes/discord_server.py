@@ -510,6 +510,8 @@ class FakeDiscord:
         self._blobs: dict[str, _Blob] = {}
         self._reactions: dict[str, dict[str, tuple[Json, list[str]]]] = {}
         self.commands: list[Json] = []
+        #: user id -> the Discord client language its interactions carry (default "en-US").
+        self.locales: dict[str, str] = {}
         self.guild_commands: dict[str, list[Json]] = {}
         self.interactions: dict[str, _Interaction] = {}
         self._interactions_by_token: dict[str, _Interaction] = {}
@@ -1809,7 +1811,7 @@ class FakeDiscord:
             "token": "aW50ZXJhY3Rpb246" + secrets.token_urlsafe(60),
             "version": 1,
             "channel_id": ch["id"],
-            "locale": "en-US",
+            "locale": self.locales.get(person["id"], "en-US"),
             "entitlements": [],
             "entitlement_sku_ids": [],
             "attachment_size_limit": self.upload_limit,
@@ -1823,8 +1825,9 @@ class FakeDiscord:
             payload.update(
                 {
                     "guild_id": gid,
-                    "guild": {"id": gid, "locale": "en-US", "features": self.guild["features"]},
-                    "guild_locale": "en-US",
+                    "guild": {"id": gid, "locale": self.guild["preferred_locale"],
+                              "features": self.guild["features"]},
+                    "guild_locale": self.guild["preferred_locale"],
                     "member": member,
                     "channel": {**ch, "permissions": member["permissions"]},
                     "app_permissions": str(self._member_permissions(self.bot_user["id"])),
