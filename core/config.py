@@ -71,6 +71,10 @@ class Settings(BaseSettings):
     embed_batch: int = Field(32, ge=1, le=1024)
     torch_threads: int = Field(0, ge=0, le=256)  # 0: torch default
     index_regions: bool = Field(True)  # region vectors of keyframes, for cropped screenshots
+    # decode+embed episodes in Ray workers (data/parallel.py): N >= 2 starts a local Ray with
+    # N workers; 0/1 indexes in one process. An address joins a running Ray cluster instead.
+    index_workers: int = Field(0, ge=0, le=4096)
+    ray_address: str | None = Field(None)
 
     # --- recognition ------------------------------------------------------------------------
     search_k: int = Field(200, ge=10, le=5000)  # neighbours per frame
