@@ -16,9 +16,9 @@ from bot.cli import main as cli_main
 from core.config import Settings
 from core.db.models import Episode, Frame, Shot
 from core.index import HnswIndex
-from data import indexer as indexer_mod
-from data.indexer import Indexer, SerialRunner
+from data.indexer import SerialRunner
 from data.parallel import RayRunner, make_runner
+from tests.test_indexer import interrupt_on_write
 
 ray = pytest.importorskip("ray")
 
@@ -99,22 +99,12 @@ def test_ray_run_stopped_midway_is_continued(indexed_home: Any, tmp_path: Path,
     bad.parent.mkdir()
     bad.write_bytes(b"\x00\x00\x00\x18ftypmp42" + b"\x13" * 5000)
     home = tmp_path / "home"
-    monkeypatch.setattr(indexer_mod, "SAVE_EVERY_SECONDS", 0.0)  # commit after every episode
-    real = Indexer._write_episode
-    calls = {"n": 0}
-
-    def dying(self: Indexer, *a: Any, **kw: Any) -> int:
-        calls["n"] += 1
-        if calls["n"] == 4:
-            raise KeyboardInterrupt
-        return real(self, *a, **kw)
-
-    monkeypatch.setattr(Indexer, "_write_episode", dying)
+    undo = interrupt_on_write(monkeypatch, 4)
     ix = _app(home).indexer()
     ix.runner = RayRunner(workers=2)
     with pytest.raises(KeyboardInterrupt):
         ix.run(lib)
-    monkeypatch.setattr(Indexer, "_write_episode", real)
+    undo()
     with _app(home).sessions() as s:
         assert len(list(s.scalars(select(Episode).where(Episode.status == "indexed")))) == 3
 
