@@ -3,6 +3,7 @@ indexer, and a run stopped mid-way is continued by the next one (`anirec index -
 
 from __future__ import annotations
 
+import re
 import shutil
 from pathlib import Path
 from typing import Any
@@ -88,6 +89,7 @@ def test_ray_with_two_workers_indexes_like_serial(indexed_home: Any, tmp_path: P
     assert again.unchanged == 6 and again.frames_embedded == 0
 
 
+@pytest.mark.slow  # ~60 s on a quiet machine: two more Ray runs
 def test_ray_run_stopped_midway_is_continued(indexed_home: Any, tmp_path: Path,
                                             monkeypatch: pytest.MonkeyPatch, capsys: Any) -> None:
     """Ctrl-C while the driver writes the 4th episode (3 committed): the next `anirec index
@@ -112,7 +114,9 @@ def test_ray_run_stopped_midway_is_continued(indexed_home: Any, tmp_path: Path,
     monkeypatch.setenv("ANIREC_INDEX_WORKERS", "2")
     assert cli_main(["index", str(lib), "--ray", "--quiet"]) == 0
     out = capsys.readouterr().out
-    assert "3 added, 0 updated, 0 removed, 3 unchanged, 1 failed" in out and "ray (local, 2 workers)" in out
+    # the 4th episode's row was written `pending` before the Ctrl-C: it is redone as an update
+    m = re.search(r"(\d+) added, (\d+) updated, 0 removed, 3 unchanged, 1 failed", out)
+    assert m and int(m[1]) + int(m[2]) == 3 and "ray (local, 2 workers)" in out
     assert "FAILED Broken Show/Broken Show - 01.mp4" in out
     app = _app(home)
     with app.sessions() as s:
