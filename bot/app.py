@@ -101,17 +101,20 @@ class App:
                             token=token, frame_fields=catalog_fields(self.sessions))
 
     def indexer(self, *, embedder: SceneEmbedder | None = None, progress: Progress | None = None,
-                fps: float | None = None) -> Indexer:
+                fps: float | None = None, ray: bool = False, ray_address: str | None = None) -> Indexer:
         """The indexer every command uses: `embedder` defaults to the promoted one, `fps` to
-        ANIREC_INDEX_FPS; sampling, batch size and region vectors follow the settings."""
+        ANIREC_INDEX_FPS; sampling, batch size, region vectors and where episodes are decoded
+        (ANIREC_INDEX_WORKERS / ANIREC_RAY_ADDRESS, or `ray`: on Ray) follow the settings."""
         from data.indexer import Indexer, Progress
+        from data.parallel import make_runner
 
         st = self.settings
         return Indexer(sessions=self.sessions, embedder=embedder or self.embedder(),
                        index_dir=st.index_dir, framestore=self.framestore(),
                        fps=fps or st.index_fps, max_fps=st.index_max_fps,
                        batch_size=st.embed_batch, progress=progress or Progress(),
-                       regions=self.region_spec(), milvus=self.milvus_config())
+                       regions=self.region_spec(), milvus=self.milvus_config(),
+                       runner=make_runner(st.index_workers, ray_address or st.ray_address, ray=ray))
 
     # -- recognition ---------------------------------------------------------------------------
     def recognizer(self) -> Recognizer:

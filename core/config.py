@@ -93,6 +93,10 @@ class Settings(BaseSettings):
     # region vectors below which the compact region index stays exact (read by
     # core/index/compact.py when it is imported; docs/latency.md)
     compact_train_min: int = Field(16384, ge=256)
+    # decode+embed episodes in Ray workers (data/parallel.py): N >= 2 starts a local Ray with
+    # N workers; 0/1 indexes in one process. An address joins a running Ray cluster instead.
+    index_workers: int = Field(0, ge=0, le=4096)
+    ray_address: str | None = Field(None)
 
     # --- recognition ------------------------------------------------------------------------
     search_k: int = Field(200, ge=10, le=5000)  # neighbours per frame

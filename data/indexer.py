@@ -15,6 +15,13 @@ Region vectors (`core.index.RegionSpec`, on by default): for keyframes (one per 
 long shots) a grid of sub-windows of the stored thumbnail is embedded into the index's second
 `regions` index, so a screenshot crop of a quarter of the frame can find its shot. They are
 made from the frame-store thumbnails, at indexing and at re-embedding alike.
+
+Decoding and embedding (`prepare_episode`: decode → sample → thumbnails, descriptors, vectors,
+region vectors) is separate from writing (catalog rows, index, frame store, all in this
+process). An `EpisodeRunner` prepares the to-do episodes and hands them over in order: the
+default one (`SerialRunner`) prepares the next episode in a thread while the current one is
+written; `data.parallel.RayRunner` prepares them in Ray workers (`anirec index --ray`). The
+writes, the `pending` → `indexed` marking and the resumption are the same for both.
 """
 
 from __future__ import annotations
@@ -24,7 +31,9 @@ import logging
 import queue
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Generator
+from concurrent.futures import Future, ThreadPoolExecutor
+from contextlib import closing
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -91,7 +100,7 @@ class _Todo:
 
 
 @dataclass
-class _Prepared:
+class PreparedEpisode:
     """One episode decoded and embedded, not yet written anywhere."""
 
     times: list[float]
@@ -101,6 +110,20 @@ class _Prepared:
     shots: list[tuple[float, float]]
     shot_idx: np.ndarray
     duration: float
+    #: the region vectors of the keyframes: the keyframes' positions in `times`, and their
+    #: windows' vectors (`RegionSpec.region_ids` order); None when regions are off
+    region_keys: np.ndarray | None = None
+    region_vectors: np.ndarray | None = None
+
+
+@dataclass(frozen=True)
+class PrepareParams:
+    """What preparing an episode needs besides the file and the embedder (sent to workers)."""
+
+    fps: float = 2.0
+    max_fps: float = 6.0
+    batch_size: int = 32
+    regions: RegionSpec | None = None
 
 
 class Progress:
@@ -111,6 +134,51 @@ class Progress:
     def frames(self, n: int, t: float) -> None: ...
     def episode_done(self, duration: float) -> None: ...
     def close(self) -> None: ...
+
+
+#: What a runner hands over for one episode: the prepared episode, or why it cannot be decoded.
+Prepared = PreparedEpisode | VideoError
+
+
+class EpisodeRunner:
+    """Prepares episodes (`prepare_episode`) and yields the results in the order given.
+
+    A runner only decodes and embeds; it never writes. Closing the iterator early (an error
+    while writing, Ctrl-C) drops what was not handed over yet."""
+
+    def run(self, paths: list[Path], embedder: SceneEmbedder, params: PrepareParams,
+            progress: Progress) -> Generator[Prepared, None, None]:
+        raise NotImplementedError
+
+    def describe(self) -> str:
+        return type(self).__name__
+
+
+class SerialRunner(EpisodeRunner):
+    """In this process: the next episode is decoded and embedded in a thread while the driver
+    writes the current one (at most one episode waits, prepared, in memory)."""
+
+    def run(self, paths: list[Path], embedder: SceneEmbedder, params: PrepareParams,
+            progress: Progress) -> Generator[Prepared, None, None]:
+        def job(path: Path) -> Prepared:
+            try:
+                return prepare_episode(path, embedder, params, progress)
+            except VideoError as exc:
+                return exc
+
+        pool = ThreadPoolExecutor(1, thread_name_prefix="prepare")
+        try:
+            ahead: Future[Prepared] | None = pool.submit(job, paths[0]) if paths else None
+            for i in range(len(paths)):
+                assert ahead is not None
+                current = ahead
+                ahead = pool.submit(job, paths[i + 1]) if i + 1 < len(paths) else None
+                yield current.result()
+        finally:
+            pool.shutdown(wait=False, cancel_futures=True)
+
+    def describe(self) -> str:
+        return "serial"
 
 
 @dataclass
@@ -132,6 +200,8 @@ class Indexer:
     regions: RegionSpec | None = field(default_factory=RegionSpec)
     #: the Milvus backend's settings (None: hnswlib files in `index_dir`; ANIREC_VECTOR_BACKEND)
     milvus: MilvusConfig | None = None
+    #: where episodes are decoded and embedded (`data.parallel.RayRunner`: Ray workers)
+    runner: EpisodeRunner = field(default_factory=SerialRunner)
 
     # ------------------------------------------------------------------------------------------
     def open(self, *, reembed: bool = False) -> HnswIndex | MilvusIndex:
@@ -223,43 +293,46 @@ class Indexer:
 
     def _index_episodes(self, todo: list[_Todo], root: Path, index: Index,
                         report: IndexReport, touched_series: set[int]) -> list[int]:
-        """Decode, embed and write each to-do episode, saving the index every
-        `SAVE_EVERY_SECONDS`; returns the episodes written since the last save."""
-        durations: dict[str, float] = {}
+        """Decode, embed (in `self.runner`) and write (here) each to-do episode, saving the
+        index every `SAVE_EVERY_SECONDS`; returns the episodes written since the last save."""
+        durations: list[float] = []
         for item in todo:
             try:
-                durations[str(item.ep.path)] = probe_video(Path(item.ep.path)).duration
+                durations.append(probe_video(Path(item.ep.path)).duration)
             except VideoError:
-                durations[str(item.ep.path)] = 0.0
-        self.progress.start(sum(durations.values()), len(todo))
+                durations.append(0.0)
+        self.progress.start(sum(durations), len(todo))
         pending_done: list[int] = []
         last_save = time.perf_counter()
-        for item in todo:
-            dur = durations.get(str(item.ep.path), 0.0)
-            self.progress.episode(item.ep.relpath, dur)
-            eid = self._index_episode(item, root, index, report, touched_series)
-            if eid is not None:
-                report.video_seconds += dur
-                pending_done.append(eid)
-            self.progress.episode_done(dur)
-            if eid is not None and time.perf_counter() - last_save > SAVE_EVERY_SECONDS:
-                self._commit(index, pending_done)
-                pending_done = []
-                last_save = time.perf_counter()
+        params = PrepareParams(fps=self.fps, max_fps=self.max_fps, batch_size=self.batch_size,
+                               regions=index.region_spec)
+        results = self.runner.run([Path(item.ep.path) for item in todo], self.embedder, params,
+                                  self.progress)
+        with closing(results):  # an error while writing stops the runner's work too
+            for item, dur, prepared in zip(todo, durations, results, strict=True):
+                self.progress.episode(item.ep.relpath, dur)
+                eid = self._index_episode(item, prepared, root, index, report, touched_series)
+                if eid is not None:
+                    report.video_seconds += dur
+                    pending_done.append(eid)
+                self.progress.episode_done(dur)
+                if eid is not None and time.perf_counter() - last_save > SAVE_EVERY_SECONDS:
+                    self._commit(index, pending_done)
+                    pending_done = []
+                    last_save = time.perf_counter()
         return pending_done
 
-    def _index_episode(self, item: _Todo, root: Path, index: Index, report: IndexReport,
-                       touched_series: set[int]) -> int | None:
-        """One episode into the catalog (as `pending`), the index and the frame store; its id,
-        or None when it cannot be decoded (recorded as failed, nothing else written)."""
+    def _index_episode(self, item: _Todo, prepared: Prepared, root: Path, index: Index,
+                       report: IndexReport, touched_series: set[int]) -> int | None:
+        """One prepared episode into the catalog (as `pending`), the index and the frame
+        store; its id, or None when it could not be decoded (recorded as failed, nothing else
+        written)."""
         se, ep, existing_id = item.series, item.ep, item.existing_id
         rel = ep.relpath
-        try:
-            prepared = self._decode_embed(Path(ep.path))  # nothing is written until this works
-        except VideoError as exc:
-            self._record_failure(se, ep, existing_id, root, str(exc))
-            report.failed.append((rel, str(exc)))
-            logger.warning("skipped %s: %s", rel, exc)
+        if isinstance(prepared, VideoError):
+            self._record_failure(se, ep, existing_id, root, str(prepared))
+            report.failed.append((rel, str(prepared)))
+            logger.warning("skipped %s: %s", rel, prepared)
             return None
         with self.sessions() as s:
             row = None
@@ -415,20 +488,6 @@ class Indexer:
         return not stale and not missing
 
     # ------------------------------------------------------------------------------------------
-    def _decode(self, path: Path, out: queue.Queue[_Batch], dec: EpisodeDecoder) -> None:
-        try:
-            batch: list[SampledFrame] = []
-            for fr in dec:
-                batch.append(fr)
-                if len(batch) >= self.batch_size:
-                    out.put(batch)
-                    batch = []
-            if batch:
-                out.put(batch)
-            out.put(None)
-        except BaseException as exc:  # handed to the consumer thread
-            out.put(exc)
-
     def _record_failure(self, se: SeriesEntry, ep: EpisodeEntry, existing_id: int | None,
                         root: Path, error: str) -> None:
         """A file that cannot be decoded: a new one is marked failed; an indexed one that
@@ -442,43 +501,7 @@ class Indexer:
                 row.status, row.error = "failed", error
             s.commit()
 
-    def _decode_embed(self, path: Path) -> _Prepared:
-        h, w = self.embedder.input_size
-        dec = EpisodeDecoder(path, fps=self.fps, size=(h, w), max_fps=self.max_fps)
-        q: queue.Queue[_Batch] = queue.Queue(maxsize=4)
-        th = threading.Thread(target=self._decode, args=(path, q, dec), daemon=True,
-                              name=f"decode-{path.name[:20]}")
-        th.start()
-        times: list[float] = []
-        vecs: list[np.ndarray] = []
-        jpegs: list[bytes] = []
-        descs: list[bytes] = []
-        try:
-            while True:
-                item = q.get()
-                if item is None:
-                    break
-                if isinstance(item, BaseException):
-                    raise item
-                arrays = np.stack([f.rgb for f in item])
-                vecs.append(self.embedder.embed_arrays(arrays, batch_size=self.batch_size))
-                for f in item:
-                    times.append(f.t)
-                    jpegs.append(encode_jpeg(f.rgb))
-                    descs.append(tiny_descriptor(f.rgb))
-                self.progress.frames(len(item), item[-1].t)
-        finally:
-            th.join(timeout=30)
-        if not times:
-            raise VideoError(f"{path.name}: no frames")
-        info = dec.info
-        assert info is not None
-        duration = max(info.duration, dec.last_time)
-        shots, shot_idx = assign_shots(times, dec.cuts, duration)
-        return _Prepared(times, np.concatenate(vecs).astype(np.float32), jpegs, descs, shots,
-                         shot_idx, duration)
-
-    def _write_episode(self, episode_id: int, p: _Prepared, index: Index) -> int:
+    def _write_episode(self, episode_id: int, p: PreparedEpisode, index: Index) -> int:
         times, vectors, jpegs, descs, shots, shot_idx, duration = (
             p.times, p.vectors, p.jpegs, p.descs, p.shots, p.shot_idx, p.duration)
         with self.sessions() as s:
@@ -495,7 +518,11 @@ class Indexer:
             ep.duration = duration
             s.commit()
         index.add(ids, vectors)
-        self._add_regions(index, ids, np.asarray(times), np.asarray(shot_idx), jpegs.__getitem__)
+        if index.regions is not None and index.region_spec is not None:
+            if p.region_keys is None or p.region_vectors is None:  # prepared without regions
+                self._add_regions(index, ids, np.asarray(times), np.asarray(shot_idx), jpegs.__getitem__)
+            elif len(p.region_keys):
+                index.regions.add(index.region_spec.region_ids(ids[p.region_keys]), p.region_vectors)
         self.framestore.write(episode_id, ids.tolist(), times, shot_idx.tolist(), jpegs, descs)
         return len(ids)
 
@@ -505,13 +532,9 @@ class Indexer:
         spec, regions = index.region_spec, index.regions
         if spec is None or regions is None or not len(ids):
             return 0
-        keys = spec.keyframes(times, shots)
-        h, w = self.embedder.input_size
-        arrays: list[np.ndarray] = []
-        for i in keys.tolist():
-            arrays.extend(region_arrays(decode_jpeg(jpeg(i)), spec, (h, w)))
-        vecs = self.embedder.embed_arrays(np.stack(arrays), batch_size=self.batch_size)
-        regions.add(spec.region_ids(ids[keys]), vecs)
+        keys, vecs = region_vectors(self.embedder, spec, times, shots, jpeg, self.batch_size)
+        if len(keys):
+            regions.add(spec.region_ids(ids[keys]), vecs)
         return len(keys)
 
     def _reembed_all(self, index: Index) -> int:
@@ -582,6 +605,97 @@ class Indexer:
                         for i in range(0, len(ids), 900):
                             s.execute(update(Frame).where(Frame.id.in_(ids[i:i + 900])).values(oped=kind))
             s.commit()
+
+
+def _decode_thread(dec: EpisodeDecoder, out: queue.Queue[_Batch], batch_size: int,
+                   stop: threading.Event) -> None:
+    """The producer: the decoder's sampled frames in batches into `out` (bounded), then None,
+    or the error; stops early when the consumer sets `stop`."""
+    try:
+        batch: list[SampledFrame] = []
+        for fr in dec:
+            batch.append(fr)
+            if len(batch) >= batch_size:
+                _put(out, batch, stop)
+                batch = []
+            if stop.is_set():
+                return
+        if batch:
+            _put(out, batch, stop)
+        _put(out, None, stop)
+    except BaseException as exc:  # handed to the consumer
+        _put(out, exc, stop)
+
+
+def _put(out: queue.Queue[_Batch], item: _Batch, stop: threading.Event) -> None:
+    while not stop.is_set():
+        try:
+            out.put(item, timeout=0.5)
+            return
+        except queue.Full:
+            continue
+
+
+def prepare_episode(path: Path, embedder: SceneEmbedder, params: PrepareParams,
+                    progress: Progress | None = None) -> PreparedEpisode:
+    """Decode and sample one episode and embed it (frames, then the region windows of its
+    keyframes); nothing is written. Decoding runs in a thread ahead of the embedding (a queue
+    of a few batches). Raises VideoError when the file cannot be decoded."""
+    h, w = embedder.input_size
+    dec = EpisodeDecoder(path, fps=params.fps, size=(h, w), max_fps=params.max_fps)
+    q: queue.Queue[_Batch] = queue.Queue(maxsize=4)
+    stop = threading.Event()
+    th = threading.Thread(target=_decode_thread, args=(dec, q, params.batch_size, stop), daemon=True,
+                          name=f"decode-{path.name[:20]}")
+    th.start()
+    times: list[float] = []
+    vecs: list[np.ndarray] = []
+    jpegs: list[bytes] = []
+    descs: list[bytes] = []
+    try:
+        while True:
+            item = q.get()
+            if item is None:
+                break
+            if isinstance(item, BaseException):
+                raise item
+            arrays = np.stack([f.rgb for f in item])
+            vecs.append(embedder.embed_arrays(arrays, batch_size=params.batch_size))
+            for f in item:
+                times.append(f.t)
+                jpegs.append(encode_jpeg(f.rgb))
+                descs.append(tiny_descriptor(f.rgb))
+            if progress is not None:
+                progress.frames(len(item), item[-1].t)
+    finally:
+        stop.set()
+        th.join(timeout=30)
+    if not times:
+        raise VideoError(f"{path.name}: no frames")
+    info = dec.info
+    assert info is not None
+    duration = max(info.duration, dec.last_time)
+    shots, shot_idx = assign_shots(times, dec.cuts, duration)
+    out = PreparedEpisode(times, np.concatenate(vecs).astype(np.float32), jpegs, descs, shots,
+                          shot_idx, duration)
+    if params.regions is not None:
+        out.region_keys, out.region_vectors = region_vectors(
+            embedder, params.regions, np.asarray(times), shot_idx, jpegs.__getitem__, params.batch_size)
+    return out
+
+
+def region_vectors(embedder: SceneEmbedder, spec: RegionSpec, times: np.ndarray, shots: np.ndarray,
+                   jpeg: Callable[[int], bytes], batch_size: int) -> tuple[np.ndarray, np.ndarray]:
+    """The keyframes of an episode (positions in `times`) and the vectors of their region
+    windows, made from the stored (JPEG) thumbnails so indexing and re-embedding agree."""
+    keys = spec.keyframes(times, shots)
+    if not len(keys):
+        return keys, np.zeros((0, embedder.dim), np.float32)
+    h, w = embedder.input_size
+    arrays: list[np.ndarray] = []
+    for i in keys.tolist():
+        arrays.extend(region_arrays(decode_jpeg(jpeg(i)), spec, (h, w)))
+    return keys, embedder.embed_arrays(np.stack(arrays), batch_size=batch_size)
 
 
 def region_arrays(frame: np.ndarray, spec: RegionSpec, size: tuple[int, int]) -> list[np.ndarray]:

@@ -2,7 +2,10 @@
 
 Sampling decodes every frame in order and drops what it does not need (seeking is ~7x
 slower). Shot cuts are found on a tiny grey copy of every decoded frame, so a cut between
-two sampled frames is still seen. Near-duplicate samples (a still scene) are dropped, but a
+two sampled frames is still seen. The two scalers (the tiny grey copy of every frame, the RGB
+thumbnail of a kept one) are made once per video and reused: PyAV's `frame.to_ndarray(width=…)`
+builds a new swscale context for every frame, which cost more than decoding a 720p frame
+(the pixels are the same either way: tests/test_sampling.py). Near-duplicate samples (a still scene) are dropped, but a
 frame is always kept at least every `max_gap` seconds and right after a cut.
 """
 
@@ -15,6 +18,7 @@ from pathlib import Path
 
 import av
 import numpy as np
+from av.video.reformatter import VideoReformatter
 
 from core.errors import AniRecError
 
@@ -114,6 +118,7 @@ class EpisodeDecoder:
         last_kept_small: np.ndarray | None = None
         last_kept_t = -1e9
         cut_pending = True
+        grey_scaler, rgb_scaler = VideoReformatter(), VideoReformatter()
         try:
             with av.open(str(self.path), metadata_errors="ignore") as c:
                 stream = c.streams.video[0]
@@ -122,8 +127,8 @@ class EpisodeDecoder:
                     t = float(frame.time) if frame.time is not None else i / self.info.fps
                     self.decoded += 1
                     self.last_time = t
-                    small = frame.to_ndarray(format="gray", width=CUT_SIZE[0],
-                                             height=CUT_SIZE[1]).astype(np.float32) / 255.0
+                    small = grey_scaler.reformat(frame, format="gray", width=CUT_SIZE[0],
+                                                 height=CUT_SIZE[1]).to_ndarray().astype(np.float32) / 255.0
                     if prev_small is not None:
                         d = float(np.abs(small - prev_small).mean())
                         base = (sum(recent) / len(recent)) if recent else 0.0
@@ -152,7 +157,8 @@ class EpisodeDecoder:
                             and float(np.abs(small - last_kept_small).mean()) < self.dedup_threshold):
                         self.dropped_duplicates += 1
                         continue
-                    rgb = frame.to_ndarray(format="rgb24", width=w, height=h, interpolation="AREA")
+                    rgb = rgb_scaler.reformat(frame, format="rgb24", width=w, height=h,
+                                              interpolation="AREA").to_ndarray()
                     self.kept += 1
                     yield SampledFrame(t=t, rgb=rgb, cut_before=cut_pending)
                     cut_pending = False

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import shutil
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -194,22 +195,29 @@ def test_delete_truncate_and_add(library: Path, tmp_path: Path) -> None:
     assert set(load_index(ix).ids().tolist()) == db_frame_ids(ix)
 
 
-def test_interrupted_run_resumes(library: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    ix = make_indexer(tmp_path / "home")
-    monkeypatch.setattr(indexer_mod, "SAVE_EVERY_SECONDS", 0.0)  # commit after every episode
+def interrupt_on_write(monkeypatch: pytest.MonkeyPatch, n: int) -> Callable[[], None]:
+    """Commit after every episode and press Ctrl-C while the `n`th is written; returns the
+    function that undoes the Ctrl-C."""
+    monkeypatch.setattr(indexer_mod, "SAVE_EVERY_SECONDS", 0.0)
     real = Indexer._write_episode
     calls = {"n": 0}
 
     def dying(self: Indexer, *a: Any, **kw: Any) -> int:
         calls["n"] += 1
-        if calls["n"] == 4:
+        if calls["n"] == n:
             raise KeyboardInterrupt  # the operator pressed Ctrl-C mid-way
         return real(self, *a, **kw)
 
     monkeypatch.setattr(Indexer, "_write_episode", dying)
+    return lambda: monkeypatch.setattr(Indexer, "_write_episode", real)
+
+
+def test_interrupted_run_resumes(library: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    ix = make_indexer(tmp_path / "home")
+    undo = interrupt_on_write(monkeypatch, 4)
     with pytest.raises(KeyboardInterrupt):
         ix.run(library)
-    monkeypatch.setattr(Indexer, "_write_episode", real)
+    undo()
     rep = make_indexer(tmp_path / "home").run(library)
     assert len(rep.added) + rep.unchanged + len(rep.updated) == 6
     assert rep.unchanged >= 2  # the episodes committed before the crash were not redone

@@ -98,3 +98,25 @@ def test_a_title_card_after_a_recap_is_not_recap_footage() -> None:
     assert (flags[2][8:12] == FrameFlag.RECAP).all(), flags[2]  # the recap
     assert flags[2][12] == 0, flags[2]  # its title card
     assert (flags[2][13:] == 0).all() and (flags[1] == 0).all()
+
+
+def test_reused_scalers_give_the_pixels_of_a_fresh_conversion(tmp_path: Path) -> None:
+    """EpisodeDecoder keeps one scaler per size for the whole video (data/video.py); each kept
+    frame is the pixels PyAV's per-frame `to_ndarray(width=…)` (a new scaler every frame)
+    gives for the same decoded frame. (The whole index, cuts and all, is compared with the
+    earlier code's by `bench.bench_index_speed`.)"""
+    import av
+
+    video = _pan_then_still(tmp_path / "pan.mp4")
+    dec = EpisodeDecoder(video, fps=2.0, max_fps=6.0, size=(144, 256))
+    kept = {round(f.t, 4): f.rgb for f in dec}
+    assert len(kept) > 8 and dec.decoded == 96
+    fresh = {}
+    with av.open(str(video)) as c:
+        for frame in c.decode(c.streams.video[0]):
+            t = round(float(frame.time), 4)
+            if t in kept:
+                fresh[t] = frame.to_ndarray(format="rgb24", width=256, height=144, interpolation="AREA")
+    assert fresh.keys() == kept.keys()
+    for t, rgb in kept.items():
+        assert np.array_equal(rgb, fresh[t]), t

@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 
 from bot.app import App
+from core.errors import ConfigError
 
 
 def cmd_index(app: App, args: argparse.Namespace) -> int:
@@ -23,7 +24,13 @@ def cmd_index(app: App, args: argparse.Namespace) -> int:
             print(f"error: there is no folder {args.library}.", file=sys.stderr)
             return 2
     app.configure_torch()
-    indexer = app.indexer(fps=args.fps, progress=Progress() if args.quiet else TqdmProgress())
+    use_ray = args.ray is not None
+    try:
+        indexer = app.indexer(fps=args.fps, progress=Progress() if args.quiet else TqdmProgress(),
+                              ray=use_ray, ray_address=args.ray or None)
+    except ConfigError as exc:  # Ray asked for but not installed
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     rep = indexer.run(library, reembed=args.reembed)
     print(f"Indexed {args.library}: {len(rep.added)} added, {len(rep.updated)} updated, "
           f"{len(rep.removed)} removed, {rep.unchanged} unchanged, {len(rep.failed)} failed")
@@ -33,7 +40,7 @@ def cmd_index(app: App, args: argparse.Namespace) -> int:
           + f", version {rep.index_version}")
     if rep.video_seconds:
         print(f"Speed: {rep.video_seconds:.0f} s of video in {rep.wall_seconds:.1f} s "
-              f"({rep.speed:.1f}x real time)")
+              f"({rep.speed:.1f}x real time, {indexer.runner.describe()})")
     for path, err in rep.failed:
         print(f"FAILED {path}: {err}")
     for w in rep.warnings:
@@ -52,4 +59,8 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     sp.add_argument("--reembed", action="store_true",
                     help="rebuild the whole index with the current embedder (from the frame store)")
     sp.add_argument("--quiet", action="store_true", help="no progress bars")
+    sp.add_argument("--ray", nargs="?", const="", default=None, metavar="ADDRESS",
+                    help="decode and embed episodes in Ray workers: a local Ray with "
+                         "ANIREC_INDEX_WORKERS (default: all) CPUs, or the cluster at ADDRESS "
+                         "(needs pip install 'anirec[scale]')")
     sp.set_defaults(func=cmd_index)
