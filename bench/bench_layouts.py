@@ -32,7 +32,7 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
-from core.recognition.framing import iou, query_views
+from core.recognition.framing_pages import iou, query_views
 from core.sysinfo import machine_info
 from data.layouts import SPLITS, Layout, layouts
 from data.video import read_frames_at

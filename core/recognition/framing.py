@@ -13,7 +13,6 @@ all the frames of a GIF or clip.
 
 from __future__ import annotations
 
-import bisect
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -200,52 +199,15 @@ def _ui_rows(lines: _Lines, h: int, w: int) -> list[int]:
     return sorted(y for _, y in sorted(out, reverse=True)[:MAX_LINES])
 
 
-def _run_lines(e: np.ndarray, min_frac: float) -> tuple[list[int], dict[int, float]]:
-    """Rows of a boolean edge map `e` [n, m] (an edge between row i and i+1) that hold one
-    long unbroken run of edge pixels (gaps of a pixel closed): the top or bottom edge of a
-    picture narrower than the page, which a share of the whole row cannot see. Returns the
-    strongest (at most MAX_LINES, no near-duplicates, by run length) as positions of the first
-    pixel after the edge, and each one's run length as a share of the row."""
-    e = e.copy()
-    e[:, 1:-1] |= e[:, :-2] & e[:, 2:]  # close one-pixel gaps (JPEG, antialiasing)
-    n, m = e.shape
-    c = np.cumsum(e, axis=1, dtype=np.int32)
-    reset = np.maximum.accumulate(np.where(e, 0, c), axis=1)
-    longest = (c - reset).max(axis=1) / m
-    lines = _pick_lines(longest, min_frac)
-    return lines, {y: float(longest[y - 1]) for y in lines}
+def find_frame(img: Image.Image, *, min_area: float = 0.12) -> Box | None:
+    """The video frame inside a screenshot/meme, or None when the image is the frame itself.
 
-
-def _smooth_strip(d1: np.ndarray, y0: int, y1: int, x0: int, x1: int,
-                  axis: int) -> float:
-    """Share of the rows (axis=0) or columns (axis=1) of a strip whose mean step to the next
-    pixel along them is small: a blurred or gradient background, as plain as flat UI though
-    its level drifts. `d1`: running sums of |steps| along rows (axis=0) or columns (axis=1)."""
-    if y1 <= y0 or x1 <= x0:
-        return 0.0
-    if axis == 0:
-        m = (d1[y0:y1, x1 - 1] - d1[y0:y1, x0]) / max(1, x1 - x0 - 1)
-    else:
-        m = (d1[y1 - 1, x0:x1] - d1[y0, x0:x1]) / max(1, y1 - y0 - 1)
-    return float(np.mean(m < SMOOTH_STEP))
-
-
-SMOOTH_STEP = 1.5  # mean grey-level step between neighbours under which a strip is smooth
-EDGE_COST = 0.2  # a box whose sides are no edge lines along their length costs this much
-SIDE_INSIDE = 0.5  # how much a flat inside strip on a side counts (a flat wall is common)
-IMAGE_SIDE_COST = 0.06  # one side (not both) on the image's own left or right edge: nothing shows it is
-# the picture's (a page's side bar, a comment column runs there too)
-LOCAL_MIN = 0.15  # the shortest picture edge found by its run, as a share of the page's side
-
-
-def _frame_candidates(img: Image.Image, min_area: float, floor: float, flat_need: float = 0.5,
-                      local_min: float = LOCAL_MIN, smooth: bool = True
-                      ) -> tuple[list[tuple[float, Box]], float, tuple[int, int]]:
-    """Every box that could be the frame and scores at least `floor` (see `find_frame`), in
-    pixels of the reduced picture; and the reduction's scale and size. `flat_need`: the share
-    of the strip outside an edge that must be flat for it to count as flat UI; `local_min`: the
-    shortest run along a row that makes a candidate edge, as a share of the width; `smooth`:
-    whether a smooth strip outside counts as flat UI (a blurred or gradient background)."""
+    Candidate boxes are bounded by long straight edges, by rows where flat UI meets picture,
+    or by the image's edges, and have a video frame's shape. Of those, the largest wins, less
+    what speaks against it being the frame: an edge that is only a weak line; an edge whose
+    outside is picture rather than flat UI (a line inside the picture: the horizon, a wall),
+    or whose inside is flat (a caption's margin); flat rows inside (a comment list is not a
+    picture)."""
     small, scale = _grey(img, mode="RGB")
     rgb = small.astype(np.int16)
     g = small @ LUMA.astype(np.float32)
@@ -253,100 +215,49 @@ def _frame_candidates(img: Image.Image, min_area: float, floor: float, flat_need
     lines = _Lines(g)
     oy, ox = max(2, round(OUTSIDE * h)), max(2, round(OUTSIDE * w))
     # strong edges, weak ones (a dark phone UI around a night scene) and UI boundaries: the
-    # costs below let a weak one make a box only when nothing better does; and the edges of a
-    # picture narrower than the page (a post, a chat bubble, a player beside a side bar),
-    # found by one long run along the row rather than by a share of the whole row
-    dy = _edge_diff(rgb, 0)
+    # costs below let a weak one make a box only when nothing better does
     strong = set(_edge_lines(rgb, 0))
-    local, _ = _run_lines(dy > 24.0, local_min)
-    strong |= {y for y in local if all(abs(y - r) > 2 for r in strong)}
     rows = {0, h, *strong, *_edge_lines(rgb, 0, thr=WEAK_EDGE)}
-    rows |= {y for y in _run_lines(dy > WEAK_EDGE, local_min)[0] if all(abs(y - r) > 2 for r in rows)}
     rows |= {y for y in _ui_rows(lines, h, w) if all(abs(y - r) > 2 for r in rows)}
     rows_sorted = sorted(rows)
     weak = {y: (0.0 if y in strong or y in (0, h) else WEAK_COST) for y in rows_sorted}
     # the column edges of any band of rows, from running counts of strong column changes
     col_hits = np.zeros((h + 1, w - 1), np.int32)
     np.cumsum(_edge_diff(rgb, 1) > 24.0, 0, out=col_hits[1:])
-    # running sums of the steps along rows and columns (`_smooth_strip`)
-    dxs = np.zeros((h, w))
-    np.cumsum(np.abs(np.diff(g, axis=1)), 1, out=dxs[:, 1:])
-    dys = np.zeros((h, w))
-    np.cumsum(np.abs(np.diff(g, axis=0)), 0, out=dys[1:])
-    # running counts of edge pixels along each row boundary and each column boundary (a box's
-    # side must be an edge along most of its length, not only somewhere in the row)
-    dx = _edge_diff(rgb, 1)
-    rsup = np.zeros((h + 1, w + 1), np.int32)  # rsup[y, x]: edges between rows y-1 and y, left of x
-    np.cumsum(dy > WEAK_EDGE, 1, out=rsup[1:h, 1:])
-    csup = np.zeros((h + 1, w + 1), np.int32)  # csup[y, x]: edges between columns x-1 and x, above y
-    np.cumsum(dx > WEAK_EDGE, 0, out=csup[1:, 1:w])
-
-    def support(y0: int, y1: int, x0: int, x1: int) -> float:
-        """Mean share of each side (not on the image's edge) that is an edge line, a pixel
-        of slack either way."""
-        s = []
-        for y in (y0, y1):
-            if 0 < y < h:
-                s.append(max(rsup[yy, x1] - rsup[yy, x0] for yy in (y - 1, y, y + 1) if 0 < yy < h)
-                         / max(1, x1 - x0))
-        for x in (x0, x1):
-            if 0 < x < w:
-                s.append(max(csup[y1, xx] - csup[y0, xx] for xx in (x - 1, x, x + 1) if 0 < xx < w)
-                         / max(1, y1 - y0))
-        return float(np.mean(s)) if s else 1.0
-
-    def smooth_strip(d1: np.ndarray, y0: int, y1: int, x0: int, x1: int, axis: int) -> float:
-        return _smooth_strip(d1, y0, y1, x0, x1, axis) if smooth else 0.0
-
-    aspects = sorted(VIDEO_ASPECTS.items())
-    min_aspect, max_aspect = aspects[0][0], aspects[-1][0]
-    top = -np.inf  # the best score so far
-    out_boxes: list[tuple[float, Box]] = []
+    best: tuple[float, Box] | None = None
     for i, y0 in enumerate(rows_sorted):
         for y1 in rows_sorted[i + 1:]:
             bh = y1 - y0
             if bh < h * 0.15 or (y0 == 0 and y1 == h):
                 continue
             cols = [0] + _pick_lines((col_hits[y1] - col_hits[y0]) / bh, 0.6) + [w]
-            lo_w, hi_w = bh * min_aspect * np.exp(-0.06), bh * max_aspect * np.exp(0.06)
             for j, x0 in enumerate(cols):
-                # only the columns that make a video frame's shape with x0
-                for x1 in cols[bisect.bisect_left(cols, x0 + lo_w, j + 1):
-                               bisect.bisect_right(cols, x0 + hi_w, j + 1)]:
+                for x1 in cols[j + 1:]:
                     bw = x1 - x0
                     area = bw * bh / (w * h)
                     if area < min_area or area > 0.97:
                         continue
                     aspect = bw / bh
-                    err, prior = min((abs(np.log(aspect / a)), p) for a, p in aspects)
+                    err, prior = min((abs(np.log(aspect / a)), p) for a, p in VIDEO_ASPECTS.items())
                     if err > 0.06:
                         continue
                     score = area - 8.0 * err - prior - weak[y0] - weak[y1]
-                    if score < max(floor, top - 2 * ALT_MARGIN):
-                        continue  # what follows only takes away: it cannot be a view
+                    if best is not None and score <= best[0]:
+                        continue  # what follows only takes away
                     if lines.rect_std(y0, y1, x0, x1) < 12.0:  # flat region: not a picture
                         continue
                     # just outside each edge that is not the image's own: flat UI, not picture
-                    # (half the strip flat is enough: a progress bar, a caption's text; a
-                    # smooth strip counts as flat: a blurred or gradient background)
+                    # (half the strip flat is enough: a progress bar, a caption's text)
                     out = []
                     if y0 > 0:
-                        a0 = max(0, y0 - oy)
-                        out.append(max(lines.flat_rows(a0, y0, x0, x1),
-                                       smooth_strip(dxs, a0, y0, x0, x1, 0)))
+                        out.append(lines.flat_rows(max(0, y0 - oy), y0, x0, x1))
                     if y1 < h:
-                        a1 = min(h, y1 + oy)
-                        out.append(max(lines.flat_rows(y1, a1, x0, x1),
-                                       smooth_strip(dxs, y1, a1, x0, x1, 0)))
+                        out.append(lines.flat_rows(y1, min(h, y1 + oy), x0, x1))
                     if x0 > 0:
-                        b0 = max(0, x0 - ox)
-                        out.append(max(lines.flat_cols(b0, x0, y0, y1),
-                                       smooth_strip(dys, y0, y1, b0, x0, 1)))
+                        out.append(lines.flat_cols(max(0, x0 - ox), x0, y0, y1))
                     if x1 < w:
-                        b1 = min(w, x1 + ox)
-                        out.append(max(lines.flat_cols(x1, b1, y0, y1),
-                                       smooth_strip(dys, y0, y1, x1, b1, 1)))
-                    outside = sum(1.0 - min(1.0, f / flat_need) for f in out)
+                        out.append(lines.flat_cols(x1, min(w, x1 + ox), y0, y1))
+                    outside = sum(1.0 - min(1.0, 2.0 * f) for f in out)
                     if outside > MAX_OUTSIDE:  # a box inside the picture (a clean frame's)
                         continue
                     # a top or bottom edge on the image's own edge cannot be told by its
@@ -354,88 +265,16 @@ def _frame_candidates(img: Image.Image, min_area: float, floor: float, flat_need
                     # sides are not asked: a picture's side is often a flat wall)
                     inside = ((lines.flat_rows(0, oy, x0, x1) if y0 == 0 else 0.0)
                               + (lines.flat_rows(h - oy, h, x0, x1) if y1 == h else 0.0))
-                    # nor are the sides asked much: a page's margin beside a picture narrower
-                    # than the page is, where the box's side is the image's
-                    inside += SIDE_INSIDE * ((lines.flat_cols(0, ox, y0, y1) if x0 == 0 else 0.0)
-                                             + (lines.flat_cols(w - ox, w, y0, y1) if x1 == w else 0.0))
-                    # flat rows inside (a comment list) and flat columns (a page's margins
-                    # beside a picture narrower than the page) speak against it
                     score -= (OUTSIDE_COST * (outside + inside)
-                              + FLAT_COST * lines.flat_rows(y0, y1, x0, x1)
-                              + FLAT_COST * lines.flat_cols(x0, x1, y0, y1)
-                              + EDGE_COST * (1.0 - support(y0, y1, x0, x1))
-                              + IMAGE_SIDE_COST * ((x0 == 0) != (x1 == w)))
-                    if score >= floor:
-                        out_boxes.append((score, (x0, y0, x1, y1)))
-                        top = max(top, score)
-    return out_boxes, scale, (w, h)
-
-
-def _to_image(box: Box, scale: float, img: Image.Image) -> Box:
+                              + FLAT_COST * lines.flat_rows(y0, y1, x0, x1))
+                    if best is None or score > best[0]:
+                        best = (score, (x0, y0, x1, y1))
+    if best is None:
+        return None
     inv = 1.0 / scale
-    x0, y0, x1, y1 = box
+    x0, y0, x1, y1 = best[1]
     return (int(x0 * inv), int(y0 * inv), min(img.width, int(round(x1 * inv))),
             min(img.height, int(round(y1 * inv))))
-
-
-MIN_SCORE = -0.1  # in a picture of a video frame's shape, a box scoring less is no frame
-CLEAN_FLAT_NEED = 0.9  # ... the share of each outside strip that must be flat
-CLEAN_LOCAL_MIN = 0.5  # ... the shortest picture edge found by its run (a roof line is not)
-CLEAN_MIN_AREA = 0.12  # ... and the smallest frame
-MIN_AREA = 0.05  # the smallest frame, as a share of the screenshot (a picture in a chat bubble)
-ALT_MARGIN = 0.15  # a box this close to the best one's score is a view too (the recogniser picks)
-MOST_FRAMES = 3  # frame views at most: the best box, a close rival, a second picture
-
-
-def find_frames(img: Image.Image, *, min_area: float = MIN_AREA, most: int = MOST_FRAMES,
-                margin: float = ALT_MARGIN, second_share: float = 0.4) -> list[Box]:
-    """The boxes worth a view as the video frame inside a screenshot/meme, best first (none
-    when the image is the frame itself): the best box; a rival that scores within `margin`
-    of it and is a different box (a player's picture and the picture with its side bar: the
-    recogniser tells which one is in the library); and a box apart from the best one that
-    holds at least `second_share` of its area (the second picture of a post with two)."""
-    # a picture of a video frame's own shape is most likely a clean frame, whose lines (a
-    # horizon, a wall) make weak boxes: only a good box is a frame there; in a screenshot of
-    # another shape the best box is (a dim night scene in a dark phone UI scores low)
-    err = min(abs(np.log(img.width / max(1, img.height) / a)) for a in VIDEO_ASPECTS)
-    # (and its outside must be flat UI nearly all along, not a flat sky or road half of it)
-    clean_shape = err <= 0.06
-    boxes, scale, _ = _frame_candidates(img, max(min_area, CLEAN_MIN_AREA) if clean_shape else min_area,
-                                        MIN_SCORE if clean_shape else -np.inf,
-                                        CLEAN_FLAT_NEED if clean_shape else 0.5,
-                                        CLEAN_LOCAL_MIN if clean_shape else LOCAL_MIN,
-                                        smooth=not clean_shape)
-    boxes.sort(key=lambda sb: -sb[0])
-    picked: list[Box] = []
-    best = boxes[0][0] if boxes else 0.0
-    for sc, b in boxes:
-        if len(picked) >= most:
-            break
-        if not picked:
-            picked.append(b)
-            continue
-        if max(iou(b, p) for p in picked) >= 0.7:
-            continue  # the same box, give or take
-        area0 = (picked[0][2] - picked[0][0]) * (picked[0][3] - picked[0][1])
-        apart = all(iou(b, p) == 0.0 for p in picked)
-        if sc >= best - margin or (apart and (b[2] - b[0]) * (b[3] - b[1]) >= second_share * area0
-                                   and sc >= best - 2 * margin):
-            picked.append(b)
-    return [_to_image(b, scale, img) for b in picked]
-
-
-def find_frame(img: Image.Image, *, min_area: float = MIN_AREA) -> Box | None:
-    """The video frame inside a screenshot/meme, or None when the image is the frame itself.
-
-    Candidate boxes are bounded by long straight edges (across the page, or one long run
-    along a row: a picture narrower than the page), by rows where flat UI meets picture, or
-    by the image's edges, and have a video frame's shape. Of those, the largest wins, less
-    what speaks against it being the frame: an edge that is only a weak line; an edge whose
-    outside is picture rather than flat (or smooth) UI (a line inside the picture: the
-    horizon, a wall), or whose inside is flat (a caption's margin); flat rows inside (a
-    comment list is not a picture)."""
-    found = find_frames(img, min_area=min_area, most=1)
-    return found[0] if found else None
 
 
 def iou(a: Box, b: Box) -> float:
@@ -454,9 +293,9 @@ def query_views(img: Image.Image) -> list[View]:
     box = trim_borders(img)
     trimmed = img.crop(box) if box != (0, 0, img.width, img.height) else img
     views = [View(trimmed, box, "trimmed" if trimmed is not img else "full")]
-    for inner in find_frames(img):
-        if all(iou(inner, v.box) < 0.95 for v in views):  # else the same crop: no new view
-            views.append(View(img.crop(inner), inner, "frame"))
+    inner = find_frame(img)
+    if inner is not None and iou(inner, box) < 0.95:  # else the same crop: no new view
+        views.append(View(img.crop(inner), inner, "frame"))
     return views
 
 
