@@ -1,4 +1,4 @@
-"""`anirec characters bootstrap`'s stages (data/bootstrap.py): tracks linked through a shot,
+"""`anirec characters bootstrap`'s stages (training/bootstrap.py): tracks linked through a shot,
 the student's confident detections added as labels, the time estimate; and the whole chain
 through the CLI on a copy of the indexed test library (slow; needs the animeface teacher)."""
 
@@ -12,8 +12,8 @@ from typing import Any
 import numpy as np
 import pytest
 
-from data.bootstrap import Estimate, link_tracks, only_series, self_label
 from data.teacher import DEFAULT_TEACHER_PYTHON
+from training.bootstrap import Estimate, link_tracks, only_series, self_label
 
 
 def _labels(faces_per_frame: list[tuple[int, list[list[int]]]]) -> dict[str, Any]:

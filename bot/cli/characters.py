@@ -167,8 +167,8 @@ def _bar(desc: str) -> Callable[[int, int], None]:
 
 
 def _bootstrap(app: App, args: argparse.Namespace, home: Path) -> int:
-    from data.bootstrap import bootstrap
     from data.teacher import DEFAULT_TEACHER_PYTHON
+    from training.bootstrap import bootstrap
 
     python = Path(args.teacher_python) if args.teacher_python else DEFAULT_TEACHER_PYTHON
     if not python.exists():
@@ -188,7 +188,7 @@ def _bootstrap(app: App, args: argparse.Namespace, home: Path) -> int:
 
 def _calibrate(app: App, args: argparse.Namespace, home: Path) -> int:
     from core.characters import FLOOR_FILE, write_floor
-    from data.bootstrap import gallery_floor
+    from training.bootstrap import gallery_floor
 
     _, embedder = _models(app, need_detector=True)
     assert embedder is not None
