@@ -7,6 +7,7 @@ once. Small on purpose: 320 px wide, at most a few seconds.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import logging
 import os
@@ -67,7 +68,8 @@ class PreviewMaker:
             except (av.error.FFmpegError, OSError, ValueError) as exc:
                 logger.warning("preview of %s at %.1f s failed: %s", Path(video).name, t, exc)
                 for p in (clip, still):
-                    p.unlink(missing_ok=True)
+                    with contextlib.suppress(OSError):  # (the folder itself may be the problem)
+                        p.unlink(missing_ok=True)
                 return Preview(None, None)
             return Preview(clip if clip.exists() else None, still if still.exists() else None)
 
