@@ -17,7 +17,7 @@ import warnings
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TypedDict
+from typing import Any, TypedDict
 
 from telegram import Bot, LinkPreviewOptions, Message, MessageEntity, ReplyParameters
 from telegram.constants import ChatAction, ChatType, ParseMode
@@ -368,7 +368,7 @@ async def send_answer(bot: Bot, answers: Answers, request: Message, rec: Recogni
     return sent
 
 
-async def answer_then_preview(service: object, bot: Bot, answers: Answers, request: Message,
+async def answer_then_preview(service: Any, bot: Bot, answers: Answers, request: Message,
                               rec: Recognition, *, adult_ok: bool, lang: str = "en",
                               title_lang: str | None = None) -> list[Message]:
     """The answer first (`send_answer`: text and keyboard, as soon as it is known), then its
@@ -378,7 +378,11 @@ async def answer_then_preview(service: object, bot: Bot, answers: Answers, reque
                              title_lang=title_lang)
     best = rec.best
     if sent and not (best is not None and (best.preview or best.still)):
-        full = await follow_up(service, rec)
+        pending = asyncio.ensure_future(follow_up(service, rec))
+        if best is not None and rec.status != "no_match" and service.preview_pending(rec.query_id):
+            # "sending video…" while the clip is cut, not after: no extra wait for it
+            await show_action(bot, request.chat_id, ChatAction.UPLOAD_VIDEO)
+        full = await pending
         if full is not None:
             sent += await send_preview(bot, answers, sent[-1], full, adult_ok=adult_ok, lang=lang,
                                        title_lang=title_lang)
@@ -403,8 +407,7 @@ async def send_preview(bot: Bot, answers: Answers, answer: Message, rec: Recogni
     caption = render_short_caption(a, adult_ok=adult_ok)
     sent: list[Message] = []
     try:
-        if clip is not None and clip.is_file():
-            await show_action(bot, answer.chat_id, ChatAction.UPLOAD_VIDEO)
+        if clip is not None and clip.is_file():  # ("sending video…" was shown while it was cut)
             sent.append(await answer.reply_video(video=clip, caption=caption, supports_streaming=True,
                                                  has_spoiler=spoiler, **common))
         elif still is not None and still.is_file():

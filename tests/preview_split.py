@@ -30,5 +30,8 @@ class SplitPreview:
         self.full[rec.query_id or ""] = rec
         return without_preview(rec)
 
+    def preview_pending(self, query_id: str | None) -> bool:
+        return (query_id or "") in self.full
+
     async def preview(self, rec: Recognition, timeout: float | None = None) -> Recognition | None:
         return self.full.get(rec.query_id or "")

@@ -21,17 +21,18 @@ from sqlalchemy import select
 from core.db.models import Query
 from core.previews import PreviewMaker
 from core.types import Source
-from tests import discord_helpers, telegram_helpers
+from tests import discord_helpers, telegram_helpers, test_web
 from tests.discord_helpers import answer_to as discord_answer
 from tests.discord_helpers import embed_of, eventually, png_attachment, preview_edits, preview_of, qid_of
 from tests.discord_helpers import running as discord_running
 from tests.fakes.discord_server import FakeDiscord
 from tests.fakes.telegram_server import FakeTelegram
 from tests.telegram_helpers import answer_to, preview_reply, query_id_of, replies_to, running, settle, shown
-from tests.test_web import USER_A, make_web  # noqa: F401  (the fixture)
+from tests.test_web import USER_A
 
 tg = telegram_helpers.tg
 dc = discord_helpers.dc
+make_web = test_web.make_web
 _no_proxy = telegram_helpers._no_proxy
 
 pytestmark = pytest.mark.timeout(90)
