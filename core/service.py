@@ -254,7 +254,8 @@ class RecognitionService:
         # same time as the query row is written on the I/O pool: neither waits for the other,
         # and a slow cut never holds up the next answer's row.
         pending: asyncio.Future[PreviewParts | None] | None = None
-        if with_preview and self.previews is not None and (rec.characters or rec.candidates):
+        to_show = rec.characters or (rec.candidates and rec.status != "no_match")
+        if with_preview and self.previews is not None and to_show:
             pending = loop.run_in_executor(self._preview_pool, self._make_preview, engine, rec,
                                            media, sha)
         rec = await loop.run_in_executor(self._io, self._finish, rec, data, sha, source, t0)
