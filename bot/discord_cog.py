@@ -1,7 +1,8 @@
 """The Discord bot's recognition cog (discord.py 2.7): a thin layer over `RecognitionService`.
 
 Flow: event → which media, and should we answer? → size check → download → bytes + `Source`
-→ `service.recognize` → `discord_render` → reply (embed, preview file, buttons). Every
+→ `service.recognize` → `discord_render` → reply (embed, buttons) → edit it to attach the
+preview clip once cut (`bot.chat.preview`). Every
 decision about pictures lives in core; this module only translates.
 
 When it answers:
@@ -48,6 +49,7 @@ from discord.ext import commands
 from bot.chat.feedback import emoji_feedback
 from bot.chat.fetch import PLATFORM_MEDIA_HOSTS, DownloadFailed, LinkFetcher
 from bot.chat.i18n import text
+from bot.chat.preview import follow_up
 from bot.chat.settings import ChatSettings
 from bot.chat.state import AnswerMemory, Owners, UserLocks
 from bot.chat.texts import said, too_large, user_error_text
@@ -218,9 +220,12 @@ class RecognitionCog(commands.Cog):
         return data
 
     async def answer_one(self, ref: MediaRef, source: Source, reply: Replier,
-                         prefs: AnswerPrefs = DEFAULT_PREFS) -> Recognition:
+                         prefs: AnswerPrefs = DEFAULT_PREFS,
+                         follow: list[asyncio.Task[None]] | None = None) -> Recognition:
         """Download, recognise, reply with the embed and its buttons (votes, links; a
-        no-match's "Show closest scenes")."""
+        no-match's "Show closest scenes"), then edit the reply to attach the preview clip and
+        still once they are cut (`add_preview`). With `follow`, that edit runs as a task
+        appended to it (the caller awaits it; the next picture need not wait); else here."""
         data = await self.download(ref)
         rec = await self.service.recognize(data, source=source, sticker=ref.is_sticker,
                                            with_preview=prefs.preview)
@@ -238,27 +243,58 @@ class RecognitionCog(commands.Cog):
             self.closest.put(rec.query_id, f"{rendered.closest_label}\n{rendered.closest}")
         if sent is not None and rec.query_id and rendered.n_candidates:
             self.answers.put(sent.id, rec.query_id)
+        if sent is not None and not rendered.attachments:
+            job = self.add_preview(sent, rec, source, prefs)
+            if follow is None:
+                await job
+            else:
+                follow.append(asyncio.create_task(job))
         return rec
+
+    async def add_preview(self, sent: discord.Message, rec: Recognition, source: Source,
+                          prefs: AnswerPrefs = DEFAULT_PREFS) -> None:
+        """Edit an answer that went out to attach its preview clip, still and named-faces
+        picture, once made. Nothing to add (previews off, a no-match, a failed cut) leaves the
+        answer as it is; so does a failed edit (logged, never shown)."""
+        full = await follow_up(self.service, rec)
+        if full is None:
+            return
+        rendered = render_answer(full, adult_ok=source.allow_adult, lang=prefs.lang,
+                                 title_lang=prefs.title_lang)
+        files = rendered.files()
+        if not files:
+            return
+        try:
+            await sent.edit(embed=rendered.embed, attachments=files)
+        except discord.HTTPException as exc:
+            logger.warning("attaching the preview failed (%s); the answer stays without it", exc)
 
     async def answer_all(self, found: Found, source: Source, reply: Replier,
                          prefs: AnswerPrefs = DEFAULT_PREFS) -> None:
-        """Answer each media item (up to max_images), then say if some were skipped."""
+        """Answer each media item (up to max_images), then say if some were skipped. Each
+        answer goes out as soon as it is known; the previews follow (edits) as they are cut."""
         refs = found.refs[: self.max_images]
-        async with reply.working():
-            for ref in refs:
-                try:
-                    await self.answer_one(ref, source, reply, prefs)
-                except (Busy, RateLimited) as exc:  # the rest would get the same answer
-                    await self.report(exc, reply, prefs.lang)
-                    return
-                except Exception as exc:  # one bad picture must not stop the others
-                    await self.report(exc, reply, prefs.lang)
-        rest = found.refs[self.max_images:]
-        if rest:  # a picker for the others: the person chooses which to look at next
-            token = secrets.token_urlsafe(9)
-            self.pending.put(token, (rest, source))
-            await reply.send(content=skipped_text(len(refs), len(rest), prefs.lang),
-                             view=picker_view(token, [r.name for r in rest], prefs.lang))
+        follow: list[asyncio.Task[None]] = []
+        try:
+            async with reply.working():
+                for ref in refs:
+                    try:
+                        await self.answer_one(ref, source, reply, prefs, follow)
+                    except (Busy, RateLimited) as exc:  # the rest would get the same answer
+                        await self.report(exc, reply, prefs.lang)
+                        return
+                    except Exception as exc:  # one bad picture must not stop the others
+                        await self.report(exc, reply, prefs.lang)
+                rest = found.refs[self.max_images:]
+                if rest:  # a picker for the others: the person chooses which to look at next
+                    token = secrets.token_urlsafe(9)
+                    self.pending.put(token, (rest, source))
+                    await reply.send(content=skipped_text(len(refs), len(rest), prefs.lang),
+                                     view=picker_view(token, [r.name for r in rest], prefs.lang))
+        finally:
+            for result in await asyncio.gather(*follow, return_exceptions=True):
+                if isinstance(result, Exception):
+                    logger.warning("adding a preview failed: %s", result)
 
     async def answer_picked(self, interaction: Interaction, token: str, index: int) -> None:
         """A picture chosen in the picker: answered like the first ones (as a follow-up)."""

@@ -85,13 +85,13 @@ from bot.telegram_io import (
     Answers,
     addressed,
     answer_memory,
+    answer_then_preview,
     chat_action,
     download,
     has_media,
     ignored,
     media_ref,
     reply_to,
-    send_answer,
     source_of,
 )
 from bot.telegram_links import answer_link, message_links, on_private_text
@@ -239,11 +239,11 @@ async def recognize_and_reply(context: CustomContext, media_msg: Message, reques
     if not explicit and rec.status == "no_match":
         return
     lang = prefs.lang or "en"
-    await send_answer(context.bot, context.state.answers, request, rec,
-                      adult_ok=source.allow_adult, lang=lang, title_lang=prefs.title_lang)
     if rec.query_id and rec.status == "no_match" and rec.candidates:
         a = answer_text(rec, lang=lang, title_lang=prefs.title_lang)
         context.state.closest.put(rec.query_id, closest_html(a, adult_ok=source.allow_adult))
+    await answer_then_preview(service, context.bot, context.state.answers, request, rec,
+                              adult_ok=source.allow_adult, lang=lang, title_lang=prefs.title_lang)
 
 
 # -- handlers --------------------------------------------------------------------------------------

@@ -17,7 +17,7 @@ import warnings
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TypedDict
+from typing import Any, TypedDict
 
 from telegram import Bot, LinkPreviewOptions, Message, MessageEntity, ReplyParameters
 from telegram.constants import ChatAction, ChatType, ParseMode
@@ -25,6 +25,7 @@ from telegram.error import BadRequest, NetworkError, TelegramError
 
 from bot.chat.answer import AnswerText, answer_text
 from bot.chat.media import MEDIA_FORMATS, media_kind
+from bot.chat.preview import follow_up
 from bot.chat.state import AnswerMemory, JournalCodec, chat_token
 from bot.chat.texts import said, too_large, too_long
 from bot.telegram_render import (
@@ -365,6 +366,61 @@ async def send_answer(bot: Bot, answers: Answers, request: Message, rec: Recogni
     if a.title is not None:
         await send_characters(sent[-1], rec, adult_ok=adult_ok, spoiler=spoiler, lang=lang)
     return sent
+
+
+async def answer_then_preview(service: Any, bot: Bot, answers: Answers, request: Message,
+                              rec: Recognition, *, adult_ok: bool, lang: str = "en",
+                              title_lang: str | None = None) -> list[Message]:
+    """The answer first (`send_answer`: text and keyboard, as soon as it is known), then its
+    preview once cut (`send_preview`: the clip replying to the answer, then the named faces).
+    A no-match, previews off or a failed cut: the answer alone."""
+    sent = await send_answer(bot, answers, request, rec, adult_ok=adult_ok, lang=lang,
+                             title_lang=title_lang)
+    best = rec.best
+    if sent and not (best is not None and (best.preview or best.still)):
+        pending = asyncio.ensure_future(follow_up(service, rec))
+        if best is not None and rec.status != "no_match" and service.preview_pending(rec.query_id):
+            # "sending video…" while the clip is cut, not after: no extra wait for it
+            await show_action(bot, request.chat_id, ChatAction.UPLOAD_VIDEO)
+        full = await pending
+        if full is not None:
+            sent += await send_preview(bot, answers, sent[-1], full, adult_ok=adult_ok, lang=lang,
+                                       title_lang=title_lang)
+    return sent
+
+
+async def send_preview(bot: Bot, answers: Answers, answer: Message, rec: Recognition, *,
+                       adult_ok: bool, lang: str = "en", title_lang: str | None = None
+                       ) -> list[Message]:
+    """After an answer that went out (text and keyboard): the preview clip (or still) as a
+    reply to it, captioned with the short answer, then the named-faces photo. Reactions on
+    the clip count as votes on the answer. Best effort: a clip Telegram refuses is logged and
+    the answer stands as it is."""
+    a = answer_text(rec, lang=lang, title_lang=title_lang)
+    best = rec.best if a.preview and a.title is not None else None
+    if best is None:
+        return []
+    spoiler = answer_needs_spoiler(rec, adult_ok=adult_ok)
+    clip = Path(best.preview) if best.preview else None
+    still = Path(best.still) if best.still else None
+    common = _Common(parse_mode=ParseMode.HTML, reply_parameters=reply_to(answer))
+    caption = render_short_caption(a, adult_ok=adult_ok)
+    sent: list[Message] = []
+    try:
+        if clip is not None and clip.is_file():  # ("sending video…" was shown while it was cut)
+            sent.append(await answer.reply_video(video=clip, caption=caption, supports_streaming=True,
+                                                 has_spoiler=spoiler, **common))
+        elif still is not None and still.is_file():
+            await show_action(bot, answer.chat_id, ChatAction.UPLOAD_PHOTO)
+            sent.append(await answer.reply_photo(photo=still, caption=caption, has_spoiler=spoiler,
+                                                 **common))
+    except (TelegramError, OSError) as exc:
+        logger.warning("sending the preview failed (%s); the answer stays without it", exc)
+    if rec.query_id and a.votes:
+        for m in sent:
+            answers.put((m.chat_id, m.message_id), AnswerRef(rec.query_id, a.votes, answer.message_id))
+    faces = await send_characters(answer, rec, adult_ok=adult_ok, spoiler=spoiler, lang=lang)
+    return sent + ([faces] if faces is not None else [])
 
 
 def cover_preview(a: AnswerText, adult_ok: bool) -> LinkPreviewOptions | None:

@@ -41,7 +41,7 @@ def message_links(msg: Message | None) -> list[str]:
 async def answer_link(context: CustomContext, url: str, request: Message) -> None:
     """Download `url` (safely), recognise it, and answer `request` as for a photo."""
     from bot.telegram_adapter import TELEGRAM_DOWNLOAD_LIMIT
-    from bot.telegram_io import send_answer
+    from bot.telegram_io import answer_then_preview
 
     service = context.service
     limit = min(TELEGRAM_DOWNLOAD_LIMIT, int(service.limits.max_bytes))
@@ -51,11 +51,11 @@ async def answer_link(context: CustomContext, url: str, request: Message) -> Non
         data = await context.state.links.fetch(url, limit)
         rec = await service.recognize(data, source=source, with_preview=prefs.with_preview)
     lang = prefs.lang or "en"
-    await send_answer(context.bot, context.state.answers, request, rec,
-                      adult_ok=source.allow_adult, lang=lang, title_lang=prefs.title_lang)
     if rec.query_id and rec.status == "no_match" and rec.candidates:
         a = answer_text(rec, lang=lang, title_lang=prefs.title_lang)
         context.state.closest.put(rec.query_id, closest_html(a, adult_ok=source.allow_adult))
+    await answer_then_preview(service, context.bot, context.state.answers, request, rec,
+                              adult_ok=source.allow_adult, lang=lang, title_lang=prefs.title_lang)
 
 
 async def on_private_text(update: Update, context: CustomContext) -> None:

@@ -44,6 +44,7 @@ from bot.chat.adapter import Launch
 from bot.chat.feedback import feedback_toast
 from bot.chat.i18n import EN, LANGS, TABLES, text
 from bot.chat.media import content_type
+from bot.chat.preview import follow_up
 from bot.chat.texts import file_size, said, user_error_text
 from bot.web_admin import add_admin_routes
 from bot.web_common import (
@@ -94,6 +95,8 @@ WEB_CHAT_ID = "web"
 MULTIPART_SLACK = 64 * 1024
 SAMPLE_SUFFIXES = {".jpg", ".jpeg", ".png", ".gif", ".webp"}
 MAX_SAMPLES = 12
+#: How long GET /api/preview/<query_id> waits for a clip before answering 202 (seconds).
+PREVIEW_POLL_S = 10.0
 #: img-src allows https: for the series covers named in series.json (never sent a referrer).
 CSP = ("default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' blob: https:; "
        "media-src 'self' blob:; connect-src 'self'; font-src 'self'; object-src 'none'; "
@@ -322,8 +325,41 @@ async def _answer(request: web.Request, data: bytes, *, sample: bool = False) ->
         if not isinstance(exc, InvalidMedia):
             logger.warning("web identify: %s", exc)
         return json_error(400, user_error_text(exc, lang))
-    return web.json_response(answer_view(rec, ctx.media, lang=lang,
-                                         title_lang=request.query.get("titles", "")[:8] or None))
+    title_lang = request.query.get("titles", "")[:8] or None
+    preview_url = None
+    if rec.query_id and ctx.service.preview_pending(rec.query_id):
+        ctx.pending_previews.put(rec.query_id, (rec, lang, title_lang))
+        preview_url = f"/api/preview/{rec.query_id}"
+    return web.json_response(answer_view(rec, ctx.media, lang=lang, title_lang=title_lang,
+                                         preview_url=preview_url))
+
+
+async def api_preview(request: web.Request) -> web.StreamResponse:
+    """GET /api/preview/<query_id>: the preview of an answer that went out without it, once cut
+    (only for the person who asked). Waits up to `PREVIEW_POLL_S` seconds: 200 with
+    {preview, still, annotated, annotated_alt} (/media URLs); 202 {"pending": true} when it
+    is still being cut (ask again); 204 when there is none (a failed cut shows nothing);
+    404 for an answer this page does not know (any more)."""
+    ctx = ctx_of(request)
+    lang = request_lang(request)
+    qid = request.match_info["query_id"]
+    known = ctx.pending_previews.get(qid)
+    if known is None:
+        return json_error(404, text(lang, "web.preview_gone"))
+    rec, rec_lang, title_lang = known
+    try:
+        if not await asyncio.get_running_loop().run_in_executor(None, _asked_by, ctx, qid,
+                                                                web_source(request)):
+            return json_error(403, text(lang, "vote.not_asker"))
+    except NotFound:
+        return json_error(404, text(lang, "web.preview_gone"))
+    full = await follow_up(ctx.service, rec, timeout=PREVIEW_POLL_S)
+    if full is None:
+        if ctx.service.preview_pending(qid) and not ctx.service.preview_ready(qid):
+            return web.json_response({"pending": True}, status=202)
+        return web.Response(status=204)
+    view = answer_view(full, ctx.media, lang=rec_lang, title_lang=title_lang)
+    return web.json_response({k: view[k] for k in ("preview", "still", "annotated", "annotated_alt")})
 
 
 async def api_identify(request: web.Request) -> web.Response:
@@ -513,6 +549,7 @@ def build_web_app(service: RecognitionService, *, sessions: sessionmaker[Session
     app.router.add_post("/api/feedback", api_feedback)
     app.router.add_get("/api/samples", api_samples)
     app.router.add_post("/api/samples/{token}/identify", api_sample_identify)
+    app.router.add_get("/api/preview/{query_id}", api_preview)
     app.router.add_get("/media/{token}", media)
     app.router.add_get("/samples/{token}", sample_full)
     app.router.add_get("/samples/{token}/thumb", sample_thumb)

@@ -15,10 +15,11 @@ from aiohttp import web
 from sqlalchemy.orm import Session, sessionmaker
 
 from bot.chat.i18n import pick_lang, text
+from bot.chat.state import AnswerMemory
 from bot.web_identity import MAX_CONCURRENT_UPLOADS, Identities
 from bot.web_render import MediaTokens
 from core.service import RecognitionService, SlidingWindow
-from core.types import Source, Verdict
+from core.types import Recognition, Source, Verdict
 
 #: Who the operator is when they pick the right candidate on /admin.
 OPERATOR = Source(platform="web", chat_id="admin", user_id="operator", allow_adult=True)
@@ -55,6 +56,10 @@ class WebContext:
     uploads: asyncio.Semaphore = field(default_factory=lambda: asyncio.Semaphore(MAX_CONCURRENT_UPLOADS))
     #: The welcome page's examples, per address (their own allowance: `api_sample_identify`).
     sample_rate: SlidingWindow = field(default_factory=lambda: SlidingWindow(SAMPLES_PER_MINUTE))
+    #: Answers whose preview the page may still fetch (`GET /api/preview/<query_id>`):
+    #: query id → (the answer as sent, its language, its title language).
+    pending_previews: AnswerMemory[str, tuple[Recognition, str, str | None]] = field(
+        default_factory=lambda: AnswerMemory(512))
 
 
 CTX = web.AppKey("anirec_web", WebContext)

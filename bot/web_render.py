@@ -64,13 +64,15 @@ def _candidate(c: CandidateText) -> dict[str, object]:
 
 
 def answer_view(rec: Recognition, media: MediaTokens, *, lang: str = "en",
-                title_lang: str | None = None) -> dict[str, object]:
+                title_lang: str | None = None, preview_url: str | None = None) -> dict[str, object]:
     """The JSON the chat page renders: the bots' wording (`bot.chat.answer`), no paths.
 
     Args:
         rec: the recognition (its preview/still/annotated paths are turned into
             /media/<token> URLs).
         media: the token registry the /media route serves from.
+        preview_url: where the page fetches the preview that is still being cut
+            (`GET /api/preview/<query_id>`), or None when none follows.
         lang, title_lang: the UI language and the language of series titles.
 
     Returns:
@@ -112,6 +114,7 @@ def answer_view(rec: Recognition, media: MediaTokens, *, lang: str = "en",
         "no_match_hint": text(lang, "no_match.hint") if a.title is None and not a.closest else None,
         "preview": preview,
         "still": still,
+        "preview_url": preview_url,
         "annotated": annotated,
         "annotated_alt": annotated_alt,
         "votes": a.votes,

@@ -7,6 +7,7 @@ once. Small on purpose: 320 px wide, at most a few seconds.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import logging
 import os
@@ -54,7 +55,6 @@ class PreviewMaker:
         with self._lock(key):
             if clip.exists() and still.exists():
                 return Preview(clip, still)
-            self.cache_dir.mkdir(parents=True, exist_ok=True)
             lo, hi = t - self.before, t + self.after
             if shot is not None:
                 lo, hi = max(lo, shot[0]), min(hi, shot[1])
@@ -63,11 +63,13 @@ class PreviewMaker:
             lo = max(0.0, lo)
             hi = min(hi, lo + self.max_len)
             try:
+                self.cache_dir.mkdir(parents=True, exist_ok=True)
                 self._cut(Path(video), lo, hi, t, clip, still)
             except (av.error.FFmpegError, OSError, ValueError) as exc:
                 logger.warning("preview of %s at %.1f s failed: %s", Path(video).name, t, exc)
                 for p in (clip, still):
-                    p.unlink(missing_ok=True)
+                    with contextlib.suppress(OSError):  # (the folder itself may be the problem)
+                        p.unlink(missing_ok=True)
                 return Preview(None, None)
             return Preview(clip if clip.exists() else None, still if still.exists() else None)
 

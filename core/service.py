@@ -1,10 +1,13 @@
 """RecognitionService: the one async API both bots and the web chat call.
 
-Inference never runs on the event loop: decode → recognise → store happens on a single
-worker thread, one job at a time. A bounded queue turns a burst into a polite `Busy` with an
-estimated wait instead of a frozen bot; per-user and per-chat sliding-window rate limits
-turn a flood from one person into `RateLimited`. `reload()` builds a new recogniser on a
-side thread and swaps it in; requests in flight finish on the old one.
+Inference never runs on the event loop: decode → recognise happens on a single worker
+thread, one job at a time; the query row is written on the I/O pool and the answer returned.
+The preview (clip, still, named-faces picture) is cut afterwards on its own pool and fetched
+with `preview(rec)`: the answer never waits for it, and a preview that fails is only logged.
+A bounded queue turns a burst into a polite `Busy` with an estimated wait instead of a
+frozen bot; per-user and per-chat sliding-window rate limits turn a flood from one person
+into `RateLimited`. `reload()` builds a new recogniser on a side thread and swaps it in;
+requests in flight finish on the old one.
 
 Hot swap: a recogniser is one object holding models, calibration, query adapter and index
 together, built completely before it replaces the old one in a single assignment. Each
@@ -23,7 +26,7 @@ import logging
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from core.errors import Busy, IndexUnavailable, RateLimited
@@ -34,6 +37,19 @@ from core.recognition import Recognizer
 from core.types import Candidate, FeedbackTally, Recognition, Source, Verdict
 
 logger = logging.getLogger(__name__)
+
+#: How long `RecognitionService.preview` waits for a clip by default (seconds).
+PREVIEW_WAIT_S = 30.0
+
+
+@dataclass(frozen=True)
+class PreviewParts:
+    """What the preview of one answer adds to it (paths), and how long it took."""
+
+    clip: str | None
+    still: str | None
+    annotated: str | None
+    timings_ms: dict[str, float]
 
 
 class ServiceStats(FeedbackStats):
@@ -101,6 +117,11 @@ class RecognitionService:
         self._chat_rate = SlidingWindow(chat_rate_per_minute)
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="anirec-infer")
         self._io = ThreadPoolExecutor(max_workers=2, thread_name_prefix="anirec-io")
+        # Previews (clips, stills, named faces) are cut here, off the answer's path.
+        self._preview_pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="anirec-preview")
+        self._pending: collections.OrderedDict[str, asyncio.Future[PreviewParts | None]] = \
+            collections.OrderedDict()
+        self.pending_size = 512  # answers whose preview is remembered (made or being made)
         self._recognizer: Recognizer | None = None
         self._load_error: Exception | None = None
         self._inflight = 0
@@ -179,6 +200,7 @@ class RecognitionService:
     async def close(self) -> None:
         self._executor.shutdown(wait=True, cancel_futures=True)
         self._io.shutdown(wait=True, cancel_futures=True)
+        self._preview_pool.shutdown(wait=True, cancel_futures=True)
 
     @property
     def ready(self) -> bool:
@@ -213,6 +235,11 @@ class RecognitionService:
                         with_preview: bool = True, counted: bool = True) -> Recognition:
         """Recognise one upload. Raises InvalidMedia, RateLimited, Busy or IndexUnavailable.
 
+        The answer comes back as soon as it is known and its query row is written: no clip,
+        still or named-faces picture yet. With `with_preview` (and a match to show), they are
+        made afterwards on the preview pool; `preview(rec)` waits for them. `with_preview=False`
+        makes none at all.
+
         `counted=False`: outside the per-user and per-chat rate limits (the caller bounds it
         itself, e.g. the web chat's examples); the queue still applies."""
         self._admit(source, counted)
@@ -222,12 +249,55 @@ class RecognitionService:
             engine, rec, t0, media = await loop.run_in_executor(self._executor, self._infer, data, sticker)
         finally:
             self._inflight -= 1
-        # The single inference worker is free again: cutting the preview and writing the
-        # query row happen on the I/O pool, so they never hold up the next recognition.
-        rec = await loop.run_in_executor(self._io, self._finish, engine, rec, data, source,
-                                         with_preview, t0, media)
+        sha = hashlib.sha256(data).hexdigest()
+        # The single inference worker is free again. The preview is cut on its own pool, at the
+        # same time as the query row is written on the I/O pool: neither waits for the other,
+        # and a slow cut never holds up the next answer's row.
+        pending: asyncio.Future[PreviewParts | None] | None = None
+        to_show = rec.characters or (rec.candidates and rec.status != "no_match")
+        if with_preview and self.previews is not None and to_show:
+            pending = loop.run_in_executor(self._preview_pool, self._make_preview, engine, rec,
+                                           media, sha)
+        rec = await loop.run_in_executor(self._io, self._finish, rec, data, sha, source, t0)
+        if pending is not None and rec.query_id:
+            self._pending[rec.query_id] = pending
+            while len(self._pending) > self.pending_size:
+                self._pending.popitem(last=False)
         self.served += 1
         return rec
+
+    def preview_pending(self, query_id: str | None) -> bool:
+        """Whether a preview was started for this answer (made, being made, or failed)."""
+        return query_id is not None and query_id in self._pending
+
+    def preview_ready(self, query_id: str | None) -> bool:
+        """Whether the preview started for this answer is finished (made or failed)."""
+        fut = self._pending.get(query_id) if query_id is not None else None
+        return fut is not None and fut.done()
+
+    async def preview(self, rec: Recognition, timeout: float | None = PREVIEW_WAIT_S) -> Recognition | None:
+        """`rec` with its preview clip and still (best candidate) and named-faces picture,
+        once they are made; None when there is nothing to add: previews off, nothing to show,
+        the cut failed (logged for the operator), or not ready within `timeout` seconds.
+        Never raises for the preview's sake, and never cancels the cut."""
+        fut = self._pending.get(rec.query_id) if rec.query_id else None
+        if fut is None:
+            return None
+        if not fut.done():
+            await asyncio.wait({fut}, timeout=timeout)
+        if not fut.done() or fut.cancelled():
+            return None
+        parts = fut.result()
+        if parts is None:
+            return None
+        timings = {**rec.timings_ms, **parts.timings_ms}
+        cands = rec.candidates
+        if cands and (parts.clip or parts.still):
+            cands = (replace(cands[0], preview=parts.clip, still=parts.still),) + cands[1:]
+        if cands is rec.candidates and parts.annotated is None:
+            return None
+        return replace(rec, candidates=cands, annotated=parts.annotated or rec.annotated,
+                       timings_ms=timings)
 
     def _infer(self, data: bytes, sticker: bool) -> tuple[Recognizer, Recognition, float, Media]:
         t0 = time.perf_counter()
@@ -240,19 +310,9 @@ class RecognitionService:
         rec.timings_ms["decode"] = (t1 - t0) * 1000
         return engine, rec, t0, media
 
-    def _finish(self, engine: Recognizer, rec: Recognition, data: bytes, source: Source,
-                with_preview: bool, t0: float, media: Media | None = None) -> Recognition:
+    def _finish(self, rec: Recognition, data: bytes, sha: str, source: Source, t0: float) -> Recognition:
+        """Write the query row: the answer is then complete (its latency is the time to it)."""
         timings = dict(rec.timings_ms)
-        sha = hashlib.sha256(data).hexdigest()
-        if with_preview and rec.characters and media is not None and self.previews is not None:
-            ta = time.perf_counter()
-            rec = replace(rec, annotated=self._annotated(sha, media, rec))
-            timings["annotate"] = (time.perf_counter() - ta) * 1000
-        if with_preview and rec.candidates:
-            tp = time.perf_counter()
-            rec = replace(rec, candidates=(self._with_preview(engine, rec.candidates[0]),)
-                          + rec.candidates[1:])
-            timings["preview"] = (time.perf_counter() - tp) * 1000
         latency = (time.perf_counter() - t0) * 1000
         timings["total"] = latency
         image_path = self._keep_image(sha, data) if self.images_dir is not None else None
@@ -260,6 +320,29 @@ class RecognitionService:
                                       image_path=image_path)
         self._latency_ms.append(latency)
         return replace(rec, query_id=qid, timings_ms=timings)
+
+    def _make_preview(self, engine: Recognizer, rec: Recognition, media: Media, sha: str
+                      ) -> PreviewParts | None:
+        """The preview of one answer (on the preview pool). Whatever goes wrong — a full disk,
+        a video that no longer decodes — is logged and gives None: the answer is already out."""
+        try:
+            timings: dict[str, float] = {}
+            annotated = clip = still = None
+            if rec.characters and self.previews is not None:
+                ta = time.perf_counter()
+                annotated = self._annotated(sha, media, rec)
+                timings["annotate"] = (time.perf_counter() - ta) * 1000
+            if rec.candidates and rec.status != "no_match":  # a no-match shows no scene
+                tp = time.perf_counter()
+                cand = self._with_preview(engine, rec.candidates[0])
+                clip, still = cand.preview, cand.still
+                timings["preview"] = (time.perf_counter() - tp) * 1000
+        except Exception:
+            logger.exception("the preview of an answer failed; the answer went without it")
+            return None
+        if not (annotated or clip or still):
+            return None
+        return PreviewParts(clip, still, annotated, timings)
 
     def _annotated(self, sha: str, media: Media, rec: Recognition) -> str | None:
         """The query image with the faces boxed and named (a JPEG in the previews folder)."""

@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import io
 import json
+import re
 import time
 from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
@@ -220,3 +221,19 @@ async def web_server(indexed_home: Any) -> AsyncIterator[str]:
     port = runner.addresses[0][1]
     yield f"http://127.0.0.1:{port}"
     await runner.cleanup()
+
+def preview_edits(dc: FakeDiscord, answer: RecordedRequest) -> list[RecordedRequest]:
+    """Completed edits of the message `answer` created (channel messages and follow-ups)."""
+    mid = sent_message_id(answer)
+    return [r for r in dc.requests if r.method == "PATCH" and r.completed
+            and re.search(rf"/messages/{mid}$", r.path)]
+
+
+async def preview_of(dc: FakeDiscord, answer: RecordedRequest, timeout: float = 20.0
+                     ) -> RecordedRequest:
+    """The edit that attached the preview to `answer`, which went out before it, without it."""
+    await eventually(lambda: preview_edits(dc, answer), timeout, "the preview edit")
+    [edit] = preview_edits(dc, answer)
+    assert not answer.files, "the answer waited for its clip"
+    assert edit.time > answer.time and edit.files
+    return edit

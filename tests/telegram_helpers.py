@@ -134,3 +134,13 @@ def webp_sticker(frame: bytes) -> bytes:
     out = io.BytesIO()
     im.save(out, format="WEBP", quality=90)
     return out.getvalue()
+
+
+async def preview_reply(tg: FakeTelegram, answer: RecordedCall, timeout: float = 30.0
+                        ) -> RecordedCall:
+    """The preview clip (or still) that replied to the answer `answer` sent, after it."""
+    clip = await answer_to(tg, int((answer.result or {})["message_id"]), timeout,
+                           methods=("sendVideo", "sendPhoto"))
+    assert answer.method == "sendMessage", "the answer waited for its clip"
+    assert clip.time > answer.time
+    return clip

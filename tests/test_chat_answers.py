@@ -26,11 +26,12 @@ from core.sysinfo import machine_info
 from core.types import Candidate, Recognition, SeriesInfo
 from tests import discord_helpers, telegram_helpers
 from tests.discord_helpers import answer_to as discord_answer
-from tests.discord_helpers import buttons_of, embed_of, eventually, png_attachment
+from tests.discord_helpers import buttons_of, embed_of, eventually, png_attachment, preview_edits, preview_of
 from tests.discord_helpers import running as discord_running
 from tests.fakes.discord_server import FakeDiscord
 from tests.fakes.telegram_server import FakeTelegram
-from tests.telegram_helpers import answer_to, keyboard, running, shown
+from tests.preview_split import SplitPreview
+from tests.telegram_helpers import answer_to, keyboard, preview_reply, replies_to, running, settle, shown
 
 tg = telegram_helpers.tg
 dc = discord_helpers.dc
@@ -70,10 +71,12 @@ def no_match(preview: str | None) -> Recognition:
         cand(SHOW, 2, 40.0, 0.31, preview=preview, still=preview), cand(OTHER, 1, 9.0, 0.29)))
 
 
-class StubService:
-    """What the adapters call for recognition; `recognize` returns/raises the next result."""
+class StubService(SplitPreview):
+    """What the adapters call for recognition; `recognize` returns/raises the next result
+    (without its preview, which `preview(rec)` gives, as the real service does)."""
 
     def __init__(self, *results: Recognition | BaseException) -> None:
+        super().__init__()
         self.limits = MediaLimits()
         self.results = list(results)
 
@@ -82,7 +85,7 @@ class StubService:
         r = self.results.pop(0) if len(self.results) > 1 else self.results[0]
         if isinstance(r, BaseException):
             raise r
-        return r
+        return self.answer(r)
 
 
 def save(name: str, what: str, calls: list[dict[str, Any]]) -> None:
@@ -323,10 +326,11 @@ class PreviewAware(StubService):
         self.asked.append(want)
         rec = self.results[0]
         assert isinstance(rec, Recognition)
-        if not want:
+        if not want:  # the real service starts no preview at all then
+            self.full.pop(rec.query_id or "", None)
             return rec
         best = replace(rec.candidates[0], preview=self.clip)
-        return replace(rec, candidates=(best, *rec.candidates[1:]))
+        return self.answer(replace(rec, candidates=(best, *rec.candidates[1:])))
 
 
 async def test_telegram_preview_off(tg: FakeTelegram, tmp_path: Path, indexed_home: Any) -> None:
@@ -340,14 +344,17 @@ async def test_telegram_preview_off(tg: FakeTelegram, tmp_path: Path, indexed_ho
         chat = tg.private_chat(alice)
         first = tg.photo_message(chat, alice, png())
         tg.push_update(first)
-        assert (await answer_to(tg, first["message"]["message_id"])).method == "sendVideo"
+        answer = await answer_to(tg, first["message"]["message_id"])
+        assert (await preview_reply(tg, answer)).method == "sendVideo"
         off = tg.text_message(chat, alice, "/preview off")
         tg.push_update(off)
         assert "without the preview" in shown(await answer_to(tg, off["message"]["message_id"]))
         second = tg.photo_message(chat, alice, png())
-        tg.push_update(second)
+        second_id = tg.push_update(second)
         ans = await answer_to(tg, second["message"]["message_id"])
+        await settle(tg, second_id)
     assert ans.method == "sendMessage" and svc.asked == [True, False]
+    assert not replies_to(tg, ans.result["message_id"])  # no clip followed
 
 
 async def test_discord_preview_off(dc: FakeDiscord, tmp_path: Path, indexed_home: Any) -> None:
@@ -359,14 +366,17 @@ async def test_discord_preview_off(dc: FakeDiscord, tmp_path: Path, indexed_home
     alice = dc.users[0]
     async with discord_running(dc, svc):
         first = dc.message_create(dc.text_channel, alice, "?", attachments=[png_attachment(dc, png())])
-        [with_clip] = await discord_answer(dc, first)
+        [answer] = await discord_answer(dc, first)
+        with_clip = await preview_of(dc, answer)
         cmd = dc.interaction_slash(alice, dc.text_channel, "settings", {"preview": False})
         await eventually(lambda: len(dc.interaction_callbacks(cmd)) == 1)
         assert "Preview clips: off." in dc.interaction_callbacks(cmd)[0]["data"]["content"]
         second = dc.message_create(dc.text_channel, alice, "?", attachments=[png_attachment(dc, png())])
         [without] = await discord_answer(dc, second)
+        third = dc.message_create(dc.text_channel, alice, "?", attachments=[png_attachment(dc, png())])
+        await discord_answer(dc, third)  # answered after the second: no edit of it came before
     assert [f.filename for f in with_clip.files] == ["preview.mp4"]
-    assert not without.files and svc.asked == [True, False]
+    assert not without.files and not preview_edits(dc, without) and svc.asked == [True, False, False]
 
 
 def test_wording_openings_episodes_and_chinese() -> None:

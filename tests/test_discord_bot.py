@@ -45,6 +45,7 @@ from tests.discord_helpers import (
     feedback_rows,
     gif_of,
     png_attachment,
+    preview_of,
     qid_of,
     replies,
     running,
@@ -88,9 +89,15 @@ async def test_auto_channel_image_gets_embed_preview_reactions_and_latency(
         assert embed["title"] == escape_markdown(title)
         assert "Confidence " in embed["description"]
         assert [f["name"] for f in embed["fields"]][:1] == ["Other candidates"]
-        assert post.is_multipart and [f.filename for f in post.files][0] == "preview.mp4"
-        assert post.files[0].data[4:8] == b"ftyp"
-        assert sum(f.size for f in post.files) < 8 * 1024 * 1024
+        # The answer went out at once, without the clip; an edit attached it once cut.
+        edit = await preview_of(dc, post)
+        assert edit.is_multipart and [f.filename for f in edit.files][0] == "preview.mp4"
+        assert edit.files[0].data[4:8] == b"ftyp"
+        assert sum(f.size for f in edit.files) < 8 * 1024 * 1024
+        shown = dc.messages[sent_message_id(post)]
+        assert [a["filename"] for a in shown["attachments"]][0] == "preview.mp4"
+        assert shown["embeds"][0]["title"] == escape_markdown(title)
+        assert buttons_of(shown) == buttons_of(post)  # the votes stay under the answer
         assert post.json["message_reference"]["fail_if_not_exists"] is False
         assert dc.typing and dc.typing[0][0] == dc.text_channel["id"]
         qid = qid_of(post)
@@ -172,7 +179,9 @@ async def test_slash_command_context_menu_and_link(
         assert callback.json == {"type": 5}  # deferred ("thinking"), then the follow-up
         followup = await dc.wait_for("POST", rf"^/webhooks/{app}/{slash['token']}$", timeout=20)
         assert embed_of(followup)["title"] == title
-        assert followup.files and followup.files[0].filename == "preview.mp4"
+        edit = await preview_of(dc, followup)
+        assert edit.path.startswith(f"/webhooks/{app}/{slash['token']}/messages/")
+        assert edit.files and edit.files[0].filename == "preview.mp4"
         original = dc.original_response(slash)
         assert original is not None and original["embeds"][0]["title"] == title
         assert buttons_of(followup)[0] == ["✅", "❌"]  # votes as buttons, not reactions
@@ -351,15 +360,18 @@ async def test_adult_series_withheld_outside_nsfw_channels(
             png_attachment(dc, png)])
         nsfw = dc.message_create(dc.nsfw_channel, dc.users[0], "this?", mentions_bot=True,
                                  attachments=[png_attachment(dc, png, channel=dc.nsfw_channel)])
-        [hidden] = await answer_to(dc, general)
-        [shown] = await answer_to(dc, nsfw)
+        [hidden_answer] = await answer_to(dc, general)
+        [shown_answer] = await answer_to(dc, nsfw)
+        hidden, shown = await preview_of(dc, hidden_answer), await preview_of(dc, shown_answer)
     he, se = embed_of(hidden), embed_of(shown)
     assert he["title"] == ADULT_TITLE and title not in he["title"]
+    assert embed_of(hidden_answer)["title"] == ADULT_TITLE
     assert he["description"].startswith(f"||**{title}**||")
     assert "image" not in he and "thumbnail" not in he
     assert [f.filename for f in hidden.files] == ["SPOILER_preview.mp4"]
     assert se["title"] == title and "||" not in se["description"]
     assert [f.filename for f in shown.files] == ["preview.mp4", "preview.jpg"]
+    assert se["thumbnail"]["url"] == "attachment://preview.jpg"  # the clip plays below
 
 
 async def test_owner_commands(dc: FakeDiscord, make_service: Callable[..., Any]) -> None:

@@ -22,9 +22,10 @@ from core.errors import MediaTooLarge, UnsupportedMedia
 from core.media import MediaLimits
 from core.types import Candidate, CharacterHit, Recognition, SeriesInfo
 from tests import discord_helpers
-from tests.discord_helpers import answer_to, embed_of, png_attachment, qid_of, running
+from tests.discord_helpers import answer_to, embed_of, png_attachment, preview_of, qid_of, running
 from tests.fakes.discord_server import FakeDiscord
 from tests.fakes.media import faces_jpeg
+from tests.preview_split import SplitPreview
 
 # The shared fixtures (pytest finds them as attributes of this module).
 dc = discord_helpers.dc
@@ -149,16 +150,17 @@ def png_of(color: tuple[int, int, int] = (200, 100, 50)) -> bytes:
     return out.getvalue()
 
 
-class StubService:
+class StubService(SplitPreview):
     """Just what the cog calls to answer a picture; `recognize` returns what it is given."""
 
     def __init__(self, result: Recognition) -> None:
+        super().__init__()
         self.limits = MediaLimits()
         self.result = result
 
     async def recognize(self, data: bytes, *, source: Any, sticker: bool = False,
                         with_preview: bool = True) -> Recognition:
-        return self.result
+        return self.answer(self.result)
 
 
 def faces_recognition(annotated: Path | None, still: Path | None = None) -> Recognition:
@@ -216,9 +218,11 @@ async def test_annotated_faces_go_as_the_embed_thumbnail(dc: FakeDiscord, tmp_pa
     async with running(dc, StubService(faces_recognition(faces, still))):
         msg = dc.message_create(dc.text_channel, alice, "who is this?",
                                 attachments=[png_attachment(dc, png_of())])
-        [post] = await answer_to(dc, msg)
+        [answer] = await answer_to(dc, msg)
+        post = await preview_of(dc, answer)  # the still and named faces follow the answer
     assert [f.filename for f in post.files] == ["preview.jpg", ANNOTATED_NAME]
     assert post.files[1].data == faces.read_bytes()
+    assert qid_of(answer) == "facesQ01" and embed_of(answer)["title"] == "Some Show"
     embed = embed_of(post)
     assert embed["thumbnail"]["url"] == f"attachment://{ANNOTATED_NAME}"
     assert embed["image"]["url"] == "attachment://preview.jpg"
@@ -238,8 +242,9 @@ async def test_missing_annotated_file_is_left_out(dc: FakeDiscord, tmp_path: Pat
     async with running(dc, StubService(rec)):
         msg = dc.message_create(dc.text_channel, alice, "who is this?",
                                 attachments=[png_attachment(dc, png_of())])
-        [post] = await answer_to(dc, msg)
+        [answer] = await answer_to(dc, msg)
+        post = await preview_of(dc, answer)
     assert [f.filename for f in post.files] == ["preview.jpg"]
     embed = embed_of(post)
     assert "thumbnail" not in embed and embed["image"]["url"] == "attachment://preview.jpg"
-    assert embed["title"] == "Some Show" and qid_of(post) == "facesQ01"
+    assert embed["title"] == "Some Show" and qid_of(answer) == "facesQ01"

@@ -129,17 +129,23 @@ async def test_out_of_library_is_not_a_match(service: Any) -> None:
 
 async def test_preview_clip_and_still(service: Any, indexed_home: Any) -> None:
     i, t = 0, outside_opening(indexed_home, 0, random.Random(2))
-    rec = await service.recognize(png(frame(indexed_home, i, t)), source=ME)
+    answer = await service.recognize(png(frame(indexed_home, i, t)), source=ME)
+    # The answer comes back (its query row written) before the clip is cut.
+    assert answer.query_id and answer.candidates[0].preview is None and "preview" not in answer.timings_ms
+    assert service.preview_pending(answer.query_id)
+    rec = await service.preview(answer)
+    assert rec is not None and rec.query_id == answer.query_id and rec.status == answer.status
     top = rec.candidates[0]
-    assert top.preview and top.still
+    assert top.preview and top.still and rec.timings_ms["preview"] > 0
+    assert rec.candidates[1:] == answer.candidates[1:] and top.time == answer.candidates[0].time
     with av.open(top.preview) as c:
         s = c.streams.video[0]
         n = sum(1 for _ in c.decode(s))
         assert s.codec_context.width == 320 and not c.streams.audio
         assert 0 < n / float(s.average_rate) <= 4.5
     assert Image.open(top.still).size[0] <= 640
-    again = await service.recognize(png(frame(indexed_home, i, t)), source=ME)
-    assert again.candidates[0].preview == top.preview  # cached, not cut again
+    again = await service.preview(await service.recognize(png(frame(indexed_home, i, t)), source=ME))
+    assert again is not None and again.candidates[0].preview == top.preview  # cached, not cut again
 
 
 async def test_bad_input_and_limits(make_service: Any, indexed_home: Any) -> None:

@@ -30,13 +30,17 @@ from core.types import Candidate, CharacterHit, FeedbackTally, Recognition, Seri
 from tests import telegram_helpers
 from tests.fakes.media import clip_of, faces_jpeg
 from tests.fakes.telegram_server import FakeTelegram
+from tests.preview_split import SplitPreview
 from tests.telegram_helpers import (
     BOT,
     TOKEN,
     answer_to,
     feedback_rows,
     keyboard,
+    preview_reply,
+    replies_to,
     running,
+    settle,
     shown,
 )
 
@@ -49,10 +53,11 @@ pytestmark = pytest.mark.timeout(60)
 
 # -- with a stub service: paths the real library cannot reach --------------------------------------
 
-class StubService:
+class StubService(SplitPreview):
     """Just what the adapter calls for recognition; `recognize` returns/raises what it is given."""
 
     def __init__(self, result: Recognition | BaseException) -> None:
+        super().__init__()
         self.limits = MediaLimits()
         self.result = result
 
@@ -60,7 +65,7 @@ class StubService:
                         with_preview: bool = True) -> Recognition:
         if isinstance(self.result, BaseException):
             raise self.result
-        return self.result
+        return self.answer(self.result)
 
 
 def long_recognition(preview: str | None) -> Recognition:
@@ -87,8 +92,8 @@ async def test_long_answer_goes_in_its_own_message(tg: FakeTelegram, tmp_path: P
         upd = tg.photo_message(tg.private_chat(alice), alice, indexed_home.frame_png(0, 6.0))
         tg.push_update(upd)
         mid = upd["message"]["message_id"]
-        video = await answer_to(tg, mid, methods=["sendVideo"])
-        text = await answer_to(tg, mid, methods=["sendMessage"])
+        text = await answer_to(tg, mid)
+        video = await preview_reply(tg, text)  # the clip replies to the answer, after it
     assert "reply_markup" not in video.params
     assert len(shown(video)) <= 1024 and "Not sure" in shown(video)
     assert "&lt;Very&gt; Long &amp; Winding" in text.params["text"]
@@ -108,11 +113,15 @@ async def test_still_or_text_when_there_is_no_clip(tg: FakeTelegram, tmp_path: P
     alice = tg.user(1001, "Alice", "alice")
     async with running(tg, StubService(rec)):
         upd = tg.photo_message(tg.private_chat(alice), alice, indexed_home.frame_png(0, 6.0))
-        tg.push_update(upd)
+        uid = tg.push_update(upd)
         ans = await answer_to(tg, upd["message"]["message_id"])
-    assert ans.method == ("sendPhoto" if has == "still" else "sendMessage")
+        photo = await preview_reply(tg, ans) if has == "still" else None
+        await settle(tg, uid)
+    assert ans.method == "sendMessage"
     assert "Some Show" in shown(ans) and "Episode 2 ·" in shown(ans)
     assert keyboard(ans) == [["✅", "❌"]]  # one candidate: no rank buttons
+    assert photo is None or (photo.method == "sendPhoto" and "Some Show" in shown(photo))
+    assert len(replies_to(tg, ans.result["message_id"])) == (1 if has == "still" else 0)
     actions = [c.params["action"] for c in tg.calls("sendChatAction")]
     assert ("upload_photo" in actions) == (has == "still")
 
@@ -331,7 +340,8 @@ async def test_reactions_count_after_a_restart(tg: FakeTelegram, make_service: A
     async with running(tg, service, state_file=state):
         mark = len(tg.requests)
         tg.push_update(tg.photo_message(chat, alice, indexed_home.frame_png(0, 6.0)))
-        ans = await tg.wait_for("sendVideo", since=mark, timeout=30)
+        ans = await tg.wait_for("sendMessage", since=mark, timeout=30)
+        await preview_reply(tg, ans)
     qid = parse_feedback(ans.params["reply_markup"]["inline_keyboard"][0][0]["callback_data"]).query_id
     assert (tmp_path / "telegram-answers.jsonl").exists()
     async with running(tg, service, state_file=state):  # a new process: only the journal is left

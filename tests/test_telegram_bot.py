@@ -30,6 +30,7 @@ from tests.telegram_helpers import (
     feedback_rows,
     gif_of,
     keyboard,
+    preview_reply,
     query_id_of,
     replies_to,
     running,
@@ -64,18 +65,22 @@ async def test_private_photo_answer_with_preview_keyboard_and_latency(
             t0 = time.monotonic()
             tg.push_update(upd)
             call = await answer_to(tg, mid)
-            latencies.append(call.time - t0)
-        print(f"\n[telegram latency] photo push_update → answer at the fake: "
-              f"cold {latencies[0] * 1000:.0f} ms, warm {latencies[1] * 1000:.0f} ms")
+            clip = await preview_reply(tg, call)  # the answer first, the clip replying to it
+            latencies.append((call.time - t0, clip.time - t0))
+        print(f"\n[telegram latency] photo push_update → answer / clip at the fake: "
+              f"cold {latencies[0][0] * 1000:.0f} / {latencies[0][1] * 1000:.0f} ms, "
+              f"warm {latencies[1][0] * 1000:.0f} / {latencies[1][1] * 1000:.0f} ms")
 
-    print("[caption]\n" + call.params["caption"])
-    assert call.method == "sendVideo", [c.method for c in tg.requests]
+    print("[answer]\n" + call.params["text"])
+    assert call.method == "sendMessage", [c.method for c in tg.requests]
     caption = shown(call)
     assert title in caption
     assert "Found it" in caption or "Not sure" in caption
     assert call.params["parse_mode"] == "HTML"
-    assert call.params["supports_streaming"] is True
-    assert "video" in call.files and call.files["video"].data[4:8] == b"ftyp"
+    assert clip.method == "sendVideo" and clip.params["supports_streaming"] is True
+    assert title in shown(clip) and clip.params["parse_mode"] == "HTML"
+    assert "video" in clip.files and clip.files["video"].data[4:8] == b"ftyp"
+    assert "reply_markup" not in clip.params  # the votes stay on the answer
     rows = keyboard(call)
     assert rows[0] == ["✅", "❌"]
     assert rows[-1] == ["AniList", "MyAnimeList"]  # the series' links, from series.json
@@ -90,12 +95,13 @@ async def test_private_photo_answer_with_preview_keyboard_and_latency(
     assert tg.calls("getFile") and tg.calls("setMyCommands")
     # one recorded exchange, for the closing note
     print("[telegram exchange]", call.method, {
-        k: call.params[k] for k in ("chat_id", "parse_mode", "supports_streaming",
-                                    "has_spoiler", "reply_parameters") if k in call.params},
-        "caption=", call.params["caption"].splitlines()[:3],
+        k: call.params[k] for k in ("chat_id", "parse_mode", "reply_parameters") if k in call.params},
+        "text=", call.params["text"].splitlines()[:3],
         "keyboard=", [[b.get("callback_data") or b.get("url") for b in r] for r in
                       call.params["reply_markup"]["inline_keyboard"]],
-        "video bytes=", len(call.files["video"].data))
+        "then", clip.method, {k: clip.params[k] for k in ("supports_streaming", "has_spoiler",
+                                                          "reply_parameters") if k in clip.params},
+        "video bytes=", len(clip.files["video"].data))
 
 
 async def test_group_triggers(tg: FakeTelegram, make_service: Callable[..., Any],
@@ -290,15 +296,17 @@ async def test_429_is_retried(tg: FakeTelegram, make_service: Callable[..., Any]
         upd = tg.photo_message(chat, alice, indexed_home.frame_png(0, 6.0))
         tg.push_update(upd)
         ans = await answer_to(tg, upd["message"]["message_id"])
+        clip = await preview_reply(tg, ans)
         tg.fail_next("sendMessage", 429, retry_after=1)
         txt = tg.document_message(chat, alice, b"hello", file_name="a.txt", mime_type="text/plain")
         tg.push_update(txt)
         t_ans = await answer_to(tg, txt["message"]["message_id"])
-    assert ans.method == "sendVideo"
+    assert ans.method == "sendMessage" and clip.method == "sendVideo"
     injected = [c for c in tg.requests if c.injected]
     assert [c.method for c in injected] == ["sendVideo", "sendMessage"]
     assert all(c.status == 429 for c in injected)
-    assert ans.time - injected[0].time >= 1.0  # waited retry_after before retrying
+    assert clip.time - injected[0].time >= 1.0  # waited retry_after before retrying
+    assert t_ans.time - injected[1].time >= 1.0
     assert "isn't a picture" in shown(t_ans)
 
 
@@ -316,11 +324,12 @@ async def test_rate_limit_and_own_messages(tg: FakeTelegram, make_service: Calla
         for u in ups:
             tg.push_update(u)
         answers = [await answer_to(tg, u["message"]["message_id"]) for u in ups]
+        answered = [a for a in answers if "too fast" not in shown(a)]
+        clips = [await preview_reply(tg, a) for a in answered]
         await settle(tg, own_id)
     texts = [shown(a) for a in answers]
     assert sum("too fast" in t for t in texts) == 1, texts
-    assert sum("too fast" not in t and a.method == "sendVideo"
-               for t, a in zip(texts, answers, strict=True)) == 2
+    assert len(answered) == 2 and [c.method for c in clips] == ["sendVideo"] * 2
     assert not replies_to(tg, own["message"]["message_id"])
 
 
@@ -372,12 +381,16 @@ async def test_adult_series_is_a_spoiler_in_groups_only(
     async with running(tg, service):
         g = tg.photo_message(group, alice, png, caption=f"@{BOT}")
         tg.push_update(g)
-        in_group = await answer_to(tg, g["message"]["message_id"])
+        group_answer = await answer_to(tg, g["message"]["message_id"])
+        in_group = await preview_reply(tg, group_answer)
         p = tg.photo_message(tg.private_chat(alice), alice, png)
         tg.push_update(p)
-        in_private = await answer_to(tg, p["message"]["message_id"])
+        private_answer = await answer_to(tg, p["message"]["message_id"])
+        in_private = await preview_reply(tg, private_answer)
     assert in_group.method == in_private.method == "sendVideo"
     assert in_group.params["has_spoiler"] is True
     assert f"<tg-spoiler><b>{title}</b></tg-spoiler> (18+)" in in_group.params["caption"]
+    assert f"<tg-spoiler><b>{title}</b></tg-spoiler> (18+)" in group_answer.params["text"]
     assert in_private.params["has_spoiler"] is False
     assert "tg-spoiler" not in in_private.params["caption"] and title in shown(in_private)
+    assert "tg-spoiler" not in private_answer.params["text"]

@@ -50,7 +50,8 @@ async def test_no_raw_chat_ids_on_disk_or_in_info_logs_and_no_token_anywhere(
         await tg.wait_for("getUpdates", since=0, timeout=15)
         mark = len(tg.requests)
         tg.push_update(tg.photo_message(chat, alice, indexed_home.frame_png(0, 6.0)))
-        ans = await tg.wait_for("sendVideo", since=mark, timeout=30)
+        ans = await tg.wait_for("sendMessage", since=mark, timeout=30)  # the answer, then its clip
+        await tg.wait_for("sendVideo", since=mark, timeout=30)
         tg.push_update(tg.message_reaction(chat, ans.result["message_id"], alice, old=[], new=["👎"]))
         await tg.wait_for("editMessageReplyMarkup", since=mark, timeout=30)
         if group is not None:

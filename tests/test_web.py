@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
@@ -174,8 +175,16 @@ async def test_identify_frame_answers_like_the_bots(make_web: Any, indexed_home:
     assert view["header"].startswith("Found it") and view["confidence_text"].startswith("Confidence ")
     assert view["query_id"] and view["characters"] == [] and view["votes"] >= 1
     assert len(view["candidates"]) <= 5 and all("%" not in c["text"] for c in view["candidates"])
-    assert view["preview"].startswith("/media/")
-
+    # The answer came back without waiting for the clip: the page fetches it from preview_url.
+    assert view["preview"] is None and view["preview_url"] == f"/api/preview/{view['query_id']}"
+    r, _ = await w.request("GET", view["preview_url"], as_user=USER_B)
+    assert r.status == 403  # only the person who asked
+    r, got = await w.request("GET", view["preview_url"], as_user=USER_A)
+    assert r.status == 200 and r.headers["Content-Type"].startswith("application/json"), got
+    later = json.loads(got)
+    assert later["preview"].startswith("/media/") and set(later) == {
+        "preview", "still", "annotated", "annotated_alt"}
+    view.update(later)
     r, clip = await w.request("GET", view["preview"])
     assert r.status == 200 and r.headers["Content-Type"] == "video/mp4"
     assert clip[4:8] == b"ftyp" and len(clip) > 1000
@@ -298,6 +307,9 @@ class _FacesService:
 
     async def recognize(self, data: bytes, **kw: Any) -> Recognition:
         return self.rec
+
+    def preview_pending(self, query_id: str | None) -> bool:
+        return False  # the named faces come with the answer here
 
 
 async def test_named_faces_picture_is_served_behind_a_token(make_web: Any, indexed_home: Any,

@@ -181,6 +181,9 @@ async def test_chat_in_a_real_browser(make_service: Callable[..., Any], indexed_
             });
         """)
         await off_loop(wait, lambda d: len(d.find_elements(By.CSS_SELECTOR, ".answer")) == 2)
+        # Its clip follows the answer into the place the bubble kept for it.
+        await off_loop(wait, lambda d: len(d.find_elements(
+            By.CSS_SELECTOR, ".answer[data-preview='shown'] video.preview")) == 2)
         first_sample = driver.find_element(By.CSS_SELECTOR, ".sample")
         await off_loop(click, first_sample)
         await off_loop(wait, lambda d: len(d.find_elements(By.CSS_SELECTOR, ".answer")) == 3)

@@ -53,6 +53,7 @@ async def _identify(app: App, args: argparse.Namespace) -> int:
                 continue
             try:
                 rec = await service.recognize(data, source=CLI_SOURCE, with_preview=not args.no_preview)
+                rec = await service.preview(rec) or rec  # the clip's path in the output
             except AniRecError as exc:
                 rc = 1
                 print(json.dumps({"file": name, "error": str(exc)}) if args.json

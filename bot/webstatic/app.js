@@ -158,6 +158,68 @@
         c.adult ? h("span", { class: "tag" }, "18+") : null)));
   }
 
+  function sceneMedia(v) {
+    if (v.preview) {
+      const vid = h("video", {
+        class: "preview", src: v.preview, muted: true, autoplay: true, loop: true,
+        playsinline: true, preload: "auto", poster: v.still || null,
+        "aria-label": T("web.preview_alt"), dataset: { slot: "scene" }
+      });
+      vid.muted = true;
+      vid.defaultMuted = true;
+      return vid;
+    }
+    if (v.still) return h("img", { class: "preview", src: v.still, alt: T("web.still_alt"), dataset: { slot: "scene" } });
+    if (v.best && v.best.cover) {
+      // no scene to show (yet): the series' cover from series.json, next to the title
+      return h("img", { class: "cover", src: v.best.cover, alt: T("web.cover_alt", { title: v.best.title }),
+        referrerpolicy: "no-referrer", dataset: { slot: "scene" }, onerror: (e) => { e.target.hidden = true; } });
+    }
+    return null;
+  }
+
+  function annotatedImg(v) {
+    if (!v.annotated) return null;
+    return h("img", {
+      class: "annotated", src: v.annotated, loading: "lazy", dataset: { slot: "annotated" },
+      alt: v.annotated_alt || T("web.faces_alt", { names: v.characters_text || "" })
+    });
+  }
+
+  function stillDetails(v) {
+    if (!(v.still && v.preview)) return null;
+    return h("details", { class: "still", dataset: { slot: "still" } }, h("summary", {}, T("web.still")),
+      h("img", { src: v.still, alt: T("web.still_alt"), loading: "lazy" }));
+  }
+
+  // The preview of an answer that went out first: asked for until it is cut (202: not yet),
+  // then put in the places the bubble kept. None (204) or an error: the answer stays as it is.
+  async function followPreview(bubble, v) {
+    for (let tries = 0; tries < 6 && v.preview_url; tries++) {
+      let r;
+      try {
+        r = await fetch(v.preview_url + langQuery(), { headers: { [USER_HEADER]: userId } });
+      } catch (e) {
+        return;
+      }
+      if (r.status === 202) continue;
+      if (r.status !== 200) return;
+      const got = await r.json().catch(() => null);
+      if (!got) return;
+      const full = Object.assign({}, v, got);
+      // Follow the conversation only when the person is at its end (never pull them away).
+      const atEnd = window.innerHeight + window.scrollY >= document.body.scrollHeight - 120;
+      for (const [slot, el] of [["scene", sceneMedia(full)], ["annotated", annotatedImg(full)],
+        ["still", stillDetails(full)]]) {
+        const old = bubble.querySelector('[data-slot="' + slot + '"]');
+        if (old && el) old.replaceWith(el);
+      }
+      bubble.dataset.preview = "shown";
+      if (atEnd) scrollDown();
+      return;
+    }
+  }
+
   function answerBubble(v) {
     const parts = [];
     const L = v.labels || {};
@@ -167,22 +229,9 @@
       v.confidence_text ? h("span", { class: "conf", title: v.confidence_help || "" }, v.confidence_text) : null);
     parts.push(status);
 
-    if (v.preview) {
-      const vid = h("video", {
-        class: "preview", src: v.preview, muted: true, autoplay: true, loop: true,
-        playsinline: true, preload: "auto", poster: v.still || null,
-        "aria-label": T("web.preview_alt")
-      });
-      vid.muted = true;
-      vid.defaultMuted = true;
-      parts.push(vid);
-    } else if (v.still) {
-      parts.push(h("img", { class: "preview", src: v.still, alt: T("web.still_alt") }));
-    } else if (v.best && v.best.cover) {
-      // no scene to show: the series' cover from series.json, next to the title
-      parts.push(h("img", { class: "cover", src: v.best.cover, alt: T("web.cover_alt", { title: v.best.title }),
-        referrerpolicy: "no-referrer", onerror: (e) => { e.target.hidden = true; } }));
-    }
+    // The scene (clip, still, else the cover): its place is kept, so a preview that follows
+    // the answer (`preview_url`) takes it when it arrives.
+    parts.push(sceneMedia(v) || h("span", { class: "slot", hidden: true, dataset: { slot: "scene" } }));
 
     if (v.best) {
       parts.push(h("div", { class: "title" }, v.best.title, v.best.adult ? h("span", { class: "tag" }, "18+") : null));
@@ -201,12 +250,7 @@
     if (v.characters && v.characters.length) {
       parts.push(h("div", { class: "characters" }, h("span", { class: "label" }, L.characters + ": "), v.characters_text));
     }
-    if (v.annotated) {
-      parts.push(h("img", {
-        class: "annotated", src: v.annotated, loading: "lazy",
-        alt: v.annotated_alt || T("web.faces_alt", { names: v.characters_text || "" })
-      }));
-    }
+    parts.push(annotatedImg(v) || h("span", { class: "slot", hidden: true, dataset: { slot: "annotated" } }));
 
     if (v.candidates && v.candidates.length) {
       parts.push(h("div", { class: "section-label" }, L.top5));
@@ -229,10 +273,7 @@
       parts.push(h("div", { class: "genres" }, h("span", { class: "label" }, L.looks_like + ": "), v.genres.join(", ")));
     }
 
-    if (v.still && v.preview) {
-      parts.push(h("details", { class: "still" }, h("summary", {}, T("web.still")),
-        h("img", { src: v.still, alt: T("web.still_alt"), loading: "lazy" })));
-    }
+    parts.push(stillDetails(v) || h("span", { class: "slot", hidden: true, dataset: { slot: "still" } }));
 
     if (v.query_id && v.votes) parts.push(feedbackRow(v));
     const meta = [];
@@ -314,16 +355,19 @@
   // -- sending -------------------------------------------------------------------------------------
   async function ask(pending, url, body) {
     let bubble;
+    let answer = null;
     try {
       const query = langQuery() + (previewBox && !previewBox.checked ? "&preview=0" : "");
       const r = await fetch(url + query, { method: "POST", body: body, headers: { [USER_HEADER]: userId } });
       const data = await r.json().catch(() => ({}));
+      if (r.ok) answer = data;
       bubble = r.ok ? answerBubble(data) : errorBubble(data.error || T("error.generic"));
     } catch (e) {
       bubble = errorBubble(T("web.offline"));
     }
     pending.replaceChildren(pending.querySelector(".avatar"), bubble);
     scrollDown();
+    if (answer && answer.preview_url) await followPreview(bubble, answer);
   }
 
   async function identify(blob, name) {
