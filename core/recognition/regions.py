@@ -180,6 +180,28 @@ def whole_frame(hit: Hit, views: Sequence[Sequence[View]], cat: Catalog, thumbs:
     return replace(h, checked=c, score=score), fit
 
 
+def _shot_mates(top: Hit, hits: list[Hit], views: Sequence[Sequence[View]], cat: Catalog,
+                thumbs: Thumbnails, templates: Templates, p: RegionParams, check: CheckParams
+                ) -> list[Hit]:
+    """The early exit's answer: the best whole-frame hit located and checked (`top`), and the
+    whole-frame hits of its episode within 2 x `p.window` s located and checked too, as the
+    full stage does (in a still shot one of them may fit a little better and pin the time);
+    the other hits as they were."""
+    done, seen = [top], [(hits[0].ep, hits[0].anchor_t)]
+    rest = []
+    for h in hits[1:]:
+        if (h.region or h.ep != top.ep or abs(h.anchor_t - hits[0].anchor_t) > 2 * p.window
+                or len(done) >= p.top):
+            rest.append(h)
+            continue
+        if any(e == h.ep and abs(t - h.anchor_t) <= p.same for e, t in seen):
+            continue  # the full stage locates one candidate a place
+        seen.append((h.ep, h.anchor_t))
+        got = whole_frame(h, views, cat, thumbs, templates, p, check)
+        done.append(got[0] if got is not None else h)
+    return sorted(done + rest, key=lambda h: -h.score)
+
+
 def _margin(hits: list[Hit], p: RegionParams) -> float:
     """The best whole-frame score above the best one at another place."""
     h = hits[0]
@@ -211,7 +233,7 @@ def crops(hits: list[Hit], regions: VectorIndex | None, embedder: SceneEmbedder,
         if got is not None and got[1] >= p.early_fit and got[0].checked is not None:
             colour = got[0].checked.colour
             if colour is not None and colour >= p.early_check:
-                return sorted([got[0]] + hits[1:], key=lambda h: -h.score)
+                return _shot_mates(got[0], hits, views, cat, thumbs, templates, p, check)
     t0 = time.perf_counter()
     out = _search_and_rank(hits, regions, embedder, cat, media, views, vecs, owner, k, subcrops,
                            thumbs, templates, p, grouping, check)
