@@ -218,9 +218,9 @@ def crops(hits: list[Hit], regions: VectorIndex | None, embedder: SceneEmbedder,
     """The whole-frame hits merged with the region hits and re-ranked, or None when the
     regions are not searched (no region vectors, or a whole frame fits: full frames are
     answered as they are). When the best whole-frame hit is located in its thumbnails as a
-    whole frame (`whole_frame`, `RegionParams.early`), it is answered from there: that hit
-    located and checked, the others as they were. `timings`: gets "crop_search", the ms of
-    the region search and the re-ranking, when they run."""
+    whole frame (`whole_frame`, `RegionParams.early`), it is answered from there: that hit and
+    its shot's (`_shot_mates`) located and checked, the others as they were. `timings`: gets
+    "crop_search", the ms of the region search and the re-ranking, when they run."""
     if regions is None or len(regions) == 0:
         return None
     if hits and hits[0].score >= p.gate:
