@@ -66,7 +66,8 @@ def run(home: Path, n: int, seed: int, partial: Path | None = None) -> dict[str,
     p = rec.params
     rp = p.regions
     full_p = replace(rp, early=False)  # the stage as it was
-    always_p = replace(rp, early_fit=-1.0, early_check=-1.0, early_margin=-1.0)  # exits whenever it can
+    # exits whenever it can
+    always_p = replace(rp, early_fit=-1.0, early_check=-1.0, early_margin=-1.0, early_score=-1.0)
     reg = getattr(rec.index, "regions", None)
     rows = []
     for qi, query in enumerate(queries):

@@ -53,7 +53,10 @@ class RegionParams:
     # frame and the region search (sub-crops, region vectors, locating their hits) does not
     # change the answer (`bench/bench_gate.py`)
     early: bool = True
-    early_fit: float = 0.90  # its localisation at the full width (grey correlation, best place)
+    early_fit: float = 0.95  # its localisation at the full width (grey correlation, best place)
+    # its whole-frame similarity at least this: below, a region vector of the same shot can
+    # score higher and win the located score at the same fit (pinning another time)
+    early_score: float = 0.75
     early_check: float = 0.90  # its colour check
     early_margin: float = 0.05  # its whole-frame score above the best other place's
 
@@ -228,7 +231,7 @@ def crops(hits: list[Hit], regions: VectorIndex | None, embedder: SceneEmbedder,
     # the early exit: the cheapest evidence first (the margin is known, one hit's
     # localisation is a fraction of the stage, its colour check is needed by the answer anyway)
     if (p.early and thumbs.framestore is not None and hits and not hits[0].region
-            and _margin(hits, p) >= p.early_margin):
+            and hits[0].score >= p.early_score and _margin(hits, p) >= p.early_margin):
         got = whole_frame(hits[0], views, cat, thumbs, templates, p, check, p.early_fit)
         if got is not None and got[1] >= p.early_fit and got[0].checked is not None:
             colour = got[0].checked.colour
