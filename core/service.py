@@ -102,7 +102,7 @@ class RecognitionService:
                  limits: MediaLimits | None = None, previews: PreviewMaker | None = None,
                  queue_size: int = 16, user_rate_per_minute: int = 10,
                  chat_rate_per_minute: int = 30, images_dir: Path | None = None,
-                 deployed: Callable[[], str] | None = None) -> None:
+                 deployed: Callable[[], str] | None = None, answer_cache: int = 256) -> None:
         self._factory = recognizer_factory
         self._deployed = deployed  # what is deployed now (a key that changes on a promotion)
         self._deployed_key: str | None = None
@@ -128,6 +128,14 @@ class RecognitionService:
         self._latency_ms = collections.deque([400.0], maxlen=50)
         self.started_at = time.time()
         self.served = 0
+        # the same picture sent again (a re-post, a forward, the same sticker) is answered
+        # from here: sha256 of the bytes and the sticker flag → the recogniser that answered
+        # and its answer. Only that recogniser's answers count (a swap starts afresh); each
+        # request is still admitted, previewed and recorded as its own query.
+        self.answer_cache = answer_cache
+        self._answers: collections.OrderedDict[tuple[str, bool], tuple[Recognizer, Recognition]] = (
+            collections.OrderedDict())
+        self.cache_hits = 0
 
     # -- lifecycle -------------------------------------------------------------------------------
     async def start(self) -> None:
@@ -156,6 +164,7 @@ class RecognitionService:
             key = await loop.run_in_executor(self._io, self._probe)
             new = await loop.run_in_executor(self._io, self._factory)
             self._recognizer, self._load_error = new, None  # the swap: one assignment
+            self._answers.clear()  # the old recogniser's answers
             self._deployed_key = key
             self.reloads += 1
         logger.info("reloaded: model %s, index %s", new.model_version, new.index_version)
@@ -299,15 +308,28 @@ class RecognitionService:
         return replace(rec, candidates=cands, annotated=parts.annotated or rec.annotated,
                        timings_ms=timings)
 
-    def _infer(self, data: bytes, sticker: bool) -> tuple[Recognizer, Recognition, float, Media]:
+    def _infer(self, data: bytes, sticker: bool) -> tuple[Recognizer, Recognition, float, Media | None]:
         t0 = time.perf_counter()
         engine = self._recognizer
         if engine is None:
             raise self._load_error or IndexUnavailable()
+        key = (hashlib.sha256(data).hexdigest(), sticker)
+        known = self._answers.get(key)
+        if known is not None and known[0] is engine:
+            self._answers.move_to_end(key)
+            self.cache_hits += 1
+            rec = known[1]
+            # the faces are boxed on the picture itself (`_make_preview`), so only then is it decoded
+            media = load_media(data, self.limits, sticker=sticker) if rec.characters else None
+            return engine, replace(rec, timings_ms={"cached": (time.perf_counter() - t0) * 1000}), t0, media
         media = load_media(data, self.limits, sticker=sticker)
         t1 = time.perf_counter()
         rec = engine.recognize(media)
         rec.timings_ms["decode"] = (t1 - t0) * 1000
+        if self.answer_cache > 0 and engine is self._recognizer:
+            self._answers[key] = (engine, replace(rec, timings_ms=dict(rec.timings_ms)))
+            while len(self._answers) > self.answer_cache:
+                self._answers.popitem(last=False)
         return engine, rec, t0, media
 
     def _finish(self, rec: Recognition, data: bytes, sha: str, source: Source, t0: float) -> Recognition:
@@ -321,14 +343,14 @@ class RecognitionService:
         self._latency_ms.append(latency)
         return replace(rec, query_id=qid, timings_ms=timings)
 
-    def _make_preview(self, engine: Recognizer, rec: Recognition, media: Media, sha: str
+    def _make_preview(self, engine: Recognizer, rec: Recognition, media: Media | None, sha: str
                       ) -> PreviewParts | None:
         """The preview of one answer (on the preview pool). Whatever goes wrong — a full disk,
         a video that no longer decodes — is logged and gives None: the answer is already out."""
         try:
             timings: dict[str, float] = {}
             annotated = clip = still = None
-            if rec.characters and self.previews is not None:
+            if rec.characters and self.previews is not None and media is not None:
                 ta = time.perf_counter()
                 annotated = self._annotated(sha, media, rec)
                 timings["annotate"] = (time.perf_counter() - ta) * 1000

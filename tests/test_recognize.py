@@ -148,6 +148,30 @@ async def test_preview_clip_and_still(service: Any, indexed_home: Any) -> None:
     assert again is not None and again.candidates[0].preview == top.preview  # cached, not cut again
 
 
+async def test_the_same_picture_again_is_answered_from_the_cache(make_service: Any,
+                                                                indexed_home: Any) -> None:
+    """A picture sent again (the same bytes) gets the answer the recogniser gave it, without
+    recognising it again, and is still recorded as its own query; a sticker of the same
+    bytes is another question, and a swapped-in recogniser answers afresh."""
+    svc = await make_service()
+    img = png(frame(indexed_home, 1, 6.3))
+    first = await svc.recognize(img, source=ME, with_preview=False)
+    again = await svc.recognize(img, source=ME, with_preview=False)
+    assert "embed" in first.timings_ms and "cached" not in first.timings_ms
+    assert "cached" in again.timings_ms and "embed" not in again.timings_ms and svc.cache_hits == 1
+    assert (again.status, again.confidence, again.candidates) == (first.status, first.confidence,
+                                                                  first.candidates)
+    assert again.query_id and first.query_id and again.query_id != first.query_id
+    sticker = await svc.recognize(img, source=ME, with_preview=False, sticker=True)
+    assert "embed" in sticker.timings_ms and svc.cache_hits == 1
+    await svc.reload()
+    after = await svc.recognize(img, source=ME, with_preview=False)
+    assert "embed" in after.timings_ms and svc.cache_hits == 1
+    assert after.candidates[0].episode_id == first.candidates[0].episode_id
+    other = await svc.recognize(png(frame(indexed_home, 1, 9.1)), source=ME, with_preview=False)
+    assert "embed" in other.timings_ms and svc.cache_hits == 1
+
+
 async def test_bad_input_and_limits(make_service: Any, indexed_home: Any) -> None:
     svc = await make_service(max_bytes=50_000)
     with pytest.raises(InvalidMedia):

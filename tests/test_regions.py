@@ -552,3 +552,46 @@ def test_of_two_hits_at_one_place_the_better_one_is_located(indexed_home: Any) -
     located = (scores[0] + p.margin - (1 - p.locate_weight) * 0.85) / p.locate_weight
     print("located scores:", scores, "localisation", located)
     assert scores[0] == scores[1] and 0.8 < located <= 1.0 + 1e-6
+
+
+def test_the_crop_search_runs_only_when_it_can_change_the_answer(indexed_home: Any) -> None:
+    """A whole frame that fits its best whole-frame hit whole, in colour and well ahead of
+    any other place is answered by the early exit (`RegionParams.early`): the region search
+    is not run, and the answer is the one the full stage gives. A quarter crop fits no whole
+    frame whole, so the region search still runs for it. (The gate is raised above every
+    score so that every query enters the stage: on the small test library hardly any whole
+    frame scores below it; at 1080p, trimmed views and chat JPEGs do.)"""
+    rec = _recognizer(indexed_home)
+    default = rec.params
+    gated = replace(default, regions=replace(default.regions, gate=1.01))
+    full = replace(gated, regions=replace(gated.regions, early=False))
+    eps = indexed_home.ground_truth["episodes"]
+
+    def answer(params: RecognitionParams, img: Image.Image) -> Any:
+        rec.params = params
+        try:
+            r = rec.recognize(Media(kind="image", frames=(img,), times=(0.0,)))
+        finally:
+            rec.params = default
+        assert "regions" in r.timings_ms  # every query entered the stage
+        top = r.candidates[0]
+        return top.episode_id, top.time, r.status, "crop_search" in r.timings_ms
+
+    rng = random.Random(3)
+    wholes = []
+    for k in range(6):
+        ep = eps[k % len(eps)]
+        lo = (ep["opening"][1] + 1.0) if ep.get("opening") else 0.5
+        hi = (ep["ending"][0] - 1.0) if ep.get("ending") else ep["duration"] - 1.0
+        img, _ = _library_frame(indexed_home, rec, k % len(eps), rng.uniform(lo, max(lo + 0.1, hi)))
+        got, was = answer(gated, img), answer(full, img)
+        assert was[3]  # the full stage searched the regions
+        # the same episode and status; in a still shot the full stage may pin another of its
+        # stored frames (neighbours that fit within the localisation's tie, 0.02)
+        assert got[0] == was[0] and got[2] == was[2] and abs(got[1] - was[1]) <= 2.0, (got, was)
+        wholes.append(got[3])
+    print(f"clean whole frames: the region search ran for {sum(wholes)} of {len(wholes)}")
+    assert sum(not x for x in wholes) >= len(wholes) - 2, wholes
+
+    for img, _path, _t in _crops(indexed_home, 6, seed=7):
+        assert answer(gated, img)[3]  # a crop: the region search ran

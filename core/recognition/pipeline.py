@@ -164,7 +164,7 @@ class Recognizer:
         cropped = regions.crops(hits, getattr(self.index, "regions", None), self.embedder,
                                 self.catalog, media, views, vecs, owner, self.search_k,
                                 self.subcrops, self.thumbnails, q.templates, p.regions,
-                                p.group, p.check)
+                                p.group, p.check, q.timings)
         if cropped is not None:
             hits = cropped
             q.lap("regions", t)

@@ -8,6 +8,7 @@ within the shot; the best few are then re-ranked by the colour check.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 
@@ -19,7 +20,7 @@ from core.index import VectorIndex, region_frame_ids
 from core.media import Media
 from core.models.embedder import SceneEmbedder
 from core.recognition.candidates import GroupParams, Hit, Neighbours, group
-from core.recognition.checks import CheckParams, Templates, rerank
+from core.recognition.checks import CheckParams, Templates, colour_check, rerank
 from core.recognition.correlation import LOCATE_SCALES, Sheet, locate_scores
 from core.recognition.framing import View
 from core.recognition.thumbnails import Thumbnails
@@ -46,6 +47,18 @@ class RegionParams:
     scales: tuple[float, ...] = LOCATE_SCALES  # query width as a share of the frame width
     locate_weight: float = 0.8  # share of the localisation score in a located candidate's score
     margin: float = 0.04  # handicap of a located score against a whole-frame similarity
+    # the early exit (`whole_frame`): the best whole-frame hit is located and colour-checked
+    # first, as the full stage would; when the query fits it whole (at the full width) this
+    # well, in colour this well, and no other place came this close before, the query is that
+    # frame and the region search (sub-crops, region vectors, locating their hits) does not
+    # change the answer (`bench/bench_gate.py`)
+    early: bool = True
+    early_fit: float = 0.95  # its localisation at the full width (grey correlation, best place)
+    # its whole-frame similarity at least this: below, a region vector of the same shot can
+    # score higher and win the located score at the same fit (pinning another time)
+    early_score: float = 0.75
+    early_check: float = 0.90  # its colour check
+    early_margin: float = 0.05  # its whole-frame score above the best other place's
 
 
 def embed_subcrops(embedder: SceneEmbedder, views: Sequence[Sequence[View]], p: RegionParams
@@ -145,17 +158,99 @@ def locate(hits: list[Hit], views: Sequence[Sequence[View]], cat: Catalog, thumb
     return out
 
 
+def whole_frame(hit: Hit, views: Sequence[Sequence[View]], cat: Catalog, thumbs: Thumbnails,
+                templates: Templates, p: RegionParams, check: CheckParams, min_fit: float = -1.0
+                ) -> tuple[Hit, float] | None:
+    """A whole-frame hit located in its thumbnails and colour-checked exactly as the full
+    stage locates and re-ranks it (`locate`, `rerank`: one hit's scores do not depend on the
+    others'), and how well the query fits there *whole* (the best correlation at the full
+    width). The other widths and the colour check only when that fit is at least `min_fit`
+    (otherwise the hit is returned as it was). None without thumbnails."""
+    near = thumbs.near(hit.ep, hit.anchor_t, p.window)
+    if near is None:
+        return None
+    sheet = Sheet(near.stack.astype(np.float32))
+    full = [s for s in p.scales if s >= 1.0] or [1.0]
+    whole = np.max([locate_scores(v.image, sheet, full) for v in views[hit.frame]], axis=0)
+    fit = float(whole.max())
+    if fit < min_fit:
+        return hit, fit
+    rest = [s for s in p.scales if s < 1.0]
+    sc = np.max([whole] + [locate_scores(v.image, sheet, rest) for v in views[hit.frame]], axis=0) if rest else whole
+    h = _located(hit, near.times, sc, cat, p)
+    c = colour_check(h, views, thumbs, templates, check, p.gate)
+    score = h.score if c.colour is None else (1 - check.weight) * h.score + check.weight * c.colour
+    return replace(h, checked=c, score=score), fit
+
+
+def _shot_mates(top: Hit, hits: list[Hit], views: Sequence[Sequence[View]], cat: Catalog,
+                thumbs: Thumbnails, templates: Templates, p: RegionParams, check: CheckParams
+                ) -> list[Hit]:
+    """The early exit's answer: the best whole-frame hit located and checked (`top`), and the
+    whole-frame hits of its episode within 2 x `p.window` s located and checked too, as the
+    full stage does (in a still shot one of them may fit a little better and pin the time);
+    the other hits as they were."""
+    done, seen = [top], [(hits[0].ep, hits[0].anchor_t)]
+    rest = []
+    for h in hits[1:]:
+        if (h.region or h.ep != top.ep or abs(h.anchor_t - hits[0].anchor_t) > 2 * p.window
+                or len(done) >= p.top):
+            rest.append(h)
+            continue
+        if any(e == h.ep and abs(t - h.anchor_t) <= p.same for e, t in seen):
+            continue  # the full stage locates one candidate a place
+        seen.append((h.ep, h.anchor_t))
+        got = whole_frame(h, views, cat, thumbs, templates, p, check)
+        done.append(got[0] if got is not None else h)
+    return sorted(done + rest, key=lambda h: -h.score)
+
+
+def _margin(hits: list[Hit], p: RegionParams) -> float:
+    """The best whole-frame score above the best one at another place."""
+    h = hits[0]
+    other = next((x.score for x in hits[1:] if x.ep != h.ep or abs(x.anchor_t - h.anchor_t) > p.same),
+                 0.0)
+    return h.score - other
+
+
 def crops(hits: list[Hit], regions: VectorIndex | None, embedder: SceneEmbedder, cat: Catalog,
           media: Media, views: Sequence[Sequence[View]], vecs: np.ndarray, owner: Sequence[int],
           k: int, subcrops: bool, thumbs: Thumbnails, templates: Templates, p: RegionParams,
-          grouping: GroupParams, check: CheckParams) -> list[Hit] | None:
+          grouping: GroupParams, check: CheckParams, timings: dict[str, float] | None = None
+          ) -> list[Hit] | None:
     """The whole-frame hits merged with the region hits and re-ranked, or None when the
     regions are not searched (no region vectors, or a whole frame fits: full frames are
-    answered as they are)."""
+    answered as they are). When the best whole-frame hit is located in its thumbnails as a
+    whole frame (`whole_frame`, `RegionParams.early`), it is answered from there: that hit and
+    its shot's (`_shot_mates`) located and checked, the others as they were. `timings`: gets
+    "crop_search", the ms of the region search and the re-ranking, when they run."""
     if regions is None or len(regions) == 0:
         return None
     if hits and hits[0].score >= p.gate:
         return None
+    # the early exit: the cheapest evidence first (the margin is known, one hit's
+    # localisation is a fraction of the stage, its colour check is needed by the answer anyway)
+    if (p.early and thumbs.framestore is not None and hits and not hits[0].region
+            and hits[0].score >= p.early_score and _margin(hits, p) >= p.early_margin):
+        got = whole_frame(hits[0], views, cat, thumbs, templates, p, check, p.early_fit)
+        if got is not None and got[1] >= p.early_fit and got[0].checked is not None:
+            colour = got[0].checked.colour
+            if colour is not None and colour >= p.early_check:
+                return _shot_mates(got[0], hits, views, cat, thumbs, templates, p, check)
+    t0 = time.perf_counter()
+    out = _search_and_rank(hits, regions, embedder, cat, media, views, vecs, owner, k, subcrops,
+                           thumbs, templates, p, grouping, check)
+    if timings is not None:
+        timings["crop_search"] = (time.perf_counter() - t0) * 1000
+    return out
+
+
+def _search_and_rank(hits: list[Hit], regions: VectorIndex, embedder: SceneEmbedder, cat: Catalog,
+                     media: Media, views: Sequence[Sequence[View]], vecs: np.ndarray,
+                     owner: Sequence[int], k: int, subcrops: bool, thumbs: Thumbnails,
+                     templates: Templates, p: RegionParams, grouping: GroupParams,
+                     check: CheckParams) -> list[Hit]:
+    """The region search, locating the best candidates of each kind, the colour re-rank."""
     found = search_regions(regions, embedder, cat, media, views, vecs, owner, k, subcrops, p,
                            grouping)
     if thumbs.framestore is None:  # nothing to locate the crop in: merge on similarity
