@@ -168,7 +168,8 @@ def _home_with_cast(tmp_path: Path, pictures: list, embedder: object | None, per
         if p.split == "tuning":
             for j, f in enumerate(p.faces):
                 if len(crops.setdefault(f.character, [])) < per_character:
-                    crops[f.character].append((f"{k}-{j}.png", Image.fromarray(crop_face(p.image, f.box, cast.REF_SPEC))))
+                    crop = Image.fromarray(crop_face(p.image, f.box, cast.REF_SPEC))
+                    crops[f.character].append((f"{k}-{j}.png", crop))
     for who, imgs in crops.items():
         cast.add_references(app.sessions, app.settings.home, "Ren'Py", who, imgs, detector=None,
                             embedder=embedder)  # type: ignore[arg-type]
