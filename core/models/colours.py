@@ -14,9 +14,10 @@ interface (version, embed_faces, embed_reference) and so works wherever an embed
 
 `naming_embedder` is what the bot names faces with (`core.recognition.characters`, the
 `anirec characters` commands, `anirec eval characters`): the promoted embedder fused with the
-colour descriptor at `NAMING_WEIGHT`, the weight chosen on the real-art tuning backgrounds
-(`bench/bench_realart.py`); its floors are the embedder's mapped onto the fused score
-(`FusedEmbedder.map_floor`) until `anirec characters calibrate` measures them.
+colour descriptor at `NAMING_WEIGHT` (measured by `bench/bench_realart.py` on the real-art
+tuning backgrounds and by `anirec eval characters` on the sample library); its floors are the
+embedder's mapped onto the fused score (`FusedEmbedder.map_floor`) until `anirec characters
+calibrate` measures them.
 """
 
 from __future__ import annotations
@@ -34,7 +35,9 @@ SIZE = 40  # the head box is resized to SIZE × SIZE
 BANDS = ((0.0, 0.42), (0.38, 0.72), (0.0, 1.0))  # (top, bottom) fractions of the head box height
 COLOUR_VERSION = "colour1"
 DIM = len(BANDS) * (HUE_BINS + VALUE_BINS)
-NAMING_WEIGHT = 0.3  # the embedder's share of the bot's naming score (chosen on the real-art tuning split)
+# the embedder's share of the bot's naming score: on the real-art tuning split 0.2-0.7 tie and
+# 0.1 is one face better, but 0.1 and 0.2 turned away known faces of the sample library (docs/characters.md)
+NAMING_WEIGHT = 0.3
 # the colour similarity the embedder's floor is mapped around (`FusedEmbedder.map_floor`): set so
 # that the sample-library embedder's floor (0.80 at 5 references) maps onto the floor tuned on
 # the real-art tuning split at w 0.3 (0.90: the lowest with ≤ 5% wrong names, closed and open
