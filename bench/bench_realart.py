@@ -44,6 +44,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     ap.add_argument("--sample-eval", action="store_true", help="also run `anirec eval characters` on --home")
     ap.add_argument("--cache", help="a pickle of the composed set and the distractor faces (written if missing)")
     ap.add_argument("--naming-only", action="store_true", help="skip detection (and the teacher)")
+    ap.add_argument("--no-bot", action="store_true",
+                    help="skip the end to end through the bot's code (bench.realart_bot)")
     ap.add_argument("--out", default=None, help="default: bench/results/realart/LABEL.json")
     return ap.parse_args(argv)
 
@@ -74,13 +76,16 @@ def vectorisers(embedder: Any) -> dict[str, Any]:
     """The face descriptors compared: the embedder, the untrained network, the colour
     descriptor (no learning) and the embedder fused with it."""
     from core.models import characters as cm
-    from core.models.colours import FusedEmbedder, colour_descriptors
+    from core.models.colours import FusedEmbedder, colour_descriptors, naming_embedder
 
     return {"embedder": embedder.embed_faces,
             "untrained_network": cm.new_embedder(embedder.spec).embed_faces,
             "colour": colour_descriptors,
-            "fused_w50": FusedEmbedder(embedder, 0.5).embed_faces,
-            "fused_w30": FusedEmbedder(embedder, 0.3).embed_faces}
+            **{f"fused_w{w}": FusedEmbedder(embedder, w / 100).embed_faces for w in WEIGHTS},
+            "naming": naming_embedder(embedder).embed_faces}
+
+
+WEIGHTS = (10, 20, 30, 40, 50, 70)  # the embedder's share (%) of the fused score, chosen on the tuning split
 
 
 class TeacherDetector:
@@ -143,6 +148,9 @@ def main(argv: list[str] | None = None) -> int:
     det, emb, app, models = load_models(args)
     floor = (load_floor(models, emb) if models is not None else
              Floor.of(emb.metrics.get("floors", emb.metrics.get("floor", DEFAULT_FLOOR)))).at(5)
+    from core.models.colours import naming_embedder
+
+    naming_floor = Floor.of(naming_embedder(emb).metrics.get("floors", DEFAULT_FLOOR)).at(5)
     t0 = time.perf_counter()
     cache = Path(args.cache) if args.cache else None
     if cache is not None and cache.exists():
@@ -173,8 +181,12 @@ def main(argv: list[str] | None = None) -> int:
                                     for s in ("tuning", "held_apart")},
                 "characters": sorted({f.character for it in items for f in it.faces})},
         "detector": {"version": det.version, "threshold": det.threshold},
-        "embedder": {"version": emb.version, "floor_5": floor},
+        "embedder": {"version": emb.version, "floor_5": floor, "naming_floor_5": naming_floor},
+        "load_average": list(os.getloadavg()),
     }
+    from bench.realart_bot import colour_similarity
+
+    result["colour_similarity_held_apart"] = colour_similarity([it for it in items if it.split == "held_apart"])
     t0 = time.perf_counter()
     if not args.naming_only:
         result["detection"] = ev.detection(det, items)
@@ -196,8 +208,8 @@ def main(argv: list[str] | None = None) -> int:
             cast[who] = np.vstack([cast[who], v]) if who in cast else v
         held = [i for i, s in enumerate(splits) if s == "held_apart"]
         tune = [i for i, s in enumerate(splits) if s == "tuning" and all(i not in r for r in refs.values())]
-        f = floor if name == "embedder" else FLOORS.get(name, floor)
-        r = {"held_apart": ev.naming(vecs, names, cast, held, f)}
+        f = floor if name == "embedder" else naming_floor if name == "naming" else FLOORS.get(name, floor)
+        r = {"held_apart": ev.naming(vecs, names, cast, held, f), "tuning": ev.naming(vecs, names, cast, tune, f)}
         tuned = ev.floor_for(vecs, names, cast, tune)
         r["floor_tuned_on_tuning"] = tuned
         r["held_apart_at_tuned_floor"] = ev.naming(vecs, names, cast, held, tuned)
@@ -212,6 +224,12 @@ def main(argv: list[str] | None = None) -> int:
     held_items = [it for it in items if it.split == "held_apart"]
     if not args.naming_only:
         result["end_to_end_held_apart"] = ev.end_to_end(det, fn, held_items, cast, f)
+    if not args.naming_only and not args.no_bot:
+        from bench.realart_bot import bot_end_to_end
+
+        t0 = time.perf_counter()
+        result["bot_end_to_end_held_apart"] = bot_end_to_end(det, emb, items, others, seed=args.seed)
+        result["bot_end_to_end_held_apart"]["seconds"] = round(time.perf_counter() - t0, 1)
     if args.sample_eval and app is not None:
         import argparse as _a
 
@@ -235,7 +253,9 @@ def main(argv: list[str] | None = None) -> int:
                       "naming": {k: {x: round(v["held_apart"][x], 3) for x in
                                      ("top1", "named_right", "confident_wrong", "open_set_confident_wrong")}
                                  for k, v in naming.items()},
-                      "end_to_end": result.get("end_to_end_held_apart")}, indent=1))
+                      "tuning_top1": {k: round(v["tuning"]["top1"], 3) for k, v in naming.items()},
+                      "end_to_end": result.get("end_to_end_held_apart"),
+                      "bot": result.get("bot_end_to_end_held_apart")}, indent=1))
     print(f"wrote {out}")
     return 0
 

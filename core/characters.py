@@ -22,6 +22,7 @@ from core.types import CharacterHit
 
 if TYPE_CHECKING:
     from core.models.characters import CharacterEmbedder
+    from core.models.colours import FusedEmbedder
 
 logger = logging.getLogger(__name__)
 
@@ -66,10 +67,12 @@ class Gallery:
         return out
 
 
-def load_gallery(sessions: sessionmaker[Session], embedder: CharacterEmbedder,
+def load_gallery(sessions: sessionmaker[Session], embedder: CharacterEmbedder | FusedEmbedder,
                  home: Path | None = None) -> Gallery:
     """Read every character's references; references embedded by another embedder version are
-    re-embedded from their image (and the new vector is stored)."""
+    re-embedded from their image (and the new vector is stored). A gallery embedded before the
+    bot named with the colour descriptor (`core.models.colours.naming_embedder`) is re-embedded
+    this way once, on the first load, from the reference crops it keeps."""
     gal = Gallery(embedder_version=embedder.version)
     with sessions() as s:
         for ch in s.scalars(select(Character).order_by(Character.series_id, Character.id)):
@@ -166,16 +169,26 @@ def write_floor(models_dir: Path, embedder_version: str, floor: float, **about: 
     return p
 
 
-def load_floor(models_dir: Path, embedder: CharacterEmbedder) -> Floor:
+def load_floor(models_dir: Path, embedder: CharacterEmbedder | FusedEmbedder) -> Floor:
     """The unknown-face floors: an operator's override in `models/characters-floor.json`
     (`{"embedder_version": ..., "floor": {"1": .., "5": ..}}`) for this embedder version, else
-    the ones measured on held-out shots at training time, else the default."""
+    the ones measured on held-out shots at training time, else the default. For the naming
+    embedder (embedder + colour), a file calibrated on the embedder alone is mapped onto the
+    fused score (`FusedEmbedder.map_floor`)."""
     import json
 
     try:
         d = json.loads((models_dir / FLOOR_FILE).read_text())
         if d.get("embedder_version") == embedder.version:
             return Floor.of(d["floor"])
+        from core.models.colours import FusedEmbedder
+
+        if isinstance(embedder, FusedEmbedder) and d.get("embedder_version") == embedder.embedder.version:
+            # calibrated before naming fused the colour descriptor in: mapped onto the fused score
+            f = Floor.of(d["floor"])
+            logger.info("characters: the unknown floor in %s was calibrated on the embedder alone; using it "
+                        "mapped onto the naming score until `anirec characters calibrate` runs again", FLOOR_FILE)
+            return Floor(embedder.map_floor(f.one), embedder.map_floor(f.five))
     except (OSError, ValueError, KeyError, TypeError):
         pass
     return Floor.of(embedder.metrics.get("floors", embedder.metrics.get("floor", DEFAULT_FLOOR)))

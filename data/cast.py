@@ -29,6 +29,7 @@ from core.characters import bytes_vector, label_font, vector_bytes
 from core.db.models import Appearance, Character, CharacterReference, Episode, Frame, Series
 from core.errors import AniRecError
 from core.models.characters import CharacterEmbedder, CharacterSpec, crop_face, whole_image_crop
+from core.models.colours import FusedEmbedder
 from core.models.faces import FaceDetector
 
 logger = logging.getLogger(__name__)
@@ -82,7 +83,7 @@ def _get_or_create(s: Session, series_id: int, name: str) -> Character:
 
 
 def _store_reference(s: Session, home: Path, ch: Character, crop: np.ndarray, source: str,
-                     embedder: CharacterEmbedder | None, tag: str) -> CharacterReference:
+                     embedder: CharacterEmbedder | FusedEmbedder | None, tag: str) -> CharacterReference:
     folder = _ref_dir(home, ch.series_id, ch.id)
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / f"{safe_name(tag)}.png"
@@ -108,7 +109,7 @@ class AddResult:
 
 def add_references(sessions: sessionmaker[Session], home: Path, series: str, name: str,
                    images: Sequence[tuple[str, Image.Image]], *, detector: FaceDetector | None,
-                   embedder: CharacterEmbedder | None) -> AddResult:
+                   embedder: CharacterEmbedder | FusedEmbedder | None) -> AddResult:
     """One-shot cast building: 1–5 (or more) images of a character become its references.
 
     An image that is a screenshot is cropped to its most confident face; an image that is
@@ -218,7 +219,7 @@ def _series_frames(s: Session, series_id: int, per_shot: int) -> dict[str, list[
 
 
 def discover(sessions: sessionmaker[Session], home: Path, series: str, *, detector: FaceDetector,
-             embedder: CharacterEmbedder,
+             embedder: CharacterEmbedder | FusedEmbedder,
              per_shot: int = 3, threshold: float = CLUSTER_SIMILARITY,
              progress: Callable[[int, int], None] | None = None) -> DiscoverResult:
     """Find the faces of a series in its indexed frames, cluster them, write the contact sheet."""
@@ -249,7 +250,9 @@ def discover(sessions: sessionmaker[Session], home: Path, series: str, *, detect
             logger.warning("discover: stopped at %d faces", len(found))
             break
     vecs = np.stack([f[4] for f in found]) if found else np.zeros((0, embedder.dim), np.float32)
-    labels = cluster_vectors(vecs, threshold)
+    # clusters are formed on the embedder's part of the naming vector (the colour part alone
+    # cannot tell characters of one palette apart); the stored vectors are the naming ones
+    labels = cluster_vectors(embedder.split(vecs)[0] if isinstance(embedder, FusedEmbedder) else vecs, threshold)
     with sessions() as s:
         frame_ids = [fid for frames in plan.values() for fid, _, _ in frames]
         # a re-run replaces the unnamed faces of these frames; named ones are kept
@@ -326,7 +329,7 @@ class NameResult:
 
 
 def name_cluster(sessions: sessionmaker[Session], home: Path, cluster: int, name: str, *,
-                 embedder: CharacterEmbedder | None, max_refs: int = 5) -> NameResult:
+                 embedder: CharacterEmbedder | FusedEmbedder | None, max_refs: int = 5) -> NameResult:
     """Name a discovered cluster: its faces become appearances of the character and its most
     typical faces (closest to the cluster's centre) become references."""
     from data.video import read_frames_at

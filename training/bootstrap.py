@@ -242,6 +242,7 @@ def bootstrap(sessions: Any, home: Path, models_dir: Path, *, series: list[str] 
     report(f"  character embedder {ch.version}: {ch.faces} faces in {n_tracks} tracks")
     stage("train_characters", t0)
     t0 = time.perf_counter()
+    from core.models.colours import naming_embedder
     from core.models.registry import load_character_embedder, load_face_detector
 
     det = load_face_detector(sessions, models_dir)
@@ -249,7 +250,8 @@ def bootstrap(sessions: Any, home: Path, models_dir: Path, *, series: list[str] 
     assert det is not None and emb is not None
     discovered = []
     for title in sorted(titles or {p["series"] for p in plan}):
-        d = cast.discover(sessions, home, title, detector=det, embedder=emb, progress=bar(f"discovering {title}"))
+        d = cast.discover(sessions, home, title, detector=det, embedder=naming_embedder(emb),
+                          progress=bar(f"discovering {title}"))
         discovered.append({"series": d.series, "frames": d.frames, "faces": d.faces, "clusters": len(d.clusters),
                            "sheet": str(d.sheet_html) if d.sheet_html else None})
         report(f"  {d.series}: {d.faces} faces → {len(d.clusters)} clusters"
@@ -271,6 +273,7 @@ def gallery_floor(sessions: Any, models_dir: Path, embedder: Any, *, home: Path 
 
     gal = load_gallery(sessions, embedder, home=home)
     ids: dict[Any, np.ndarray] = {("c", m.character_id): m.vectors for m in gal.cast(gal.all_series())}
+    reembed_appearances(sessions, embedder)
     with sessions() as s:
         rows = s.execute(select(Appearance.cluster, Appearance.embedding)
                          .where(Appearance.character_id.is_(None), Appearance.cluster.is_not(None),
@@ -285,3 +288,42 @@ def gallery_floor(sessions: Any, models_dir: Path, embedder: Any, *, home: Path 
             ids[("k", c)] = np.stack(vs)
     n = sum(len(v) for v in ids.values())
     return calibrate_floor(ids, MAX_WRONG if max_wrong is None else max_wrong), len(ids), n
+
+
+def reembed_appearances(sessions: Any, embedder: Any) -> int:
+    """Unnamed discovered faces whose stored vector is not of `embedder`'s size (discovered
+    before the bot named with the colour descriptor fused in) are embedded again from their
+    frame, and stored; returns how many. Faces whose video is gone keep their old vector (and
+    are left out of the floor)."""
+    from pathlib import Path
+
+    from sqlalchemy import select
+
+    from core.characters import vector_bytes
+    from core.db.models import Appearance, Episode, Frame
+    from data.video import read_frames_at
+
+    with sessions() as s:
+        stale = [a for a in s.scalars(select(Appearance).where(Appearance.character_id.is_(None),
+                                                             Appearance.cluster.is_not(None),
+                                                             Appearance.embedding.is_not(None)))
+                 if len(a.embedding) != 4 * embedder.dim]
+        by_ep: dict[str, list[tuple[Appearance, float]]] = {}
+        for a in stale:
+            fr = s.get(Frame, a.frame_id) if a.frame_id is not None else None
+            ep = s.get(Episode, fr.episode_id) if fr is not None else None
+            if fr is not None and ep is not None and Path(ep.path).exists():
+                by_ep.setdefault(ep.path, []).append((a, fr.t))
+        done = 0
+        for path, items in by_ep.items():
+            rgbs = read_frames_at(Path(path), [t for _, t in items])
+            for (a, _), rgb in zip(items, rgbs, strict=True):
+                from PIL import Image
+
+                v = embedder.embed_faces(Image.fromarray(rgb), [(a.x0, a.y0, a.x1, a.y1)])[0]
+                a.embedding = vector_bytes(v)
+                done += 1
+        s.commit()
+    if done:
+        logger.info("characters: %d discovered faces embedded again for the naming descriptor", done)
+    return done

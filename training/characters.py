@@ -30,6 +30,8 @@ from PIL import Image, ImageFilter
 
 from core.characters import Floor
 from core.models.characters import CharacterEmbedder, CharacterSpec, crop_face, new_embedder, version_of
+from core.models.colours import DIM as COLOUR_DIM
+from core.models.colours import FusedEmbedder, colour_descriptor
 from training.facedata import FaceFrame
 from training.schedule import get_lr
 
@@ -245,7 +247,16 @@ def identify(vectors: np.ndarray, gallery: dict[str, np.ndarray], floor: float) 
     return out
 
 
-def embed_faceset(emb: CharacterEmbedder, faces: FaceSet) -> np.ndarray:
+def embed_faceset(emb: CharacterEmbedder | FusedEmbedder, faces: FaceSet) -> np.ndarray:
+    """The vectors of a face set's faces (the naming descriptor: the embedder's and the colour
+    descriptor of the head box inside each context crop, fused)."""
+    if isinstance(emb, FusedEmbedder):
+        n = faces.crops.shape[1] if len(faces) else CONTEXT_SIZE
+        inset = (n - n / (1 + 2 * CONTEXT)) / 2  # the head box inside the context crop
+        box = (inset, inset, n - inset, n - inset)
+        col = (np.stack([colour_descriptor(Image.fromarray(c), box) for c in faces.crops]) if len(faces)
+               else np.zeros((0, COLOUR_DIM), np.float32))
+        return emb.fuse(embed_faceset(emb.embedder, faces), col)
     crops = np.stack([inner_crop(c, emb.spec) for c in faces.crops]) if len(faces) else np.zeros(
         (0, emb.spec.size, emb.spec.size, 3), np.uint8)
     return emb.embed_crops(crops)
@@ -261,7 +272,7 @@ def tune_floor(pos_sims: Sequence[float], unknown_sims: Sequence[float], min_acc
     return floor
 
 
-def _galleries(emb: CharacterEmbedder, train: FaceSet, train_vecs: np.ndarray,
+def _galleries(emb: CharacterEmbedder | FusedEmbedder, train: FaceSet, train_vecs: np.ndarray,
                refs: dict[str, dict[str, Path]], shots: int | None, seed: int) -> dict[str, dict[str, np.ndarray]]:
     """series → character name → reference vectors, for `shots` references per character:
     the operator's reference image first, then faces from the training episodes."""
@@ -282,7 +293,7 @@ def _galleries(emb: CharacterEmbedder, train: FaceSet, train_vecs: np.ndarray,
     return out
 
 
-def evaluate_identification(emb: CharacterEmbedder, train: FaceSet, held: FaceSet,
+def evaluate_identification(emb: CharacterEmbedder | FusedEmbedder, train: FaceSet, held: FaceSet,
                             refs: dict[str, dict[str, Path]], *,
                             floor: Floor | float | dict[str, float] | None = None,
                             seed: int = 0) -> dict[str, Any]:

@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 
 from core.models.characters import CharacterEmbedder
+from core.models.colours import FusedEmbedder
 from core.models.faces import FaceDetector
 from core.recognition import CharacterRecognizer
 from training.characters import FaceSet, evaluate_identification
@@ -55,7 +56,7 @@ def end_to_end(recognizer: CharacterRecognizer, frames: list[FaceFrame], series_
 
 
 def evaluate_characters(root: Path, labels: dict[str, Any], *, detector: FaceDetector,
-                        embedder: CharacterEmbedder, recognizer: CharacterRecognizer | None,
+                        embedder: CharacterEmbedder | FusedEmbedder, recognizer: CharacterRecognizer | None,
                         series_ids: dict[str, int], titles: dict[int, str],
                         every: int = 6, progress: Progress | None = None) -> dict[str, Any]:
     """Detection P/R per series, identification top-1 with 1/5/all references, unknown-face

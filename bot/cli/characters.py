@@ -16,18 +16,22 @@ from bot.app import App
 if TYPE_CHECKING:
     from PIL import Image
 
-    from core.models.characters import CharacterEmbedder
+    from core.models.colours import FusedEmbedder
     from core.models.faces import FaceDetector
 
 MAX_REFERENCE_IMAGES = 20
 
 
 def _models(app: App, *, need_detector: bool
-            ) -> tuple[FaceDetector | None, CharacterEmbedder | None]:
+            ) -> tuple[FaceDetector | None, FusedEmbedder | None]:
+    """The face detector and the naming descriptor (the embedder fused with the colour
+    descriptor, as the bot matches faces: references are stored for it)."""
+    from core.models.colours import naming_embedder
     from core.models.registry import load_character_embedder, load_face_detector
 
     detector = load_face_detector(app.sessions, app.settings.models_dir)
-    embedder = load_character_embedder(app.sessions, app.settings.models_dir)
+    base = load_character_embedder(app.sessions, app.settings.models_dir)
+    embedder = naming_embedder(base) if base is not None else None
     if need_detector and (detector is None or embedder is None):
         missing = " and ".join(n for n, m in (("a face detector", detector), ("a character embedder", embedder))
                                if m is None)

@@ -89,6 +89,7 @@ def _characters_step(app: App, library: Path) -> str:
     from PIL import Image
 
     from bot.cli.progress import TrainBars
+    from core.models.colours import naming_embedder
     from core.models.registry import load_character_embedder, load_face_detector, promoted
     from data import cast
     from training.facedata import read_labels, references
@@ -106,7 +107,8 @@ def _characters_step(app: App, library: Path) -> str:
                              resume=True, supervision="names", progress=TrainBars())
         notes.append(f"character embedder in {c.train_seconds:.0f} s")
     detector = load_face_detector(app.sessions, models)
-    embedder = load_character_embedder(app.sessions, models)
+    base = load_character_embedder(app.sessions, models)
+    embedder = naming_embedder(base) if base is not None else None  # stored for the bot's naming descriptor
     known = {(r["series"], r["name"]) for r in cast.list_cast(app.sessions)}
     added = 0
     for series, members in references(library, read_labels(lf)).items():

@@ -18,6 +18,7 @@ def cmd_eval_characters(app: App, args: argparse.Namespace) -> int:
 
     from bot.cli.progress import StageBars
     from core.characters import CastMember, Gallery, load_floor
+    from core.models.colours import naming_embedder
     from core.models.registry import load_character_embedder, load_face_detector
     from core.recognition import CharacterRecognizer
     from training.characters import FaceSet, embed_faceset
@@ -28,9 +29,10 @@ def cmd_eval_characters(app: App, args: argparse.Namespace) -> int:
 
     st = app.settings
     detector = load_face_detector(app.sessions, st.models_dir)
-    embedder = load_character_embedder(app.sessions, st.models_dir)
-    if detector is None or embedder is None:
+    base = load_character_embedder(app.sessions, st.models_dir)
+    if detector is None or base is None:
         raise SystemExit("anirec: train the models first: `anirec train faces` and `anirec train characters`")
+    embedder = naming_embedder(base)  # what the bot names faces with (embedder + colour)
     lf = Path(args.labels) if args.labels else labels_path(app.sessions, None)
     root, labels = lf.parent, read_labels(lf)
     refs = references(root, labels)

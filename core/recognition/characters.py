@@ -10,7 +10,7 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 import numpy as np
 from PIL import Image
@@ -21,6 +21,10 @@ from core.characters import Floor, Gallery, load_floor, load_gallery
 from core.media import Media
 from core.models.faces import Face
 from core.types import CharacterHit, Recognition
+
+if TYPE_CHECKING:
+    from core.models.characters import CharacterEmbedder
+    from core.models.colours import FusedEmbedder
 
 logger = logging.getLogger(__name__)
 
@@ -34,9 +38,11 @@ class FaceFinder(Protocol):
 
 
 class FaceEmbedder(Protocol):
-    """A character embedder (core.models.characters.CharacterEmbedder)."""
+    """A character embedder (core.models.characters.CharacterEmbedder, or the naming
+    descriptor core.models.colours.FusedEmbedder)."""
 
-    version: str
+    @property
+    def version(self) -> str: ...
 
     def embed_faces(self, image: Image.Image, boxes: Sequence[Sequence[float]]) -> np.ndarray: ...
 
@@ -114,17 +120,28 @@ def with_characters(rec: Recognition, media: Media, cat: Catalog,
 
 def build_character_recognizer(sessions: sessionmaker[Session], models_dir: Path
                                ) -> CharacterRecognizer | None:
-    """Face detector + character embedder + the cast gallery, or None while any is missing
-    (characters are then simply left out of answers)."""
+    """Face detector + the naming descriptor (the character embedder fused with the colour
+    descriptor, `core.models.colours.naming_embedder`) + the cast gallery, or None while any is
+    missing (characters are then simply left out of answers)."""
     from core.models.registry import load_character_embedder, load_face_detector
 
     detector = load_face_detector(sessions, models_dir)
     embedder = load_character_embedder(sessions, models_dir) if detector is not None else None
     if detector is None or embedder is None:
         return None
-    gallery = load_gallery(sessions, embedder, home=models_dir.parent)
+    return character_recognizer(sessions, models_dir, detector, embedder)
+
+
+def character_recognizer(sessions: sessionmaker[Session], models_dir: Path, detector: FaceFinder,
+                         embedder: CharacterEmbedder, *, naming: bool = True) -> CharacterRecognizer | None:
+    """The recognizer the bot runs for these models: the embedder wrapped as the naming
+    descriptor (`naming=False`: the embedder alone, as before 2026-12-03; the real-art bench's
+    "before"), the gallery re-embedded for it where needed, the floor for its score."""
+    from core.models.colours import naming_embedder
+
+    emb: CharacterEmbedder | FusedEmbedder = naming_embedder(embedder) if naming else embedder
+    gallery = load_gallery(sessions, emb, home=models_dir.parent)
     if not len(gallery):
         logger.info("characters: no cast yet (`anirec characters add` / `discover`); faces are off")
         return None
-    return CharacterRecognizer(detector=detector, embedder=embedder, gallery=gallery,
-                               floor=load_floor(models_dir, embedder))
+    return CharacterRecognizer(detector=detector, embedder=emb, gallery=gallery, floor=load_floor(models_dir, emb))
