@@ -1,7 +1,9 @@
-"""Indexing speed as × real time on 720p and 1080p episodes: decode alone, the indexer before
-this change (a `git archive` of --before), the indexer now, and the indexer on Ray (2 local
-workers), all in one run so the ratios share the machine's load. Checks that the three
-indexers stored the same frames (same times, same vectors) as well.
+"""Indexing speed as × real time on 720p and 1080p episodes: decode alone (every frame, the
+reference frames only, keyframes only), the indexer before this change (a `git archive` of
+--before), the indexer now decoding every frame (`ANIREC_INDEX_DECODE=all`) and only the
+reference frames (`ref`), and the indexer on Ray (2 local workers), all in one run so the
+ratios share the machine's load. Checks that the indexers stored the same frames (same times,
+same vectors) as well, and how close `ref`'s frames are to `all`'s.
 
 Run (re-runnable alone; the synthetic episodes are generated once into --work):
     python -m bench.bench_index_speed                  # -> bench/results/indexing_speed.json
@@ -50,11 +52,15 @@ def decode(paths: list[Path], skip: str | None = None) -> dict[str, float]:
     return {"frames": n, "seconds": round(time.perf_counter() - t0, 2)}
 
 
-def run_index(code: Path, library: Path, home: Path, *, ray: bool = False) -> dict[str, Any]:
-    """`anirec index LIBRARY` of the code under `code`, in a fresh home; its reported speed."""
+def run_index(code: Path, library: Path, home: Path, *, ray: bool = False,
+              decode: str | None = None) -> dict[str, Any]:
+    """`anirec index LIBRARY` of the code under `code`, in a fresh home; its reported speed.
+    `decode`: ANIREC_INDEX_DECODE (None: not set, for code from before the setting)."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("ANIREC_")}
     env.update({"PYTHONPATH": str(code), "ANIREC_HOME": str(home), "OMP_NUM_THREADS": "1",
                 "ANIREC_TORCH_THREADS": "1"})
+    if decode is not None:
+        env["ANIREC_INDEX_DECODE"] = decode
     if ray:
         env["ANIREC_INDEX_WORKERS"] = "2"
     cmd = [sys.executable, "-m", "bot.cli", "index", str(library), "--quiet"] + (["--ray"] if ray else [])
@@ -98,6 +104,25 @@ def same(a: dict[str, Any], b: dict[str, Any]) -> bool:
         a[k]["t"] == b[k]["t"] and np.allclose(a[k]["v"], b[k]["v"], atol=1e-5) for k in a)
 
 
+def near(a: dict[str, Any], b: dict[str, Any]) -> dict[str, Any]:
+    """How close the frames of index `b` are to `a`'s: frames in each, the share of `a`'s frame
+    times that `b` has too (exactly, and within 2 frames at 24 fps), and the largest distance
+    from one of `a`'s frame times to the nearest of `b`'s."""
+    n_a = sum(len(v["t"]) for v in a.values())
+    n_b = sum(len(v["t"]) for v in b.values())
+    exact = close = 0
+    worst = 0.0
+    for k, v in a.items():
+        tb = np.asarray(b.get(k, {"t": []})["t"], dtype=np.float64)
+        for t in v["t"]:
+            d = float(np.min(np.abs(tb - t))) if len(tb) else float("inf")
+            exact += d < 1e-6
+            close += d <= 2 / 24 + 1e-6
+            worst = max(worst, d)
+    return {"frames_all": n_a, "frames_ref": n_b, "share_same_time": round(exact / max(n_a, 1), 3),
+            "share_within_2_frames": round(close / max(n_a, 1), 3), "max_distance_s": round(worst, 3)}
+
+
 def archive(commit: str, dst: Path) -> Path:
     """The tree of `commit` (the indexer before) unpacked into `dst`."""
     data = subprocess.run(["git", "archive", commit], cwd=ROOT, capture_output=True, check=True).stdout
@@ -119,16 +144,23 @@ def measure(library: Path, before: Path | None, work: Path, ray: bool) -> dict[s
         d = decode(paths, skip)
         out[name] = {**d, "x_real_time": xrt(video_seconds, d["seconds"])}
     homes: dict[str, Path] = {}
-    runs = [("after", ROOT, False)] + ([("before", before, False)] if before else [])
+    # (name, code, Ray, ANIREC_INDEX_DECODE): "after" decodes every frame, "after_ref" only the
+    # reference frames; Ray runs with every frame, as "after" (its index is compared with it)
+    runs: list[tuple[str, Path, bool, str | None]] = [("after", ROOT, False, "all"), ("after_ref", ROOT, False, "ref")]
+    runs += [("before", before, False, None)] if before else []
     ray = ray and len(paths) > 1
-    runs += [("after_ray_2_workers", ROOT, True)] if ray else []
-    for name, code, use_ray in runs:
+    runs += [("after_ray_2_workers", ROOT, True, "all")] if ray else []
+    for name, code, use_ray, mode in runs:
         home = Path(tempfile.mkdtemp(prefix=f"{name}-", dir=work))
         homes[name] = home
-        out[name] = run_index(code, library, home, ray=use_ray)
+        out[name] = run_index(code, library, home, ray=use_ray, decode=mode)
         print(f"  {name}: {out[name]['x_real_time']}x real time", flush=True)
     ref = stored(ROOT, homes["after"])
     out["frames"] = sum(len(v["t"]) for v in ref.values())
+    out["ref_vs_all_frames"] = near(ref, stored(ROOT, homes["after_ref"]))
+    out["after_ref_vs_after"] = round(out["after_ref"]["x_real_time"] / out["after"]["x_real_time"], 2)
+    out["after_ref_vs_decode_only_nonref"] = round(
+        out["after_ref"]["x_real_time"] / out["decode_only_nonref"]["x_real_time"], 2)
     if before:
         out["same_frames_and_vectors_as_before"] = same(ref, stored(before, homes["before"]))
         out["after_vs_before"] = round(out["after"]["x_real_time"] / out["before"]["x_real_time"], 2)
@@ -145,7 +177,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--sizes", default="720p,1080p", help="comma-separated: " + ", ".join(SIZES))
     ap.add_argument("--seconds", type=float, default=180.0, help="length of each episode")
     ap.add_argument("--fps", type=int, default=24)
-    ap.add_argument("--before", default="bbfb893", help="commit of the indexer to compare with")
+    ap.add_argument("--before", default="c54f89b",
+                    help="commit of the indexer to compare with (default: the one before ANIREC_INDEX_DECODE)")
     ap.add_argument("--no-before", action="store_true")
     ap.add_argument("--no-ray", action="store_true")
     ap.add_argument("--keep-sizes", action="store_true",
@@ -155,7 +188,7 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     from data.synth import generate_library
 
-    work = Path(args.work)
+    work = Path(args.work).resolve()  # the indexers run with their own code folder as cwd
     work.mkdir(parents=True, exist_ok=True)
     result: dict[str, Any] = {
         "benchmark": "indexing_speed", "date": datetime.now(UTC).isoformat(timespec="seconds"),
@@ -164,7 +197,7 @@ def main(argv: list[str] | None = None) -> int:
         "library": f"synthetic (data/synth), 1 series, episodes of {args.seconds:.0f} s at {args.fps} fps, "
                    "x264 CRF 23 veryfast (720p: 2 episodes, Ray measured on them; 1080p: 1)",
         "sampling": "ANIREC_INDEX_FPS 2, ANIREC_INDEX_MAX_FPS 6, region vectors on, default embedder, "
-                    "1 torch thread",
+                    "1 torch thread; after: ANIREC_INDEX_DECODE=all, after_ref: ref",
         "before_commit": None if args.no_before else args.before, "sizes": {}}
     with tempfile.TemporaryDirectory(dir=work) as tmp:
         before = None if args.no_before else archive(args.before, Path(tmp) / "before")
@@ -185,7 +218,8 @@ def main(argv: list[str] | None = None) -> int:
         result["sizes"] = {**json.loads(out.read_text()).get("sizes", {}), **result["sizes"]}
     s720 = result["sizes"].get("720p")
     if s720:
-        result["targets"] = {"x_real_time_720p>=20": s720["after"]["x_real_time"] >= 20}
+        result["targets"] = {"x_real_time_720p>=20": s720["after"]["x_real_time"] >= 20,
+                             "x_real_time_720p_ref>=20": s720["after_ref"]["x_real_time"] >= 20}
         if "ray_2_workers_vs_serial" in s720:
             result["targets"]["ray_2_workers>=1.5x_serial"] = s720["ray_2_workers_vs_serial"] >= 1.5
     out.parent.mkdir(parents=True, exist_ok=True)

@@ -111,7 +111,7 @@ class App:
         st = self.settings
         return Indexer(sessions=self.sessions, embedder=embedder or self.embedder(),
                        index_dir=st.index_dir, framestore=self.framestore(),
-                       fps=fps or st.index_fps, max_fps=st.index_max_fps,
+                       fps=fps or st.index_fps, max_fps=st.index_max_fps, decode=st.index_decode,
                        batch_size=st.embed_batch, progress=progress or Progress(),
                        regions=self.region_spec(), milvus=self.milvus_config(),
                        runner=make_runner(st.index_workers, ray_address or st.ray_address, ray=ray))

@@ -80,6 +80,9 @@ class Settings(BaseSettings):
     # densest sampling that fast motion (pans, zooms, action) may add between the regular
     # samples; the same as index_fps (or lower) turns the extra frames off
     index_max_fps: float = Field(6.0, gt=0, le=60)
+    # frames decoded to sample from: "all", or "ref" (only the reference frames: with B-frames
+    # ~57% of them, cuts and motion found on those; docs/indexing.md). Episodes indexed from then on
+    index_decode: Literal["all", "ref"] = Field("all")
     embed_batch: int = Field(32, ge=1, le=1024)
     torch_threads: int = Field(0, ge=0, le=256)  # 0: torch default
     index_regions: bool = Field(True)  # region vectors of keyframes, for cropped screenshots

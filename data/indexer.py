@@ -51,7 +51,7 @@ from core.index.milvus import MilvusConfig, MilvusIndex
 from core.models.embedder import SceneEmbedder
 from data.library import EpisodeEntry, SeriesEntry, content_key, scan_library
 from data.oped import RULES_VERSION, EpisodeSignature, detect_oped, detect_recaps
-from data.video import EpisodeDecoder, SampledFrame, VideoError, assign_shots, probe_video
+from data.video import DECODE_MODES, EpisodeDecoder, SampledFrame, VideoError, assign_shots, probe_video
 
 logger = logging.getLogger(__name__)
 
@@ -124,6 +124,7 @@ class PrepareParams:
     max_fps: float = 6.0
     batch_size: int = 32
     regions: RegionSpec | None = None
+    decode: str = "all"  # EpisodeDecoder's: "all" frames, or only the reference ("ref")
 
 
 class Progress:
@@ -192,6 +193,8 @@ class Indexer:
     fps: float = 2.0
     #: densest sampling fast motion may add between the regular samples (see EpisodeDecoder)
     max_fps: float = 6.0
+    #: frames decoded to sample from: "all", or only the reference frames ("ref"; ANIREC_INDEX_DECODE)
+    decode: str = "all"
     batch_size: int = 32
     progress: Progress = field(default_factory=Progress)
     index_options: HnswOptions = field(default_factory=HnswOptions)
@@ -202,6 +205,10 @@ class Indexer:
     milvus: MilvusConfig | None = None
     #: where episodes are decoded and embedded (`data.parallel.RayRunner`: Ray workers)
     runner: EpisodeRunner = field(default_factory=SerialRunner)
+
+    def __post_init__(self) -> None:
+        if self.decode not in DECODE_MODES:
+            raise ValueError(f"decode must be one of {', '.join(DECODE_MODES)}, not {self.decode!r}")
 
     # ------------------------------------------------------------------------------------------
     def open(self, *, reembed: bool = False) -> HnswIndex | MilvusIndex:
@@ -305,7 +312,7 @@ class Indexer:
         pending_done: list[int] = []
         last_save = time.perf_counter()
         params = PrepareParams(fps=self.fps, max_fps=self.max_fps, batch_size=self.batch_size,
-                               regions=index.region_spec)
+                               regions=index.region_spec, decode=self.decode)
         results = self.runner.run([Path(item.ep.path) for item in todo], self.embedder, params,
                                   self.progress)
         with closing(results):  # an error while writing stops the runner's work too
@@ -642,7 +649,7 @@ def prepare_episode(path: Path, embedder: SceneEmbedder, params: PrepareParams,
     keyframes); nothing is written. Decoding runs in a thread ahead of the embedding (a queue
     of a few batches). Raises VideoError when the file cannot be decoded."""
     h, w = embedder.input_size
-    dec = EpisodeDecoder(path, fps=params.fps, size=(h, w), max_fps=params.max_fps)
+    dec = EpisodeDecoder(path, fps=params.fps, size=(h, w), max_fps=params.max_fps, decode=params.decode)
     q: queue.Queue[_Batch] = queue.Queue(maxsize=4)
     stop = threading.Event()
     th = threading.Thread(target=_decode_thread, args=(dec, q, params.batch_size, stop), daemon=True,

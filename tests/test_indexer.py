@@ -251,3 +251,44 @@ def test_other_embedder_is_refused_then_reembedded(library: Path, tmp_path: Path
     ef = ix.framestore.read(ep_id)
     want = other.embed_arrays(ef.thumbnail_array(ef.index_of(fid))[None])[0]
     assert np.allclose(index.vectors(np.array([fid]))[0], want, atol=1e-4)
+
+
+def test_reference_frames_only_index_answers_the_same(indexed_home: Any, library: Path, tmp_path: Path) -> None:
+    """ANIREC_INDEX_DECODE=ref (only the reference frames decoded): about as many frames, and
+    the stills that the index of every frame answers right are answered right by it too."""
+    import io
+    import random
+
+    from PIL import Image
+
+    from bot.app import App
+    from core.media import load_media
+    from data.video import read_frames_at
+
+    app = App.from_settings(Settings(_env_file=None, home=tmp_path / "ref", index_decode="ref"))  # type: ignore[call-arg]
+    ix = app.indexer()
+    assert ix.decode == "ref"
+    rep = ix.run(library)
+    assert len(rep.added) == len(indexed_home.ground_truth["episodes"]) and not rep.failed
+    full = indexed_home.app
+    n_all, n_ref = len(load_index(make_indexer(indexed_home.settings.home))), len(load_index(ix))
+    assert abs(n_ref - n_all) <= 0.15 * n_all
+    recognizers = (full.recognizer(), app.recognizer())
+    rng = random.Random(21)
+    right: dict[str, list[bool]] = {"all": [], "ref": []}
+    for ep in indexed_home.ground_truth["episodes"]:
+        for t in (rng.uniform(1.0, ep["duration"] - 1.0) for _ in range(4)):
+            buf = io.BytesIO()
+            Image.fromarray(read_frames_at(indexed_home.library / ep["path"], [t])[0]).save(buf, format="PNG")
+            for name, rec in (("all", recognizers[0]), ("ref", recognizers[1])):
+                res = rec.recognize(load_media(buf.getvalue()))
+                top = res.candidates[0] if res.candidates else None
+                path = rec.catalog.episodes[top.episode_id].path if top else ""
+                right[name].append(Path(path).name == Path(ep["path"]).name and
+                                   (abs(top.time - t) <= 2.0 or top.time_from - 0.5 <= t <= top.time_to + 0.5))
+    # the two indexes hold frames up to a couple of video frames apart: a still near the edge
+    # of what either answers within 2 s may flip, no more than one of the 24 (the full eval:
+    # docs/indexing.md)
+    assert sum(right["all"]) >= 0.8 * len(right["all"])
+    assert sum(right["ref"]) >= sum(right["all"]) - 1
+    assert sum(a != b for a, b in zip(right["all"], right["ref"], strict=True)) <= 2

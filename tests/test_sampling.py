@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import io
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from PIL import Image
@@ -120,3 +121,92 @@ def test_reused_scalers_give_the_pixels_of_a_fresh_conversion(tmp_path: Path) ->
     assert fresh.keys() == kept.keys()
     for t, rgb in kept.items():
         assert np.array_equal(rgb, fresh[t]), t
+
+
+# --- ANIREC_INDEX_DECODE=ref: only the reference frames are decoded ----------------------------
+
+def _decoded_times(video: Path, skip: str | None = None) -> list[float]:
+    import av
+
+    with av.open(str(video)) as c:
+        s = c.streams.video[0]
+        if skip:
+            s.codec_context.skip_frame = skip
+        return [float(f.time) for f in c.decode(s)]
+
+
+def _episode(sample_library: Path) -> Path:
+    import json
+
+    gt = json.loads((sample_library / "ground_truth.json").read_text())
+    return sample_library / gt["episodes"][0]["path"]
+
+
+def test_ref_decodes_fewer_frames_and_finds_the_same_cuts(sample_library: Path) -> None:
+    """On an x264 episode with B-frames (the synthetic generator's), `ref` decodes only the
+    reference frames, finds every cut `all` finds within a frame (and no others), and each of
+    its samples is a frame it decoded, at that frame's own time."""
+    video = _episode(sample_library)
+    everything = EpisodeDecoder(video, decode="all")
+    all_times = [f.t for f in everything]
+    ref = EpisodeDecoder(video, decode="ref")
+    ref_frames = list(ref)
+    total, nonref = _decoded_times(video), _decoded_times(video, "NONREF")
+    assert everything.decoded == len(total)
+    assert ref.decoded == len(nonref) < 0.8 * everything.decoded  # the B-frames were skipped
+    frame = 1.0 / everything.info.fps  # type: ignore[union-attr]
+    assert len(everything.cuts) >= 3 and len(ref.cuts) == len(everything.cuts)
+    for a, b in zip(everything.cuts, ref.cuts, strict=True):
+        assert abs(a - b) <= frame + 1e-6, (everything.cuts, ref.cuts)
+    decoded = {round(t, 6) for t in nonref}
+    assert all(round(f.t, 6) in decoded for f in ref_frames)  # real decoded times, no guesses
+    # about as many samples, near the same times (the regular ones are at most 2 frames later)
+    assert abs(len(ref_frames) - len(all_times)) <= 0.15 * len(all_times)
+    near = sum(min(abs(f.t - t) for t in all_times) <= 2 * frame + 1e-6 for f in ref_frames)
+    assert near >= 0.85 * len(ref_frames)
+    # after each cut a decoded frame is kept and marked, as soon as the densest sampling allows
+    # (1/6 s after the sample before): the first decoded one after the cut, or the one after
+    for c in ref.cuts:
+        after = [f for f in ref_frames if f.t >= c - 1e-6]
+        before = [f.t for f in ref_frames if f.t < c - 1e-6]
+        if after:
+            first = min(t for t in nonref if t >= c - 1e-6 and (not before or t - before[-1] >= 1 / 6 - 1e-6))
+            assert after[0].cut_before and after[0].t == first, (c, after[0].t, first)
+
+
+def test_ref_on_a_stream_without_b_frames_decodes_every_frame(tmp_path: Path) -> None:
+    """Without B-frames every frame is a reference: `ref` decodes all of them and keeps exactly
+    the frames (and cuts) `all` keeps."""
+    import av
+
+    src = _pan_then_still(tmp_path / "pan.mp4")
+    video = tmp_path / "no-b.mp4"
+    with av.open(str(src)) as inp, av.open(str(video), mode="w") as out:
+        st = out.add_stream("libx264", rate=12, options={"x264-params": "bframes=0"})
+        st.width, st.height, st.pix_fmt = 320, 180, "yuv420p"
+        for fr in inp.decode(inp.streams.video[0]):
+            for pkt in st.encode(fr.reformat(format="yuv420p")):
+                out.mux(pkt)
+        for pkt in st.encode(None):
+            out.mux(pkt)
+    a, r = EpisodeDecoder(video, decode="all"), EpisodeDecoder(video, decode="ref")
+    fa, fr_ = list(a), list(r)
+    assert r.decoded == a.decoded == 96
+    assert [f.t for f in fr_] == [f.t for f in fa] and r.cuts == a.cuts
+    assert all(np.array_equal(x.rgb, y.rgb) for x, y in zip(fa, fr_, strict=True))
+
+
+def test_a_decode_mode_that_does_not_exist_is_refused(tmp_path: Path, monkeypatch: Any) -> None:
+    import pytest
+
+    from core.config import load_settings
+    from core.errors import ConfigError
+
+    with pytest.raises(ValueError, match="decode must be one of all, ref"):
+        EpisodeDecoder(tmp_path / "x.mp4", decode="nonref")
+    monkeypatch.chdir(tmp_path)  # no .env
+    monkeypatch.setenv("ANIREC_INDEX_DECODE", "nonref")
+    with pytest.raises(ConfigError, match="ANIREC_INDEX_DECODE"):
+        load_settings()
+    monkeypatch.setenv("ANIREC_INDEX_DECODE", "ref")
+    assert load_settings().index_decode == "ref"
