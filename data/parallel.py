@@ -27,7 +27,7 @@ from typing import Any
 
 from core.errors import ConfigError
 from core.models.embedder import SceneEmbedder
-from data.indexer import EpisodeRunner, Prepared, PrepareParams, Progress, SerialRunner, prepare_episode
+from data.prepare import EpisodeRunner, Prepared, PrepareParams, Progress, SerialRunner, prepare_episode
 from data.video import VideoError
 
 logger = logging.getLogger(__name__)

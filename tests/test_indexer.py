@@ -19,6 +19,7 @@ from core.errors import IndexMismatch
 from core.index import HnswIndex
 from core.models.embedder import EmbedderSpec, build_embedder, default_embedder
 from data import indexer as indexer_mod
+from data import prepare as prepare_mod
 from data.indexer import Indexer
 
 
@@ -238,7 +239,7 @@ def test_other_embedder_is_refused_then_reembedded(library: Path, tmp_path: Path
     def no_decoding(*a: Any, **kw: Any) -> None:
         raise AssertionError("re-embedding must not decode video")
 
-    monkeypatch.setattr(indexer_mod.EpisodeDecoder, "__iter__", no_decoding)
+    monkeypatch.setattr(prepare_mod.EpisodeDecoder, "__iter__", no_decoding)
     ix = make_indexer(home, other)
     rep = ix.run(library, reembed=True)
     index = load_index(ix)

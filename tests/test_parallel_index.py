@@ -17,8 +17,8 @@ from bot.cli import main as cli_main
 from core.config import Settings
 from core.db.models import Episode, Frame, Shot
 from core.index import HnswIndex
-from data.indexer import SerialRunner
 from data.parallel import RayRunner, make_runner
+from data.prepare import SerialRunner
 from tests.test_indexer import interrupt_on_write
 
 ray = pytest.importorskip("ray")

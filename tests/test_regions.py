@@ -469,7 +469,7 @@ def test_sub_crops_line_up_with_the_stored_windows(indexed_home: Any) -> None:
     25% crops from 71% to 87%: bench/results/eval_hard_library.json.)"""
     from core.framestore import decode_jpeg
     from core.recognition import clip_views
-    from data.indexer import region_arrays
+    from data.prepare import region_arrays
 
     rec = _recognizer(indexed_home)
     assert rec.subcrops  # on with the default (model-free) embedder

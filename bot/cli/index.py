@@ -12,7 +12,7 @@ from core.errors import ConfigError
 
 def cmd_index(app: App, args: argparse.Namespace) -> int:
     from bot.cli.progress import TqdmProgress
-    from data.indexer import Progress
+    from data.prepare import Progress
 
     library = Path(args.library).expanduser()
     if not args.reembed:

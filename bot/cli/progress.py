@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING
 
 from tqdm import tqdm
 
-from data.indexer import Progress
+from data.prepare import Progress
 
 if TYPE_CHECKING:
     from typing import Never
