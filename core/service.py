@@ -255,10 +255,9 @@ class RecognitionService:
         self._inflight += 1
         loop = asyncio.get_running_loop()
         try:
-            engine, rec, t0, media = await loop.run_in_executor(self._executor, self._infer, data, sticker)
+            engine, rec, t0, media, sha = await loop.run_in_executor(self._executor, self._infer, data, sticker)
         finally:
             self._inflight -= 1
-        sha = hashlib.sha256(data).hexdigest()
         # The single inference worker is free again. The preview is cut on its own pool, at the
         # same time as the query row is written on the I/O pool: neither waits for the other,
         # and a slow cut never holds up the next answer's row.
@@ -308,12 +307,16 @@ class RecognitionService:
         return replace(rec, candidates=cands, annotated=parts.annotated or rec.annotated,
                        timings_ms=timings)
 
-    def _infer(self, data: bytes, sticker: bool) -> tuple[Recognizer, Recognition, float, Media | None]:
+    def _infer(self, data: bytes, sticker: bool
+               ) -> tuple[Recognizer, Recognition, float, Media | None, str]:
+        """On the inference worker: the answer (from the cache when the same bytes were just
+        answered), and the bytes' SHA-256 (hashed here once, off the event loop)."""
         t0 = time.perf_counter()
         engine = self._recognizer
         if engine is None:
             raise self._load_error or IndexUnavailable()
-        key = (hashlib.sha256(data).hexdigest(), sticker)
+        sha = hashlib.sha256(data).hexdigest()
+        key = (sha, sticker)
         known = self._answers.get(key)
         if known is not None and known[0] is engine:
             self._answers.move_to_end(key)
@@ -321,7 +324,7 @@ class RecognitionService:
             rec = known[1]
             # the faces are boxed on the picture itself (`_make_preview`), so only then is it decoded
             media = load_media(data, self.limits, sticker=sticker) if rec.characters else None
-            return engine, replace(rec, timings_ms={"cached": (time.perf_counter() - t0) * 1000}), t0, media
+            return engine, replace(rec, timings_ms={"cached": (time.perf_counter() - t0) * 1000}), t0, media, sha
         media = load_media(data, self.limits, sticker=sticker)
         t1 = time.perf_counter()
         rec = engine.recognize(media)
@@ -330,7 +333,7 @@ class RecognitionService:
             self._answers[key] = (engine, replace(rec, timings_ms=dict(rec.timings_ms)))
             while len(self._answers) > self.answer_cache:
                 self._answers.popitem(last=False)
-        return engine, rec, t0, media
+        return engine, rec, t0, media, sha
 
     def _finish(self, rec: Recognition, data: bytes, sha: str, source: Source, t0: float) -> Recognition:
         """Write the query row: the answer is then complete (its latency is the time to it)."""
