@@ -97,6 +97,16 @@ def _frames(trace: dict[str, object] | None) -> list[int]:
     return [int(f) for f in frames if isinstance(f, int)] if isinstance(frames, list) else []
 
 
+def new_query_id() -> str:
+    """A query's id: 12 URL-safe characters (fits Telegram callback data and Discord custom
+    ids), never starting with "-", so `anirec feedback add QUERY_ID` reads it as the id and
+    not as an option."""
+    while True:
+        qid = secrets.token_urlsafe(9)
+        if not qid.startswith("-"):
+            return qid
+
+
 class FeedbackStore:
     """Synchronous store; the async service calls it on a worker thread."""
 
@@ -111,7 +121,7 @@ class FeedbackStore:
     @retry_writes
     def record_query(self, rec: Recognition, source: Source, *, image_sha256: str,
                      latency_ms: float, image_path: str | None = None) -> str:
-        qid = secrets.token_urlsafe(9)  # 12 chars; fits callback data and custom ids
+        qid = new_query_id()
         with self.sessions() as s:
             s.add(Query(id=qid, platform=source.platform,
                         chat_hash=self.hash_id(source.platform, source.chat_id),

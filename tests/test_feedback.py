@@ -82,3 +82,12 @@ def test_salt_is_stable_and_private(tmp_path: Path) -> None:
     a = load_salt(tmp_path)
     assert load_salt(tmp_path) == a and len(a) == 32
     assert (tmp_path / "salt.key").stat().st_mode & 0o077 == 0
+
+
+def test_query_ids_never_look_like_an_option() -> None:
+    """`anirec feedback add QUERY_ID`: an id starting with "-" would be read as an option."""
+    from core.feedback import new_query_id
+
+    ids = [new_query_id() for _ in range(5000)]  # ~1 in 64 raw tokens starts with "-"
+    assert not any(i.startswith("-") for i in ids)
+    assert all(len(i) == 12 for i in ids) and len(set(ids)) == len(ids)
